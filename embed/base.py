@@ -1,0 +1,57 @@
+"""The contract every encoder honours: texts (or images) in, L2-normalised float32 rows out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+
+class Encoder(ABC):
+    """Maps inputs of one modality into one vector space.
+
+    Every method returns a C-contiguous ``float32`` matrix of shape ``(len(inputs), dim)`` whose
+    rows have unit L2 norm, so that a dot product is a cosine similarity.
+    """
+
+    #: The vector space this encoder writes into ("text" or "image"). Vectors of different
+    #: spaces are never compared with each other.
+    modality: str = "text"
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """Human-readable model name, e.g. ``all-MiniLM-L6-v2``."""
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Number of dimensions of the output vectors."""
+
+    @property
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """Identifies the exact weights and backend (``"<backend>:<sha256 of model content>"``).
+
+        Recorded in an index manifest, so that a service refuses an index built with another
+        model.
+        """
+
+    @abstractmethod
+    def encode_documents(
+        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
+    ) -> np.ndarray:
+        """Encodes catalogue texts (document side, with the model's document prefix)."""
+
+    @abstractmethod
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Encodes search queries (query side, with the model's query prefix)."""
+
+
+def l2_normalize(matrix: np.ndarray) -> np.ndarray:
+    """Returns ``matrix`` as float32 with unit-norm rows (zero rows stay zero)."""
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    np.maximum(norms, 1e-12, out=norms)
+    return matrix / norms

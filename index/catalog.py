@@ -1,0 +1,345 @@
+"""Loading a shop's catalogue file (CSV, JSON Lines or Parquet) into validated products.
+
+Row numbers in errors count data rows from 1, the header excluded, in file order.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Fields Aisle understands; any other column is kept as an attribute.
+KNOWN_FIELDS = (
+    "id", "title", "description", "brand", "category",
+    "price", "in_stock", "image", "margin", "boost",
+)
+NUMERIC_FIELDS = ("price", "margin", "boost")
+#: Fields whose text is embedded; a change in any of them means re-encoding the product.
+EMBEDDED_FIELDS = ("title", "brand", "category", "description")
+CATEGORY_SEPARATOR = " > "
+
+_TRUE = {"1", "true", "t", "yes", "y"}
+_FALSE = {"0", "false", "f", "no", "n"}
+
+
+class CatalogError(ValueError):
+    """The catalogue cannot be loaded; ``problems`` lists every bad row found."""
+
+    def __init__(self, message: str, problems: list[RowProblem] | None = None) -> None:
+        self.problems = problems or []
+        lines = [message] + [f"  {problem}" for problem in self.problems[:50]]
+        if len(self.problems) > 50:
+            lines.append(f"  ... and {len(self.problems) - 50} more")
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """One bad row: its 1-based data row number, the field and what is wrong."""
+
+    row: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"row {self.row}, field '{self.field}': {self.message}"
+
+
+@dataclass
+class Product:
+    """One catalogue row, typed and normalised."""
+
+    id: str
+    title: str
+    description: str = ""
+    brand: str = ""
+    category: str = ""
+    price: float | None = None
+    in_stock: bool = True
+    image: str = ""
+    margin: float | None = None
+    boost: float | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def embedding_text(self) -> str:
+        """The text the encoder sees: title first, since models truncate long inputs."""
+        parts = [self.title]
+        if self.brand:
+            parts.append(self.brand)
+        if self.category:
+            parts.append(self.category)
+        if self.description:
+            parts.append(self.description)
+        return ". ".join(parts)
+
+    def content_hash(self) -> str:
+        """sha256 of the embedded fields and the image path: equal hash, equal vector."""
+        payload = json.dumps([getattr(self, name) for name in EMBEDDED_FIELDS] + [self.image])
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Catalog:
+    """Products in file order, plus what was skipped."""
+
+    products: list[Product]
+    skipped: list[RowProblem] = field(default_factory=list)
+    source: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.products)
+
+
+def parse_column_map(pairs: list[str] | None) -> dict[str, str]:
+    """Parses ``["title=productDisplayName", ...]`` into ``{"title": "productDisplayName"}``."""
+    mapping: dict[str, str] = {}
+    for pair in pairs or []:
+        aisle_field, sep, shop_column = pair.partition("=")
+        if not sep or not aisle_field.strip() or not shop_column.strip():
+            raise CatalogError(f"bad --map '{pair}': expected aisle_field=shop_column")
+        mapping[aisle_field.strip()] = shop_column.strip()
+    return mapping
+
+
+def load_catalog(
+    path: str | Path,
+    column_map: Mapping[str, str] | None = None,
+    *,
+    skip_bad_rows: bool = False,
+) -> Catalog:
+    """Reads, maps and validates a catalogue file.
+
+    Args:
+        path: a ``.csv``, ``.jsonl``/``.ndjson`` or ``.parquet`` file.
+        column_map: Aisle field → the shop's column name, e.g. ``{"title": "productDisplayName"}``.
+        skip_bad_rows: skip invalid rows (reported in ``Catalog.skipped``) instead of failing.
+
+    Raises:
+        CatalogError: unreadable file, missing required column, or bad rows (without
+            ``skip_bad_rows``), with one line per bad row naming row number and field.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CatalogError(f"catalogue file not found: {path}")
+    rename = {shop: aisle for aisle, shop in (column_map or {}).items()}
+    rows = _read_rows(path)
+    products: list[Product] = []
+    problems: list[RowProblem] = []
+    seen_ids: dict[str, int] = {}
+    header_checked = False
+    for row_number, raw in enumerate(rows, start=1):
+        record = {rename.get(key, key): value for key, value in raw.items()}
+        if not header_checked:
+            _check_columns(record, column_map or {})
+            header_checked = True
+        product, row_problems = _to_product(record, row_number, path.parent)
+        if product is not None and product.id in seen_ids:
+            row_problems.append(RowProblem(
+                row_number, "id", f"duplicate id '{product.id}' (first seen in row {seen_ids[product.id]})"
+            ))
+        if row_problems:
+            problems.extend(row_problems)
+            continue
+        assert product is not None
+        seen_ids[product.id] = row_number
+        products.append(product)
+    if not header_checked:
+        raise CatalogError(f"catalogue {path} has no rows")
+    if problems and not skip_bad_rows:
+        bad_rows = len({problem.row for problem in problems})
+        raise CatalogError(
+            f"catalogue {path}: {bad_rows} bad row(s); fix them or pass --skip-bad-rows", problems
+        )
+    # One entry per skipped row, naming its first problem.
+    first_per_row: dict[int, RowProblem] = {}
+    for problem in problems:
+        first_per_row.setdefault(problem.row, problem)
+    return Catalog(products, list(first_per_row.values()), path)
+
+
+def _read_rows(path: Path) -> Iterator[dict[str, Any]]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv"):
+            yield from _read_csv(path, delimiter="\t" if suffix == ".tsv" else ",")
+        elif suffix in (".jsonl", ".ndjson", ".json"):
+            yield from _read_jsonl(path)
+        elif suffix in (".parquet", ".pq"):
+            yield from _read_parquet(path)
+        else:
+            raise CatalogError(
+                f"unsupported catalogue format '{suffix}' for {path}: use .csv, .jsonl or .parquet"
+            )
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"catalogue {path} is not UTF-8 text: {exc}") from None
+
+
+def _read_csv(path: Path, delimiter: str) -> Iterator[dict[str, Any]]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        for raw in reader:
+            # DictReader puts surplus cells under the key None; they belong to no column.
+            yield {key: value for key, value in raw.items() if key is not None}
+
+
+def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        row_number = 0
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            row_number += 1
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CatalogError(f"row {row_number} (line {line_number}): invalid JSON: {exc}") from None
+            if not isinstance(record, dict):
+                raise CatalogError(f"row {row_number} (line {line_number}): expected a JSON object")
+            yield record
+
+
+def _read_parquet(path: Path) -> Iterator[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a bad file
+        raise CatalogError(f"cannot read Parquet file {path}: {exc}") from None
+    for batch in parquet.iter_batches(batch_size=8192):
+        yield from batch.to_pylist()
+
+
+def _check_columns(first_record: Mapping[str, Any], column_map: Mapping[str, str]) -> None:
+    for required in ("id", "title"):
+        if required not in first_record:
+            hint = f" (mapped from '{column_map[required]}')" if required in column_map else ""
+            raise CatalogError(
+                f"required column '{required}'{hint} is missing; columns are: "
+                f"{', '.join(map(str, first_record))}. Map yours with --map {required}=<column>"
+            )
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or (
+        isinstance(value, str) and not value.strip()
+    )
+
+
+def _to_product(
+    record: dict[str, Any], row: int, base_dir: Path
+) -> tuple[Product | None, list[RowProblem]]:
+    problems: list[RowProblem] = []
+    raw_id = record.get("id")
+    product_id = "" if _is_blank(raw_id) else _as_id(raw_id)
+    if not product_id:
+        problems.append(RowProblem(row, "id", "missing id"))
+    title = "" if _is_blank(record.get("title")) else str(record["title"]).strip()
+    if not title:
+        problems.append(RowProblem(row, "title", "missing title"))
+    numbers: dict[str, float | None] = {}
+    for name in NUMERIC_FIELDS:
+        try:
+            numbers[name] = _as_number(record.get(name))
+        except ValueError:
+            problems.append(RowProblem(row, name, f"not a number: {record.get(name)!r}"))
+    try:
+        in_stock = _as_bool(record.get("in_stock"))
+    except ValueError:
+        problems.append(RowProblem(row, "in_stock", f"not a boolean: {record.get('in_stock')!r}"))
+        in_stock = True
+    if problems:
+        return (Product(product_id, title) if product_id else None), problems
+    attributes = {
+        key: _plain(value) for key, value in record.items()
+        if key not in KNOWN_FIELDS and not _is_blank(value)
+    }
+    return Product(
+        id=product_id,
+        title=title,
+        description=_text(record.get("description")),
+        brand=_text(record.get("brand")),
+        category=normalize_category(_text(record.get("category"))),
+        price=numbers["price"],
+        in_stock=in_stock,
+        image=_image_path(_text(record.get("image")), base_dir),
+        margin=numbers["margin"],
+        boost=numbers["boost"],
+        attributes=attributes,
+    ), []
+
+
+def _as_id(value: Any) -> str:
+    # Parquet/JSON integers and floats like 12.0 become "12", as a CSV would spell them.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def _text(value: Any) -> str:
+    return "" if _is_blank(value) else " ".join(str(value).split())
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    return json.loads(json.dumps(value, default=str))
+
+
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+# Thousands separators such as 1,299.00 (never a decimal comma).
+_GROUPED = re.compile(r"\d{1,3}(,\d{3})+(\.\d+)?")
+
+
+def _as_number(value: Any) -> float | None:
+    if _is_blank(value):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        text = str(value).strip().lstrip("$€£")
+        if _GROUPED.fullmatch(text):
+            text = text.replace(",", "")
+        if not _NUMBER.fullmatch(text):
+            raise ValueError(value)
+        number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(value)
+    return number
+
+
+def _as_bool(value: Any) -> bool:
+    if _is_blank(value):
+        return True  # unknown stock is treated as available
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(value)
+
+
+def normalize_category(path: str) -> str:
+    """``"Home>Kitchen >  Knives"`` → ``"Home > Kitchen > Knives"``."""
+    if not path:
+        return ""
+    return CATEGORY_SEPARATOR.join(part.strip() for part in path.split(">") if part.strip())
+
+
+def _image_path(value: str, base_dir: Path) -> str:
+    if not value:
+        return ""
+    image = Path(value)
+    return str(image if image.is_absolute() else (base_dir / image).resolve())

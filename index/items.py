@@ -1,0 +1,97 @@
+"""Product metadata of a version: a Parquet table whose row i is row i of every vector index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index.catalog import CATEGORY_SEPARATOR, Product
+
+ITEMS_FILE = "items.parquet"
+_COLUMNS = ("id", "title", "description", "brand", "category", "price", "in_stock", "image",
+            "margin", "boost")
+
+
+def write_items(path: Path, products: list[Product], content_hashes: list[str]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({
+        **{name: [getattr(p, name) for p in products] for name in _COLUMNS},
+        "attributes": [json.dumps(p.attributes, sort_keys=True) for p in products],
+        "content_hash": content_hashes,
+    }, schema=pa.schema([
+        ("id", pa.string()), ("title", pa.string()), ("description", pa.string()),
+        ("brand", pa.string()), ("category", pa.string()), ("price", pa.float64()),
+        ("in_stock", pa.bool_()), ("image", pa.string()), ("margin", pa.float64()),
+        ("boost", pa.float64()), ("attributes", pa.string()), ("content_hash", pa.string()),
+    ]))
+    pq.write_table(table, path)
+
+
+class ItemTable:
+    """Column arrays for fast filtering plus row → response dict."""
+
+    def __init__(self, columns: dict[str, list[Any]]) -> None:
+        self.ids: list[str] = columns["id"]
+        self.row_of: dict[str, int] = {item_id: row for row, item_id in enumerate(self.ids)}
+        self._columns = columns
+        self.titles: list[str] = columns["title"]
+        self.content_hashes: list[str] = columns["content_hash"]
+        self.price = np.array([np.nan if p is None else p for p in columns["price"]], dtype=np.float64)
+        self.in_stock = np.array(columns["in_stock"], dtype=bool)
+        self.margin = np.array([0.0 if m is None else m for m in columns["margin"]], dtype=np.float32)
+        self.boost = np.array([0.0 if b is None else b for b in columns["boost"]], dtype=np.float32)
+        self.brand_codes, self.brand_names = _factorize([b.casefold() for b in columns["brand"]])
+        self.brand_code_of = {name: code for code, name in enumerate(self.brand_names)}
+        self.category_codes, self.category_names = _factorize(
+            [c.casefold() for c in columns["category"]]
+        )
+        self._attributes_cache: dict[int, dict[str, Any]] = {}
+
+    @classmethod
+    def read(cls, path: Path) -> ItemTable:
+        import pyarrow.parquet as pq
+
+        return cls(pq.read_table(path).to_pydict())
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def brand(self, row: int) -> str:
+        return self._columns["brand"][row]
+
+    def category(self, row: int) -> str:
+        return self._columns["category"][row]
+
+    def to_result(self, row: int) -> dict[str, Any]:
+        """The catalogue fields of a row, as returned in responses (blank fields left out)."""
+        result: dict[str, Any] = {}
+        for name in _COLUMNS:
+            value = self._columns[name][row]
+            if value is None or value == "" or name == "image" and not value:
+                continue
+            result[name] = value
+        attributes = json.loads(self._columns["attributes"][row])
+        for key, value in attributes.items():
+            result.setdefault(key, value)
+        return result
+
+    def category_prefix_codes(self, prefix: str) -> np.ndarray:
+        """Codes of every category equal to ``prefix`` or below it (component-wise)."""
+        wanted = [part.strip().casefold() for part in prefix.split(">") if part.strip()]
+        joined = CATEGORY_SEPARATOR.join(wanted)
+        return np.array(
+            [code for code, name in enumerate(self.category_names)
+             if name == joined or name.startswith(joined + CATEGORY_SEPARATOR)],
+            dtype=np.int32,
+        )
+
+
+def _factorize(values: list[str]) -> tuple[np.ndarray, list[str]]:
+    names: dict[str, int] = {}
+    codes = np.fromiter((names.setdefault(v, len(names)) for v in values), dtype=np.int32, count=len(values))
+    return codes, list(names)

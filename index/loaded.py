@@ -1,0 +1,118 @@
+"""A published version loaded for queries, validated before use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index.ann import AnnIndex, AnnParams
+from index.items import ItemTable
+from index.lexical import LexicalIndex
+from index.manifest import IndexValidationError, read_manifest, resolve_member, verify_files
+
+
+@dataclass
+class VectorSpace:
+    """One modality's vectors and ANN index."""
+
+    name: str
+    vectors: np.ndarray
+    ann: AnnIndex
+    fingerprint: str
+
+
+class LoadedIndex:
+    """Everything a query needs from one immutable version: items, vectors, ANN and BM25."""
+
+    def __init__(
+        self,
+        path: Path,
+        manifest: dict[str, Any],
+        items: ItemTable,
+        spaces: dict[str, VectorSpace],
+        lexical: LexicalIndex,
+    ) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.items = items
+        self.spaces = spaces
+        self.lexical = lexical
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def text(self) -> VectorSpace:
+        return self.spaces["text"]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        expected_fingerprint: str | None = None,
+        verify_checksums: bool = True,
+    ) -> LoadedIndex:
+        """Loads and validates a version directory.
+
+        Args:
+            path: the version directory (or a ``current`` symlink to one).
+            expected_fingerprint: the text encoder's fingerprint the caller will query with;
+                a version built with another model is refused.
+            verify_checksums: check every file's sha256 (sizes are always checked).
+
+        Raises:
+            IndexValidationError: with a message naming the version and what is wrong.
+        """
+        path = Path(path).resolve()
+        if not path.is_dir():
+            raise IndexValidationError(f"index version not found: {path}")
+        manifest = read_manifest(path)
+        verify_files(path, manifest, checksums=verify_checksums)
+        try:
+            count = int(manifest["count"])
+            items = ItemTable.read(resolve_member(path, manifest["items"]))
+            spaces = {
+                name: _load_space(path, name, entry, count)
+                for name, entry in manifest["spaces"].items()
+            }
+            lexical = LexicalIndex.load(resolve_member(path, manifest["lexical"]), count)
+        except IndexValidationError:
+            raise
+        except (KeyError, TypeError, ValueError, OSError, RuntimeError) as exc:
+            raise IndexValidationError(f"{path}: cannot load version ({type(exc).__name__}: {exc})") from None
+        if len(items) != count:
+            raise IndexValidationError(f"{path}: {len(items)} items but the manifest says {count}")
+        if "text" not in spaces:
+            raise IndexValidationError(f"{path}: no text vector space")
+        if expected_fingerprint is not None and spaces["text"].fingerprint != expected_fingerprint:
+            raise IndexValidationError(
+                f"{path}: built with model {spaces['text'].fingerprint}, but this service encodes "
+                f"queries with {expected_fingerprint}; rebuild the index or configure that model"
+            )
+        return cls(path, manifest, items, spaces, lexical)
+
+
+def _load_space(path: Path, name: str, entry: dict[str, Any], count: int) -> VectorSpace:
+    vectors = np.load(resolve_member(path, entry["vectors"]), mmap_mode="r", allow_pickle=False)
+    dim = int(entry["dim"])
+    if vectors.dtype != np.float32 or vectors.ndim != 2 or vectors.shape[1] != dim:
+        raise IndexValidationError(
+            f"{path}: {name} vectors are {vectors.dtype} {vectors.shape}, the manifest says float32 (*, {dim})"
+        )
+    if vectors.shape[0] != count:
+        raise IndexValidationError(f"{path}: {vectors.shape[0]} {name} vectors for {count} items")
+    params = AnnParams(**entry["index"])
+    ann = AnnIndex.load(resolve_member(path, entry["faiss"]), vectors, params)
+    if ann.faiss_index.d != dim or len(ann) != count:
+        raise IndexValidationError(
+            f"{path}: {name} FAISS index has dim {ann.faiss_index.d} and {len(ann)} rows, expected {dim} and {count}"
+        )
+    return VectorSpace(name, vectors, ann, str(entry["fingerprint"]))

@@ -1,0 +1,51 @@
+"""Request and response bodies of the HTTP API (shared/CONTRACT.md). Unknown fields are refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchFilters(StrictModel):
+    category: str | None = Field(None, max_length=512, description="Category path prefix, e.g. 'Home > Kitchen'.")
+    brand: str | list[str] | None = Field(None, description="One brand or a list of brands.")
+    price_min: float | None = Field(None, ge=0, allow_inf_nan=False)
+    price_max: float | None = Field(None, ge=0, allow_inf_nan=False)
+    in_stock: bool | None = None
+
+
+class SearchRequest(StrictModel):
+    query: str = Field(..., min_length=1, max_length=512)
+    user_id: str | None = Field(None, min_length=1, max_length=256)
+    session_id: str | None = Field(None, min_length=1, max_length=256)
+    k: int = Field(10, ge=1, le=100)
+    filters: SearchFilters | None = None
+    exclude_ids: list[str] = Field(default_factory=list, max_length=1000)
+    explain: bool = False
+
+
+class Result(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    score: float
+    title: str
+    explain: dict[str, Any] | None = None
+
+
+class RankedResponse(BaseModel):
+    request_id: str
+    index_version: str
+    took_ms: float
+    results: list[Result]
+
+
+class HealthResponse(BaseModel):
+    status: str
+    index_version: str | None
+    items: int
