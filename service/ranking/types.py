@@ -1,0 +1,53 @@
+"""The data passed between retrieval, personalization and the reranker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class UserContext:
+    """What the service knows about the requesting user or session, for ranking.
+
+    Attributes:
+        profile: unit vector in the text space (recency-decayed average of interacted items),
+            or None with no usable history.
+        mass: the decayed weight mass behind ``profile``; the personal share grows with it.
+        price_band: the user's usual price range (from purchases and carts), if known.
+        purchased_recently: item ids bought within the exclusion window.
+        top_categories: the user's strongest category affinities, strongest first.
+        top_brands: the user's strongest brand affinities, strongest first.
+    """
+
+    profile: np.ndarray | None = None
+    mass: float = 0.0
+    price_band: tuple[float, float] | None = None
+    purchased_recently: frozenset[str] = frozenset()
+    top_categories: tuple[str, ...] = ()
+    top_brands: tuple[str, ...] = ()
+
+    @property
+    def is_anonymous(self) -> bool:
+        return self.profile is None
+
+
+ANONYMOUS = UserContext()
+
+
+@dataclass
+class Candidates:
+    """Rows of one index version with the score parts retrieval produced for each.
+
+    All arrays have one entry per candidate. ``relevance`` is what the reranker starts from
+    (e.g. the fused query/lexical/personal score); the parts are kept for explanations.
+    """
+
+    rows: np.ndarray
+    relevance: np.ndarray
+    parts: dict[str, np.ndarray] = field(default_factory=dict)
+    sources: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
