@@ -124,7 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.set_defaults(handler=_rollback)
 
     for entry in entry_points(group="aisle.commands"):
-        entry.load()(commands)
+        try:
+            register = entry.load()
+        except ImportError as exc:  # a partial install must still build and serve
+            log.warning("command '%s' is unavailable: %s", entry.name, exc)
+            continue
+        register(commands)
     return parser
 
 

@@ -1,0 +1,40 @@
+# Two entry points (see README): `make demo` builds and serves the demo, `make test` runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Exported ONNX models are cached here (keyed by model content hash), shared by demo and tests.
+export AISLE_CACHE_DIR ?= $(CURDIR)/.cache/aisle
+export HF_HUB_OFFLINE := 1
+
+.PHONY: install install-dev demo build-demo serve test bench clean
+
+$(VENV)/bin/activate:
+	$(PYTHON) -m venv $(VENV)
+
+# torch is pinned through constraints.txt so that nothing pulls a CUDA build.
+install: $(VENV)/bin/activate
+	$(PIP) install -q -c constraints.txt -e '.[export]'
+
+install-dev: $(VENV)/bin/activate
+	$(PIP) install -q -c constraints.txt -e '.[export,dev]'
+
+build-demo: install
+	$(VENV)/bin/aisle build --catalog demo/catalog.csv --out var/demo-index
+
+serve:
+	$(VENV)/bin/aisle serve --index var/demo-index --data-dir var/demo-data --host $(HOST) --port $(PORT)
+
+demo: build-demo serve
+
+test: install-dev
+	$(PY) -m pytest -q
+
+bench: $(VENV)/bin/activate
+	$(PIP) install -q -c constraints.txt -e '.[export,dev,bench]'
+	$(PY) benchmarks/run.py --size 100000 --threads 1 --out benchmarks/results
+
+clean:
+	rm -rf var .pytest_cache
