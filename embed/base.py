@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -55,3 +56,25 @@ def l2_normalize(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     np.maximum(norms, 1e-12, out=norms)
     return matrix / norms
+
+
+class ImageEncoder(Encoder):
+    """Maps product images and text queries into one image space (CLIP-style).
+
+    ``encode_queries`` embeds search text into the image space, so that a query can be scored
+    against image vectors; ``encode_images`` embeds the pictures themselves.
+    """
+
+    modality: str = "image"
+
+    @abstractmethod
+    def encode_images(self, paths: Sequence[str | Path]) -> tuple[np.ndarray, np.ndarray]:
+        """Encodes image files.
+
+        A file that is missing or cannot be decoded never aborts a catalogue build: it is logged
+        with a warning, its row is all zeros and its mask entry is ``False``.
+
+        Returns:
+            ``(vectors, ok_mask)``: a ``float32`` matrix of shape ``(len(paths), dim)`` with unit
+            rows where ``ok_mask`` is ``True`` and zero rows elsewhere, and a boolean vector.
+        """

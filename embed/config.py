@@ -40,3 +40,24 @@ class EncoderConfig:
     max_length: int | None = None
     query_prefix: str = ""
     document_prefix: str = ""
+
+
+ImageBackend = Literal["onnx-int8", "onnx-fp32"]
+
+
+@dataclass(frozen=True)
+class ImageEncoderConfig:
+    """How to build the optional image encoder (a local Hugging Face CLIP directory).
+
+    Attributes:
+        model: path of a local ``transformers`` CLIP directory (``config.json``, weights,
+            tokenizer files and ``preprocessor_config.json``); ``None`` disables product images.
+        backend: ``onnx-int8`` (default) or ``onnx-fp32``.
+        threads: onnxruntime intra-op threads.
+        cache_dir: where ONNX exports are cached, keyed by the model's content hash.
+    """
+
+    model: str | None = None
+    backend: ImageBackend = "onnx-int8"
+    threads: int = 1
+    cache_dir: Path = field(default_factory=default_cache_dir)

@@ -1,0 +1,138 @@
+"""CLIP-style image encoder on onnxruntime: product pictures and text queries in one space."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from embed.artifacts import TOKENIZER_FILE, ExportManifest
+from embed.base import ImageEncoder, l2_normalize
+from embed.clip import TEXT_FILE, VISION_FILE, prepare_clip_model
+from embed.config import ImageEncoderConfig
+from embed.images import ImagePreprocessor
+from embed.runtime import load_tokenizer, make_session
+
+logger = logging.getLogger(__name__)
+
+
+class OnnxClipEncoder(ImageEncoder):
+    """Encodes product images (vision tower) and queries (text tower) into CLIP's joint space.
+
+    Documents of this encoder are images: :meth:`encode_images` is the catalogue side and
+    :meth:`encode_queries` the query side. :meth:`encode_documents` deliberately raises, so that
+    code written for text encoders cannot silently put product *titles* into the image index
+    (titles belong to the text encoder's index).
+
+    Args:
+        model_dir: a CLIP export directory written by :func:`embed.prepare_image_model`.
+        threads: onnxruntime intra-op threads per tower.
+    """
+
+    modality = "image"
+
+    def __init__(self, model_dir: Path, *, threads: int = 1) -> None:
+        self.model_dir = Path(model_dir)
+        self.manifest = ExportManifest.read(self.model_dir)
+        if self.manifest.kind != "clip":
+            raise ValueError(f"{self.model_dir} holds a {self.manifest.kind!r} export, not a CLIP model")
+        self.preprocessor = ImagePreprocessor.from_dir(self.model_dir)
+        self._vision = make_session(self.model_dir / VISION_FILE, threads)
+        self._text = make_session(self.model_dir / TEXT_FILE, threads)
+        self._tokenizer = load_tokenizer(self.model_dir / TOKENIZER_FILE, max_length=self.manifest.max_length)
+        self._pad_id = self.manifest.pad_id
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def dim(self) -> int:
+        return self.manifest.dim
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest.fingerprint
+
+    def encode_images(
+        self, paths: Sequence[str | Path], *, batch_size: int = 32, show_progress: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Encodes image files; unreadable ones give a zero row and ``ok_mask`` ``False``.
+
+        Args:
+            paths: image files (any format Pillow reads).
+            batch_size: images per onnxruntime call.
+            show_progress: show a tqdm progress bar.
+
+        Returns:
+            ``(vectors, ok_mask)``: unit rows for decoded images, zero rows for the others.
+        """
+        if isinstance(paths, (str, Path)):
+            raise TypeError("encode_images expects a sequence of paths, not a single path")
+        vectors = np.zeros((len(paths), self.dim), dtype=np.float32)
+        ok_mask = np.zeros(len(paths), dtype=bool)
+        progress = None
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(total=len(paths), desc=f"encoding images ({self.name})", unit="img")
+        try:
+            for start in range(0, len(paths), batch_size):
+                rows, pixels = [], []
+                for offset, path in enumerate(paths[start : start + batch_size]):
+                    array = self.preprocessor.load(path)
+                    if array is not None:
+                        rows.append(start + offset)
+                        pixels.append(array)
+                if pixels:
+                    embeds = self._vision.run(None, {"pixel_values": np.stack(pixels)})[0]
+                    vectors[rows] = l2_normalize(embeds)
+                    ok_mask[rows] = True
+                if progress is not None:
+                    progress.update(min(batch_size, len(paths) - start))
+        finally:
+            if progress is not None:
+                progress.close()
+        return vectors, ok_mask
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Encodes search text into the image space (CLIP text tower), unit rows."""
+        if isinstance(texts, str):
+            raise TypeError("encode_queries expects a sequence of strings, not a single string")
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        encodings = self._tokenizer.encode_batch(list(texts))
+        width = max(len(encoding.ids) for encoding in encodings)
+        ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            ids[row, : len(encoding.ids)] = encoding.ids
+            mask[row, : len(encoding.ids)] = 1
+        embeds = self._text.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return l2_normalize(embeds)
+
+    def encode_documents(
+        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
+    ) -> np.ndarray:
+        """Not supported: the documents of an image encoder are images."""
+        raise NotImplementedError(
+            "OnnxClipEncoder encodes catalogue images with encode_images(paths); product texts "
+            "belong to the text encoder (embed.create_encoder)"
+        )
+
+
+def create_image_encoder(config: ImageEncoderConfig) -> ImageEncoder | None:
+    """Builds the image encoder, or returns ``None`` (logging one info line) if none is configured.
+
+    Args:
+        config: the image model settings.
+
+    Returns:
+        An :class:`OnnxClipEncoder`, or ``None`` when ``config.model`` is ``None``.
+    """
+    if config.model is None:
+        logger.info("no image model configured: product images are ignored")
+        return None
+    return OnnxClipEncoder(prepare_clip_model(config), threads=config.threads)
