@@ -1,56 +1,110 @@
 """Approximate nearest-neighbour search over unit vectors (inner product = cosine) with FAISS.
 
-Index types, chosen by catalogue size unless overridden:
+Index types, and how a build chooses one (``choose_index_type``; ``aisle build --index-type``
+overrides it):
 
-* ``flat``: exact search. Default up to ``FLAT_MAX_ITEMS`` products, where it is already fast.
-* ``hnsw``: HNSW graph over float32 vectors. Default above that.
-* ``hnsw-sq8``: HNSW over 8-bit scalar-quantised vectors: about a quarter of the memory of
-  ``hnsw`` for a small loss of recall; choose it when memory matters (millions of products).
+* ``flat``: exact search. The default up to ``FLAT_MAX_ITEMS`` (50,000) products, where a scan
+  of every vector still answers in a few milliseconds on one core.
+* ``hnsw``: an HNSW graph over the float32 vectors, the default above that. In memory it needs
+  about ``4·dim + 8·M`` bytes per product (1.7 GB for a million 384-d vectors at M=32).
+* ``hnsw-sq8``: the same graph over 8-bit scalar-quantised vectors, about ``dim + 8·M`` bytes
+  per product (0.6 GB for a million). Chosen instead of ``hnsw`` when a memory budget is given
+  (``memory_budget_mb``, ``aisle build --memory-budget-mb``) and ``hnsw`` would exceed it. The
+  quantised scores only pick candidates: ``refine_count(k)`` of them are re-scored exactly
+  from the float vectors, which stay on disk (memory-mapped) rather than in the index, so
+  results and scores match ``hnsw``'s.
 
-Every search may carry a filter (a boolean mask over rows). Filtered search runs inside FAISS
-with an ``IDSelectorBitmap``; when the filter is very selective, or the graph walk cannot find k
-allowed rows, it falls back to an exact scan of the allowed rows, so that results always satisfy
-the filter and k results come back whenever at least k rows match.
+Filtered search (a set of allowed rows, see ``index.filters``) is correct by construction: rows
+outside the filter are never returned, and ``k`` rows come back whenever at least ``k`` are
+allowed. ``flat`` scans only the allowed rows (``exact_subset``). HNSW either walks the graph with FAISS's
+``IDSelectorBitmap`` and an ``efSearch`` widened in inverse proportion to the share of allowed
+rows (a filter keeping 10 % of the catalogue then meets about as many allowed candidates as an
+unfiltered walk, and keeps its recall), or scans the allowed rows exactly, whichever costs less:
+one step of beam width costs about as much as scanning ``GRAPH_STEP_COST_ROWS`` rows (measured
+on MiniLM vectors, single thread), so few allowed rows, or a very selective filter on a large
+catalogue, are scanned. A walk that finds fewer than ``k`` allowed rows falls back to the scan.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+
+from index.selection import RowSelection
 
 IndexType = Literal["flat", "hnsw", "hnsw-sq8"]
 INDEX_TYPES: tuple[str, ...] = ("flat", "hnsw", "hnsw-sq8")
 FLAT_MAX_ITEMS = 50_000
-#: Below this many allowed rows an exact scan of them beats a filtered graph walk.
-EXACT_SCAN_MAX_ROWS = 4_096
+#: One unit of ``efSearch`` in a filtered walk costs about as much as an exact scan of this many
+#: allowed rows (``benchmarks/bench_index.py`` measures both).
+GRAPH_STEP_COST_ROWS = 50
+#: hnsw-sq8 fetches ``REFINE_FACTOR·k + REFINE_EXTRA`` candidates and re-scores them exactly: the
+#: 8-bit scores are off by about 1e-3, which only reorders candidates near the k-th.
+REFINE_FACTOR = 2
+REFINE_EXTRA = 10
 
 
 @dataclass(frozen=True)
 class AnnParams:
-    """Index type and its parameters, recorded in the manifest."""
+    """Index type and its parameters, recorded in the manifest.
+
+    Attributes:
+        type: ``flat``, ``hnsw`` or ``hnsw-sq8``.
+        hnsw_m: graph degree (neighbours per node; twice that on the bottom layer).
+        ef_construction: beam width while building the graph.
+        ef_search: beam width while searching; raised to ``k`` when ``k`` is larger. The
+            default buys recall@10 ≥ 0.99 on real MiniLM vectors up to a million products (see
+            ``benchmarks/results/index.json``); a narrower beam is faster and less exact.
+    """
 
     type: IndexType = "flat"
     hnsw_m: int = 32
     ef_construction: int = 200
-    ef_search: int = 128
+    ef_search: int = 512
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def choose_index_type(count: int) -> IndexType:
-    """The default index type for a catalogue of ``count`` products."""
-    return "flat" if count <= FLAT_MAX_ITEMS else "hnsw"
+def estimate_memory_bytes(index_type: str, count: int, dim: int, hnsw_m: int = 32) -> int:
+    """Approximate resident size of a FAISS index of ``count`` vectors of ``dim`` dimensions."""
+    per_vector = {"flat": 4 * dim, "hnsw": 4 * dim, "hnsw-sq8": dim}[index_type]
+    # HNSW keeps 2·M int32 neighbour ids on the bottom layer, ~M/(M-1)·... above: about 8·M bytes.
+    graph = 0 if index_type == "flat" else 8 * hnsw_m + 16
+    return count * (per_vector + graph)
 
 
-def build_faiss_index(vectors: np.ndarray, params: AnnParams):
-    """Builds a FAISS index over ``vectors`` (rows are unit-norm float32)."""
+def choose_index_type(
+    count: int, dim: int = 384, memory_budget_mb: float | None = None, hnsw_m: int = 32
+) -> IndexType:
+    """The default index type for ``count`` products of ``dim`` dimensions.
+
+    Args:
+        count: number of products.
+        dim: vector dimensions.
+        memory_budget_mb: the most memory the index may take; ``hnsw`` is replaced by
+            ``hnsw-sq8`` when its estimate exceeds this. ``None`` means no limit.
+        hnsw_m: the graph degree the index will use.
+    """
+    if count <= FLAT_MAX_ITEMS:
+        return "flat"
+    if memory_budget_mb is not None and (
+        estimate_memory_bytes("hnsw", count, dim, hnsw_m) > memory_budget_mb * 1024 * 1024
+    ):
+        return "hnsw-sq8"
+    return "hnsw"
+
+
+def build_faiss_index(vectors: np.ndarray, params: AnnParams) -> Any:
+    """Builds a FAISS index over ``vectors`` (rows are unit-norm float32), rows added in order."""
     import faiss
 
     dim = vectors.shape[1]
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if params.type == "flat":
         index = faiss.IndexFlatIP(dim)
     elif params.type == "hnsw":
@@ -58,24 +112,30 @@ def build_faiss_index(vectors: np.ndarray, params: AnnParams):
     elif params.type == "hnsw-sq8":
         index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, params.hnsw_m,
                                   faiss.METRIC_INNER_PRODUCT)
-        index.train(vectors)
+        if len(vectors):
+            index.train(vectors)
     else:
-        raise ValueError(f"unknown index type '{params.type}'; choose one of {INDEX_TYPES}")
+        raise ValueError(f"unknown index type '{params.type}'; choose one of {', '.join(INDEX_TYPES)}")
     if params.type != "flat":
         index.hnsw.efConstruction = params.ef_construction
         index.hnsw.efSearch = params.ef_search
     if len(vectors):
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        index.add(vectors)
     return index
 
 
 class AnnIndex:
-    """A FAISS index plus the vectors it was built from (for exact filtered scans)."""
+    """A FAISS index plus the float vectors it was built from (memory-mapped).
 
-    def __init__(self, faiss_index, vectors: np.ndarray, params: AnnParams) -> None:
+    The vectors serve exact scans of filtered rows and the exact re-scoring of ``hnsw-sq8``
+    candidates; row ``r`` of both is FAISS id ``r``.
+    """
+
+    def __init__(self, faiss_index: Any, vectors: np.ndarray, params: AnnParams) -> None:
         self.faiss_index = faiss_index
         self.vectors = vectors
         self.params = params
+        self._contiguous: np.ndarray | None = None
 
     @classmethod
     def build(cls, vectors: np.ndarray, params: AnnParams) -> AnnIndex:
@@ -98,15 +158,22 @@ class AnnIndex:
     def __len__(self) -> int:
         return int(self.faiss_index.ntotal)
 
+    def memory_bytes(self) -> int:
+        """The FAISS index's serialised size, a close proxy for its resident memory."""
+        import faiss
+
+        return int(faiss.serialize_index(self.faiss_index).nbytes)
+
     def search(
-        self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+        self, query: np.ndarray, k: int, allowed: np.ndarray | RowSelection | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` rows for one query vector.
 
         Args:
             query: a unit vector of shape ``(dim,)``.
             k: how many rows to return at most.
-            allowed: optional boolean mask over rows; only rows where it is True are returned.
+            allowed: optional boolean mask over rows (or a ``RowSelection`` of one); only
+                rows where it is True are returned.
 
         Returns:
             ``(rows, scores)``: int64 row numbers and float32 cosine scores, best first. Fewer
@@ -114,53 +181,121 @@ class AnnIndex:
         """
         n = len(self)
         if n == 0 or k <= 0:
-            return np.empty(0, np.int64), np.empty(0, np.float32)
+            return _empty()
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
         if allowed is None:
-            return self._faiss_search(query, min(k, n), None)
-        allowed_count = int(np.count_nonzero(allowed))
-        if allowed_count == 0:
-            return np.empty(0, np.int64), np.empty(0, np.float32)
-        wanted = min(k, allowed_count)
-        if allowed_count <= EXACT_SCAN_MAX_ROWS:
-            return exact_search(self.vectors, query[0], wanted, np.flatnonzero(allowed))
-        rows, scores = self._faiss_search(query, wanted, allowed)
-        if len(rows) < wanted:  # the graph walk ran out of allowed neighbours
-            return exact_search(self.vectors, query[0], wanted, np.flatnonzero(allowed))
+            return self.graph_search(query[0], min(k, n), None, self.params.ef_search)
+        selection = allowed if isinstance(allowed, RowSelection) else RowSelection(allowed)
+        if len(selection.mask) != n:
+            raise ValueError(f"filter mask has {len(selection.mask)} rows, the index {n}")
+        wanted = min(k, selection.count)
+        if wanted == 0:
+            return _empty()
+        if self.params.type == "flat":
+            return self.exact_subset(query[0], wanted, selection.rows)
+        ef = filtered_ef(max(self.params.ef_search, wanted), selection.count / n)
+        if selection.count <= ef * GRAPH_STEP_COST_ROWS:
+            return self.exact_subset(query[0], wanted, selection.rows)
+        rows, scores = self.graph_search(query[0], wanted, selection, ef)
+        if len(rows) < wanted:  # the walk met fewer allowed rows than asked for
+            return self.exact_subset(query[0], wanted, selection.rows)
         return rows, scores
 
-    def _faiss_search(
-        self, query: np.ndarray, k: int, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def exact_subset(self, query: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top ``k`` among ``rows`` (ascending row numbers), ties broken by row number.
+
+        FAISS reads the chosen rows in place from the (memory-mapped) vectors: no gather copy
+        and no BLAS thread pool, which makes it several times faster than NumPy here.
+        """
         import faiss
 
-        params = None
-        if allowed is not None:
-            bitmap = np.packbits(allowed.astype(np.uint8), bitorder="little")
-            selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
-            if self.params.type == "flat":
-                params = faiss.SearchParameters(sel=selector)
-            else:
-                # Filtered walks skip disallowed nodes; widen the beam so k allowed ones are found.
-                params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.params.ef_search, 2 * k))
-            params._keep = (bitmap, selector)  # the selector must outlive the search call
-        elif self.params.type != "flat" and k > self.params.ef_search:
-            params = faiss.SearchParametersHNSW(efSearch=k)
-        scores, rows = self.faiss_index.search(query, k, params=params)
-        keep = rows[0] >= 0
-        return rows[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
+        vectors = self._contiguous_vectors()
+        k = min(k, len(rows))
+        if k == 0:
+            return _empty()
+        query = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
+        subset = np.ascontiguousarray(rows, dtype=np.int64)
+        scores = np.empty(k, dtype=np.float32)
+        found = np.empty(k, dtype=np.int64)
+        faiss.knn_inner_products_by_idx(
+            faiss.swig_ptr(query), faiss.swig_ptr(vectors), faiss.swig_ptr(subset),
+            vectors.shape[1], 1, len(vectors), len(subset), k,
+            faiss.swig_ptr(scores), faiss.swig_ptr(found), len(subset),
+        )
+        found, scores = _valid(found, scores)
+        order = np.lexsort((found, -scores))
+        return found[order], scores[order]
+
+    def _contiguous_vectors(self) -> np.ndarray:
+        if self._contiguous is None:
+            # A C-contiguous float32 memory map is used as it is (no copy).
+            self._contiguous = np.ascontiguousarray(self.vectors, dtype=np.float32)
+        return self._contiguous
+
+    def graph_search(
+        self, query: np.ndarray, k: int, selection: RowSelection | None = None, ef: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One FAISS search as it is: the HNSW walk (or the flat scan), without any fallback.
+
+        ``search`` decides when to use it; this is public so that benchmarks can time each path.
+
+        Args:
+            query: a unit vector of shape ``(dim,)``.
+            k: rows wanted.
+            selection: the allowed rows, checked by FAISS during the walk.
+            ef: the beam width (default: the index's ``ef_search``).
+        """
+        import faiss
+
+        query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
+        ef = self.params.ef_search if ef is None else ef
+        refine = self.params.type == "hnsw-sq8"
+        fetch = refine_count(k) if refine else k
+        if self.params.type == "flat":
+            params = faiss.SearchParameters()
+        else:
+            params = faiss.SearchParametersHNSW(efSearch=max(ef, fetch))
+        if selection is not None:
+            params.sel = selection.faiss_selector()
+        scores, rows = self.faiss_index.search(query, fetch, params=params)
+        rows, scores = _valid(rows[0], scores[0])
+        if refine and len(rows):  # exact scores for the quantised candidates
+            return self.exact_subset(query[0], k, np.sort(rows))
+        return rows, scores
+
+
+def refine_count(k: int) -> int:
+    """How many hnsw-sq8 candidates are re-scored exactly to return ``k``."""
+    return REFINE_FACTOR * k + REFINE_EXTRA
+
+
+def filtered_ef(ef: int, allowed_share: float) -> int:
+    """The beam width that meets about ``ef`` allowed rows when ``allowed_share`` of rows pass."""
+    return math.ceil(ef / max(allowed_share, 1e-9))
 
 
 def exact_search(
     vectors: np.ndarray, query: np.ndarray, k: int, rows: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force top ``k`` by inner product over ``rows`` (all rows when None)."""
+    """Brute-force top ``k`` by inner product over ``rows`` (all rows when None).
+
+    Ties are broken by row number, so the result is deterministic.
+    """
     candidates = vectors if rows is None else vectors[rows]
-    scores = candidates @ query.astype(np.float32)
+    scores = np.asarray(candidates, dtype=np.float32) @ query.astype(np.float32)
     k = min(k, len(scores))
     if k == 0:
-        return np.empty(0, np.int64), np.empty(0, np.float32)
+        return _empty()
     top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-    top = top[np.lexsort((top, -scores[top]))]  # score desc, then row asc for determinism
+    top = top[np.lexsort((top, -scores[top]))]  # score desc, then row asc
     chosen = top if rows is None else rows[top]
     return chosen.astype(np.int64), scores[top].astype(np.float32)
+
+
+def _valid(rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    keep = rows >= 0  # FAISS pads with -1 when it finds fewer than k
+    return rows[keep].astype(np.int64), scores[keep].astype(np.float32)
+
+
+def _empty() -> tuple[np.ndarray, np.ndarray]:
+    return np.empty(0, np.int64), np.empty(0, np.float32)

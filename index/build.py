@@ -1,28 +1,45 @@
-"""The offline rebuild: catalogue → vectors (re-using unchanged ones) → index → published version."""
+"""The offline rebuild: catalogue → vectors (re-using unchanged ones) → indexes → published version.
+
+A build writes every file of the new version (see ``index.layout``) into a staging directory,
+checksums them into ``manifest.json``, fsyncs, renames the directory into ``versions/`` and only
+then swaps the ``current`` pointer (``index.versions``): a crash at any point leaves the previous
+version current and intact. Builds of one index root are serialised by a lock file. What a
+rebuild re-uses from the current version is described in ``index.reuse``.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from embed.base import Encoder
-from index.ann import AnnIndex, AnnParams, choose_index_type
-from index.catalog import Catalog
-from index.items import ITEMS_FILE, ItemTable, write_items
+from index.ann import INDEX_TYPES, AnnIndex, AnnParams, choose_index_type
+from index.catalog import Catalog, Product
+from index.items import write_items
+from index.layout import (  # noqa: F401  (FAISS_FILE, VECTORS_FILE: re-exported for callers)
+    FAISS_FILE,
+    ID_MAP_FILE,
+    ITEMS_FILE,
+    LEXICAL_DIR,
+    VECTORS_FILE,
+    faiss_file,
+    vectors_file,
+    write_id_map,
+)
 from index.lexical import LexicalIndex
-from index.manifest import IndexValidationError, read_manifest, write_manifest
+from index.manifest import write_manifest
+from index.reuse import PreviousVersion
 from index.versions import VersionStore
 
 log = logging.getLogger(__name__)
-
-VECTORS_FILE = "vectors.{space}.npy"
-FAISS_FILE = "index.{space}.faiss"
-LEXICAL_DIR = "lexical"
 
 
 @dataclass(frozen=True)
@@ -30,27 +47,45 @@ class BuildOptions:
     """How to build a version.
 
     Attributes:
-        index_type: ``None`` picks by catalogue size (see ``index.ann``), else ``flat``,
-            ``hnsw`` or ``hnsw-sq8``.
-        hnsw_m, ef_construction, ef_search: HNSW parameters.
-        keep_versions: how many published versions to keep on disk.
+        index_type: ``None`` picks by catalogue size and memory budget (see ``index.ann``),
+            else ``flat``, ``hnsw`` or ``hnsw-sq8``.
+        memory_budget_mb: the most memory the vector index may take when the type is chosen
+            automatically; above it large catalogues get ``hnsw-sq8``. ``None``: no limit.
+        hnsw_m, ef_construction, ef_search: HNSW parameters (see ``index.ann.AnnParams``).
+        keep_versions: how many published versions to keep on disk (at least 1).
         batch_size: encoder batch size.
         show_progress: draw a progress bar while encoding.
-        reuse_vectors: re-use the current version's vectors for unchanged products.
+        reuse_vectors: re-use the current version's vectors for unchanged products, and its vector
+            and FAISS files when no embedded field changed at all.
     """
 
     index_type: str | None = None
-    hnsw_m: int = 32
-    ef_construction: int = 200
-    ef_search: int = 128
+    memory_budget_mb: float | None = None
+    hnsw_m: int = AnnParams.hnsw_m
+    ef_construction: int = AnnParams.ef_construction
+    ef_search: int = AnnParams.ef_search
     keep_versions: int = 5
     batch_size: int = 64
     show_progress: bool = True
     reuse_vectors: bool = True
 
+    def validate(self) -> None:
+        """Raises ``ValueError`` naming the first bad option."""
+        if self.index_type is not None and self.index_type not in INDEX_TYPES:
+            raise ValueError(f"unknown index type '{self.index_type}'; choose one of {', '.join(INDEX_TYPES)}")
+        if self.keep_versions < 1:
+            raise ValueError(f"keep_versions must be at least 1, not {self.keep_versions}")
+        if self.memory_budget_mb is not None and self.memory_budget_mb <= 0:
+            raise ValueError(f"memory_budget_mb must be positive, not {self.memory_budget_mb}")
+        for name in ("hnsw_m", "ef_construction", "ef_search", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+
 
 @dataclass
 class BuildReport:
+    """What a build did: the version, how many products were encoded or re-used, and timings."""
+
     version: str
     path: Path
     items: int
@@ -58,7 +93,22 @@ class BuildReport:
     reused: int
     skipped: int
     seconds: float
+    index_type: str = "flat"
+    reused_files: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        tick = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - tick, 4)
 
 
 def build_version(
@@ -67,94 +117,186 @@ def build_version(
     encoder: Encoder,
     options: BuildOptions = BuildOptions(),
 ) -> BuildReport:
-    """Builds a new immutable version from ``catalog`` under ``out`` and makes it current."""
+    """Builds a new immutable version from ``catalog`` under ``out`` and makes it current.
+
+    Raises:
+        ValueError: no valid product, or bad options.
+        BuildLockedError: another build of the same index root is running.
+        OSError: the index root cannot be written.
+    """
     started = time.perf_counter()
-    store = VersionStore(out)
+    options.validate()
     products = catalog.products
     if not products:
         raise ValueError("the catalogue has no valid products; nothing to index")
-    hashes = [p.content_hash() for p in products]
-    timings: dict[str, float] = {}
+    store = VersionStore(out)
+    timer = _Timer()
+    with store.build_lock():
+        with timer.stage("hash"):
+            hashes = [product.content_hash() for product in products]
+        with timer.stage("read_previous"):
+            previous = PreviousVersion.open(store, encoder.fingerprint, encoder.dim) if options.reuse_vectors else None
+        with timer.stage("encode"):
+            vectors, encoded = _vectors(catalog, hashes, previous, encoder, options)
+        params = AnnParams(
+            type=options.index_type or choose_index_type(  # type: ignore[arg-type]
+                len(products), encoder.dim, options.memory_budget_mb, options.hnsw_m
+            ),
+            hnsw_m=options.hnsw_m, ef_construction=options.ef_construction, ef_search=options.ef_search,
+        )
+        name, staging = store.stage()
+        try:
+            reused_files, checksums = _write_vectors_and_index(
+                staging, vectors, params, hashes, previous, timer
+            )
+            with timer.stage("items"):
+                write_items(staging / ITEMS_FILE, products, hashes)
+                write_id_map(staging / ID_MAP_FILE, [product.id for product in products])
+            with timer.stage("lexical"):
+                reused_lexical = _write_lexical(staging, products, hashes, previous)
+            if reused_lexical:
+                checksums.update(reused_lexical)
+                reused_files.append(LEXICAL_DIR)
+            with timer.stage("manifest"):
+                write_manifest(staging, _manifest_fields(name, catalog, encoder, params, encoded), checksums)
+            with timer.stage("publish"):
+                path = store.publish(name, staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        with timer.stage("prune"):
+            store.prune(options.keep_versions)
+    return BuildReport(
+        version=name, path=path, items=len(products), encoded=encoded,
+        reused=len(products) - encoded, skipped=len(catalog.skipped),
+        seconds=time.perf_counter() - started, index_type=params.type,
+        reused_files=sorted(reused_files), timings=timer.timings,
+    )
 
-    tick = time.perf_counter()
-    previous = _previous_vectors(store, encoder.fingerprint) if options.reuse_vectors else {}
-    vectors = np.empty((len(products), encoder.dim), dtype=np.float32)
-    missing = [row for row, h in enumerate(hashes) if h not in previous]
-    for row, h in enumerate(hashes):
-        if h in previous:
-            vectors[row] = previous[h]
-    if missing:
-        vectors[missing] = encoder.encode_documents(
-            [products[row].embedding_text() for row in missing],
+
+def _vectors(
+    catalog: Catalog,
+    hashes: list[str],
+    previous: PreviousVersion | None,
+    encoder: Encoder,
+    options: BuildOptions,
+) -> tuple[np.ndarray, int]:
+    """The vector of every product, in row order, and how many had to be encoded."""
+    vectors = np.empty((len(hashes), encoder.dim), dtype=np.float32)
+    known = previous.rows_by_hash() if previous is not None else {}
+    new_rows = [row for row, content_hash in enumerate(hashes) if content_hash not in known]
+    if known:
+        old_rows = [row for row, content_hash in enumerate(hashes) if content_hash in known]
+        if old_rows:
+            assert previous is not None
+            vectors[old_rows] = previous.vectors[[known[hashes[row]] for row in old_rows]]
+    if new_rows:
+        log.info("encoding %d of %d products", len(new_rows), len(hashes))
+        vectors[new_rows] = encoder.encode_documents(
+            [catalog.products[row].embedding_text() for row in new_rows],
             batch_size=options.batch_size, show_progress=options.show_progress,
         )
-    timings["encode"] = time.perf_counter() - tick
+    if not np.isfinite(vectors).all():  # a broken model must not publish an unusable index
+        raise ValueError(f"the encoder {encoder.name} produced non-finite vectors")
+    return vectors, len(new_rows)
 
-    params = AnnParams(
-        type=options.index_type or choose_index_type(len(products)),  # type: ignore[arg-type]
-        hnsw_m=options.hnsw_m, ef_construction=options.ef_construction, ef_search=options.ef_search,
-    )
-    name, staging = store.stage()
-    try:
-        tick = time.perf_counter()
-        np.save(staging / VECTORS_FILE.format(space="text"), vectors, allow_pickle=False)
-        AnnIndex.build(vectors, params).save(staging / FAISS_FILE.format(space="text"))
-        timings["index"] = time.perf_counter() - tick
-        tick = time.perf_counter()
-        write_items(staging / ITEMS_FILE, products, hashes)
-        LexicalIndex.build([p.embedding_text() for p in products]).save(staging / LEXICAL_DIR)
-        timings["metadata"] = time.perf_counter() - tick
-        write_manifest(staging, {
-            "version": name,
-            "count": len(products),
-            "model": {"name": encoder.name, "fingerprint": encoder.fingerprint},
-            "spaces": {
-                "text": {
-                    "dim": encoder.dim,
-                    "vectors": VECTORS_FILE.format(space="text"),
-                    "faiss": FAISS_FILE.format(space="text"),
-                    "index": params.to_dict(),
-                    "fingerprint": encoder.fingerprint,
-                },
+
+def _write_vectors_and_index(
+    staging: Path,
+    vectors: np.ndarray,
+    params: AnnParams,
+    hashes: list[str],
+    previous: PreviousVersion | None,
+    timer: _Timer,
+) -> tuple[list[str], dict[str, str]]:
+    """Writes the vectors and FAISS files, linking the previous ones when they would be equal.
+
+    Returns:
+        The names of the files taken from the previous version, and their verified checksums.
+    """
+    vectors_name, faiss_name = vectors_file("text"), faiss_file("text")
+    checksums: dict[str, str] = {}
+    if previous is not None and previous.same_products(hashes):
+        with timer.stage("link_previous"):
+            space = previous.manifest["spaces"]["text"]
+            checksum = previous.link_verified(space["vectors"], staging / vectors_name)
+            if checksum is not None:
+                checksums[vectors_name] = checksum
+                if previous.index_params() == params.to_dict():
+                    checksum = previous.link_verified(space["faiss"], staging / faiss_name)
+                    if checksum is not None:
+                        checksums[faiss_name] = checksum
+    if vectors_name not in checksums:
+        with timer.stage("write_vectors"):
+            np.save(staging / vectors_name, vectors, allow_pickle=False)
+    if faiss_name not in checksums:
+        with timer.stage("index"):
+            if params.type != "flat":  # minutes for millions of products: say what is going on
+                log.info("building the %s index over %d vectors", params.type, len(vectors))
+            AnnIndex.build(vectors, params).save(staging / faiss_name)
+    return sorted(checksums), checksums
+
+
+def lexical_signature() -> str:
+    """Identifies the code that builds the BM25 index: its module's source and bm25s's version.
+
+    A version's BM25 files are re-used only by a build whose signature is the same, so a change
+    of tokenizer or library rebuilds them.
+    """
+    from importlib.metadata import version
+
+    from index import lexical
+
+    digest = hashlib.sha256(Path(lexical.__file__).read_bytes())
+    digest.update(version("bm25s").encode())
+    return digest.hexdigest()
+
+
+def _write_lexical(
+    staging: Path, products: list[Product], hashes: list[str], previous: PreviousVersion | None
+) -> dict[str, str]:
+    """Writes the BM25 index, or links the previous one when it would be identical.
+
+    Returns:
+        The verified checksums of linked files (empty when the index was built).
+    """
+    signature = lexical_signature()
+    if (
+        previous is not None
+        and previous.same_products(hashes)
+        and previous.manifest.get("lexical_signature") == signature
+        and isinstance(previous.manifest.get("lexical"), str)
+    ):
+        linked = previous.link_tree_verified(previous.manifest["lexical"], staging / LEXICAL_DIR)
+        if linked is not None:
+            return {f"{LEXICAL_DIR}/{name}": checksum for name, checksum in linked.items()}
+    LexicalIndex.build([product.embedding_text() for product in products]).save(staging / LEXICAL_DIR)
+    return {}
+
+
+def _manifest_fields(
+    name: str, catalog: Catalog, encoder: Encoder, params: AnnParams, encoded: int
+) -> dict:
+    return {
+        "version": name,
+        "count": len(catalog.products),
+        "model": {"name": encoder.name, "fingerprint": encoder.fingerprint},
+        "spaces": {
+            "text": {
+                "dim": encoder.dim,
+                "vectors": vectors_file("text"),
+                "faiss": faiss_file("text"),
+                "index": params.to_dict(),
+                "fingerprint": encoder.fingerprint,
             },
-            "items": ITEMS_FILE,
-            "lexical": LEXICAL_DIR,
-            "source": {
-                "catalog": str(catalog.source) if catalog.source else None,
-                "skipped_rows": len(catalog.skipped),
-            },
-        })
-        path = store.publish(name, staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    store.prune(options.keep_versions)
-    return BuildReport(
-        version=name, path=path, items=len(products), encoded=len(missing),
-        reused=len(products) - len(missing), skipped=len(catalog.skipped),
-        seconds=time.perf_counter() - started, timings=timings,
-    )
-
-
-def _previous_vectors(store: VersionStore, fingerprint: str) -> dict[str, np.ndarray]:
-    """content hash → vector from the current version, when it was built with the same model."""
-    try:
-        path = store.current_path()
-        manifest = read_manifest(path)
-    except (IndexValidationError, RuntimeError):
-        return {}
-    space = manifest.get("spaces", {}).get("text", {})
-    if space.get("fingerprint") != fingerprint:
-        log.info("current version used another model; every product is re-encoded")
-        return {}
-    try:
-        vectors = np.load(path / space["vectors"], mmap_mode="r", allow_pickle=False)
-        hashes = ItemTable.read(path / manifest["items"]).content_hashes
-    except (OSError, ValueError, KeyError) as exc:
-        log.warning("cannot re-use vectors of %s (%s); re-encoding everything", path.name, exc)
-        return {}
-    if len(hashes) != len(vectors):
-        return {}
-    return {h: vectors[row] for row, h in enumerate(hashes)}
-
-
+        },
+        "ids": ID_MAP_FILE,
+        "items": ITEMS_FILE,
+        "lexical": LEXICAL_DIR,
+        "lexical_signature": lexical_signature(),
+        "source": {
+            "catalog": str(catalog.source) if catalog.source else None,
+            "skipped_rows": len(catalog.skipped),
+            "encoded": encoded,
+        },
+    }

@@ -1,19 +1,24 @@
 """Loading a shop's catalogue file (CSV, JSON Lines or Parquet) into validated products.
 
-Row numbers in errors count data rows from 1, the header excluded, in file order.
+The file's columns are renamed by the column map (``--map title=productDisplayName`` or the
+``columns`` setting), each row is typed and checked (``Product``), unknown columns become
+attributes, category paths are normalised to ``A > B > C`` and image paths made absolute
+against the catalogue's directory. Row numbers in errors count data rows from 1, the header
+excluded, in file order; text formats also give the line the row starts on.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from index.catalog_files import CatalogFileError, RowSource, open_rows
 
 #: Fields Aisle understands; any other column is kept as an attribute.
 KNOWN_FIELDS = (
@@ -25,8 +30,10 @@ NUMERIC_FIELDS = ("price", "margin", "boost")
 EMBEDDED_FIELDS = ("title", "brand", "category", "description")
 CATEGORY_SEPARATOR = " > "
 
-_TRUE = {"1", "true", "t", "yes", "y"}
-_FALSE = {"0", "false", "f", "no", "n"}
+# Includes the availability words of common shop feeds (e.g. Google Merchant's "in stock").
+_TRUE = {"1", "true", "t", "yes", "y", "in stock", "in_stock", "instock", "available"}
+_FALSE = {"0", "false", "f", "no", "n", "out of stock", "out_of_stock", "outofstock", "sold out",
+          "unavailable"}
 
 
 class CatalogError(ValueError):
@@ -42,14 +49,20 @@ class CatalogError(ValueError):
 
 @dataclass(frozen=True)
 class RowProblem:
-    """One bad row: its 1-based data row number, the field and what is wrong."""
+    """One bad row: its 1-based data row number, the field and what is wrong.
+
+    ``line`` is the row's first line in a text file (CSV rows may span lines; the header is
+    line 1), so that the row is easy to find in an editor; None for Parquet.
+    """
 
     row: int
     field: str
     message: str
+    line: int | None = None
 
     def __str__(self) -> str:
-        return f"row {self.row}, field '{self.field}': {self.message}"
+        where = f"row {self.row}" if self.line is None else f"row {self.row} (line {self.line})"
+        return f"{where}, field '{self.field}': {self.message}"
 
 
 @dataclass
@@ -98,14 +111,33 @@ class Catalog:
 
 
 def parse_column_map(pairs: list[str] | None) -> dict[str, str]:
-    """Parses ``["title=productDisplayName", ...]`` into ``{"title": "productDisplayName"}``."""
+    """Parses ``["title=productDisplayName", ...]`` into ``{"title": "productDisplayName"}``.
+
+    Raises:
+        CatalogError: a pair without ``=``, with an empty side, or naming an unknown Aisle field.
+    """
     mapping: dict[str, str] = {}
     for pair in pairs or []:
         aisle_field, sep, shop_column = pair.partition("=")
         if not sep or not aisle_field.strip() or not shop_column.strip():
             raise CatalogError(f"bad --map '{pair}': expected aisle_field=shop_column")
         mapping[aisle_field.strip()] = shop_column.strip()
+    check_column_map(mapping)
     return mapping
+
+
+def check_column_map(column_map: Mapping[str, str]) -> None:
+    """Refuses a map onto a field Aisle does not know (most likely a typo).
+
+    Raises:
+        CatalogError: naming the unknown field and the known ones.
+    """
+    for aisle_field in column_map:
+        if aisle_field not in KNOWN_FIELDS:
+            raise CatalogError(
+                f"cannot map a column to '{aisle_field}': Aisle's fields are {', '.join(KNOWN_FIELDS)} "
+                "(other columns are kept as attributes without mapping)"
+            )
 
 
 def load_catalog(
@@ -117,7 +149,7 @@ def load_catalog(
     """Reads, maps and validates a catalogue file.
 
     Args:
-        path: a ``.csv``, ``.jsonl``/``.ndjson`` or ``.parquet`` file.
+        path: a ``.csv``/``.tsv``, ``.jsonl``/``.ndjson``/``.json`` or ``.parquet`` file.
         column_map: Aisle field → the shop's column name, e.g. ``{"title": "productDisplayName"}``.
         skip_bad_rows: skip invalid rows (reported in ``Catalog.skipped``) instead of failing.
 
@@ -128,30 +160,19 @@ def load_catalog(
     path = Path(path)
     if not path.is_file():
         raise CatalogError(f"catalogue file not found: {path}")
-    rename = {shop: aisle for aisle, shop in (column_map or {}).items()}
-    rows = _read_rows(path)
-    products: list[Product] = []
-    problems: list[RowProblem] = []
-    seen_ids: dict[str, int] = {}
-    header_checked = False
-    for row_number, raw in enumerate(rows, start=1):
-        record = {rename.get(key, key): value for key, value in raw.items()}
-        if not header_checked:
-            _check_columns(record, column_map or {})
-            header_checked = True
-        product, row_problems = _to_product(record, row_number, path.parent)
-        if product is not None and product.id in seen_ids:
-            row_problems.append(RowProblem(
-                row_number, "id", f"duplicate id '{product.id}' (first seen in row {seen_ids[product.id]})"
-            ))
-        if row_problems:
-            problems.extend(row_problems)
-            continue
-        assert product is not None
-        seen_ids[product.id] = row_number
-        products.append(product)
-    if not header_checked:
+    column_map = dict(column_map or {})
+    check_column_map(column_map)
+    try:
+        source = open_rows(path)
+        if source.columns is not None:
+            _check_columns(path, set(source.columns), column_map)
+        products, problems, seen_columns = _validate_rows(source, column_map, path.parent)
+    except CatalogFileError as exc:
+        raise CatalogError(str(exc)) from None
+    if not products and not problems:
         raise CatalogError(f"catalogue {path} has no rows")
+    if source.columns is None:  # JSON: a column counts as present when any row has it
+        _check_columns(path, seen_columns, column_map)
     if problems and not skip_bad_rows:
         bad_rows = len({problem.row for problem in problems})
         raise CatalogError(
@@ -164,65 +185,46 @@ def load_catalog(
     return Catalog(products, list(first_per_row.values()), path)
 
 
-def _read_rows(path: Path) -> Iterator[dict[str, Any]]:
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".csv", ".tsv"):
-            yield from _read_csv(path, delimiter="\t" if suffix == ".tsv" else ",")
-        elif suffix in (".jsonl", ".ndjson", ".json"):
-            yield from _read_jsonl(path)
-        elif suffix in (".parquet", ".pq"):
-            yield from _read_parquet(path)
-        else:
+def _validate_rows(
+    source: RowSource, column_map: Mapping[str, str], base_dir: Path
+) -> tuple[list[Product], list[RowProblem], set[str]]:
+    """Every valid product, every problem, and the (shop) column names seen in any row."""
+    mapped_from = {shop: aisle for aisle, shop in column_map.items()}
+    products: list[Product] = []
+    problems: list[RowProblem] = []
+    seen_ids: dict[str, int] = {}
+    seen_columns: set[str] = set()
+    for row_number, (line, raw) in enumerate(source.rows, start=1):
+        seen_columns.update(raw)
+        # A mapped column wins over an unmapped one already carrying the Aisle field's name.
+        record = {key: value for key, value in raw.items() if key not in mapped_from and key not in column_map}
+        record.update({mapped_from[key]: value for key, value in raw.items() if key in mapped_from})
+        product, row_problems = _to_product(record, row_number, base_dir)
+        if product is not None and product.id in seen_ids:
+            row_problems.append(RowProblem(
+                row_number, "id", f"duplicate id '{product.id}' (first seen in row {seen_ids[product.id]})"
+            ))
+        if row_problems:
+            problems.extend(RowProblem(p.row, p.field, p.message, line) for p in row_problems)
+            continue
+        assert product is not None
+        seen_ids[product.id] = row_number
+        products.append(product)
+    return products, problems, seen_columns
+
+
+def _check_columns(path: Path, columns: set[str], column_map: Mapping[str, str]) -> None:
+    for aisle_field, shop_column in column_map.items():
+        if shop_column not in columns:
             raise CatalogError(
-                f"unsupported catalogue format '{suffix}' for {path}: use .csv, .jsonl or .parquet"
+                f"--map {aisle_field}={shop_column}: catalogue {path} has no column '{shop_column}'; "
+                f"its columns are: {', '.join(sorted(columns))}"
             )
-    except UnicodeDecodeError as exc:
-        raise CatalogError(f"catalogue {path} is not UTF-8 text: {exc}") from None
-
-
-def _read_csv(path: Path, delimiter: str) -> Iterator[dict[str, Any]]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        for raw in reader:
-            # DictReader puts surplus cells under the key None; they belong to no column.
-            yield {key: value for key, value in raw.items() if key is not None}
-
-
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        row_number = 0
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            row_number += 1
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CatalogError(f"row {row_number} (line {line_number}): invalid JSON: {exc}") from None
-            if not isinstance(record, dict):
-                raise CatalogError(f"row {row_number} (line {line_number}): expected a JSON object")
-            yield record
-
-
-def _read_parquet(path: Path) -> Iterator[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
-    try:
-        parquet = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises several types for a bad file
-        raise CatalogError(f"cannot read Parquet file {path}: {exc}") from None
-    for batch in parquet.iter_batches(batch_size=8192):
-        yield from batch.to_pylist()
-
-
-def _check_columns(first_record: Mapping[str, Any], column_map: Mapping[str, str]) -> None:
     for required in ("id", "title"):
-        if required not in first_record:
-            hint = f" (mapped from '{column_map[required]}')" if required in column_map else ""
+        if required not in column_map and required not in columns:
             raise CatalogError(
-                f"required column '{required}'{hint} is missing; columns are: "
-                f"{', '.join(map(str, first_record))}. Map yours with --map {required}=<column>"
+                f"catalogue {path}: required column '{required}' is missing; its columns are: "
+                f"{', '.join(sorted(columns))}. Map yours with --map {required}=<column>"
             )
 
 
@@ -265,7 +267,7 @@ def _to_product(
         title=title,
         description=_text(record.get("description")),
         brand=_text(record.get("brand")),
-        category=normalize_category(_text(record.get("category"))),
+        category=normalize_category(_category_text(record.get("category"))),
         price=numbers["price"],
         in_stock=in_stock,
         image=_image_path(_text(record.get("image")), base_dir),
@@ -284,6 +286,13 @@ def _as_id(value: Any) -> str:
 
 def _text(value: Any) -> str:
     return "" if _is_blank(value) else " ".join(str(value).split())
+
+
+def _category_text(value: Any) -> str:
+    # Parquet and JSON exports often carry the path as a list: ["Home", "Kitchen", "Knives"].
+    if isinstance(value, (list, tuple)):
+        return ">".join(_text(part) for part in value if not _is_blank(part))
+    return _text(value)
 
 
 def _plain(value: Any) -> Any:
@@ -339,7 +348,8 @@ def normalize_category(path: str) -> str:
 
 
 def _image_path(value: str, base_dir: Path) -> str:
-    if not value:
-        return ""
-    image = Path(value)
+    """An image file path made absolute against the catalogue's directory; URLs stay as they are."""
+    if not value or "://" in value:
+        return value
+    image = Path(value).expanduser()
     return str(image if image.is_absolute() else (base_dir / image).resolve())

@@ -12,10 +12,12 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from index.ann import AnnParams
 from index.settings import CONFIG_ENV, AisleSettings, with_overrides
 
 log = logging.getLogger("aisle")
@@ -36,47 +38,99 @@ def apply_config_option(args: argparse.Namespace) -> None:
         os.environ[CONFIG_ENV] = str(args.config)
 
 
+def load_settings(**overrides: object) -> AisleSettings:
+    """Settings with the CLI's explicit values on top, a bad config reported as a ``CommandError``."""
+    try:
+        return with_overrides(AisleSettings, **overrides)
+    except (ValueError, OSError) as exc:  # pydantic's ValidationError is a ValueError
+        raise CommandError(f"invalid settings: {exc}") from None
+    except Exception as exc:  # a YAML syntax error, whose type lives in the optional yaml package
+        if type(exc).__module__.startswith("yaml"):
+            raise CommandError(f"invalid config file: {exc}") from None
+        raise
+
+
 def _build(args: argparse.Namespace) -> int:
-    from embed import create_encoder, prepare_model
     from index.build import BuildOptions, build_version
     from index.catalog import CatalogError, load_catalog, parse_column_map
+    from index.versions import VersionError
 
-    settings = with_overrides(AisleSettings, index_dir=args.out, model=args.model)
+    started = time.perf_counter()
+    settings = load_settings(index_dir=args.out, model=args.model)
+    hnsw = {name: getattr(args, name) for name in ("hnsw_m", "ef_construction", "ef_search")
+            if getattr(args, name) is not None}
+    options = BuildOptions(
+        index_type=args.index_type, memory_budget_mb=args.memory_budget_mb, **hnsw,
+        keep_versions=args.keep, show_progress=not args.no_progress,
+    )
     try:
+        options.validate()
         column_map = {**settings.columns, **parse_column_map(args.map)}
         catalog = load_catalog(args.catalog, column_map, skip_bad_rows=args.skip_bad_rows)
-    except CatalogError as exc:
+    except (CatalogError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     for problem in catalog.skipped:
         print(f"skipped {problem}", file=sys.stderr)
-    config = settings.encoder_config()
-    prepare_model(config)
-    encoder = create_encoder(config)
-    options = BuildOptions(
-        index_type=args.index_type, keep_versions=args.keep, show_progress=not args.no_progress,
-    )
-    report = build_version(catalog, settings.index_dir, encoder, options)
-    summary = {
-        "version": report.version, "items": report.items, "encoded": report.encoded,
-        "reused": report.reused, "skipped": report.skipped,
-        "seconds": round(report.seconds, 3), "path": str(report.path),
-    }
+    print(f"loaded {len(catalog)} products from {args.catalog}"
+          + (f" ({len(catalog.skipped)} bad rows skipped)" if catalog.skipped else ""), file=sys.stderr)
+    _check_writable(settings.index_dir)  # before minutes of encoding, not after
+    encoder = _create_encoder(settings)
+    try:
+        report = build_version(catalog, settings.index_dir, encoder, options)
+    except VersionError as exc:  # e.g. another build is running
+        raise CommandError(str(exc)) from None
+    except (ValueError, OSError) as exc:
+        raise CommandError(f"cannot build the index under {settings.index_dir}: {exc}") from None
+    seconds = time.perf_counter() - started
     print(
         f"published {report.version}: {report.items} items ({report.encoded} encoded, "
-        f"{report.reused} re-used, {report.skipped} skipped) in {report.seconds:.2f} s"
+        f"{report.reused} re-used, {report.skipped} skipped), {report.index_type} index, "
+        f"in {seconds:.2f} s (build {report.seconds:.2f} s)"
     )
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps({
+            "version": report.version, "items": report.items, "encoded": report.encoded,
+            "reused": report.reused, "skipped": report.skipped, "index_type": report.index_type,
+            "reused_files": report.reused_files, "seconds": round(seconds, 3),
+            "build_seconds": round(report.seconds, 3), "timings": report.timings,
+            "path": str(report.path),
+        }))
     return 0
+
+
+def _check_writable(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"cannot build the index under {root}: {exc}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise CommandError(f"cannot build the index under {root}: the directory is not writable")
+
+
+def _create_encoder(settings: AisleSettings):  # -> embed.base.Encoder, imported lazily
+    from embed import create_encoder, prepare_model
+
+    config = settings.encoder_config()
+    try:
+        prepare_model(config)
+        return create_encoder(config)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CommandError(f"cannot load the model '{settings.model}': {exc}") from None
 
 
 def _versions(args: argparse.Namespace) -> int:
     from index.versions import VersionStore
 
-    settings = with_overrides(AisleSettings, index_dir=args.index)
+    settings = load_settings(index_dir=args.index)
     infos = VersionStore(settings.index_dir).list()
     if not infos:
-        raise CommandError(f"no published versions under {settings.index_dir}")
+        raise CommandError(f"no published versions under {settings.index_dir}; run `aisle build` first")
+    if args.json:
+        print(json.dumps([
+            {"version": i.name, "created": i.created, "items": i.items, "model": i.model, "current": i.current}
+            for i in infos
+        ]))
+        return 0
     for info in infos:
         marker = "*" if info.current else " "
         print(f"{marker} {info.name}  {info.created}  {info.items} items  {info.model}")
@@ -86,13 +140,27 @@ def _versions(args: argparse.Namespace) -> int:
 def _rollback(args: argparse.Namespace) -> int:
     from index.versions import VersionError, VersionStore
 
-    settings = with_overrides(AisleSettings, index_dir=args.index)
+    settings = load_settings(index_dir=args.index)
     try:
         name = VersionStore(settings.index_dir).rollback(args.version)
     except VersionError as exc:
         raise CommandError(str(exc)) from None
-    print(f"current version is now {name}")
+    print(f"current version is now {name}; running services pick it up on POST /admin/reload")
     return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,8 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--map", action="append", metavar="FIELD=COLUMN", help="map an Aisle field to your column")
     build.add_argument("--skip-bad-rows", action="store_true", help="skip and report invalid rows")
     build.add_argument("--model", help="bundled:all-MiniLM-L6-v2 or a local sentence-transformers dir")
-    build.add_argument("--index-type", choices=["flat", "hnsw", "hnsw-sq8"], help="default: by catalogue size")
-    build.add_argument("--keep", type=int, default=5, help="published versions to keep (default 5)")
+    build.add_argument("--index-type", choices=["flat", "hnsw", "hnsw-sq8"],
+                       help="default: flat up to 50,000 products, else hnsw (hnsw-sq8 above --memory-budget-mb)")
+    build.add_argument("--memory-budget-mb", type=_positive_float,
+                       help="most memory the vector index may take; larger catalogues get hnsw-sq8")
+    build.add_argument("--hnsw-m", type=_positive_int, help=f"HNSW graph degree (default {AnnParams.hnsw_m})")
+    build.add_argument("--ef-construction", type=_positive_int,
+                       help=f"HNSW build beam (default {AnnParams.ef_construction})")
+    build.add_argument("--ef-search", type=_positive_int, help=f"HNSW search beam (default {AnnParams.ef_search})")
+    build.add_argument("--keep", type=_positive_int, default=5, help="published versions to keep (default 5)")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.add_argument("--json", action="store_true", help="also print a JSON summary line")
     add_common_options(build)
@@ -114,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     versions = commands.add_parser("versions", help="list published index versions (* = current)")
     versions.add_argument("--index", type=Path, help="index root")
+    versions.add_argument("--json", action="store_true", help="print a JSON array")
     add_common_options(versions)
     versions.set_defaults(handler=_versions)
 
@@ -148,4 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the importable module: as __main__, this file's CommandError would be another
+    # class than the one that subcommands of other packages import and raise.
+    from index.cli import main as _main
+
+    sys.exit(_main())

@@ -1,4 +1,7 @@
-"""Product metadata of a version: a Parquet table whose row i is row i of every vector index."""
+"""Product metadata of a version: a Parquet table whose row r is row r of every index.
+
+See ``index.layout`` for how the files of a version line up.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,16 @@ from typing import Any
 import numpy as np
 
 from index.catalog import CATEGORY_SEPARATOR, Product
+from index.layout import ITEMS_FILE
+from index.selection import SelectionCache
 
-ITEMS_FILE = "items.parquet"
+__all__ = ["ITEMS_FILE", "ItemTable", "read_content_hashes", "write_items"]
 _COLUMNS = ("id", "title", "description", "brand", "category", "price", "in_stock", "image",
             "margin", "boost")
 
 
 def write_items(path: Path, products: list[Product], content_hashes: list[str]) -> None:
+    """Writes the products, in row order, with the content hash of each one's embedded fields."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -30,6 +36,13 @@ def write_items(path: Path, products: list[Product], content_hashes: list[str]) 
         ("boost", pa.float64()), ("attributes", pa.string()), ("content_hash", pa.string()),
     ]))
     pq.write_table(table, path)
+
+
+def read_content_hashes(path: Path) -> list[str]:
+    """Only the content-hash column of an items file: all a rebuild needs from the last version."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path, columns=["content_hash"]).column("content_hash").to_pylist()
 
 
 class ItemTable:
@@ -50,10 +63,12 @@ class ItemTable:
         self.category_codes, self.category_names = _factorize(
             [c.casefold() for c in columns["category"]]
         )
-        self._attributes_cache: dict[int, dict[str, Any]] = {}
+        #: Rows of recently used filters (see ``index.filters.select_rows``).
+        self.selections = SelectionCache()
 
     @classmethod
     def read(cls, path: Path) -> ItemTable:
+        """Reads an items file written by ``write_items``."""
         import pyarrow.parquet as pq
 
         return cls(pq.read_table(path).to_pydict())
@@ -72,7 +87,7 @@ class ItemTable:
         result: dict[str, Any] = {}
         for name in _COLUMNS:
             value = self._columns[name][row]
-            if value is None or value == "" or name == "image" and not value:
+            if value is None or value == "":
                 continue
             result[name] = value
         attributes = json.loads(self._columns["attributes"][row])

@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from index.ann import AnnIndex, AnnParams
+from index.ann import INDEX_TYPES, AnnIndex, AnnParams
 from index.items import ItemTable
+from index.layout import read_id_map
 from index.lexical import LexicalIndex
-from index.manifest import IndexValidationError, read_manifest, resolve_member, verify_files
+from index.manifest import IndexValidationError, read_manifest, require_listed, verify_files
 
 
 @dataclass
@@ -78,18 +79,19 @@ class LoadedIndex:
         verify_files(path, manifest, checksums=verify_checksums)
         try:
             count = int(manifest["count"])
-            items = ItemTable.read(resolve_member(path, manifest["items"]))
+            items = ItemTable.read(require_listed(path, manifest, manifest["items"]))
+            if len(items) != count:
+                raise IndexValidationError(f"{path}: {len(items)} items but the manifest says {count}")
+            _check_id_map(path, manifest, items)
             spaces = {
-                name: _load_space(path, name, entry, count)
+                name: _load_space(path, manifest, name, entry, count)
                 for name, entry in manifest["spaces"].items()
             }
-            lexical = LexicalIndex.load(resolve_member(path, manifest["lexical"]), count)
+            lexical = LexicalIndex.load(require_listed(path, manifest, manifest["lexical"]), count)
         except IndexValidationError:
             raise
         except (KeyError, TypeError, ValueError, OSError, RuntimeError) as exc:
             raise IndexValidationError(f"{path}: cannot load version ({type(exc).__name__}: {exc})") from None
-        if len(items) != count:
-            raise IndexValidationError(f"{path}: {len(items)} items but the manifest says {count}")
         if "text" not in spaces:
             raise IndexValidationError(f"{path}: no text vector space")
         if expected_fingerprint is not None and spaces["text"].fingerprint != expected_fingerprint:
@@ -100,8 +102,21 @@ class LoadedIndex:
         return cls(path, manifest, items, spaces, lexical)
 
 
-def _load_space(path: Path, name: str, entry: dict[str, Any], count: int) -> VectorSpace:
-    vectors = np.load(resolve_member(path, entry["vectors"]), mmap_mode="r", allow_pickle=False)
+def _check_id_map(path: Path, manifest: dict[str, Any], items: ItemTable) -> None:
+    # Versions written before the id map existed rely on the item table's order alone.
+    if "ids" not in manifest:
+        return
+    ids = read_id_map(require_listed(path, manifest, manifest["ids"]))
+    if ids != items.ids:
+        raise IndexValidationError(f"{path}: the id map does not match the item table's ids")
+    if len(items.row_of) != len(ids):
+        raise IndexValidationError(f"{path}: the id map repeats a product id")
+
+
+def _load_space(
+    path: Path, manifest: dict[str, Any], name: str, entry: dict[str, Any], count: int
+) -> VectorSpace:
+    vectors = np.load(require_listed(path, manifest, entry["vectors"]), mmap_mode="r", allow_pickle=False)
     dim = int(entry["dim"])
     if vectors.dtype != np.float32 or vectors.ndim != 2 or vectors.shape[1] != dim:
         raise IndexValidationError(
@@ -110,7 +125,9 @@ def _load_space(path: Path, name: str, entry: dict[str, Any], count: int) -> Vec
     if vectors.shape[0] != count:
         raise IndexValidationError(f"{path}: {vectors.shape[0]} {name} vectors for {count} items")
     params = AnnParams(**entry["index"])
-    ann = AnnIndex.load(resolve_member(path, entry["faiss"]), vectors, params)
+    if params.type not in INDEX_TYPES:
+        raise IndexValidationError(f"{path}: unknown index type {params.type!r} in the manifest")
+    ann = AnnIndex.load(require_listed(path, manifest, entry["faiss"]), vectors, params)
     if ann.faiss_index.d != dim or len(ann) != count:
         raise IndexValidationError(
             f"{path}: {name} FAISS index has dim {ann.faiss_index.d} and {len(ann)} rows, expected {dim} and {count}"

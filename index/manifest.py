@@ -7,9 +7,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from index.layout import MANIFEST_FILE
 from index.storage import atomic_write_json, sha256_file
 
-MANIFEST_NAME = "manifest.json"
+MANIFEST_NAME = MANIFEST_FILE
 FORMAT_VERSION = 1
 
 
@@ -17,13 +18,24 @@ class IndexValidationError(RuntimeError):
     """A version directory is incomplete, corrupt or incompatible; the message says why."""
 
 
-def write_manifest(directory: Path, fields: dict[str, Any]) -> dict[str, Any]:
-    """Writes the manifest of a fully written version directory, checksumming every file."""
+def write_manifest(
+    directory: Path, fields: dict[str, Any], known_checksums: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Writes the manifest of a fully written version directory, checksumming every file.
+
+    Args:
+        directory: the version directory; every file in it (but the manifest) is listed.
+        fields: the manifest's other fields (version, count, model, spaces, ...).
+        known_checksums: sha256 of files already verified by the caller (relative path →
+            hex digest), so that large re-used files are not read twice.
+    """
+    known = known_checksums or {}
     files = {}
     for path in sorted(directory.rglob("*")):
-        if path.is_file() and path.name != MANIFEST_NAME:
+        if path.is_file() and path.relative_to(directory).as_posix() != MANIFEST_NAME:
             relative = path.relative_to(directory).as_posix()
-            files[relative] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+            checksum = known.get(relative) or sha256_file(path)
+            files[relative] = {"sha256": checksum, "bytes": path.stat().st_size}
     manifest = {
         "format": FORMAT_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -35,6 +47,11 @@ def write_manifest(directory: Path, fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
+    """Reads and sanity-checks a version's manifest.
+
+    Raises:
+        IndexValidationError: missing, unreadable, or not a manifest of this format.
+    """
     path = Path(directory) / MANIFEST_NAME
     if not path.is_file():
         raise IndexValidationError(f"{directory}: {MANIFEST_NAME} is missing")
@@ -52,7 +69,13 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 
 
 def resolve_member(directory: Path, relative: str) -> Path:
-    """The path of a file named by the manifest, refusing anything outside ``directory``."""
+    """The path of a file named by the manifest, refusing anything outside ``directory``.
+
+    Symbolic links are resolved first, so a link inside the version pointing out of it is
+    refused as well.
+    """
+    if not isinstance(relative, str) or not relative:
+        raise IndexValidationError(f"{directory}: manifest names a file by {relative!r}, not a relative path")
     root = Path(directory).resolve()
     candidate = (root / relative).resolve()
     if Path(relative).is_absolute() or not candidate.is_relative_to(root):
@@ -61,8 +84,15 @@ def resolve_member(directory: Path, relative: str) -> Path:
 
 
 def verify_files(directory: Path, manifest: dict[str, Any], *, checksums: bool = True) -> None:
-    """Checks that every file the manifest lists is inside, present, of its size and checksum."""
+    """Checks that every file the manifest lists is inside, present, of its size and checksum.
+
+    Raises:
+        IndexValidationError: naming the first file that is outside, missing, truncated or
+            altered.
+    """
     for relative, entry in manifest["files"].items():
+        if not isinstance(entry, dict):
+            raise IndexValidationError(f"{directory}: manifest entry for {relative!r} is not an object")
         path = resolve_member(directory, relative)
         if not path.is_file():
             raise IndexValidationError(f"{directory}: file '{relative}' is missing")
@@ -73,3 +103,17 @@ def verify_files(directory: Path, manifest: dict[str, Any], *, checksums: bool =
             )
         if checksums and sha256_file(path) != entry.get("sha256"):
             raise IndexValidationError(f"{directory}: file '{relative}' fails its sha256 checksum")
+
+
+def require_listed(directory: Path, manifest: dict[str, Any], relative: str) -> Path:
+    """The path of a file or directory the manifest refers to, which its ``files`` table covers.
+
+    A reference to anything the checksums do not cover (or outside the version) is refused, so
+    that every byte a loaded version reads has been verified.
+    """
+    path = resolve_member(directory, relative)
+    files = manifest["files"]
+    prefix = relative.rstrip("/") + "/"
+    if relative not in files and not any(name.startswith(prefix) for name in files):
+        raise IndexValidationError(f"{directory}: manifest refers to {relative!r}, which it does not checksum")
+    return path

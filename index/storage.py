@@ -26,6 +26,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            # mkstemp creates 0600; index files must be readable by the serving user too.
+            os.fchmod(handle.fileno(), 0o644)
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -37,19 +39,23 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replaces ``path`` with ``data`` atomically."""
     atomic_write(path, lambda handle: handle.write(data))
 
 
 def atomic_write_json(path: Path, payload: Any) -> None:
+    """Replaces ``path`` with ``payload`` as indented, key-sorted JSON, atomically."""
     atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def fsync_file(path: Path) -> None:
-    with open(path, "rb+") as handle:
+    """Flushes a file's data to disk (a read-only descriptor is enough on POSIX)."""
+    with open(path, "rb") as handle:
         os.fsync(handle.fileno())
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file's content, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(chunk_size):
