@@ -3,69 +3,120 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from embed.base import Encoder
+from service import metrics as metrics_routes
 from service.errors import install_error_handlers
 from service.holder import IndexHolder
-from service.routers import admin, health, items, search
+from service.metrics import ServiceMetrics
+from service.middleware import BodyLimitMiddleware, RequestContextMiddleware, TimeBudgetMiddleware
+from service.openapi import install_openapi
+from service.ranking.config import RankingConfig
+from service.personal.runtime import Personalization
+from service.routers import admin, events, health, items, search, users
 from service.settings import ServiceSettings
+from service.watch import IndexWatcher
 
 log = logging.getLogger(__name__)
 
+EncoderFactory = Callable[[ServiceSettings], Encoder]
+
+#: Cheap routes that must answer even when the service is saturated, and reloads that may be slow.
+BUDGET_EXEMPT_PREFIXES = ("/admin/", "/health", "/metrics")
+
 
 def default_encoder(settings: ServiceSettings) -> Encoder:
+    """The configured ONNX encoder (the bundled MiniLM unless the settings name another)."""
     from embed import create_encoder
 
     return create_encoder(settings.encoder_config())
 
 
-def create_holder(
-    settings: ServiceSettings, encoder_factory: Callable[[ServiceSettings], Encoder] = default_encoder
-) -> IndexHolder:
-    """The index holder with the current version loaded and validated."""
+def create_holder(settings: ServiceSettings, encoder_factory: EncoderFactory | None = None) -> IndexHolder:
+    """The index holder with the current version loaded and validated.
+
+    Raises:
+        VersionError: nothing is published under ``settings.index_dir``.
+        IndexValidationError: the current version is invalid (the message says why).
+    """
     holder = IndexHolder(
-        settings.index_dir, encoder_factory(settings),
+        settings.index_dir, (encoder_factory or default_encoder)(settings),
         verify_checksums=settings.verify_checksums, candidates=settings.candidates,
     )
     holder.reload()
     return holder
 
 
+def _watch_metrics(holder: IndexHolder, metrics: ServiceMetrics) -> None:
+    holder.add_swap_listener(lambda _engine: metrics.index_swaps.inc())
+    holder.add_refusal_listener(lambda _refusal: metrics.index_refusals.inc())
+
+
+def _stored_events(app: FastAPI) -> int | None:
+    """Events in the store, for /metrics; None before the store is open."""
+    personal = getattr(app.state, "personal", None)
+    return personal.store.last_seq() if personal is not None else None
+
+
 def create_app(
     settings: ServiceSettings | None = None,
     *,
-    encoder_factory: Callable[[ServiceSettings], Encoder] = default_encoder,
+    encoder_factory: EncoderFactory | None = None,
     holder: IndexHolder | None = None,
 ) -> FastAPI:
-    """Builds the app; the index is loaded in the lifespan unless a loaded ``holder`` is given."""
+    """Builds the app; the index is loaded in the lifespan unless a loaded ``holder`` is given.
+
+    Resources opened in the lifespan are closed in reverse order at shutdown, which uvicorn runs
+    only after in-flight requests have drained: the last request finishes before a store closes.
+    """
     settings = settings or ServiceSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.holder = holder or create_holder(settings, encoder_factory)
-        yield
+        async with AsyncExitStack() as resources:
+            app.state.resources = resources
+            serving = holder or create_holder(settings, encoder_factory)
+            _watch_metrics(serving, app.state.metrics)
+            app.state.holder = serving
+            if settings.watch_interval_s > 0:
+                watcher = IndexWatcher(serving, settings.watch_interval_s)
+                watcher.start()
+                resources.callback(watcher.stop)
+            # Stores opened here: register their close/flush with resources.callback(...) so they
+            # run after the last request.
+            app.state.personal = Personalization.open(settings, serving)
+            resources.callback(app.state.personal.close)
+            log.info("ready: serving index version %s", serving.engine.version)
+            yield
+            log.info("shutting down: in-flight requests drained, closing the stores")
+        log.info("shut down cleanly: stores closed")
 
     app = FastAPI(
         title="Aisle",
         version="0.1.0",
-        description="Semantic product search and personalized recommendations.",
+        description=(
+            "Semantic product search and personalized recommendations. Errors answer "
+            '`{"error": {"code", "message", "request_id"}}`; every response carries `X-Request-ID`.'
+        ),
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Read (and validated) once: a bad rules file stops the start with a clear message.
+    app.state.ranking = RankingConfig.from_settings(settings)
+    app.state.holder = holder
+    app.state.metrics = ServiceMetrics(lambda: app.state.holder, lambda: _stored_events(app))
     install_error_handlers(app)
+    # add_middleware wraps: the last added runs first.
+    app.add_middleware(TimeBudgetMiddleware, budget_s=settings.request_timeout_ms / 1000,
+                       exempt_prefixes=BUDGET_EXEMPT_PREFIXES)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
 
-    @app.middleware("http")
-    async def request_id(request: Request, call_next) -> Response:
-        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        response = await call_next(request)
-        response.headers["X-Request-ID"] = request.state.request_id
-        return response
-
-    for module in (health, search, items, admin):
+    for module in (health, search, items, admin, metrics_routes, events, users):
         app.include_router(module.router)
+    install_openapi(app)
     return app

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
+
+#: Seconds uvicorn waits for in-flight requests after SIGTERM before closing connections.
+GRACEFUL_SHUTDOWN_S = 30
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -17,26 +21,31 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    """Validates the current version, then serves until SIGTERM/SIGINT (draining requests first).
+
+    Log lines are JSON (one object per line, with ``request_id``) on stderr.
+    """
     import uvicorn
 
     from index.cli import CommandError
     from index.manifest import IndexValidationError
     from index.settings import with_overrides
-    from index.versions import VersionError, VersionStore
+    from index.versions import VersionError
     from service.app import create_app, create_holder
+    from service.logs import configure_json_logging
     from service.settings import ServiceSettings
 
+    configure_json_logging(os.environ.get("AISLE_LOG_LEVEL", "INFO"))
     settings = with_overrides(
         ServiceSettings, index_dir=args.index, host=args.host, port=args.port, data_dir=args.data_dir
     )
     try:
-        VersionStore(settings.index_dir).current_path()
-    except VersionError as exc:
-        raise CommandError(str(exc)) from None
-    try:
-        holder = create_holder(settings)  # validate before binding the port: a clear error, no trace
-    except IndexValidationError as exc:
-        raise CommandError(str(exc)) from None
-    uvicorn.run(create_app(settings, holder=holder), host=settings.host, port=settings.port,
-                log_level="info", access_log=False)
+        # Validate before binding the port: a clear one-line error and exit status 2, no trace.
+        holder = create_holder(settings)
+    except (VersionError, IndexValidationError) as exc:
+        raise CommandError(f"cannot serve {settings.index_dir}: {exc}") from None
+    uvicorn.run(
+        create_app(settings, holder=holder), host=settings.host, port=settings.port,
+        log_config=None, access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
     return 0

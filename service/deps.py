@@ -1,9 +1,9 @@
-"""FastAPI dependencies: the settings, the engine of this request, the API key check."""
+"""FastAPI dependencies: the settings, the engine of this request, the API key check, the limits."""
 
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -11,8 +11,11 @@ from service.engine import Engine
 from service.errors import ApiError
 from service.settings import ServiceSettings
 
+API_KEY_HEADER = "X-API-Key"
+
 
 def get_settings(request: Request) -> ServiceSettings:
+    """The settings the app was built with."""
     return request.app.state.settings
 
 
@@ -25,12 +28,51 @@ def get_engine(request: Request) -> Engine:
 
 
 def require_api_key(request: Request, settings: Annotated[ServiceSettings, Depends(get_settings)]) -> None:
-    """Guards write and admin routes when an API key is configured."""
+    """Guards write and admin routes when an API key is configured (constant-time comparison)."""
     if settings.api_key is None:
         return
-    supplied = request.headers.get("x-api-key", "")
+    supplied = request.headers.get(API_KEY_HEADER, "")
     if not hmac.compare_digest(supplied.encode(), settings.api_key.encode()):
-        raise ApiError(401, "missing or wrong API key (send it in the X-API-Key header)")
+        raise ApiError(401, f"missing or wrong API key (send it in the {API_KEY_HEADER} header)")
+
+
+def is_write_guarded(route: Any) -> bool:
+    """Whether ``require_api_key`` runs for ``route`` (directly or through a sub-dependency).
+
+    ``route`` is an ``APIRoute`` or an effective route from ``service.routes.api_routes``.
+    """
+    pending: list[Any] = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        if dependant.call is require_api_key:
+            return True
+        pending.extend(dependant.dependencies)
+    return False
+
+
+def check_k(settings: ServiceSettings, k: int) -> int:
+    """``k`` within 1..``max_k`` (the schema allows up to 100; an operator may lower it)."""
+    if not 1 <= k <= settings.max_k:
+        raise ApiError(422, f"k: must be between 1 and {settings.max_k}, got {k}")
+    return k
+
+
+def check_query(settings: ServiceSettings, query: str) -> str:
+    """A query of at most ``max_query_chars`` characters, not blank."""
+    if len(query) > settings.max_query_chars:
+        raise ApiError(422, f"query: at most {settings.max_query_chars} characters, got {len(query)}")
+    if not query.strip():
+        raise ApiError(422, "query: must not be blank")
+    return query
+
+
+def check_batch_size(settings: ServiceSettings, count: int) -> None:
+    """At most ``max_events_per_batch`` events in one ``POST /events``."""
+    if count > settings.max_events_per_batch:
+        raise ApiError(
+            413, f"events: at most {settings.max_events_per_batch} per batch, got {count}; split the batch",
+            "batch_too_large",
+        )
 
 
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]

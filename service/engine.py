@@ -1,24 +1,32 @@
-"""One index version plus the query encoder: everything a request reads, swapped as one object."""
+"""One index version plus the query encoder: everything a request reads, swapped as one object.
+
+``search`` = hybrid candidates (``service.ranking.hybrid``) → the reranker
+(``service.ranking.rerank``); ``similar`` = the item's dense neighbours, leaning towards the
+user → the same reranker. Hard rules that filter (in stock, exclusions, recent purchases) are
+already applied at retrieval, so that the N candidates are all showable; the reranker applies
+them again as the guarantee.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
-import numpy as np
-
 from embed.base import Encoder
-from index.filters import Filters, filter_mask
+from index.filters import Filters, select_rows
 from index.loaded import LoadedIndex
+from service.ranking.hybrid import FusionParams, Retrieval, item_candidates, query_candidates
+from service.ranking.rerank import rerank
+from service.ranking.rules import RuleBook, RuleSet
+from service.ranking.types import ANONYMOUS, Hit, UserContext
+
+__all__ = ["Engine", "Hit", "RulesConflict"]
+
+_DEFAULT_RULES = RuleBook()
 
 
-@dataclass(frozen=True)
-class Hit:
-    """A ranked result: the item's row, its final score and, when asked, the parts of it."""
-
-    row: int
-    score: float
-    explain: dict[str, Any] | None = None
+class RulesConflict(ValueError):
+    """A request contradicts its own rules (e.g. asks for out-of-stock items while in-stock-only)."""
 
 
 class Engine:
@@ -28,6 +36,8 @@ class Engine:
         self.index = index
         self.encoder = encoder
         self.candidates = candidates
+        # With every item in stock the in-stock rule filters nothing: skip its row selection.
+        self._all_in_stock = bool(index.items.in_stock.all())
 
     @property
     def version(self) -> str:
@@ -38,7 +48,7 @@ class Engine:
 
     def result(self, hit: Hit) -> dict[str, Any]:
         """A hit as the contract's result object."""
-        result = {"id": self.index.items.ids[hit.row], "score": round(float(hit.score), 6)}
+        result: dict[str, Any] = {"id": self.index.items.ids[hit.row], "score": round(float(hit.score), 6)}
         result.update(self.index.items.to_result(hit.row))
         result["id"] = self.index.items.ids[hit.row]
         if hit.explain is not None:
@@ -53,9 +63,30 @@ class Engine:
         filters: Filters | None = None,
         exclude_ids: list[str] | tuple[str, ...] = (),
         explain: bool = False,
+        ctx: UserContext = ANONYMOUS,
+        rules: RuleSet | None = None,
+        fusion: FusionParams = FusionParams(),
+        retrieval: Retrieval = "hybrid",
+        request_id: str = "",
     ) -> list[Hit]:
-        vector = self.encoder.encode_queries([query])[0]
-        return self._nearest(vector, k, filters, exclude_ids, explain)
+        """Ranked hits for ``query``.
+
+        Raises:
+            RulesConflict: the filters contradict the rules.
+        """
+        rules = self._with_exclusions(rules or _DEFAULT_RULES.for_surface("search"), exclude_ids)
+        category = filters.category if filters is not None else None
+        selection = select_rows(self.index.items, self._effective_filters(filters, rules))
+        vector = None if retrieval == "lexical" else self.encoder.encode_queries([query])[0]
+        candidates = query_candidates(
+            self.index, query, vector, n=self.candidates, selection=selection,
+            exclude_rows=self._excluded_rows(rules, ctx), retrieval=retrieval, fusion=fusion, ctx=ctx,
+            extra_rows=self._pinned_rows(rules, query, category),
+        )
+        return rerank(
+            candidates, self.index.items, ctx, rules, k, request_id=request_id, explain=explain,
+            query=query, category=category,
+        )
 
     def similar(
         self,
@@ -65,27 +96,57 @@ class Engine:
         filters: Filters | None = None,
         exclude_ids: list[str] | tuple[str, ...] = (),
         explain: bool = False,
+        ctx: UserContext = ANONYMOUS,
+        rules: RuleSet | None = None,
+        request_id: str = "",
     ) -> list[Hit]:
+        """Products similar to ``item_id`` (never the item itself).
+
+        Raises:
+            KeyError: ``item_id`` is not in this version.
+            RulesConflict: the filters contradict the rules.
+        """
         row = self.item_row(item_id)
         if row is None:
             raise KeyError(item_id)
-        vector = np.asarray(self.index.text.vectors[row])
-        return self._nearest(vector, k, filters, (*exclude_ids, item_id), explain)
+        rules = self._with_exclusions(rules or _DEFAULT_RULES.for_surface("similar"), exclude_ids)
+        # Category pins follow the product page's own category.
+        category = self.index.items.category(row) or None
+        selection = select_rows(self.index.items, self._effective_filters(filters, rules))
+        candidates = item_candidates(
+            self.index, row, n=self.candidates, selection=selection,
+            exclude_rows=self._excluded_rows(rules, ctx), ctx=ctx,
+            extra_rows=self._pinned_rows(rules, None, category),
+        )
+        return rerank(
+            candidates, self.index.items, ctx, rules, k, request_id=request_id, explain=explain,
+            category=category,
+        )
 
-    def _nearest(
-        self,
-        vector: np.ndarray,
-        k: int,
-        filters: Filters | None,
-        exclude_ids: list[str] | tuple[str, ...],
-        explain: bool,
-    ) -> list[Hit]:
-        items = self.index.items
-        mask = filter_mask(items, filters)
-        excluded = {items.row_of[i] for i in exclude_ids if i in items.row_of}
-        rows, scores = self.index.text.ann.search(vector, k + len(excluded), mask)
-        hits = [
-            Hit(int(row), float(score), {"semantic": round(float(score), 6)} if explain else None)
-            for row, score in zip(rows, scores) if int(row) not in excluded
-        ]
-        return hits[:k]
+    def _effective_filters(self, filters: Filters | None, rules: RuleSet) -> Filters | None:
+        """The request's filters plus ``in_stock=True`` when the in-stock rule has work to do."""
+        if not rules.in_stock_only:
+            return filters
+        if filters is not None and filters.in_stock is False:
+            raise RulesConflict(
+                "filters.in_stock=false asks for out-of-stock items, but the in_stock_only rule hides "
+                "them; send rules.in_stock_only=false as well"
+            )
+        if self._all_in_stock:
+            return filters
+        return replace(filters or Filters(), in_stock=True)
+
+    @staticmethod
+    def _with_exclusions(rules: RuleSet, exclude_ids: list[str] | tuple[str, ...]) -> RuleSet:
+        if not exclude_ids:
+            return rules
+        return rules.model_copy(update={"exclude_ids": (*rules.exclude_ids, *exclude_ids)})
+
+    def _excluded_rows(self, rules: RuleSet, ctx: UserContext) -> list[int]:
+        row_of = self.index.items.row_of
+        ids = set(rules.exclude_ids) | (ctx.purchased_recently if rules.exclude_purchased else frozenset())
+        return [row_of[item_id] for item_id in ids if item_id in row_of]
+
+    def _pinned_rows(self, rules: RuleSet, query: str | None, category: str | None) -> list[int]:
+        row_of = self.index.items.row_of
+        return [row_of[pin.item_id] for pin in rules.pins_for(query, category) if pin.item_id in row_of]

@@ -2,14 +2,17 @@
 
 A request reads ``holder.engine`` once and uses that object to the end, so every response comes
 from exactly one version; a swap replaces the reference only after the new version is loaded,
-validated and has answered a smoke query.
+validated (files, sizes, checksums, model, dimensions) and has answered a smoke query. An
+invalid version is refused with a logged reason and the old one keeps serving.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from embed.base import Encoder
@@ -19,6 +22,17 @@ from index.versions import VersionStore
 from service.engine import Engine
 
 log = logging.getLogger(__name__)
+
+SwapListener = Callable[[Engine], None]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The last version refused, and why."""
+
+    path: Path
+    reason: str
+    at: float
 
 
 class IndexHolder:
@@ -31,13 +45,15 @@ class IndexHolder:
         *,
         verify_checksums: bool = True,
         candidates: int = 200,
-        on_swap: Callable[[Engine], None] | None = None,
+        on_swap: SwapListener | None = None,
     ) -> None:
         self.store = VersionStore(index_root)
         self.encoder = encoder
         self.verify_checksums = verify_checksums
         self.candidates = candidates
-        self.on_swap = on_swap
+        self._listeners: list[SwapListener] = [on_swap] if on_swap is not None else []
+        self._refusal_listeners: list[Callable[[Refusal], None]] = []
+        self.last_refusal: Refusal | None = None
         self._engine: Engine | None = None
         self._lock = threading.Lock()
 
@@ -52,17 +68,46 @@ class IndexHolder:
     def loaded(self) -> bool:
         return self._engine is not None
 
+    @property
+    def serving_path(self) -> Path | None:
+        engine = self._engine
+        return engine.index.path if engine is not None else None
+
+    def add_swap_listener(self, listener: SwapListener) -> None:
+        """Calls ``listener(new_engine)`` after every swap (metrics, caches keyed by version)."""
+        self._listeners.append(listener)
+
+    def add_refusal_listener(self, listener: Callable[[Refusal], None]) -> None:
+        self._refusal_listeners.append(listener)
+
     def load_version(self, path: Path) -> Engine:
-        """Loads and validates a version, and checks it answers a query."""
+        """Loads and validates a version, and checks that it answers a query.
+
+        Raises:
+            IndexValidationError: naming the version and what is wrong with it.
+        """
         index = LoadedIndex.load(
             path, expected_fingerprint=self.encoder.fingerprint, verify_checksums=self.verify_checksums
         )
+        dim = int(index.text.vectors.shape[1])
+        if dim != self.encoder.dim:
+            raise IndexValidationError(
+                f"{path}: text vectors have {dim} dimensions, the query encoder writes {self.encoder.dim}"
+            )
         engine = Engine(index, self.encoder, self.candidates)
         if len(index):
-            smoke = engine.search(index.items.titles[0], 1)
+            try:
+                smoke = engine.search(index.items.titles[0], 1)
+            except Exception as exc:  # any failure here would fail every request after the swap
+                raise IndexValidationError(f"{path}: the smoke query failed ({type(exc).__name__}: {exc})") from exc
             if not smoke:
                 raise IndexValidationError(f"{path}: the smoke query returned nothing")
         return engine
+
+    def pending_path(self) -> Path | None:
+        """The published version if it differs from the one serving, else None."""
+        path = self.store.current_path().resolve()
+        return None if path == self.serving_path else path
 
     def reload(self) -> tuple[bool, str]:
         """Swaps in the current published version if it is new and valid.
@@ -71,20 +116,44 @@ class IndexHolder:
             ``(swapped, version)``: whether a swap happened and the version now serving.
 
         Raises:
+            VersionError: nothing is published under the index root.
             IndexValidationError: the new version is invalid; the old one keeps serving.
         """
         with self._lock:
             path = self.store.current_path().resolve()
             if self._engine is not None and self._engine.index.path == path:
                 return False, self._engine.version
+            started = time.perf_counter()
             try:
                 engine = self.load_version(path)
             except IndexValidationError as exc:
-                log.error("refused index version %s: %s", path.name, exc)
+                self._refuse(path, str(exc))
                 raise
             previous = self._engine.version if self._engine else None
-            self._engine = engine
-            log.info("serving index version %s (was %s, %d items)", engine.version, previous, len(engine.index))
-            if self.on_swap is not None:
-                self.on_swap(engine)
-            return True, engine.version
+            self._engine = engine  # the swap: one reference assignment, atomic for readers
+            self.last_refusal = None
+            log.info(
+                "serving index version %s (was %s, %d items, loaded in %.0f ms)",
+                engine.version, previous, len(engine.index), (time.perf_counter() - started) * 1000,
+                extra={"index_version": engine.version, "previous_version": previous},
+            )
+        for listener in self._listeners:
+            try:
+                listener(engine)
+            except Exception:  # a listener's bug must not undo or fail a good swap
+                log.exception("swap listener %r failed", listener)
+        return True, engine.version
+
+    def _refuse(self, path: Path, reason: str) -> None:
+        serving = self._engine.version if self._engine else None
+        log.error(
+            "refused index version %s: %s; %s", path.name, reason,
+            f"still serving {serving}" if serving else "no version is serving",
+            extra={"refused_version": path.name, "index_version": serving},
+        )
+        self.last_refusal = Refusal(path, reason, time.time())
+        for listener in self._refusal_listeners:
+            try:
+                listener(self.last_refusal)
+            except Exception:
+                log.exception("refusal listener %r failed", listener)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from service.ranking.rules import RulesOverride
 
 
 class StrictModel(BaseModel):
@@ -26,7 +28,18 @@ class SearchRequest(StrictModel):
     k: int = Field(10, ge=1, le=100)
     filters: SearchFilters | None = None
     exclude_ids: list[str] = Field(default_factory=list, max_length=1000)
-    explain: bool = False
+    explain: bool = Field(
+        False, description="Attach to each result the parts of its score (semantic, lexical, personal, "
+        "boosts, penalties, diversity, final) and the rules that moved it."
+    )
+    rules: RulesOverride | None = Field(
+        None, description="This request's changes to the configured rules: in_stock_only, exclude_purchased, "
+        "caps, pins, boosts, price_band, diversity ({'lambda': ...}), exploration. Each given list replaces "
+        "the configured one; each given object changes only the fields it sets."
+    )
+    retrieval: Literal["hybrid", "dense", "lexical"] = Field(
+        "hybrid", description="Candidate retrieval: dense and BM25 fused (default), dense only or BM25 only."
+    )
 
 
 class Result(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +20,8 @@ class UserContext:
         purchased_recently: item ids bought within the exclusion window.
         top_categories: the user's strongest category affinities, strongest first.
         top_brands: the user's strongest brand affinities, strongest first.
+        personal_share: the profile's share of a blended relevance when personalization has
+            its own setting for it; None uses ``index.profile.personal_share(mass)``.
     """
 
     profile: np.ndarray | None = None
@@ -27,6 +30,7 @@ class UserContext:
     purchased_recently: frozenset[str] = frozenset()
     top_categories: tuple[str, ...] = ()
     top_brands: tuple[str, ...] = ()
+    personal_share: float | None = None
 
     @property
     def is_anonymous(self) -> bool:
@@ -48,6 +52,18 @@ class Candidates:
     relevance: np.ndarray
     parts: dict[str, np.ndarray] = field(default_factory=dict)
     sources: list[str] | None = None
+    #: The candidates' unit vectors (one row per candidate) when retrieval already gathered
+    #: them; the reranker's diversity step uses them instead of reading the index again.
+    vectors: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A ranked result: the item's row, its final score and, when asked, the parts of it."""
+
+    row: int
+    score: float
+    explain: dict[str, Any] | None = None

@@ -1,17 +1,38 @@
+"""``GET /health``: liveness, readiness and the version being served."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from pydantic import Field
 
 from service.schemas import HealthResponse
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", response_model=HealthResponse)
-def health(request: Request) -> HealthResponse:
-    """Liveness and the version being served."""
+class HealthStatus(HealthResponse):
+    """The contract's health body plus the request id and the last refused version."""
+
+    request_id: str
+    refused_version: str | None = Field(
+        None, description="The last published version refused at reload (invalid); the one above keeps serving."
+    )
+
+
+@router.get(
+    "/health",
+    response_model=HealthStatus,
+    responses={503: {"model": HealthStatus, "description": "No index version is loaded yet."}},
+)
+def health(request: Request, response: Response) -> HealthStatus:
+    """200 with ``status: ok`` while a version is serving; 503 with ``status: loading`` before."""
     holder = request.app.state.holder
+    refusal = holder.last_refusal
+    refused = refusal.path.name if refusal is not None else None
     if not holder.loaded:
-        return HealthResponse(status="loading", index_version=None, items=0)
+        response.status_code = 503
+        return HealthStatus(status="loading", index_version=None, items=0,
+                            request_id=request.state.request_id, refused_version=refused)
     engine = holder.engine
-    return HealthResponse(status="ok", index_version=engine.version, items=len(engine.index))
+    return HealthStatus(status="ok", index_version=engine.version, items=len(engine.index),
+                        request_id=request.state.request_id, refused_version=refused)

@@ -1,4 +1,4 @@
-"""``/items/{id}/similar``: the product page."""
+"""``/items/{id}/similar``: the product page (dense neighbours, then the reranker)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from service.deps import EngineDep
+from service.deps import EngineDep, SettingsDep, check_k
+from service.engine import RulesConflict
 from service.errors import ApiError
+from service.personal.deps import context_for
 from service.routers.responses import ranked_response
+from service.routers.search import RankingDep
 from service.schemas import RankedResponse
 
 router = APIRouter(tags=["items"])
@@ -19,16 +22,27 @@ router = APIRouter(tags=["items"])
 def similar(
     request: Request,
     engine: EngineDep,
+    settings: SettingsDep,
+    ranking: RankingDep,
     item_id: Annotated[str, Path(min_length=1, max_length=256)],
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     user_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     session_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     explain: bool = False,
 ) -> dict:
-    """Products similar to ``item_id`` (never the item itself)."""
+    """Products similar to ``item_id`` (never the item itself), leaning towards the user's taste.
+
+    The ``similar`` rules apply (by default more diversity than search).
+    """
     started = time.perf_counter()
+    check_k(settings, k)
+    if engine.item_row(item_id) is None:
+        raise ApiError(404, f"unknown item id '{item_id}' in index version {engine.version}")
     try:
-        hits = engine.similar(item_id, k, explain=explain)
-    except KeyError:
-        raise ApiError(404, f"unknown item id '{item_id}' in index version {engine.version}") from None
+        hits = engine.similar(
+            item_id, k, explain=explain, ctx=context_for(request, user_id, session_id, engine),
+            rules=ranking.rule_book.for_surface("similar"), request_id=request.state.request_id,
+        )
+    except RulesConflict as exc:
+        raise ApiError(422, str(exc)) from None
     return ranked_response(request, engine, hits, started)

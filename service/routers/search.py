@@ -1,18 +1,34 @@
-"""``/search``: the search bar."""
+"""``/search``: the search bar (hybrid retrieval, then the reranker)."""
 
 from __future__ import annotations
 
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from index.filters import Filters
-from service.deps import EngineDep
+from service.deps import EngineDep, SettingsDep, check_k, check_query
+from service.engine import Engine, RulesConflict
+from service.errors import ApiError
+from service.personal.deps import context_for
+from service.ranking.config import RankingConfig
 from service.routers.responses import ranked_response
 from service.schemas import RankedResponse, SearchFilters, SearchRequest
 
 router = APIRouter(tags=["search"])
+
+
+def get_ranking(request: Request) -> RankingConfig:
+    """The app's ranking configuration (built from the settings at start-up)."""
+    state = request.app.state
+    ranking = getattr(state, "ranking", None)
+    if ranking is None:
+        ranking = state.ranking = RankingConfig.from_settings(state.settings)
+    return ranking
+
+
+RankingDep = Annotated[RankingConfig, Depends(get_ranking)]
 
 
 def to_filters(filters: SearchFilters | None) -> Filters | None:
@@ -22,30 +38,49 @@ def to_filters(filters: SearchFilters | None) -> Filters | None:
     return Filters(filters.category, brand, filters.price_min, filters.price_max, filters.in_stock)
 
 
-def run_search(request: Request, engine: EngineDep, body: SearchRequest) -> dict:
+def run_search(
+    request: Request, engine: Engine, settings: SettingsDep, ranking: RankingConfig, body: SearchRequest
+) -> dict:
     started = time.perf_counter()
-    hits = engine.search(
-        body.query, body.k, filters=to_filters(body.filters),
-        exclude_ids=body.exclude_ids, explain=body.explain,
-    )
+    check_k(settings, body.k)
+    check_query(settings, body.query)
+    rules = ranking.rule_book.for_surface("search", body.rules)
+    try:
+        hits = engine.search(
+            body.query, body.k, filters=to_filters(body.filters), exclude_ids=body.exclude_ids,
+            explain=body.explain, ctx=context_for(request, body.user_id, body.session_id, engine),
+            rules=rules, fusion=ranking.fusion, retrieval=body.retrieval,
+            request_id=request.state.request_id,
+        )
+    except RulesConflict as exc:
+        raise ApiError(422, str(exc)) from None
     return ranked_response(request, engine, hits, started)
 
 
 @router.post("/search", response_model=RankedResponse, response_model_exclude_none=True)
-def search(request: Request, engine: EngineDep, body: SearchRequest) -> dict:
-    """Ranked products for a query, with optional filters, exclusions and explanations."""
-    return run_search(request, engine, body)
+def search(
+    request: Request, engine: EngineDep, settings: SettingsDep, ranking: RankingDep, body: SearchRequest
+) -> dict:
+    """Ranked products for a query: hybrid (dense + BM25) retrieval, then business rules.
+
+    Filters, exclusions and per-request rules (caps, pins, boosts, diversity, exploration)
+    are optional; ``explain: true`` returns the parts of every score.
+    """
+    return run_search(request, engine, settings, ranking, body)
 
 
 @router.get("/search", response_model=RankedResponse, response_model_exclude_none=True)
 def search_get(
     request: Request,
     engine: EngineDep,
+    settings: SettingsDep,
+    ranking: RankingDep,
     q: Annotated[str, Query(min_length=1, max_length=512, description="The query text.")],
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     user_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     session_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    explain: bool = False,
 ) -> dict:
     """The same search for a plain search bar form."""
-    body = SearchRequest(query=q, k=k, user_id=user_id, session_id=session_id)
-    return run_search(request, engine, body)
+    body = SearchRequest(query=q, k=k, user_id=user_id, session_id=session_id, explain=explain)
+    return run_search(request, engine, settings, ranking, body)

@@ -1,0 +1,280 @@
+"""The event log: an embedded SQLite database in WAL mode with ``synchronous=FULL``.
+
+One writer thread owns the write connection. Requests hand it their events and wait; it drains
+everything queued into one transaction (group commit: many requests pay for one fsync), commits,
+runs the ``on_commit`` subscriber (the profiles) and only then resolves the requests, so an
+acknowledged event is both durable and visible to the next read. ``event_key`` is the primary
+key: re-sent events are counted as duplicates and change nothing. A write that fails (disk full,
+I/O error, database over its size quota) rolls back and raises ``EventStoreUnavailable`` for
+every request in that transaction: nothing unacknowledged is half-stored, nothing acknowledged
+is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import closing
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+EVENTS_FILE = "events.sqlite3"
+SCHEMA_VERSION = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    event_key TEXT PRIMARY KEY,
+    user_key TEXT,
+    session_key TEXT,
+    item_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    ts REAL NOT NULL,
+    received REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_user ON events(user_key) WHERE user_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_by_session ON events(session_key) WHERE session_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_COLUMNS = "rowid, event_key, user_key, session_key, item_id, type, ts, received"
+
+
+class EventStoreError(RuntimeError):
+    """The store cannot be opened or used (wrong secret, unreadable file, closed)."""
+
+
+class EventStoreUnavailable(EventStoreError):
+    """A write failed (disk full, I/O error, size quota): retry later, nothing was stored."""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One event as stored: ids are keyed hashes; ``seq`` is the commit order (0 until stored)."""
+
+    event_key: str
+    user_key: str | None
+    session_key: str | None
+    item_id: str
+    type: str
+    timestamp: float
+    received: float
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    accepted: list[StoredEvent]
+    duplicates: int
+
+
+@dataclass
+class _Pending:
+    events: list[StoredEvent]
+    future: Future
+
+
+_STOP = object()
+
+
+class EventStore:
+    """Durable, idempotent event storage with a single group-committing writer.
+
+    Args:
+        path: the SQLite file.
+        id_check: a digest of the id-hashing secret; a store written with another secret is
+            refused (its ids would silently stop matching).
+        max_batch_events: most events committed in one transaction.
+        max_bytes: size quota of the database; writes beyond it fail like a full disk.
+        on_commit: called on the writer thread with the newly stored events after each commit,
+            before the requests are acknowledged.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        id_check: str,
+        max_batch_events: int = 5000,
+        max_bytes: int | None = None,
+        on_commit: Callable[[list[StoredEvent]], None] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.max_batch_events = max_batch_events
+        self.on_commit = on_commit
+        self._queue: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._conn = self._open_writer(id_check, max_bytes)
+
+    def _open_writer(self, id_check: str, max_bytes: int | None) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.executescript(_SCHEMA)
+            stored = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            if not stored:
+                conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
+                                 [("schema", SCHEMA_VERSION), ("id_check", id_check)])
+            elif stored.get("id_check") != id_check:
+                conn.close()
+                raise EventStoreError(
+                    f"{self.path} was written with another id secret; restore the data "
+                    "directory's id-secret.key or move the event database away"
+                )
+            if max_bytes is not None:
+                page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+                conn.execute(f"PRAGMA max_page_count={max(int(max_bytes // page_size), 8)}")
+        except sqlite3.Error as exc:
+            raise EventStoreError(f"cannot open the event store {self.path}: {exc}") from None
+        return conn
+
+    def start(self) -> None:
+        """Starts the writer thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="aisle-event-writer", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        """Commits what is queued, stops the writer and closes the database."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+        self._conn.close()
+
+    def append(self, events: list[StoredEvent], timeout: float = 30.0) -> AppendResult:
+        """Stores events durably; returns once they are committed (or raises).
+
+        Raises:
+            EventStoreUnavailable: the commit failed or did not finish within ``timeout``
+                (a later retry with the same event ids is safe).
+            EventStoreError: the store is closed.
+        """
+        if self._thread is None:
+            raise EventStoreError("the event store is not running")
+        future: Future = Future()
+        self._queue.put(_Pending(list(events), future))
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            raise EventStoreUnavailable(f"the event store did not commit within {timeout:g} s") from None
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            stop = item is _STOP
+            batch: list[_Pending] = [] if stop else [item]
+            size = sum(len(p.events) for p in batch)
+            while size < self.max_batch_events:
+                try:
+                    extra = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if extra is _STOP:
+                    stop = True
+                    break
+                batch.append(extra)
+                size += len(extra.events)
+            if batch:
+                try:
+                    self._commit(batch)
+                except Exception as exc:  # never leave a request waiting on a dead writer
+                    log.exception("the event writer failed")
+                    for pending in batch:
+                        if not pending.future.done():
+                            pending.future.set_exception(EventStoreUnavailable(f"event writer error: {exc}"))
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        results: list[AppendResult] = []
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            for pending in batch:
+                accepted: list[StoredEvent] = []
+                for event in pending.events:
+                    cursor = self._conn.execute(
+                        "INSERT OR IGNORE INTO events(event_key, user_key, session_key, item_id, type, ts, received)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (event.event_key, event.user_key, event.session_key, event.item_id,
+                         event.type, event.timestamp, event.received),
+                    )
+                    if cursor.rowcount == 1:
+                        accepted.append(replace(event, seq=int(cursor.lastrowid)))
+                results.append(AppendResult(accepted, len(pending.events) - len(accepted)))
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                try:
+                    self._conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.exception("rollback of a failed event commit failed")
+            log.error("event commit failed (%d requests not acknowledged): %s", len(batch), exc)
+            error = EventStoreUnavailable(f"events could not be stored: {exc}")
+            for pending in batch:
+                pending.future.set_exception(error)
+            return
+        stored = [event for result in results for event in result.accepted]
+        if stored and self.on_commit is not None:
+            try:
+                self.on_commit(stored)
+            except Exception:  # durable already; profiles are rebuilt from the log on restart
+                log.exception("applying %d committed events to the profiles failed", len(stored))
+        for pending, result in zip(batch, results):
+            pending.future.set_result(result)
+
+    # Reading: short-lived connections, so readers never wait for the writer (WAL).
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    def iter_events(self, after_seq: int = 0, chunk: int = 10_000) -> Iterator[StoredEvent]:
+        """Every stored event with ``seq > after_seq``, in commit order."""
+        with closing(self._reader()) as conn:
+            cursor = conn.execute(f"SELECT {_COLUMNS} FROM events WHERE rowid > ? ORDER BY rowid", (after_seq,))
+            while rows := cursor.fetchmany(chunk):
+                yield from (_to_event(row) for row in rows)
+
+    def events_of_user(self, user_key: str) -> list[StoredEvent]:
+        """A user's events: their own, plus the anonymous events of every session linked to them.
+
+        A session is linked to a user by any event carrying both ids; its anonymous events (no
+        user id) then count for that user, whenever they happened.
+        """
+        with closing(self._reader()) as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE user_key = ?1 UNION ALL "
+                f"SELECT {_COLUMNS} FROM events WHERE user_key IS NULL AND session_key IN "
+                "(SELECT session_key FROM events WHERE user_key = ?1 AND session_key IS NOT NULL) "
+                "ORDER BY 1", (user_key,),
+            ).fetchall()
+        return [_to_event(row) for row in rows]
+
+    def events_of_session(self, session_key: str) -> list[StoredEvent]:
+        with closing(self._reader()) as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE session_key = ? ORDER BY rowid", (session_key,)
+            ).fetchall()
+        return [_to_event(row) for row in rows]
+
+    def count(self) -> int:
+        with closing(self._reader()) as conn:
+            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def last_seq(self) -> int:
+        with closing(self._reader()) as conn:
+            return int(conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0])
+
+
+def _to_event(row: tuple) -> StoredEvent:
+    seq, event_key, user_key, session_key, item_id, event_type, ts, received = row
+    return StoredEvent(event_key, user_key, session_key, item_id, event_type, float(ts), float(received), int(seq))

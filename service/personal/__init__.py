@@ -1,0 +1,1 @@
+"""Personalization: profiles from events, popularity, co-occurrence and recommendations."""

@@ -1,0 +1,83 @@
+"""Frequently bought together: items that appear close together in the same actor's events.
+
+An actor is a user (events with a user id) or an anonymous session. Each actor keeps its last
+``recent`` events; a new event pairs with those of them within ``window_s`` of its timestamp
+(before or after, so late-arriving events pair correctly). A pair adds ``min(w_a, w_b)`` (the
+weaker event type's weight) to both directions, so a view next to a purchase counts like two
+views, and a purchase next to a purchase counts most. Per item, only the ``max_neighbours``
+strongest partners are kept, which bounds memory on large catalogues.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import numpy as np
+
+from index.profile import DecayConfig
+
+
+class CoOccurrence:
+    """Sparse, symmetric pair weights between rows of one index version."""
+
+    def __init__(
+        self,
+        config: DecayConfig,
+        *,
+        window_s: float,
+        recent: int = 20,
+        max_neighbours: int = 200,
+    ) -> None:
+        self.config = config
+        self.window_s = window_s
+        self.recent = recent
+        self.max_neighbours = max_neighbours
+        self._pairs: dict[int, dict[int, float]] = {}
+        self._recent: dict[str, deque[tuple[int, float, float]]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, actor: str, row: int, event_type: str, timestamp: float) -> None:
+        """Records one event of ``actor`` (a hashed user or session key) on ``row``."""
+        weight = self.config.weight(event_type)
+        with self._lock:
+            history = self._recent.get(actor)
+            if history is None:
+                history = self._recent[actor] = deque(maxlen=self.recent)
+            for other, other_weight, other_time in history:
+                if other != row and abs(other_time - timestamp) <= self.window_s:
+                    pair = min(weight, other_weight)
+                    self._bump(row, other, pair)
+                    self._bump(other, row, pair)
+            history.append((row, weight, timestamp))
+
+    def _bump(self, row: int, other: int, amount: float) -> None:
+        neighbours = self._pairs.setdefault(row, {})
+        neighbours[other] = neighbours.get(other, 0.0) + amount
+        if len(neighbours) > 2 * self.max_neighbours:
+            keep = sorted(neighbours.items(), key=lambda kv: (-kv[1], kv[0]))[: self.max_neighbours]
+            self._pairs[row] = dict(keep)
+
+    def neighbours(self, row: int) -> dict[int, float]:
+        with self._lock:
+            return dict(self._pairs.get(row, {}))
+
+    def scores(self, seeds: dict[int, float], limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """Items bought together with ``seeds`` (row → the seed's decayed weight), best first.
+
+        A candidate's score is ``Σ seed_weight · pair_weight`` over the seeds, scaled so that the
+        best is 1.0. Raw pair weights, not cosine-normalised ones: on the Amazon Scientific
+        train split, normalising by item degrees lost about 0.01 HR@10 (popular partners are
+        genuinely what people buy next).
+        """
+        totals: dict[int, float] = {}
+        with self._lock:
+            for seed, seed_weight in seeds.items():
+                for other, pair in self._pairs.get(seed, {}).items():
+                    totals[other] = totals.get(other, 0.0) + seed_weight * pair
+        if not totals:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        rows = np.fromiter(totals.keys(), dtype=np.int64, count=len(totals))
+        values = np.fromiter(totals.values(), dtype=np.float64, count=len(totals))
+        order = np.lexsort((rows, -values))[:limit]
+        return rows[order], (values[order] / values[order[0]]).astype(np.float32)

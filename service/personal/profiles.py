@@ -1,0 +1,247 @@
+"""ProfileService: every user's and session's profile, popularity and co-occurrence, in memory.
+
+Everything here is derived from the event log and bound to one index version (item rows and
+vectors): ``attach(engine)`` replays the log into a fresh ``_Derived`` and swaps it in, at
+start-up and whenever the served version changes; ``apply`` (the store's commit hook) keeps it
+current in O(d) per event. Each derived state remembers the last event sequence number it holds,
+so events committed during a rebuild are caught up exactly once.
+
+Who an event counts for:
+* the user of its ``user_id``;
+* the session of its ``session_id``;
+* an anonymous event (session, no user) also counts for every user its session is linked to; a
+  session is linked to a user by any event carrying both ids, and its earlier anonymous events
+  are merged into that user at that moment (later ones are added directly).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from index.profile import ProfileVector, combine_profiles
+from service.engine import Engine
+from service.events.identity import IdHasher
+from service.events.store import EventStore, StoredEvent
+from service.personal.config import PersonalConfig
+from service.personal.cooccurrence import CoOccurrence
+from service.personal.popularity import Popularity
+from service.personal.state import ProfileState, SessionState, merged_item_weights
+
+log = logging.getLogger(__name__)
+TEXT_SPACE = "text"
+
+
+@dataclass(frozen=True)
+class ProfileView:
+    """A profile as read at one moment (a user, a session, or a user with a new session)."""
+
+    engine: Engine
+    profiles: dict[str, ProfileVector]
+    item_weights: dict[tuple[int, str], float]
+    last_purchase: dict[int, float]
+    counts: dict[str, int]
+    linked_sessions: int
+    first_ts: float | None
+    last_ts: float | None
+    now: float
+
+    @property
+    def text(self) -> ProfileVector:
+        return self.profiles[TEXT_SPACE]
+
+    def weight_by_row(self) -> dict[int, float]:
+        """Decayed weight per item row, all event types together."""
+        totals: dict[int, float] = {}
+        for (row, _), weight in self.item_weights.items():
+            totals[row] = totals.get(row, 0.0) + weight
+        return totals
+
+
+class _Derived:
+    """All state derived from the event log for one index version."""
+
+    def __init__(self, engine: Engine, config: PersonalConfig) -> None:
+        self.engine = engine
+        self.config = config
+        self.vectors = {name: space.vectors for name, space in engine.index.spaces.items()}
+        self.dims = {name: int(vectors.shape[1]) for name, vectors in self.vectors.items()}
+        self.users: dict[str, ProfileState] = {}
+        self.sessions: dict[str, SessionState] = {}
+        self.popularity = Popularity(len(engine.index), config.decay, config.popularity_half_life_s)
+        self.cooccurrence = CoOccurrence(config.decay, window_s=config.bought_together_window_s)
+        self.last_seq = 0
+
+    def _new_state(self) -> ProfileState:
+        return ProfileState(self.dims, self.config.decay)
+
+    def _user(self, key: str) -> ProfileState:
+        state = self.users.get(key)
+        if state is None:
+            state = self.users[key] = self._new_state()
+        return state
+
+    def _session(self, key: str) -> SessionState:
+        state = self.sessions.get(key)
+        if state is None:
+            state = self.sessions[key] = SessionState(self._new_state(), self._new_state())
+        return state
+
+    def apply(self, event: StoredEvent) -> None:
+        if event.seq and event.seq <= self.last_seq:
+            return
+        self.last_seq = max(self.last_seq, event.seq)
+        row = self.engine.index.items.row_of.get(event.item_id)
+        vectors: dict[str, np.ndarray] = {}
+        if row is not None:
+            for name, matrix in self.vectors.items():
+                vector = np.asarray(matrix[row])
+                if name == TEXT_SPACE or np.any(vector):  # items without an image have zero rows
+                    vectors[name] = vector
+            self.popularity.add(row, event.type, event.timestamp)
+        args = (row, event.type, event.timestamp, vectors)
+        if event.user_key is not None:
+            user = self._user(event.user_key)
+            user.add(*args)
+            if event.session_key is not None:
+                session = self._session(event.session_key)
+                session.identified.add(*args)
+                if event.user_key not in session.users:
+                    session.users.add(event.user_key)
+                    user.merge(session.anonymous)
+                    user.linked_sessions += 1
+        elif event.session_key is not None:
+            session = self._session(event.session_key)
+            session.anonymous.add(*args)
+            for user_key in session.users:
+                self.users[user_key].add(*args)
+        actor = event.user_key or event.session_key
+        if row is not None and actor is not None:
+            self.cooccurrence.add(actor, row, event.type, event.timestamp)
+
+    def states(self, user_key: str | None, session_key: str | None) -> list[ProfileState]:
+        """The states whose union is the requester's history (see the module docstring)."""
+        user = self.users.get(user_key) if user_key else None
+        session = self.sessions.get(session_key) if session_key else None
+        if user is not None and session is not None:
+            return [user] if user_key in session.users else [user, session.anonymous]
+        if user is not None:
+            return [user]
+        if session is not None:
+            # Identified requests see their user's profile; a bare session id sees its own events.
+            return session.parts() if user_key is None else [session.anonymous]
+        return []
+
+
+class ProfileService:
+    """Per-user and per-session profiles kept current with the event log.
+
+    Args:
+        hasher: turns raw user and session ids into the stored keys.
+        config: weights, half-lives and blending settings.
+        store: the event log to rebuild from (None: start empty, e.g. in unit tests).
+        clock: the current Unix time (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        hasher: IdHasher,
+        config: PersonalConfig,
+        store: EventStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.hasher = hasher
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._derived: _Derived | None = None
+
+    def attach(self, engine: Engine) -> None:
+        """(Re)builds everything for ``engine``'s index version from the event log, then swaps."""
+        started = time.perf_counter()
+        derived = _Derived(engine, self.config)
+        replayed = self._replay(derived, self.store.iter_events() if self.store else ())
+        with self._lock:
+            if self.store is not None:  # events committed while replaying
+                replayed += self._replay(derived, self.store.iter_events(after_seq=derived.last_seq))
+            self._derived = derived
+        log.info("profiles of %d users and %d sessions built from %d events for version %s in %.2f s",
+                 len(derived.users), len(derived.sessions), replayed, engine.version,
+                 time.perf_counter() - started)
+
+    @staticmethod
+    def _replay(derived: _Derived, events: Iterable[StoredEvent]) -> int:
+        count = 0
+        for event in events:
+            derived.apply(event)
+            count += 1
+        return count
+
+    def apply(self, events: list[StoredEvent]) -> None:
+        """Adds newly committed events (the event store's ``on_commit`` hook)."""
+        with self._lock:
+            if self._derived is None:
+                return
+            for event in events:
+                self._derived.apply(event)
+
+    @property
+    def attached(self) -> bool:
+        return self._derived is not None
+
+    def keys(self, user_id: str | None, session_id: str | None) -> tuple[str | None, str | None]:
+        return (self.hasher.user(user_id) if user_id else None,
+                self.hasher.session(session_id) if session_id else None)
+
+    def view(self, user_id: str | None, session_id: str | None) -> ProfileView | None:
+        """The requester's profile now, or None when nothing is known about them."""
+        user_key, session_key = self.keys(user_id, session_id)
+        now = self.clock()
+        with self._lock:
+            derived = self._derived
+            if derived is None:
+                return None
+            states = derived.states(user_key, session_key)
+            if not states:
+                return None
+            profiles = {
+                name: combine_profiles([state.spaces[name] for state in states], now) for name in derived.dims
+            }
+            counts: dict[str, int] = {}
+            for state in states:
+                for event_type, count in state.counts.items():
+                    counts[event_type] = counts.get(event_type, 0) + count
+            last_purchase: dict[int, float] = {}
+            for state in states:
+                for (row, event_type), stat in state.items.items():
+                    if event_type == "purchase":
+                        last_purchase[row] = max(stat.last_ts, last_purchase.get(row, -np.inf))
+            first = min(state.first_ts for state in states)
+            last = max(state.last_ts for state in states)
+            return ProfileView(
+                engine=derived.engine, profiles=profiles, item_weights=merged_item_weights(states, now),
+                last_purchase=last_purchase,
+                counts=counts, linked_sessions=sum(state.linked_sessions for state in states),
+                first_ts=first if np.isfinite(first) else None, last_ts=last if np.isfinite(last) else None,
+                now=now,
+            )
+
+    def popularity(self) -> tuple[Engine, Popularity] | None:
+        with self._lock:
+            return None if self._derived is None else (self._derived.engine, self._derived.popularity)
+
+    def cooccurrence(self) -> tuple[Engine, CoOccurrence] | None:
+        with self._lock:
+            return None if self._derived is None else (self._derived.engine, self._derived.cooccurrence)
+
+    def counts(self) -> dict[str, int]:
+        """How many users and sessions have profiles (for metrics and logs)."""
+        with self._lock:
+            derived = self._derived
+            return {"users": len(derived.users), "sessions": len(derived.sessions)} if derived else {"users": 0, "sessions": 0}

@@ -1,0 +1,58 @@
+"""Opening and closing personalization with the app: id secret, event store, profiles.
+
+``Personalization.open`` loads (or creates) the id secret, opens the event store, builds every
+profile from the stored events for the served index version, subscribes the profiles to new
+commits and to index swaps, then starts the writer. ``close`` commits what is queued and closes
+the store; the app calls it after the last request has finished.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from service.events.identity import IdHasher, load_or_create_secret
+from service.events.store import EVENTS_FILE, EventStore
+from service.holder import IndexHolder
+from service.personal.config import PersonalConfig
+from service.personal.profiles import ProfileService
+from service.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Personalization:
+    """The event store, the profiles built from it and the settings they use."""
+
+    config: PersonalConfig
+    hasher: IdHasher
+    store: EventStore
+    profiles: ProfileService
+
+    @classmethod
+    def open(cls, settings: ServiceSettings, holder: IndexHolder) -> Personalization:
+        """Opens the store under ``settings.data_dir`` and builds the profiles for ``holder``.
+
+        Raises:
+            ValueError: invalid personalization settings or a damaged id secret.
+            EventStoreError: the store cannot be opened (e.g. written with another secret).
+        """
+        config = PersonalConfig.from_settings(settings)
+        hasher = IdHasher(load_or_create_secret(settings.data_dir))
+        max_bytes = int(settings.events_max_db_mb * 1_000_000) if settings.events_max_db_mb else None
+        store = EventStore(settings.data_dir / EVENTS_FILE, id_check=hasher.check_value(), max_bytes=max_bytes)
+        profiles = ProfileService(hasher, config, store)
+        try:
+            profiles.attach(holder.engine)
+            store.on_commit = profiles.apply
+            holder.add_swap_listener(profiles.attach)
+            store.start()
+        except BaseException:
+            store.close()
+            raise
+        log.info("personalization ready: %d stored events, %s", store.count(), profiles.counts())
+        return cls(config, hasher, store, profiles)
+
+    def close(self) -> None:
+        self.store.close()

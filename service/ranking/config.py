@@ -1,0 +1,35 @@
+"""The ranking configuration of a running service: fusion constants and the rule book."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from service.ranking.hybrid import FusionParams
+from service.ranking.rules import RuleBook, load_rule_book
+
+if TYPE_CHECKING:
+    from service.settings import ServiceSettings
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    """Everything ranking reads from the settings, loaded (and validated) once at start-up."""
+
+    fusion: FusionParams = FusionParams()
+    rule_book: RuleBook = field(default_factory=RuleBook)
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> RankingConfig:
+        """Reads the fusion settings and the rules file.
+
+        Raises:
+            RulesError: the rules file is missing or invalid.
+        """
+        fusion = FusionParams(
+            method=settings.fusion_method,
+            dense_weight=settings.fusion_dense_weight,
+            lexical_weight=settings.fusion_lexical_weight,
+            rrf_k=settings.fusion_rrf_k,
+        )
+        return cls(fusion=fusion, rule_book=load_rule_book(settings.rules_file))

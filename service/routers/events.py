@@ -1,0 +1,58 @@
+"""``POST /events``: interactions in, acknowledged only once durably stored."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+
+from service.deps import WRITE_GUARD, SettingsDep, check_batch_size
+from service.errors import ApiError
+from service.events.schemas import EventsRequest, EventsResponse
+from service.events.store import EventStoreUnavailable, StoredEvent
+from service.personal.deps import PersonalizationDep
+
+router = APIRouter(tags=["events"])
+#: Seconds a client should wait before retrying after a failed commit (disk full, I/O error).
+RETRY_AFTER_S = "5"
+
+
+@router.post("/events", response_model=EventsResponse, dependencies=WRITE_GUARD)
+def post_events(request: Request, body: EventsRequest, settings: SettingsDep, personal: PersonalizationDep) -> dict:
+    """Stores a batch of events; duplicates (same ``event_id``) are counted and change nothing.
+
+    The answer comes after the commit (SQLite WAL, ``synchronous=FULL``): an acknowledged event
+    survives a crash, and the requester's next recommendation already reflects it. A failed
+    commit answers 503 with ``Retry-After``; nothing of the batch was stored, and re-sending it
+    is safe.
+    """
+    check_batch_size(settings, len(body.events))
+    arrival = time.time()
+    hasher = personal.hasher
+    holder = request.app.state.holder
+    known = holder.engine.index.items.row_of if holder is not None and holder.loaded else {}
+    unknown: dict[str, None] = {}
+    stored = []
+    for event in body.events:
+        if event.item_id not in known:
+            unknown[event.item_id] = None
+        stored.append(StoredEvent(
+            event_key=hasher.event(event.event_id),
+            user_key=hasher.user(event.user_id) if event.user_id else None,
+            session_key=hasher.session(event.session_id) if event.session_id else None,
+            item_id=event.item_id,
+            type=event.type,
+            timestamp=event.seconds(arrival),
+            received=arrival,
+        ))
+    try:
+        result = personal.store.append(stored)
+    except EventStoreUnavailable as exc:
+        raise ApiError(503, f"{exc}; nothing of this batch was stored, retry it later",
+                       "storage_unavailable", headers={"Retry-After": RETRY_AFTER_S}) from None
+    return {
+        "accepted": len(result.accepted),
+        "duplicates": result.duplicates,
+        "unknown_items": list(unknown),
+        "request_id": getattr(request.state, "request_id", None),
+    }

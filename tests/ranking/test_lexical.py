@@ -1,0 +1,104 @@
+"""BM25 index: SKU-friendly tokens, exact scores from the sparse postings, persistence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.lexical import META_FILE, LexicalIndex, query_tokens, tokenize
+
+TEXTS = [
+    "DeWalt DW4524 angle grinder 4-1/2-inch",
+    "Makita GA4530 angle grinder, 4.5 inch",
+    "Grinding wheels for angle grinders (10 pack)",
+    "Küchenmesser aus Edelstahl",
+    "",
+    "Adobe Photoshop CS3 upgrade",
+    "Adobe Photoshop Elements 5.0",
+    "The Print Shop 22 Deluxe",
+]
+
+
+@pytest.fixture(scope="module")
+def index() -> LexicalIndex:
+    return LexicalIndex.build(TEXTS)
+
+
+def test_sku_spellings_share_tokens() -> None:
+    for spelling in ("DW4524", "dw-4524", "DW 4524", "dw/4524"):
+        assert {"dw", "4524"} <= set(tokenize(spelling)), spelling
+    assert "dw4524" in tokenize("DW4524") and "dw-4524" in tokenize("dw-4524")
+    assert tokenize("4-1/2-inch")[:1] == ["4-1/2-inch"]
+
+
+def test_folding_of_accents_case_and_plurals() -> None:
+    assert tokenize("Küche CABLES batteries glass") == ["kuche", "cable", "battery", "glass"]
+    assert query_tokens("the angle grinder for the shop") == ["angle", "grinder", "shop"]
+    assert query_tokens("the") == ["the"]  # nothing else left: keep the stopword
+    assert query_tokens("grinder grinders") == ["grinder"]
+
+
+@pytest.mark.parametrize("query", ["DW-4524", "dw4524 grinder"])
+def test_exact_model_numbers_rank_first(index: LexicalIndex, query: str) -> None:
+    rows, scores = index.search(query, 3)
+    assert rows[0] == 0 and scores[0] > scores[1:].max(initial=0)
+
+
+def test_match_equals_bm25s_dense_scores(index: LexicalIndex) -> None:
+    # All three aggregation paths (one token, few postings, many postings) against bm25s itself.
+    for query in ("grinder", "angle grinder wheel", "adobe photoshop cs3 upgrade", "kuchenmesser", "zzz"):
+        expected = np.zeros(len(TEXTS), dtype=np.float32)
+        tokens = index.tokens(query)
+        if tokens:
+            expected = np.asarray(index._retriever.get_scores(tokens), dtype=np.float32)
+        rows, scores = index.match(query)
+        assert list(rows) == list(np.flatnonzero(expected > 0)), query
+        np.testing.assert_allclose(scores, expected[rows], rtol=1e-5)
+        np.testing.assert_allclose(index.scores(query), expected, rtol=1e-5)
+
+
+def test_sparse_and_dense_paths_agree() -> None:
+    # Zipf-like word frequencies: queries of common words take the dense path, of rare words
+    # the sorted-postings path.
+    rng = np.random.default_rng(0)
+    vocabulary = np.array([f"x{chr(97 + n // 26)}{chr(97 + n % 26)}q" for n in range(300)])  # letters only
+    frequency = 1.0 / np.arange(1, 301)
+    frequency /= frequency.sum()
+    texts = [" ".join(rng.choice(vocabulary, size=rng.integers(1, 12), p=frequency)) for _ in range(400)]
+    index = LexicalIndex.build(texts)
+    for number in range(60):
+        words = vocabulary if number % 2 else vocabulary[100:]
+        query = " ".join(rng.choice(words, size=rng.integers(1, 6)))
+        rows, scores = index.match(query)
+        expected = np.asarray(index._retriever.get_scores(index.tokens(query)), dtype=np.float32)
+        assert list(rows) == list(np.flatnonzero(expected > 0))
+        np.testing.assert_allclose(scores, expected[rows], rtol=1e-5)
+
+
+def test_allowed_mask_and_top_k(index: LexicalIndex) -> None:
+    allowed = np.ones(len(TEXTS), dtype=bool)
+    allowed[0] = False
+    rows, scores = index.search("angle grinder", 2, allowed)
+    assert 0 not in rows and len(rows) == 2 and scores[0] >= scores[1]
+    assert index.search("angle grinder", 0)[0].size == 0
+    assert index.search("nothing matches this", 5)[0].size == 0
+
+
+def test_save_and_load_round_trip(index: LexicalIndex, tmp_path: Path) -> None:
+    index.save(tmp_path / "lexical")
+    loaded = LexicalIndex.load(tmp_path / "lexical", len(TEXTS))
+    assert loaded.tokenizer_version == index.tokenizer_version
+    for query in ("DW-4524", "photoshop", "print shop deluxe"):
+        np.testing.assert_array_equal(loaded.search(query, 5)[0], index.search(query, 5)[0])
+    with pytest.raises(ValueError, match="rows"):
+        LexicalIndex.load(tmp_path / "lexical", len(TEXTS) + 1)
+
+
+def test_versions_without_metadata_use_the_first_tokenizer(tmp_path: Path) -> None:
+    # A version built before the tokenizer was recorded was tokenized by version 1.
+    index = LexicalIndex.build(TEXTS)
+    index.save(tmp_path / "lexical")
+    (tmp_path / "lexical" / META_FILE).unlink()
+    assert LexicalIndex.load(tmp_path / "lexical", len(TEXTS)).tokenizer_version == 1

@@ -1,0 +1,40 @@
+"""System tests run real ``aisle serve`` processes with the real ONNX encoder.
+
+They skip, saying why, when ``embed.create_encoder`` is not importable or the shared evaluation
+data is absent; any other failure to prepare the model fails them. The ONNX export is cached under ``.cache/aisle`` of the
+repository, shared with the server processes and every other test.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.system.server import CACHE_DIR, REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def real_encoder():
+    """The serving encoder (ONNX int8 MiniLM), exported once and cached."""
+    os.environ.setdefault("AISLE_CACHE_DIR", str(CACHE_DIR))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        from embed import create_encoder, prepare_model
+    except ImportError as exc:
+        pytest.skip(f"system tests need the real encoder (embed.create_encoder): {exc}")
+    from service.settings import ServiceSettings
+
+    config = ServiceSettings().encoder_config()
+    prepare_model(config)
+    return create_encoder(config)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``<repo>/../shared/data`` (or ``$AISLE_SHARED_DATA``): real evaluation data, never copied here."""
+    root = Path(os.environ.get("AISLE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+    if not (root / "fixture").is_dir():
+        pytest.skip(f"shared evaluation data not found at {root} (set AISLE_SHARED_DATA)")
+    return root
