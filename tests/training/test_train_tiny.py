@@ -1,0 +1,121 @@
+"""``aisle train`` on a tiny random BERT: a few steps, an atomic model directory, an ONNX export,
+and a rebuild that uses the new model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("sentence_transformers")
+
+from embed import EncoderConfig, create_encoder  # noqa: E402
+from index.build import BuildOptions, build_version  # noqa: E402
+from index.cli import main  # noqa: E402
+from index.manifest import read_manifest  # noqa: E402
+from tests.embed.tiny_models import build_tiny_sentence_transformer  # noqa: E402
+from training.datasets import load_sequence_set  # noqa: E402
+from training.model_io import TRAINING_REPORT, load_sentence_transformer  # noqa: E402
+from training.train import TrainOptions, train_model  # noqa: E402
+from training.train_sources import from_sequence_set  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_sentence_transformer(tmp_path_factory.mktemp("tiny") / "tiny-bert")
+
+
+@pytest.fixture
+def cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setenv("AISLE_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "models"
+
+
+def _train_args(tiny: Path, output: Path, *extra: str) -> list[str]:
+    return ["train", "--sequences", "fixture/scientific", "--base-model", str(tiny), "--output", str(output),
+            "--batch-size", "16", "--trainable-layers", "1", "--eval-every", "2", "--max-steps", "4",
+            "--no-progress", "--seed", "5", "--threads", "1", *extra]
+
+
+def test_train_exports_and_a_rebuild_uses_the_new_model(shared_data, tiny_model: Path, cache: Path,
+                                                        tmp_path: Path, capsys) -> None:
+    output = tmp_path / "models" / "trained"
+    # Without a validation split the last weights are kept, so the model surely changed.
+    assert main(_train_args(tiny_model, output, "--validation-fraction", "0")) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 4 and summary["stopped_because"] == "max_steps"
+    assert [entry["step"] for entry in summary["history"]] == [0, 2, 4]
+    assert Path(summary["export"]).is_dir()
+    # Atomic write: the directory is complete and nothing temporary is left beside it.
+    assert (output / "modules.json").is_file() and (output / TRAINING_REPORT).is_file()
+    assert sorted(p.name for p in output.parent.iterdir()) == ["trained"]
+    report = json.loads((output / TRAINING_REPORT).read_text())
+    assert report["options"]["seed"] == 5 and report["split"]["train_sequences"] > 0
+
+    base = create_encoder(EncoderConfig(model=str(tiny_model), cache_dir=cache))
+    trained = create_encoder(EncoderConfig(model=str(output), cache_dir=cache))
+    assert trained.fingerprint != base.fingerprint
+    texts = ["Gorilla Glue waterproof 8 ounce", "DEWALT grinding wheel"]
+    assert not np.allclose(trained.encode_documents(texts), base.encode_documents(texts), atol=1e-4)
+
+    data = load_sequence_set("fixture/scientific")
+    built = build_version(data.catalog(), tmp_path / "index", trained, BuildOptions(show_progress=False))
+    assert read_manifest(built.path)["spaces"]["text"]["fingerprint"] == trained.fingerprint
+
+
+def test_only_the_top_layers_change(shared_data, tiny_model: Path, tmp_path: Path) -> None:
+    data = from_sequence_set(load_sequence_set("fixture/scientific", "train"))
+    output = tmp_path / "top-only"
+    train_model(data, TrainOptions(base_model=str(tiny_model), output=output, trainable_layers=1,
+                                   batch_size=16, max_steps=3, eval_every=3, show_progress=False, seed=1, threads=1,
+                                   validation_fraction=0.0))
+    before = load_sentence_transformer(str(tiny_model))[0].auto_model.state_dict()
+    after = load_sentence_transformer(str(output))[0].auto_model.state_dict()
+    changed = {name for name in before if not bool((before[name] == after[name]).all())}
+    assert changed and all(name.startswith("encoder.layer.1.") for name in changed)
+
+
+def test_fixed_seeds_reproduce_the_run(shared_data, tiny_model: Path, tmp_path: Path) -> None:
+    data = from_sequence_set(load_sequence_set("fixture/scientific", "train"))
+    runs = []
+    for name in ("first", "second"):
+        result = train_model(data, TrainOptions(base_model=str(tiny_model), output=tmp_path / name,
+                                                trainable_layers=1, batch_size=16, max_steps=3,
+                                                eval_every=3, show_progress=False, seed=9, threads=1))
+        runs.append(([entry["score"] for entry in result.history],
+                     load_sentence_transformer(str(tmp_path / name)).encode(["glue", "sanding roll"])))
+    assert runs[0][0] == runs[1][0]
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+def test_early_stopping_restores_the_best_weights(shared_data, tiny_model: Path, tmp_path: Path) -> None:
+    data = from_sequence_set(load_sequence_set("fixture/scientific", "train"))
+    # A learning rate this small cannot improve the validation score: the first validation
+    # after step 0 stops the run, and the saved weights must be exactly the initial ones.
+    result = train_model(data, TrainOptions(base_model=str(tiny_model), output=tmp_path / "early",
+                                            trainable_layers=1, batch_size=16, learning_rate=1e-12,
+                                            eval_every=1, patience=1, max_steps=50, show_progress=False, threads=1))
+    assert result.stopped_because == "early_stopping" and result.steps == 1 and result.best_step == 0
+    before = load_sentence_transformer(str(tiny_model))[0].auto_model.state_dict()
+    after = load_sentence_transformer(str(tmp_path / "early"))[0].auto_model.state_dict()
+    assert all(bool((before[name] == after[name]).all()) for name in before)
+
+
+def test_time_budget_stops_training(shared_data, tiny_model: Path, tmp_path: Path) -> None:
+    data = from_sequence_set(load_sequence_set("fixture/scientific", "train"))
+    result = train_model(data, TrainOptions(base_model=str(tiny_model), output=tmp_path / "budget",
+                                            trainable_layers=1, batch_size=16, time_budget_s=0.01,
+                                            show_progress=False, threads=1))
+    assert result.stopped_because == "time_budget"
+    assert result.steps == 1
+    assert (tmp_path / "budget" / "modules.json").is_file()
+
+
+def test_existing_output_is_refused(shared_data, tiny_model: Path, cache: Path, tmp_path: Path, capsys) -> None:
+    output = tmp_path / "exists"
+    output.mkdir()
+    assert main(_train_args(tiny_model, output, "--no-export")) == 2
+    assert "--overwrite" in capsys.readouterr().err

@@ -1,0 +1,57 @@
+"""``aisle tune``: the half-life search and the settings file it writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from index.build import BuildOptions, build_version
+from index.cli import main
+from index.loaded import LoadedIndex
+from index.profile import DAY_S, DecayConfig
+from tests.fakes import HashingEncoder
+from training.datasets import load_sequence_set
+from training.eval_recsys import evaluate_profiles
+from training.settings import TrainingSettings
+from training.timeline import Timeline
+from training.tune import tune_half_life, write_settings
+
+
+def test_half_life_search_picks_the_best_trial(shared_data: Path, hashing: HashingEncoder, tmp_path: Path) -> None:
+    data = load_sequence_set("fixture/scientific", "train")
+    built = build_version(data.catalog(), tmp_path / "index", hashing, BuildOptions(show_progress=False))
+    index = LoadedIndex.load(built.path)
+    timeline = Timeline()
+    best, trials = tune_half_life(index, data, timeline, DecayConfig(), steps=(0.5, 2.0, 30.0))
+    assert [t["half_life_steps"] for t in trials] == [0.5, 2.0, 30.0]
+    winner = max(trials, key=lambda t: t["NDCG@10"])
+    assert best["half_lives_s"]["purchase"] == winner["half_lives_s"]["purchase"]
+    # The trial's number is what an evaluation with that setting reports.
+    decay = TrainingSettings(half_lives_s=best["half_lives_s"]).decay_config()
+    again = evaluate_profiles(index, data, decay=decay, timeline=timeline)
+    assert again.metrics["NDCG@10"] == winner["NDCG@10"]
+
+
+def test_settings_file_round_trips_through_aisle_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "tuned.yaml"
+    write_settings(path, {"half_lives_s": {"purchase": 1.5 * DAY_S}, "fusion_dense_weight": 0.5},
+                   {"tuned_on": "test"})
+    assert yaml.safe_load(path.read_text())["fusion_dense_weight"] == 0.5
+    monkeypatch.setenv("AISLE_CONFIG", str(path))
+    assert TrainingSettings().decay_config().half_life("purchase") == 1.5 * DAY_S
+
+
+def test_tune_command_writes_a_usable_file(shared_data: Path, tmp_path: Path, monkeypatch, capsys,
+                                           aisle_commands) -> None:
+    monkeypatch.setattr("training.indexes.create_encoder_for", lambda settings, model=None: HashingEncoder(dim=96))
+    monkeypatch.setenv("AISLE_CACHE_DIR", str(tmp_path / "cache"))
+    output = tmp_path / "tuned.yaml"
+    assert main(["tune", "--sequences", "fixture/scientific", "--output", str(output), "--no-progress"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    tuned = yaml.safe_load(output.read_text())
+    assert tuned == report["settings"]
+    assert set(tuned["half_lives_s"]) == {"view", "click", "add_to_cart", "purchase"}
+    assert len(report["half_life"]["trials"]) >= 5

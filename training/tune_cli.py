@@ -1,0 +1,94 @@
+"""``aisle tune``: find settings on a validation split and write them to a YAML settings file.
+
+    aisle tune --output tuned.yaml --sequences scientific [--split train] [--blend]
+    aisle tune --output tuned.yaml --search-set amazon_google [--half even]
+
+The file holds only the tuned keys; pass it with ``--config`` (or ``AISLE_CONFIG``) to ``aisle
+serve``, ``aisle eval`` and ``aisle train``. Start from an existing file with ``--config``: its
+values are the base every trial varies from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def register(commands: argparse._SubParsersAction, guard: Callable[[Handler], Handler]) -> None:
+    parser = commands.add_parser("tune", help="tune half-lives, blend and fusion settings on a validation split")
+    parser.add_argument("--output", type=Path, required=True, help="YAML settings file to write")
+    parser.add_argument("--sequences", help="next-item cases: scientific, fixture/scientific or a folder")
+    parser.add_argument("--split", choices=["train", "valid"], default="train",
+                        help="cases to tune on (default train: each user's training rows)")
+    parser.add_argument("--blend", action="store_true",
+                        help="also tune the recommendation blend through a local service (slow)")
+    parser.add_argument("--search-set", help="labelled queries for the fusion weights (through a local service)")
+    parser.add_argument("--half", choices=["all", "even", "odd"], default="even")
+    parser.add_argument("--model", help="model to build the tuning index with (default: settings)")
+    parser.add_argument("--step-s", type=float, default=86_400.0, help="seconds between untimed history items")
+    parser.add_argument("--event-type", default="purchase")
+    parser.add_argument("--limit", type=int, help="tune on the first N cases only")
+    parser.add_argument("--seed", type=int, default=13, help="seeds the choice of cases with --limit")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--config", type=Path, help="base YAML settings file (also $AISLE_CONFIG)")
+    parser.set_defaults(handler=guard(_tune))
+
+
+def _sample(items: list, limit: int | None, seed: int) -> list:
+    """A seeded random sample of ``limit`` items, in their original order (all without a limit)."""
+    if not limit or limit >= len(items):
+        return items
+    import random
+
+    return [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), limit))]
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from training import tune
+    from training.datasets import load_search_set, load_sequence_set
+    from training.indexes import build_eval_index, create_encoder_for
+    from training.settings import TrainingSettings
+    from training.timeline import Timeline
+
+    if not args.sequences and not args.search_set:
+        raise ValueError("give --sequences and/or --search-set to tune on")
+    settings = TrainingSettings()
+    encoder = create_encoder_for(settings, args.model)
+    model = str(Path(args.model).resolve()) if args.model and Path(args.model).exists() else args.model
+    tuned: dict[str, Any] = {}
+    report: dict[str, Any] = {"model": encoder.fingerprint}
+    started = time.perf_counter()
+    if args.sequences:
+        data = load_sequence_set(args.sequences, args.split)
+        data = replace(data, cases=_sample(data.cases, args.limit, args.seed))
+        timeline = Timeline(step_s=args.step_s, event_type=args.event_type)
+        built = build_eval_index(data.catalog(), f"sequences-{data.name}", encoder, settings,
+                                 show_progress=not args.no_progress)
+        best, trials = tune.tune_half_life(built.index, data, timeline, settings.decay_config())
+        tuned.update(best)
+        report["half_life"] = {"data": f"{data.name}/{args.split}", "cases": len(data.cases), "trials": trials}
+        if args.blend:
+            with tempfile.TemporaryDirectory(prefix="aisle-tune-") as scratch:
+                blend, trials = tune.tune_blend(built.root, data, timeline, tuned, Path(scratch), model)
+            tuned.update(blend)
+            report["blend"] = {"trials": trials}
+    if args.search_set:
+        search_set = load_search_set(args.search_set).half(args.half)
+        built = build_eval_index(search_set.load_catalog(), search_set.name, encoder, settings,
+                                 show_progress=not args.no_progress)
+        fusion, trials = tune.tune_fusion(built.root, search_set, tuned, model)
+        tuned.update(fusion)
+        report["fusion"] = {"data": search_set.name, "queries": len(search_set.queries), "trials": trials}
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    tune.write_settings(args.output, tuned, {"tuned_on": {k: v.get("data") for k, v in report.items()
+                                                           if isinstance(v, dict) and "data" in v}})
+    print(json.dumps({"settings": tuned, "written_to": str(args.output), **report}, indent=2, sort_keys=True))
+    return 0
