@@ -1,0 +1,108 @@
+"""Aisle's vector retrieval next to the peers: same vectors, same queries, same model.
+
+For every configuration: the latency of answering a query *text* (encoding included), one query
+at a time in this process, and recall@10 against an exact scan of the same vectors with the same
+query vectors. Aisle is measured on its own query path without HTTP: the encoder plus the FAISS
+index of the published version (the peers are libraries, so this is the like-for-like figure;
+the HTTP figures are in the end-to-end section).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from benchmarks.measure import exact_top_k, latency_stats, pinned, recall_at_k, time_each
+from benchmarks.peers import make_peer
+from embed.base import Encoder
+
+log = logging.getLogger(__name__)
+
+
+def aisle_vector_path(loaded, encoder: Encoder, queries: Sequence[str], k: int, warmup: int) -> dict[str, Any]:
+    """Aisle's encoder + ANN search on the loaded version (what the peers do), with recall."""
+    ann, ids = loaded.text.ann, loaded.items.ids
+
+    def search(query: str) -> list[str]:
+        rows, _ = ann.search(encoder.encode_queries([query])[0], k)
+        return [ids[row] for row in rows]
+
+    latencies, found = time_each(search, queries, warmup)
+    # One at a time, as searched: batched int8 encoding pads and quantises slightly differently.
+    query_vectors = np.vstack([encoder.encode_queries([query]) for query in queries])
+    exact = exact_top_k(loaded.text.vectors, query_vectors, k)
+    return {
+        "system": "aisle", "encoding": "aisle-onnx-int8", "query_encoder": f"{encoder.name} ({encoder.fingerprint.split(':')[0]})",
+        "index": ann.params.to_dict() if hasattr(ann.params, "to_dict") else str(ann.params),
+        "latency_ms": latency_stats(latencies),
+        "recall_at_10": recall_at_k(found, [[ids[r] for r in row] for row in exact], k),
+    }
+
+
+def run_peer(name: str, encoding: str, encoder: Encoder, ids: list[str], vectors: np.ndarray,
+             queries: Sequence[str], k: int, threads: int, warmup: int,
+             max_seconds: float | None = None) -> dict[str, Any]:
+    """Builds one peer on the vectors, times its text queries and measures its recall."""
+    peer = make_peer(name, encoder, encoding, threads)
+    tick = time.perf_counter()
+    peer.build(ids, vectors)
+    build_seconds = time.perf_counter() - tick
+    try:
+        latencies, found = time_each(lambda q: peer.search(q, k), queries, warmup, max_seconds)
+        exact = exact_top_k(vectors, peer.query_vectors(queries[:len(found)]), k)
+        return {
+            "system": peer.name, **peer.describe(), "build_seconds": round(build_seconds, 1),
+            "queries_measured": len(found), "latency_ms": latency_stats(latencies),
+            "recall_at_10": recall_at_k(found, [[ids[r] for r in row] for row in exact], k),
+        }
+    finally:
+        peer.close()
+
+
+def compare_peers(
+    loaded,
+    encoder: Encoder,
+    queries: Sequence[str],
+    *,
+    peers: Sequence[str],
+    encodings: Sequence[str],
+    threads: int,
+    cpus: set[int] | None,
+    k: int = 10,
+    warmup: int = 20,
+    max_peer_items: int | None = None,
+    peer_seconds: float | None = None,
+) -> dict[str, Any]:
+    """Aisle's vector path and every (peer, encoding) pair, each pinned to ``cpus``.
+
+    A peer that fails (not installed, out of memory, refuses the data) is reported with its
+    error instead of stopping the run. A peer slower than ``peer_seconds`` in total answers only
+    the first queries (the same prefix for recall).
+    """
+    ids = list(loaded.items.ids)
+    vectors = np.asarray(loaded.text.vectors, dtype=np.float32)
+    results: list[dict[str, Any]] = []
+    with pinned(cpus):
+        results.append(aisle_vector_path(loaded, encoder, queries, k, warmup))
+        for name in peers:
+            for encoding in encodings:
+                if max_peer_items is not None and len(ids) > max_peer_items:
+                    results.append({"system": name, "encoding": encoding,
+                                    "skipped": f"{len(ids)} items is above --max-peer-items {max_peer_items}"})
+                    continue
+                log.info("peer %s (%s) on %d items", name, encoding, len(ids))
+                try:
+                    results.append(run_peer(name, encoding, encoder, ids, vectors, queries, k, threads,
+                                                   warmup, peer_seconds))
+                except Exception as exc:  # one broken peer must not lose the other results
+                    log.error("peer %s (%s) failed: %s", name, encoding, exc)
+                    results.append({"system": name, "encoding": encoding,
+                                    "error": f"{type(exc).__name__}: {exc}",
+                                    "traceback": traceback.format_exc(limit=3)})
+    return {"items": len(ids), "queries": len(queries), "k": k, "threads": threads,
+            "pinned_cpus": sorted(cpus) if cpus else None, "results": results}

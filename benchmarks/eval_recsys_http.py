@@ -1,0 +1,294 @@
+"""Recommendations and personalized search measured through the HTTP API, on real data.
+
+Usage::
+
+    python -m benchmarks.eval_recsys_http [--split valid|train] [--limit N] [--skip-movielens]
+        [--out benchmarks/results/recsys.json]
+
+**Amazon Scientific (UniSRec split).** The 4,385 items (item text = the ``text`` column) are
+indexed with the real encoder (``embed.create_encoder``: bundled MiniLM, ONNX int8) by
+``index.build.build_version``; ``aisle serve`` runs in a subprocess on 127.0.0.1. Every user's
+history is posted to ``POST /events`` (user id = the user index, one ``purchase`` event per
+position: the data are reviews of bought items), then ``GET /users/{u}/recommendations?k=50``
+ranks all items for each user: HR@10, NDCG@10, HR@50, NDCG@50 of the target, over all users,
+history items NOT masked (``recommend_exclude=none``). Positions map to time as one day per
+step, the last history item one day before the evaluation: event ``i`` of a history of ``n`` is
+at ``now − (n − i)·1 day``, so half-lives and windows below read in steps. The same stored
+events are then served again with ``decay=false`` (a restart: profiles rebuilt from the log),
+which shows what recency decay is worth. Settings were tuned on the ``train`` split (each
+user's longest training row, its last item as the target), never on ``valid``.
+
+**MovieLens tags.** User U tagged movie M with text T at time t: T is the query, U's ratings
+before t (without M itself) the history, posted with their real time gaps ending now (the tag
+moment). Ratings map to event types: 4.5–5 purchase, 3.5–4 add_to_cart, 2.5–3 click, below
+view. ``POST /search`` with and without the user id: MRR@100 and HR@10 of M.
+
+Results go to ``benchmarks/results/recsys.json`` with the settings and timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from benchmarks.server import RunningServer, ServerConfig, running_server
+from index.storage import atomic_write_json
+from training.metrics import summarize_ranks, target_rank
+from training.recsys_data import MovieLensData, UniSRecData, load_movielens, load_unisrec
+
+REPO = Path(__file__).resolve().parent.parent
+DAY_S = 86_400.0
+BATCH = 1000
+#: Tuned on the train split (``--split train``; see the module docstring and the report).
+SCIENTIFIC_SETTINGS: dict[str, str] = {
+    "AISLE_HALF_LIVES_S": json.dumps({"purchase": 1.0 * DAY_S}),
+    "AISLE_BOUGHT_TOGETHER_WINDOW_S": str(3 * DAY_S),
+    "AISLE_BOUGHT_TOGETHER_WEIGHT": "0.4",
+    "AISLE_RECOMMEND_EXCLUDE": "none",
+}
+MOVIELENS_TYPES = ((4.5, "purchase"), (3.5, "add_to_cart"), (2.5, "click"), (0.0, "view"))
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Sets ``values`` in ``os.environ`` (the server subprocess inherits them), then restores."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def build_index(rows: list[dict[str, str]], root: Path) -> dict[str, Any]:
+    """Writes ``rows`` as a JSON Lines catalogue and publishes a version under ``root/index``."""
+    from embed import EncoderConfig, create_encoder
+    from index.build import BuildOptions, build_version
+    from index.catalog import load_catalog
+
+    root.mkdir(parents=True, exist_ok=True)
+    catalog_path = root / "catalog.jsonl"
+    with catalog_path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+    encoder = create_encoder(EncoderConfig())
+    report = build_version(load_catalog(catalog_path), root / "index", encoder, BuildOptions(show_progress=False))
+    return {"version": report.version, "items": report.items, "encoded": report.encoded,
+            "reused": report.reused, "seconds": round(report.seconds, 2), "model": encoder.name,
+            "fingerprint": encoder.fingerprint}
+
+
+class Client:
+    """A keep-alive HTTP client for the running server."""
+
+    def __init__(self, server: RunningServer) -> None:
+        import httpx
+
+        self._http = httpx.Client(base_url=server.url, timeout=120.0)
+
+    def post_events(self, events: list[dict[str, Any]]) -> dict[str, int]:
+        totals = {"accepted": 0, "duplicates": 0, "requests": 0}
+        for start in range(0, len(events), BATCH):
+            response = self._http.post("/events", json={"events": events[start:start + BATCH]})
+            response.raise_for_status()
+            body = response.json()
+            totals["accepted"] += body["accepted"]
+            totals["duplicates"] += body["duplicates"]
+            totals["requests"] += 1
+        return totals
+
+    def get(self, path: str, **params: Any) -> dict[str, Any]:
+        response = self._http.get(path, params=params)
+        response.raise_for_status()
+        return response.json()
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self._http.post(path, json=body)
+        response.raise_for_status()
+        return response.json()
+
+
+def parallel(function: Callable[[Any], Any], items: Sequence[Any], threads: int = 4) -> list[Any]:
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(function, items))
+
+
+def history_events(data: UniSRecData, cases: list, split: str, now: float) -> list[dict[str, Any]]:
+    """One purchase per history position, one day apart, the last one a day before ``now``."""
+    events = []
+    for case in cases:
+        length = len(case.history)
+        for position, item in enumerate(case.history):
+            events.append({
+                "event_id": f"sci-{split}-{case.user}-{position}", "user_id": f"u{case.user}",
+                "item_id": data.item_ids[item], "type": "purchase",
+                "timestamp": now - (length - position) * DAY_S,
+            })
+    return events
+
+
+def rank_targets(client: Client, data: UniSRecData, cases: list) -> list[int | None]:
+    def one(case) -> int | None:
+        body = client.get(f"/users/u{case.user}/recommendations", k=50)
+        return target_rank([result["id"] for result in body["results"]], data.item_ids[case.target])
+
+    return parallel(one, cases)
+
+
+def variants(workdir: Path) -> dict[str, dict[str, Any]]:
+    """What each Scientific run changes over ``SCIENTIFIC_SETTINGS``.
+
+    ``shop_rules``: the built-in ``recommendations`` rules (MMR diversity λ = 0.8);
+    ``relevance_only``: λ = 1 (a rules file), the ranking the protocol measures;
+    ``profile_only``: relevance only, without "bought together": the profile and popularity
+    alone, where recency decay is easiest to see.
+    """
+    rules = workdir / "relevance-only-rules.yaml"
+    rules.write_text("surfaces:\n  recommendations:\n    diversity: {lambda: 1.0}\n", encoding="utf-8")
+    return {
+        "shop_rules": {},
+        "relevance_only": {"AISLE_RULES_FILE": str(rules)},
+        "profile_only": {"AISLE_RULES_FILE": str(rules), "AISLE_BOUGHT_TOGETHER_WEIGHT": "0"},
+    }
+
+
+def evaluate_scientific(data: UniSRecData, split: str, limit: int | None, workdir: Path, index: dict,
+                        only: Sequence[str] = ()) -> dict:
+    """Posts every history once, then serves the stored events under each variant, decay on and off."""
+    cases = data.valid if split == "valid" else data.last_train_cases()
+    cases = cases[:limit] if limit else cases
+    data_dir = workdir / f"data-{split}-{len(cases)}-{int(time.time())}"
+    config = ServerConfig(workdir / "scientific" / "index", data_dir, cpus=None)
+    results: dict[str, Any] = {"split": split, "users": len(cases), "index": index,
+                               "settings": dict(SCIENTIFIC_SETTINGS), "time_per_position_s": DAY_S,
+                               "events": "one purchase per history position", "variants": {}}
+    posted = False
+    for variant, changes in variants(workdir).items():
+        if only and variant not in only:
+            continue
+        runs: dict[str, Any] = {"changes": {k: v for k, v in changes.items() if k != "AISLE_RULES_FILE"}}
+        if "AISLE_RULES_FILE" in changes:
+            runs["changes"]["rules"] = Path(changes["AISLE_RULES_FILE"]).read_text(encoding="utf-8")
+        for decay in (True, False):
+            name = "decay" if decay else "no_decay"
+            settings = {**SCIENTIFIC_SETTINGS, **changes, "AISLE_DECAY": str(decay).lower()}
+            with environment(settings), running_server(config, workdir / f"server-{variant}-{name}.log") as server:
+                client = Client(server)
+                run: dict[str, Any] = {"startup_s": server.startup_seconds}
+                if not posted:  # later runs reload the same stored events at start-up
+                    started = time.perf_counter()
+                    run["posted"] = client.post_events(history_events(data, cases, split, time.time()))
+                    run["post_s"] = round(time.perf_counter() - started, 2)
+                    posted = True
+                sample = cases[0]
+                assert client.get(f"/users/u{sample.user}/profile")["events"]["total"] == len(sample.history)
+                started = time.perf_counter()
+                ranks = rank_targets(client, data, cases)
+                run["query_s"] = round(time.perf_counter() - started, 2)
+                run["metrics"] = summarize_ranks(ranks)
+                run["server_rss_mib"] = server.rss_mib()
+                runs[name] = run
+                print(f"scientific {split} {variant} {name}: {run['metrics']}", flush=True)
+        results["variants"][variant] = runs
+    return results
+
+
+def movielens_events(data: MovieLensData, cases: list, now: float) -> list[dict[str, Any]]:
+    events = []
+    for number, case in enumerate(cases):
+        for rating in case.history:
+            kind = next(name for threshold, name in MOVIELENS_TYPES if rating.rating >= threshold)
+            events.append({
+                "event_id": f"ml-{number}-{rating.movie}-{rating.timestamp}", "user_id": f"ml{number}",
+                "item_id": str(rating.movie), "type": kind,
+                "timestamp": now - (case.timestamp - rating.timestamp),
+            })
+    return events
+
+
+def evaluate_movielens(data: MovieLensData, limit: int | None, workdir: Path, index: dict) -> dict:
+    """Posts every case's history once; searches without and with the user, decay on and off."""
+    cases = data.tag_cases()
+    cases = cases[:limit] if limit else cases
+    config = ServerConfig(workdir / "movielens" / "index", workdir / f"data-ml-{int(time.time())}", cpus=None)
+    result: dict[str, Any] = {"cases": len(cases), "index": index, "half_split": "even/odd case positions",
+                              "rating_to_type": {name: threshold for threshold, name in MOVIELENS_TYPES}}
+    for decay in (True, False):
+        with environment({"AISLE_DECAY": str(decay).lower()}):
+            with running_server(config, workdir / f"server-movielens-{decay}.log") as server:
+                client = Client(server)
+                if decay:
+                    started = time.perf_counter()
+                    result["posted"] = client.post_events(movielens_events(data, cases, time.time()))
+                    result["post_s"] = round(time.perf_counter() - started, 2)
+                    result["without_user"] = _tag_metrics(client, cases, with_user=False)
+                result["with_user" if decay else "with_user_no_decay"] = _tag_metrics(client, cases, with_user=True)
+    print(f"movielens: {json.dumps({k: v for k, v in result.items() if k.startswith('with')})}", flush=True)
+    return result
+
+
+def _tag_metrics(client: Client, cases: list, *, with_user: bool) -> dict[str, Any]:
+    """MRR@100 and HR@10 of the tagged movie, over all cases and over each half."""
+    def one(numbered) -> int | None:
+        number, case = numbered
+        body: dict[str, Any] = {"query": case.query, "k": 100}
+        if with_user:
+            body["user_id"] = f"ml{number}"
+        found = client.post("/search", body)["results"]
+        return target_rank([r["id"] for r in found], str(case.movie))
+
+    ranks = parallel(one, list(enumerate(cases)))
+    return {"all": summarize_ranks(ranks), "even": summarize_ranks(ranks[0::2]), "odd": summarize_ranks(ranks[1::2])}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--split", choices=["valid", "train"], default="valid")
+    parser.add_argument("--limit", type=int, help="first N users / tag cases only (quick runs)")
+    parser.add_argument("--set", action="append", default=[], metavar="AISLE_X=VALUE",
+                        help="override a server setting of the Scientific runs (tuning)")
+    parser.add_argument("--variants", nargs="*", default=[], help="only these Scientific variants")
+    parser.add_argument("--skip-movielens", action="store_true")
+    parser.add_argument("--skip-scientific", action="store_true")
+    parser.add_argument("--workdir", type=Path, default=REPO / ".cache" / "aisle" / "eval-recsys")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "recsys.json")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("AISLE_CACHE_DIR", str(REPO / ".cache" / "aisle"))
+    for assignment in args.set:
+        name, _, value = assignment.partition("=")
+        SCIENTIFIC_SETTINGS[name] = value
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    report: dict[str, Any] = {"command": "python -m benchmarks.eval_recsys_http " + " ".join(argv or [])}
+    if args.out.exists():
+        report = {**json.loads(args.out.read_text()), **report}
+    if not args.skip_scientific:
+        data = load_unisrec()
+        rows = [{"id": item, "title": text} for item, text in zip(data.item_ids, data.item_texts)]
+        index = build_index(rows, args.workdir / "scientific")
+        report[f"scientific_{args.split}"] = evaluate_scientific(
+            data, args.split, args.limit, args.workdir, index, args.variants)
+    if not args.skip_movielens:
+        movies = load_movielens()
+        rows = [{"id": str(m.movie), "title": m.title, "description": ", ".join(m.genres)}
+                for m in movies.movies.values()]
+        index = build_index(rows, args.workdir / "movielens")
+        report["movielens_tags"] = evaluate_movielens(movies, args.limit, args.workdir, index)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.out, report)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

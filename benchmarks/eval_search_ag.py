@@ -1,0 +1,255 @@
+"""Search relevance on the Amazon-Google dev set: dense only, BM25 only and hybrid.
+
+Usage::
+
+    python -m benchmarks.eval_search_ag [--out benchmarks/results/search_ag.json] [--no-tune]
+
+The corpus file (``corpus.csv``: product_id, title, manufacturer, price) is loaded as a shop's
+export would be, with ``--map id=product_id --map brand=manufacturer``, and indexed by
+``index.build.build_version`` with the real encoder (``embed.create_encoder``: the bundled
+MiniLM, ONNX int8). Every query (a listing title of the same product in another shop) runs
+through the service's own ``Engine.search`` (hybrid candidates → reranker, default search
+rules), in each retrieval mode, and once more through HTTP (``POST /search`` on the app) to
+check that the API returns exactly the engine's results.
+
+Metrics over the labelled products (``qrels.csv``): MRR@10, recall@10, and hit@10 (the share of
+queries with a labelled product in the top 10). The fusion weights are tuned on half of the
+queries (even positions in query-id order) and reported on the other half and on all; the
+service defaults (``service.settings``) are evaluated as they are, next to the tuned values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.data import shared_data_dir
+from embed.base import Encoder
+from index.build import BuildOptions, build_version
+from index.catalog import load_catalog
+from index.loaded import LoadedIndex
+from index.storage import atomic_write_json
+from service.engine import Engine
+from service.ranking.hybrid import RETRIEVALS, FusionParams
+
+REPO = Path(__file__).resolve().parent.parent
+COLUMN_MAP = {"id": "product_id", "brand": "manufacturer"}
+K = 10
+
+
+@dataclass(frozen=True)
+class Query:
+    id: str
+    text: str
+    relevant: frozenset[str]
+
+
+def load_queries(folder: Path) -> list[Query]:
+    """Labelled queries in query-id order (queries without a label are left out)."""
+    relevant: dict[str, set[str]] = defaultdict(set)
+    with open(folder / "qrels.csv", newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if float(row.get("gain") or 1) > 0:
+                relevant[row["query_id"]].add(row["product_id"])
+    with open(folder / "queries.csv", newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["query_id"] in relevant]
+    rows.sort(key=lambda row: int(row["query_id"]) if row["query_id"].isdigit() else row["query_id"])
+    return [Query(row["query_id"], row["query"], frozenset(relevant[row["query_id"]])) for row in rows]
+
+
+def split(queries: Sequence[Query]) -> tuple[list[Query], list[Query]]:
+    """(tune, holdout): even and odd positions in query-id order."""
+    return list(queries[0::2]), list(queries[1::2])
+
+
+def metrics(queries: Sequence[Query], ranked: Sequence[Sequence[str]]) -> dict[str, float]:
+    """MRR@10, recall@10 and hit@10 of ranked id lists against the labels."""
+    mrr = recall = hits = 0.0
+    for query, ids in zip(queries, ranked):
+        top = list(ids)[:K]
+        first = next((n for n, item in enumerate(top) if item in query.relevant), None)
+        mrr += 0.0 if first is None else 1.0 / (first + 1)
+        found = len(query.relevant & set(top))
+        recall += found / len(query.relevant)
+        hits += found > 0
+    count = max(len(queries), 1)
+    return {"mrr@10": round(mrr / count, 4), "recall@10": round(recall / count, 4),
+            "hit@10": round(hits / count, 4), "queries": len(queries)}
+
+
+class CachingEncoder(Encoder):
+    """The real encoder, remembering query vectors so that tuning re-ranks without re-encoding."""
+
+    def __init__(self, inner: Encoder) -> None:
+        self.inner = inner
+        self._queries: dict[str, np.ndarray] = {}
+        self.modality = inner.modality
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    @property
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint
+
+    def encode_documents(self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        return self.inner.encode_documents(texts, batch_size=batch_size, show_progress=show_progress)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        missing = [text for text in texts if text not in self._queries]
+        if missing:
+            for text, vector in zip(missing, self.inner.encode_queries(missing)):
+                self._queries[text] = vector
+        return np.stack([self._queries[text] for text in texts])
+
+
+def real_encoder() -> Encoder:
+    """The bundled MiniLM (ONNX int8), exported on first use into ``AISLE_CACHE_DIR``."""
+    from embed import create_encoder, prepare_model
+    from embed.config import EncoderConfig
+
+    config = EncoderConfig()
+    prepare_model(config)
+    return create_encoder(config)
+
+
+def build_engine(folder: Path, encoder: Encoder, index_root: Path, candidates: int = 200) -> Engine:
+    """Indexes ``folder/corpus.csv`` as ``aisle build`` would and opens an engine on it."""
+    catalog = load_catalog(folder / "corpus.csv", COLUMN_MAP)
+    report = build_version(catalog, index_root, encoder, BuildOptions(show_progress=False))
+    return Engine(LoadedIndex.load(report.path), encoder, candidates)
+
+
+def rank_all(engine: Engine, queries: Sequence[Query], retrieval: str, fusion: FusionParams) -> list[list[str]]:
+    ids = engine.index.items.ids
+    return [
+        [ids[hit.row] for hit in engine.search(query.text, K, retrieval=retrieval, fusion=fusion,  # type: ignore[arg-type]
+                                               request_id=f"eval-{query.id}")]
+        for query in queries
+    ]
+
+
+def tune(engine: Engine, queries: Sequence[Query]) -> tuple[FusionParams, list[dict[str, Any]]]:
+    """The fusion with the best MRR@10 on ``queries``: weighted (dense weight 0.05…0.95) or RRF."""
+    grid = [FusionParams("weighted", round(float(w), 2), round(1 - float(w), 2)) for w in np.arange(0.05, 0.96, 0.05)]
+    grid += [FusionParams("rrf", dense, 1.0, k) for k in (10, 30, 60) for dense in (0.5, 1.0)]
+    trials = []
+    for fusion in grid:
+        trials.append({"fusion": asdict(fusion), **metrics(queries, rank_all(engine, queries, "hybrid", fusion))})
+    best = max(range(len(grid)), key=lambda n: (trials[n]["mrr@10"], trials[n]["recall@10"]))
+    return grid[best], trials
+
+
+def through_http(index_root: Path, encoder: Encoder, queries: Sequence[Query], fusion: FusionParams) -> list[list[str]]:
+    """The ids ``POST /search`` returns for every query, from an app serving ``index_root``."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import ServiceSettings
+
+    settings = ServiceSettings(
+        index_dir=index_root, data_dir=index_root.parent / "data", watch_interval_s=0,
+        fusion_method=fusion.method, fusion_dense_weight=fusion.dense_weight,
+        fusion_lexical_weight=fusion.lexical_weight, fusion_rrf_k=fusion.rrf_k,
+    )
+    ranked = []
+    with TestClient(create_app(settings, encoder_factory=lambda _settings: encoder)) as client:
+        for query in queries:
+            response = client.post("/search", json={"query": query.text, "k": K},
+                                   headers={"X-Request-ID": f"eval-{query.id}"})
+            response.raise_for_status()
+            ranked.append([result["id"] for result in response.json()["results"]])
+    return ranked
+
+
+def evaluate(folder: Path, encoder: Encoder, work: Path, do_tune: bool = True,
+             progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Everything the report holds (see the module docstring)."""
+    from service.settings import ServiceSettings
+
+    encoder = CachingEncoder(encoder)
+    queries = load_queries(folder)
+    tune_half, holdout = split(queries)
+    started = time.perf_counter()
+    engine = build_engine(folder, encoder, work / "index")
+    build_s = time.perf_counter() - started
+    defaults = ServiceSettings.model_fields
+    default_fusion = FusionParams(
+        defaults["fusion_method"].default, defaults["fusion_dense_weight"].default,
+        defaults["fusion_lexical_weight"].default, defaults["fusion_rrf_k"].default,
+    )
+    progress(f"indexed {len(engine.index)} products in {build_s:.1f} s; {len(queries)} queries")
+    tuned, trials = tune(engine, tune_half) if do_tune else (default_fusion, [])
+    progress(f"tuned on {len(tune_half)} queries: {tuned}")
+
+    modes: dict[str, dict[str, Any]] = {}
+    for retrieval in RETRIEVALS:
+        fusions = {"defaults": default_fusion, "tuned": tuned} if retrieval == "hybrid" else {"": default_fusion}
+        for label, fusion in fusions.items():
+            name = f"{retrieval} ({label})" if label else retrieval
+            ranked = rank_all(engine, queries, retrieval, fusion)
+            by_id = dict(zip((q.id for q in queries), ranked))
+            modes[name] = {
+                "holdout": metrics(holdout, [by_id[q.id] for q in holdout]),
+                "tune": metrics(tune_half, [by_id[q.id] for q in tune_half]),
+                "all": metrics(queries, ranked),
+            }
+            progress(f"{name}: {modes[name]['all']}")
+    started = time.perf_counter()
+    engine_ranked = rank_all(engine, queries, "hybrid", default_fusion)
+    http_ranked = through_http(work / "index", encoder, queries, default_fusion)
+    identical = sum(a == b for a, b in zip(engine_ranked, http_ranked))
+    return {
+        "dataset": {"folder": str(folder), "products": len(engine.index), "queries": len(queries),
+                    "labels": sum(len(q.relevant) for q in queries),
+                    "split": "tune = even positions in query-id order, holdout = odd positions"},
+        "encoder": {"name": encoder.name, "fingerprint": encoder.fingerprint},
+        "index_build_s": round(build_s, 2),
+        "service_default_fusion": asdict(default_fusion),
+        "tuned_fusion": asdict(tuned),
+        "modes": modes,
+        "hybrid_beats_both": all(
+            modes["hybrid (defaults)"][part]["mrr@10"] > max(modes["dense"][part]["mrr@10"], modes["lexical"][part]["mrr@10"])
+            for part in ("holdout", "all")
+        ),
+        "http": {"identical_to_engine": identical, "queries": len(queries),
+                 "hit@10": metrics(queries, http_ranked)["hit@10"], "seconds": round(time.perf_counter() - started, 2)},
+        "tuning_trials": trials,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="the amazon_google folder (default: shared dev data)")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "search_ag.json")
+    parser.add_argument("--no-tune", action="store_true", help="evaluate the service defaults only")
+    args = parser.parse_args()
+    folder = args.data or shared_data_dir() / "dev" / "search" / "amazon_google"
+    with tempfile.TemporaryDirectory(prefix="aisle-eval-ag-") as work:
+        report = evaluate(folder, real_encoder(), Path(work), do_tune=not args.no_tune)
+    report["command"] = "python -m benchmarks.eval_search_ag" + (" --no-tune" if args.no_tune else "")
+    from benchmarks.machine import describe_machine
+
+    report["machine"] = describe_machine(REPO)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.out, report)
+    print(json.dumps({key: report[key] for key in ("modes", "hybrid_beats_both", "http", "tuned_fusion")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

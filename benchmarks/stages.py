@@ -1,0 +1,176 @@
+"""Where the time of one ``/search`` goes, measured in-process on the serving objects.
+
+The query path is timed as it runs, not re-implemented: the engine's own collaborators are
+wrapped with timers for the duration of the measurement (the tokenizer and the onnxruntime
+session inside the encoder, the row selection, the FAISS and BM25 indexes, candidate fusion and
+the reranker), then ``Engine.search`` is called on every query, and the response is built and
+serialized the way the HTTP layer does (result objects, the response model, JSON). Time not
+covered by any wrapped part is reported as ``other``, so the stages always add up to the whole.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from benchmarks.measure import latency_stats
+
+#: Stage names in display order; a stage that could not be instrumented is left out.
+STAGE_ORDER = ("tokenize", "encode: onnx run", "encode: other", "filter", "retrieve: ANN", "retrieve: BM25",
+               "retrieve: fusion", "rerank", "serialize", "other")
+
+
+class StageClock:
+    """Accumulates seconds per stage; nested calls of one stage count once (outermost)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._depth: dict[str, int] = defaultdict(int)
+
+    def reset(self) -> None:
+        self.seconds.clear()
+
+    def wrap(self, function: Callable, stage: str) -> Callable:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._depth[stage] += 1
+            tick = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self._depth[stage] -= 1
+                if self._depth[stage] == 0:
+                    self.seconds[stage] += time.perf_counter() - tick
+        return timed
+
+
+class _TimedProxy:
+    """Stands in for an object whose attributes cannot be replaced (a Rust tokenizer)."""
+
+    def __init__(self, target: Any, methods: dict[str, Callable]) -> None:
+        self._target = target
+        self._methods = methods
+
+    def __getattr__(self, name: str) -> Any:
+        return self._methods.get(name) or getattr(self._target, name)
+
+
+@contextmanager
+def _patched(owner: Any, name: str, value: Any) -> Iterator[None]:
+    original = getattr(owner, name)
+    had_own = name in getattr(owner, "__dict__", {})
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        if had_own:
+            setattr(owner, name, original)
+        else:
+            delattr(owner, name)  # back to the class attribute
+
+
+def _find(obj: Any, names: Sequence[str], has: str) -> tuple[Any, str] | None:
+    """The first attribute of ``obj`` among ``names`` (also one level down) having method ``has``."""
+    for name in names:
+        value = getattr(obj, name, None)
+        if value is not None and hasattr(value, has):
+            return obj, name
+    for inner in vars(obj).values() if hasattr(obj, "__dict__") else ():
+        if hasattr(inner, "__dict__") and not isinstance(inner, type):
+            for name in names:
+                value = getattr(inner, name, None)
+                if value is not None and hasattr(value, has):
+                    return inner, name
+    return None
+
+
+@contextmanager
+def instrumented(engine: Any, clock: StageClock) -> Iterator[list[str]]:
+    """Wraps the engine's collaborators with ``clock``; yields what could be instrumented."""
+    import service.engine as engine_module
+
+    found: list[str] = []
+    with ExitStack() as stack:
+        encoder = engine.encoder
+        tokenizer = _find(encoder, ("tokenizer", "_tokenizer"), "encode_batch")
+        if tokenizer:
+            owner, name = tokenizer
+            target = getattr(owner, name)
+            methods = {m: clock.wrap(getattr(target, m), "tokenize") for m in ("encode", "encode_batch")}
+            stack.enter_context(_patched(owner, name, _TimedProxy(target, methods)))
+            found.append("tokenize")
+        session = _find(encoder, ("session", "_session"), "run")
+        if session:
+            owner, name = session
+            target = getattr(owner, name)
+            stack.enter_context(_patched(owner, name, _TimedProxy(target, {"run": clock.wrap(target.run, "onnx")})))
+            found.append("encode: onnx run")
+        stack.enter_context(_patched(encoder, "encode_queries", clock.wrap(encoder.encode_queries, "encode")))
+        ann = engine.index.text.ann
+        stack.enter_context(_patched(ann, "search", clock.wrap(ann.search, "ann")))
+        lexical = engine.index.lexical
+        for method in ("match", "search", "scores"):
+            if hasattr(lexical, method):
+                stack.enter_context(_patched(lexical, method, clock.wrap(getattr(lexical, method), "bm25")))
+        for name, stage in (("select_rows", "filter"), ("query_candidates", "retrieve"), ("rerank", "rerank")):
+            if hasattr(engine_module, name):
+                stack.enter_context(_patched(engine_module, name, clock.wrap(getattr(engine_module, name), stage)))
+                found.append(stage)
+        yield found
+
+
+def _serialize(engine: Any, hits: list) -> bytes:
+    """The HTTP layer's work after ranking: result objects, the response model, JSON bytes."""
+    from service.schemas import RankedResponse
+
+    payload = {"request_id": "0" * 32, "index_version": engine.version, "took_ms": 0.0,
+               "results": [engine.result(hit) for hit in hits]}
+    return RankedResponse.model_validate(payload).model_dump_json(exclude_none=True).encode()
+
+
+def exclusive_stages(seconds: dict[str, float], total: float) -> dict[str, float]:
+    """Nested timings → exclusive ones that add up to ``total``."""
+    encode, onnx, tokenize = seconds.get("encode", 0.0), seconds.get("onnx", 0.0), seconds.get("tokenize", 0.0)
+    retrieve, ann, bm25 = seconds.get("retrieve", 0.0), seconds.get("ann", 0.0), seconds.get("bm25", 0.0)
+    stages = {
+        "tokenize": tokenize, "encode: onnx run": onnx, "encode: other": max(encode - onnx - tokenize, 0.0),
+        "filter": seconds.get("filter", 0.0), "retrieve: ANN": ann, "retrieve: BM25": bm25,
+        "retrieve: fusion": max(retrieve - ann - bm25, 0.0), "rerank": seconds.get("rerank", 0.0),
+        "serialize": seconds.get("serialize", 0.0),
+    }
+    stages["other"] = max(total - sum(stages.values()), 0.0)
+    return stages
+
+
+def measure_stages(engine: Any, queries: Sequence[str], k: int = 10, warmup: int = 20) -> dict[str, Any]:
+    """Per-stage latency statistics of ``engine.search`` + serialization over ``queries``."""
+    clock = StageClock()
+    per_stage: dict[str, list[float]] = defaultdict(list)
+    totals: list[float] = []
+    result_sizes: list[int] = []
+    with instrumented(engine, clock) as found:
+        for query in list(queries)[:warmup]:
+            _serialize(engine, engine.search(query, k))
+        for query in queries:
+            clock.reset()
+            tick = time.perf_counter()
+            hits = engine.search(query, k)
+            serialize_tick = time.perf_counter()
+            body = _serialize(engine, hits)
+            done = time.perf_counter()
+            clock.seconds["serialize"] += done - serialize_tick
+            totals.append(done - tick)
+            result_sizes.append(len(body))
+            for stage, value in exclusive_stages(clock.seconds, done - tick).items():
+                per_stage[stage].append(value)
+    stages = {name: latency_stats(per_stage[name]) for name in STAGE_ORDER if any(per_stage[name])}
+    notes = []
+    if "tokenize" not in found:
+        notes.append("the encoder's tokenizer was not found: tokenization is inside 'encode: other'")
+    if "encode: onnx run" not in found:
+        notes.append("the encoder's onnxruntime session was not found: the model run is inside 'encode: other'")
+    notes.append(f"response body: mean {sum(result_sizes) / max(len(result_sizes), 1):.0f} bytes for k={k}")
+    return {"queries": len(queries), "k": k, "instrumented": found, "total_ms": latency_stats(totals),
+            "stages_ms": stages, "notes": notes}
