@@ -32,6 +32,7 @@ import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from importlib.metadata import PackageNotFoundError, version  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -91,6 +92,17 @@ def summarise(
         "bulk_items_per_s_per_core": round(items / min(walls) / threads, 1),
         "bulk_items_per_cpu_s": round(items / min(cpus), 1),
     }
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of everything on the encoding path (transformers and onnx included)."""
+    found = {}
+    for name in ("numpy", "onnxruntime", "onnx", "tokenizers", "torch", "transformers", "sentence-transformers"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
 
 
 def ratio(slow: float, fast: float) -> float:
@@ -175,6 +187,10 @@ def main() -> None:
             "bulk_int8_per_core": int8["bulk_items_per_s_per_core"] >= targets["bulk_int8_items_per_s_per_core_min"],
         },
         "load": load,
+        "note": "wall-clock figures include time the process waited for a CPU; on a shared machine "
+        "(load average above the core count) query_cpu_ms and bulk_items_per_cpu_s, the process's own "
+        "CPU time, are the more faithful comparison between backends",
+        "versions": package_versions(),
         "machine": {**describe_machine(REPO), "threads": args.threads},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_index.py --sizes 100000 1000000 --out benchmarks/results/index.json
 
-Vectors: the bundled MiniLM (int8 ONNX, as served) encodes 8,295 real product texts (Amazon-
+Vectors: the bundled MiniLM (int8 ONNX, as served) encodes 8,196 real product texts (Amazon-
 Google, Industrial & Scientific, ESCI); perturbed copies ``x + σ·g/√d`` (renormalised, σ = 0.7:
 a copy keeps cosine ≈ 0.82 with its original, the median cosine between a real product and its
 nearest real neighbour) bring them to each size. Queries: the 480 real WANDS search queries,

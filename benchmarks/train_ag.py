@@ -44,7 +44,7 @@ def tune_fusion(env: dict[str, str], model: Path, settings: Path) -> dict[str, A
     base = TrainingSettings()
     search_set = load_search_set("amazon_google").half("even")
     encoder = create_encoder_for(base, str(model))
-    built = build_eval_index(search_set.load_catalog(), search_set.name, encoder, base, show_progress=False)
+    built = build_eval_index(search_set.load_catalog(), search_set.catalog_name, encoder, base, show_progress=False)
     best, trials = search(built.root, search_set, {}, str(model))
     write_settings(settings, best, {"tuned_on": "amazon_google even half"})
     return {"settings": best, "trials": trials}
@@ -69,6 +69,8 @@ def main() -> int:
     train = [*aisle, "train", "--search-set", "amazon_google", "--half", "even", "--output", str(args.model_dir),
              "--overwrite", "--time-budget", str(args.time_budget), "--no-progress", *args.train_args.split()]
     trained, train_time = run(train, env)
+    default_command = [*evaluate, "--model", str(args.model_dir)]
+    after_default, after_default_time = run(default_command, env)
     tuned = tune_fusion(env, args.model_dir, args.settings)
     after_command = [*evaluate, "--model", str(args.model_dir), "--config", str(args.settings)]
     after, after_time = run(after_command, env)
@@ -81,6 +83,8 @@ def main() -> int:
         "protocol": __doc__.split("\n\n")[2].replace("\n", " "),
         "before": {"command": " ".join(evaluate[2:]), "metrics": metrics(before), "timing": before_time},
         "train": {"command": " ".join(train[2:]), "timing": train_time, "report": trained},
+        "after_default_fusion": {"command": " ".join(default_command[2:]), "metrics": metrics(after_default),
+                                 "timing": after_default_time},
         "tuned_fusion": tuned,
         "after": {"command": " ".join(after_command[2:]), "metrics": metrics(after), "timing": after_time},
         "target_hybrid_mrr@10": TARGET_MRR,

@@ -67,7 +67,7 @@ class OnnxTextEncoder(Encoder):
         # per-call state and one encoder can serve concurrent threads.
         self._tokenizer = load_tokenizer(self.model_dir / TOKENIZER_FILE, max_length=self.max_length)
         self._session = make_session(self.model_dir / TEXT_MODEL_FILE, threads)
-        # Resolved once: looking names up per call is measurable at ~1 ms per query.
+        # Resolved once, not per call: a batch-1 query only takes ~1 ms in total.
         self._input_names = tuple(node.name for node in self._session.get_inputs())
         self._output_names = [self._session.get_outputs()[0].name]
         self._lowercase = self.manifest.do_lower_case
@@ -136,8 +136,8 @@ class OnnxTextEncoder(Encoder):
         output = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), _SORT_WINDOW):
             window = texts[start : start + _SORT_WINDOW]
-            # Tokenise without padding, then pad per batch of similar lengths: sorting cuts the
-            # padded positions on real catalogues by ~40 %.
+            # Tokenise without padding, then pad per batch of similar lengths: on the 3,226
+            # Amazon-Google titles, batches of 64 in input order are 52 % padding, sorted 3 %.
             encodings = self._tokenizer.encode_batch(window)
             lengths = np.array([len(encoding.ids) for encoding in encodings])
             order = np.argsort(lengths, kind="stable")

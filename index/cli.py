@@ -16,9 +16,13 @@ import time
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from index.ann import AnnParams
 from index.settings import CONFIG_ENV, AisleSettings, with_overrides
+
+if TYPE_CHECKING:
+    from embed.base import Encoder
 
 log = logging.getLogger("aisle")
 
@@ -40,14 +44,14 @@ def apply_config_option(args: argparse.Namespace) -> None:
 
 def load_settings(**overrides: object) -> AisleSettings:
     """Settings with the CLI's explicit values on top, a bad config reported as a ``CommandError``."""
+    import yaml
+
     try:
         return with_overrides(AisleSettings, **overrides)
     except (ValueError, OSError) as exc:  # pydantic's ValidationError is a ValueError
         raise CommandError(f"invalid settings: {exc}") from None
-    except Exception as exc:  # a YAML syntax error, whose type lives in the optional yaml package
-        if type(exc).__module__.startswith("yaml"):
-            raise CommandError(f"invalid config file: {exc}") from None
-        raise
+    except yaml.YAMLError as exc:
+        raise CommandError(f"invalid config file: {exc}") from None
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -107,7 +111,8 @@ def _check_writable(root: Path) -> None:
         raise CommandError(f"cannot build the index under {root}: the directory is not writable")
 
 
-def _create_encoder(settings: AisleSettings):  # -> embed.base.Encoder, imported lazily
+def _create_encoder(settings: AisleSettings) -> Encoder:
+    """The configured text encoder, its ONNX export prepared (and cached) first."""
     from embed import create_encoder, prepare_model
 
     config = settings.encoder_config()

@@ -7,7 +7,9 @@ their column maps; any other folder is read with the columns ``id`` and ``title`
 
 A *sequence set* is either the UniSRec Scientific folder (leave-one-out ``train``/``valid`` files)
 or a folder with ``items.csv`` (``asin|item_id, text``) and ``interactions.csv`` (``user_id,
-asin|item_id, position``), whose users' last items are the targets (the fixture's format).
+asin|item_id, position``), whose users' last items are the targets (the fixture's format), or a
+shop's catalogue with an event log (``events_sequence_set``), where each user's last event is the
+target and the real times and types of the events make the profile.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class SearchSet:
     column_map: dict[str, str]
     queries: list[SearchQuery]
     unlabelled: int = 0
+    #: Names the catalogue (halves of one set share it, and so share an evaluation index).
+    catalog_name: str = ""
 
     def load_catalog(self) -> Catalog:
         return load_catalog(self.catalog_path, self.column_map)
@@ -72,7 +76,7 @@ class SearchSet:
             raise DatasetError(f"unknown half '{which}': choose even, odd or all")
         start = 0 if which == "even" else 1
         return SearchSet(f"{self.name}[{which}]", self.catalog_path, self.column_map,
-                         self.queries[start::2], self.unlabelled)
+                         self.queries[start::2], self.unlabelled, self.catalog_name or self.name)
 
 
 def _resolve(spec: str, relative: str | None) -> Path:
@@ -113,7 +117,7 @@ def load_search_set(spec: str, column_map: dict[str, str] | None = None) -> Sear
             unlabelled += 1
     queries.sort(key=lambda q: (0, int(q.id), "") if q.id.isdigit() else (1, 0, q.id))
     name = spec if relative is not None else folder.name
-    return SearchSet(name, catalog_path, {**default_map, **(column_map or {})}, queries, unlabelled)
+    return SearchSet(name, catalog_path, {**default_map, **(column_map or {})}, queries, unlabelled, name)
 
 
 def _csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
@@ -129,11 +133,18 @@ def _csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
 
 @dataclass(frozen=True)
 class SequenceCase:
-    """A user's history of item ids (oldest first) and the id of the next item."""
+    """A user's history of item ids (oldest first) and the id of the next item.
+
+    Event logs also give each history event's ``timestamps`` and ``types`` and the moment
+    ``now`` of the next one; untimed sequences are placed on ``training.timeline.Timeline``.
+    """
 
     user: str
     history: tuple[str, ...]
     target: str
+    timestamps: tuple[float, ...] | None = None
+    types: tuple[str, ...] | None = None
+    now: float | None = None
 
 
 @dataclass
@@ -171,7 +182,7 @@ def load_sequence_set(spec: str, split: str = "valid") -> SequenceSet:
         domain = next(folder.glob("*.train.inter")).name.split(".")[0]
         data = load_unisrec(folder, domain)
 
-        def convert(cases):  # noqa: ANN001, ANN202 - local adapter
+        def convert(cases):
             return [SequenceCase(str(c.user), tuple(data.item_ids[r] for r in c.history),
                                  data.item_ids[c.target]) for c in cases]
 
@@ -201,3 +212,29 @@ def _load_interactions(folder: Path, split: str) -> SequenceSet:
         valid.append(SequenceCase(user, tuple(ordered[:-1]), ordered[-1]))
         train.extend(SequenceCase(user, tuple(ordered[:end]), ordered[end]) for end in range(1, len(ordered) - 1))
     return SequenceSet(folder.name, item_ids, texts, train if split == "train" else valid, train)
+
+
+def events_sequence_set(catalog: Catalog, events: list[tuple[str, str, float, str]], name: str,
+                        split: str = "valid") -> SequenceSet:
+    """Leave-one-out cases from an event log ``(user, item, timestamp, type)`` over ``catalog``.
+
+    ``valid``: each user's last event is the target of the events before it; ``train``: every
+    earlier event is the target of the events before it. Events on unknown items are ignored.
+    """
+    known = {p.id for p in catalog.products}
+    by_user: dict[str, list[tuple[float, str, str]]] = defaultdict(list)
+    for user, item, timestamp, kind in events:
+        if item in known:
+            by_user[user].append((timestamp, item, kind))
+    valid, train = [], []
+    for user in sorted(by_user):
+        ordered = sorted(by_user[user])
+        for end in range(1, len(ordered)):
+            history = ordered[:end]
+            case = SequenceCase(user, tuple(i for _, i, _ in history), ordered[end][1],
+                                tuple(t for t, _, _ in history), tuple(k for _, _, k in history),
+                                ordered[end][0])
+            (valid if end == len(ordered) - 1 else train).append(case)
+    items = catalog.products
+    return SequenceSet(name, [p.id for p in items], [p.embedding_text() for p in items],
+                       train if split == "train" else valid, train)

@@ -115,7 +115,7 @@ def run_search(args: argparse.Namespace) -> int:
     runs: dict[str, Any] = {}
     built = None
     if not args.via_http:
-        built = _index(args, search_set.load_catalog(), search_set.name, settings)
+        built = _index(args, search_set.load_catalog(), search_set.catalog_name, settings)
     if over_http:
         engine = f"service at {args.via_http}" if args.via_http else "local aisle serve (HTTP)"
         with _http_context(args, built.root if built else None) as client:

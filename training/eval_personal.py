@@ -81,6 +81,6 @@ def evaluate_lift(
         },
         "lift": lift,
         "settings": {"data": name, "cases": len(cases), "engine": "service over HTTP (POST /search)",
-                     "rating_to_event": dict((kind, floor) for floor, kind in RATING_TYPES), "run_id": run_id},
+                     "rating_to_event": {kind: floor for floor, kind in RATING_TYPES}, "run_id": run_id},
         "seconds": round(time.perf_counter() - started, 2),
     }

@@ -18,8 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from index.loaded import LoadedIndex
 from index.profile import DecayConfig, profile_from_events
 from training.datasets import SequenceCase, SequenceSet
@@ -50,10 +48,13 @@ class ProfileRanker:
         self.timeline = timeline
         self.row_of = index.items.row_of
 
-    def rank(self, history: Sequence[str], depth: int, mask_seen: bool) -> list[str]:
-        """Item ids, best first, for a history of item ids (unknown ids are ignored)."""
-        rows = [self.row_of[item] for item in history if item in self.row_of]
-        events, now = self.timeline.events(rows)
+    def rank(self, case: SequenceCase, depth: int, mask_seen: bool) -> list[str]:
+        """Item ids, best first, for a case's history (events on unknown ids are ignored)."""
+        keep = [n for n, item in enumerate(case.history) if item in self.row_of]
+        rows = [self.row_of[case.history[n]] for n in keep]
+        timestamps = [case.timestamps[n] for n in keep] if case.timestamps is not None else None
+        types = [case.types[n] for n in keep] if case.types is not None else None
+        events, now = self.timeline.events(rows, timestamps, types, case.now)
         profile = profile_from_events(events, self.index.text.vectors, self.decay, now)
         if profile.vector is None:
             return []
@@ -77,7 +78,7 @@ def evaluate_profiles(
     ranker = ProfileRanker(index, decay, timeline)
     depth = max(CUTOFFS)
     cases = data.cases[:limit] if limit else data.cases
-    ranks = [target_rank(ranker.rank(case.history, depth, mask_seen), case.target) for case in cases]
+    ranks = [target_rank(ranker.rank(case, depth, mask_seen), case.target) for case in cases]
     return RecsysReport(
         metrics=summarize_ranks(ranks, CUTOFFS),
         settings={
@@ -107,17 +108,20 @@ class HttpRecommender:
         return f"eval-{self.run_id}-{user}"
 
     def post_histories(self, cases: Sequence[SequenceCase], now: float) -> None:
-        """One event per history item, the newest one ``step_s`` before ``now``."""
+        """One event per history item, shifted so that the next interaction happens at ``now``.
+
+        Untimed histories are spaced ``step_s`` apart, the newest one ``step_s`` before ``now``.
+        """
         events: list[dict[str, Any]] = []
         for number, case in enumerate(cases):
-            history = list(case.history)[-self.timeline.max_events:]
-            for position, item in enumerate(history):
+            placed, then = self.timeline.events(list(range(len(case.history))), case.timestamps, case.types, case.now)
+            for event in placed:
                 events.append({
-                    "event_id": f"{self.run_id}-{number}-{position}",
+                    "event_id": f"{self.run_id}-{number}-{event.row}",
                     "user_id": self.user_id(case.user),
-                    "item_id": item,
-                    "type": self.timeline.event_type,
-                    "timestamp": now - (len(history) - position) * self.timeline.step_s,
+                    "item_id": case.history[event.row],
+                    "type": event.type,
+                    "timestamp": now - (then - event.timestamp),
                 })
         for start in range(0, len(events), self.batch):
             response = self.client.post("/events", json={"events": events[start:start + self.batch]})
@@ -162,7 +166,3 @@ def _describe_decay(decay: DecayConfig) -> dict[str, Any]:
         "half_lives_s": {t: decay.for_type(t).half_life_s for t in EVENT_TYPES},
     }
 
-
-def vectors_of(index: LoadedIndex) -> np.ndarray:
-    """The version's text vectors as a dense array."""
-    return np.asarray(index.text.vectors, dtype=np.float32)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +73,8 @@ class EvalSet:
 
     search: SearchSet | None = None
     sequences: SequenceSet | None = None
-    decay: DecayConfig = DecayConfig()
-    timeline: Timeline = Timeline()
+    decay: DecayConfig = field(default_factory=DecayConfig)
+    timeline: Timeline = field(default_factory=Timeline)
 
     def __post_init__(self) -> None:
         if (self.search is None) == (self.sequences is None):
@@ -93,7 +93,7 @@ class EvalSet:
             return float(summary[self.metric]), rankings
         assert self.sequences is not None
         ranker = ProfileRanker(index, self.decay, self.timeline)
-        rankings = {f"{n}:{case.user}": ranker.rank(case.history, K, mask_seen=False)
+        rankings = {f"{n}:{case.user}": ranker.rank(case, K, mask_seen=False)
                     for n, case in enumerate(self.sequences.cases)}
         ranks = [target_rank(rankings[f"{n}:{case.user}"], case.target)
                  for n, case in enumerate(self.sequences.cases)]
@@ -139,7 +139,7 @@ def gated_build(
     eval_set: EvalSet,
     *,
     margin: float = 0.02,
-    options: BuildOptions = BuildOptions(),
+    options: BuildOptions | None = None,
 ) -> GateReport:
     """Builds a candidate version and publishes it only if it passes the gate.
 
@@ -150,26 +150,33 @@ def gated_build(
         current_encoder: the encoder of the current version (None: same as ``encoder``).
         eval_set: what to compare on.
         margin: the largest metric drop tolerated.
-        options: build options of the candidate.
+        options: build options of the candidate (default ``BuildOptions()``).
 
     Raises:
         GateRefused: the candidate is worse by more than ``margin`` (nothing is published).
     """
     root = Path(root)
+    options = options or BuildOptions()
     store = VersionStore(root)
     if store.current_name() is None:
         report = build_version(catalog, root, encoder, options)
         return GateReport(eval_set.metric, 0.0, 0.0, 0.0, margin, 0.0, K, True,
                           "no current version to compare with: published without a gate",
                           None, report.version, True)
-    current_index = LoadedIndex.load(store.current_path(),
-                                     expected_fingerprint=(current_encoder or encoder).fingerprint)
+    current_encoder = current_encoder or encoder
+    current_index = LoadedIndex.load(store.current_path())
+    if current_index.text.fingerprint != current_encoder.fingerprint:
+        raise ValueError(
+            f"the current version {current_index.version} was built with model "
+            f"{current_index.text.fingerprint}, not {current_encoder.fingerprint}: name the model it was "
+            "built with (--current-model) so that its queries are encoded the same way"
+        )
     scratch = root / f".gate-{secrets.token_hex(4)}"
     try:
         built = build_version(catalog, scratch, encoder, options)
         candidate_index = LoadedIndex.load(built.path, expected_fingerprint=encoder.fingerprint)
-        report = compare_versions((current_index, current_encoder or encoder),
-                                  (candidate_index, encoder), eval_set, margin)
+        report = compare_versions((current_index, current_encoder), (candidate_index, encoder),
+                                  eval_set, margin)
         if not report.passed:
             raise GateRefused(report)
         with store.build_lock():

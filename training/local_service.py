@@ -99,9 +99,10 @@ def _wait_healthy(client: Any, process: subprocess.Popen, log_path: Path) -> Non
         if process.poll() is not None:
             raise ServiceError(f"aisle serve exited with status {process.returncode}:\n{_tail(log_path)}")
         try:
-            if client.get("/health").status_code == 200:
-                return
+            healthy = client.get("/health").status_code == 200
         except Exception:  # noqa: BLE001 - connection refused until the port is bound
-            pass
+            healthy = False
+        if healthy:
+            return
         time.sleep(0.25)
     raise ServiceError(f"aisle serve did not become healthy in {STARTUP_TIMEOUT_S:.0f} s:\n{_tail(log_path)}")

@@ -45,6 +45,11 @@ class TrainOptions:
         learning_rate: AdamW learning rate (after a linear warm-up of ``warmup_steps``).
         weight_decay: AdamW weight decay.
         temperature: softmax temperature of the cosine scores.
+        fresh_history: most recent history items encoded with gradients at each step (older
+            ones use their vector from the bank); 0 trains through the next items only, which
+            is about twice as fast per case.
+        dropout: train with the model's dropout (off by default: fresh vectors then equal the
+            served ones, which keeps the bank of item vectors consistent).
         time_budget_s: wall-clock seconds for everything before saving (caching, steps,
             validation); training stops at the first validation past it.
         max_steps: optional hard limit on optimisation steps.
@@ -64,6 +69,8 @@ class TrainOptions:
     learning_rate: float = 1e-4
     weight_decay: float = 0.01
     temperature: float = 0.05
+    fresh_history: int = 0
+    dropout: bool = False
     warmup_steps: int = 10
     time_budget_s: float = 1500.0
     max_steps: int | None = None
@@ -86,6 +93,7 @@ class TrainOptions:
             "time_budget_s": self.time_budget_s > 0,
             "eval_every": self.eval_every >= 1,
             "patience": self.patience >= 1,
+            "fresh_history": self.fresh_history >= 0,
             "max_steps": self.max_steps is None or self.max_steps >= 1,
         }
         for name, ok in checks.items():
@@ -126,7 +134,6 @@ def train_model(
         ValueError: bad options, nothing to learn from, or an output that exists.
         UnsupportedModelError: the model cannot be trained layer-wise.
     """
-    import torch
 
     from training.partial_encoder import PartialEncoder
     from training.trainer import CatalogTrainer
@@ -146,7 +153,7 @@ def train_model(
     encoder.self_check(data.item_texts[:8])
     progress = _progress(options, len(data.item_texts), "caching frozen layers")
     trainer = CatalogTrainer(encoder, data.item_texts, decay, timeline, options.temperature,
-                             progress=progress)
+                             fresh_history=options.fresh_history, progress=progress)
     if progress is not None:
         progress.close()
     seconds = {"prepare": time.perf_counter() - started}
@@ -245,7 +252,9 @@ class _Loop:
             yield from plan
 
     def _take_step(self, kind: str, batch: list) -> float:
-        self.trainer.encoder.train(True)
+        # Without dropout a freshly encoded vector is exactly what the model serves, so the
+        # vectors written back into the bank stay comparable with the ones computed in full.
+        self.trainer.encoder.train(self.options.dropout)
         if kind == "sequences":
             loss, fresh, index = self.trainer.sequence_loss(batch)
         else:

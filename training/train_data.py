@@ -108,7 +108,7 @@ def split_for_validation(
         by_user[case.user].append(case)
     users = sorted(by_user)
     rng.shuffle(users)
-    held_users = set(users[: min(max_valid_cases, int(round(fraction * len(users))))])
+    held_users = set(users[: min(max_valid_cases, round(fraction * len(users)))])
     valid_sequences: list[NextItemCase] = []
     held_cases: set[int] = set()
     for user in sorted(held_users):
@@ -119,7 +119,7 @@ def split_for_validation(
 
     query_ids = sorted({pair.query_id for pair in data.queries})
     rng.shuffle(query_ids)
-    held_queries = set(query_ids[: min(max_valid_cases, int(round(fraction * len(query_ids))))])
+    held_queries = set(query_ids[: min(max_valid_cases, round(fraction * len(query_ids)))])
     valid_queries: dict[str, tuple[str, frozenset[int]]] = {}
     for pair in data.queries:
         if pair.query_id in held_queries:

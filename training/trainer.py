@@ -67,27 +67,28 @@ class CatalogTrainer:
         self.bank = self.encode_items()
 
     def _item_vectors(self, rows: Sequence[int], chunk: int = 64) -> torch.Tensor:
-        """Vectors of item ``rows``; items of similar length are batched together (less padding)."""
-        if self.states is None:
-            return self.encoder.encode([self.item_texts[row] for row in rows])
-        order = sorted(range(len(rows)), key=lambda i: self.states.length(rows[i]))
-        parts = [
-            self.encoder.upper(*self.states.batch([rows[i] for i in order[start:start + chunk]]))
-            for start in range(0, len(order), chunk)
-        ]
+        """Vectors of item ``rows``, batched by similar length (less padding, bounded memory)."""
+        states = self.states
+        if states is not None:
+            order = sorted(range(len(rows)), key=lambda i: states.length(rows[i]))
+        else:
+            order = sorted(range(len(rows)), key=lambda i: len(self.item_texts[rows[i]]))
+        parts = []
+        for start in range(0, len(order), chunk):
+            chosen = [rows[i] for i in order[start:start + chunk]]
+            if states is not None:
+                parts.append(self.encoder.upper(*states.batch(chosen)))
+            else:
+                parts.append(self.encoder.encode([self.item_texts[row] for row in chosen]))
         inverse = torch.empty(len(order), dtype=torch.long)
         inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
         return torch.cat(parts)[inverse]
 
     @torch.no_grad()
-    def encode_items(self, batch_size: int = 128) -> torch.Tensor:
+    def encode_items(self) -> torch.Tensor:
         """Every item's current vector ``(items, dim)`` (eval mode, no dropout)."""
         self.encoder.train(False)
-        chunks = [
-            self._item_vectors(list(range(start, min(start + batch_size, len(self.item_texts)))))
-            for start in range(0, len(self.item_texts), batch_size)
-        ]
-        return torch.cat(chunks).contiguous()
+        return self._item_vectors(list(range(len(self.item_texts)))).contiguous()
 
     def refresh_bank(self) -> None:
         self.bank = self.encode_items()

@@ -2,7 +2,8 @@
 
 What is tuned, and how it is measured:
 
-* ``half_lives_s`` and ``event_weights`` (the profile decay) on next-item cases, in process:
+* ``half_lives_s`` and ``event_weights`` (the profile decay) on next-item cases, in process
+  (a grid of half-lives for one event type, a seeded random search for several):
   ``index.profile`` over the index's vectors, the same computation the service makes;
 * ``recommend_profile_cap``, ``personal_half_mass`` and ``bought_together_weight`` (the
   recommendation blend) and ``fusion_*`` (hybrid search) through the service itself — they are
@@ -21,6 +22,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,6 @@ from index.loaded import LoadedIndex
 from index.profile import DecayConfig
 from index.storage import atomic_write_bytes
 from training.datasets import SearchSet, SequenceSet
-from training.eval_recsys import evaluate_http as recsys_http
 from training.eval_recsys import evaluate_profiles
 from training.eval_search import evaluate_http as search_http
 from training.local_service import local_service
@@ -65,6 +66,38 @@ def tune_half_life(
         log.info("half-life %.2f steps: %s", step, report.metrics)
     best = max(trials, key=lambda t: (t[metric], -t["half_life_steps"]))
     return {"half_lives_s": {**_half_lives(base), **best["half_lives_s"]}}, trials
+
+
+def tune_decay(
+    index: LoadedIndex, data: SequenceSet, timeline: Timeline, base: DecayConfig,
+    trials: int = 40, seed: int = 13, metric: str = "NDCG@10",
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Event weights and half-lives of the event types in ``data`` maximising ``metric``.
+
+    With one event type only its half-life matters (weights cancel in the normalised profile):
+    the grid of ``tune_half_life``. With several, a seeded random search around ``base``
+    (each weight × 2^U(−2, 2), each half-life × 2^U(−3, 3)), ``base`` itself being trial 0.
+    """
+    import random
+
+    kinds = sorted({kind for case in data.cases for kind in (case.types or (timeline.event_type,))})
+    if len(kinds) <= 1:
+        return tune_half_life(index, data, replace(timeline, event_type=kinds[0] if kinds else timeline.event_type),
+                              base, metric=metric)
+    rng = random.Random(seed)
+    weights = {kind: base.weight(kind) for kind in kinds}
+    half_lives = _half_lives(base)
+    results = []
+    for number in range(trials):
+        trial_weights = weights if number == 0 else {k: round(w * 2 ** rng.uniform(-2, 2), 4) for k, w in weights.items()}
+        trial_lives = half_lives if number == 0 else {
+            k: round(h * 2 ** rng.uniform(-3, 3), 1) if k in kinds else h for k, h in half_lives.items()}
+        decay = decay_config(trial_weights, trial_lives, base.decay)
+        report = evaluate_profiles(index, data, decay=decay, timeline=timeline)
+        results.append({"event_weights": trial_weights, "half_lives_s": trial_lives,
+                        **{k: report.metrics[k] for k in ("HR@10", "NDCG@10", "HR@50", "NDCG@50")}})
+    best = max(results, key=lambda t: t[metric])
+    return {"event_weights": best["event_weights"], "half_lives_s": best["half_lives_s"]}, results
 
 
 def _half_lives(decay: DecayConfig) -> dict[str, float]:

@@ -26,6 +26,10 @@ def register(commands: argparse._SubParsersAction, guard: Callable[[Handler], Ha
     parser = commands.add_parser("tune", help="tune half-lives, blend and fusion settings on a validation split")
     parser.add_argument("--output", type=Path, required=True, help="YAML settings file to write")
     parser.add_argument("--sequences", help="next-item cases: scientific, fixture/scientific or a folder")
+    parser.add_argument("--catalog", type=Path, help="the shop's catalogue (with --events)")
+    parser.add_argument("--map", action="append", metavar="FIELD=COLUMN", help="catalogue column map")
+    parser.add_argument("--events", type=Path, help="the shop's event log: user_id, item_id, timestamp[, type]")
+    parser.add_argument("--trials", type=int, default=40, help="random-search trials with several event types")
     parser.add_argument("--split", choices=["train", "valid"], default="train",
                         help="cases to tune on (default train: each user's training rows)")
     parser.add_argument("--blend", action="store_true",
@@ -51,28 +55,44 @@ def _sample(items: list, limit: int | None, seed: int) -> list:
     return [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), limit))]
 
 
+def _sequences(args: argparse.Namespace) -> Any:
+    from index.catalog import load_catalog, parse_column_map
+    from training.datasets import events_sequence_set, load_sequence_set
+    from training.train_sources import read_events
+
+    if args.sequences:
+        return load_sequence_set(args.sequences, args.split)
+    if not args.catalog:
+        raise ValueError("--events needs --catalog")
+    catalog = load_catalog(args.catalog, parse_column_map(args.map))
+    return events_sequence_set(catalog, read_events(args.events), args.catalog.stem, args.split)
+
+
 def _tune(args: argparse.Namespace) -> int:
     from training import tune
-    from training.datasets import load_search_set, load_sequence_set
+    from training.datasets import load_search_set
     from training.indexes import build_eval_index, create_encoder_for
     from training.settings import TrainingSettings
     from training.timeline import Timeline
 
-    if not args.sequences and not args.search_set:
-        raise ValueError("give --sequences and/or --search-set to tune on")
+    if not (args.sequences or args.events) and not args.search_set:
+        raise ValueError("give --sequences (or --catalog with --events) and/or --search-set to tune on")
+    if args.sequences and args.events:
+        raise ValueError("give --sequences or --events, not both")
     settings = TrainingSettings()
     encoder = create_encoder_for(settings, args.model)
     model = str(Path(args.model).resolve()) if args.model and Path(args.model).exists() else args.model
     tuned: dict[str, Any] = {}
     report: dict[str, Any] = {"model": encoder.fingerprint}
     started = time.perf_counter()
-    if args.sequences:
-        data = load_sequence_set(args.sequences, args.split)
+    if args.sequences or args.events:
+        data = _sequences(args)
         data = replace(data, cases=_sample(data.cases, args.limit, args.seed))
         timeline = Timeline(step_s=args.step_s, event_type=args.event_type)
         built = build_eval_index(data.catalog(), f"sequences-{data.name}", encoder, settings,
                                  show_progress=not args.no_progress)
-        best, trials = tune.tune_half_life(built.index, data, timeline, settings.decay_config())
+        best, trials = tune.tune_decay(built.index, data, timeline, settings.decay_config(),
+                                       trials=args.trials, seed=args.seed)
         tuned.update(best)
         report["half_life"] = {"data": f"{data.name}/{args.split}", "cases": len(data.cases), "trials": trials}
         if args.blend:
@@ -82,7 +102,7 @@ def _tune(args: argparse.Namespace) -> int:
             report["blend"] = {"trials": trials}
     if args.search_set:
         search_set = load_search_set(args.search_set).half(args.half)
-        built = build_eval_index(search_set.load_catalog(), search_set.name, encoder, settings,
+        built = build_eval_index(search_set.load_catalog(), search_set.catalog_name, encoder, settings,
                                  show_progress=not args.no_progress)
         fusion, trials = tune.tune_fusion(built.root, search_set, tuned, model)
         tuned.update(fusion)

@@ -38,7 +38,9 @@ def parse_timestamp(value: Any, now: float | None = None) -> float:
             try:
                 parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
             except ValueError:
-                raise ValueError(f"'{value[:64]}' is neither ISO-8601 (e.g. 2024-05-01T12:00:00Z) nor Unix seconds") from None
+                raise ValueError(
+                    f"'{value[:64]}' is neither ISO-8601 (e.g. 2024-05-01T12:00:00Z) nor Unix seconds"
+                ) from None
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=timezone.utc)
             seconds = parsed.timestamp()

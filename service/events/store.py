@@ -233,7 +233,8 @@ class EventStore:
     # Reading: short-lived connections, so readers never wait for the writer (WAL).
 
     def _reader(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        # as_uri() percent-encodes the path, so '?' or '#' in a directory name cannot break it.
+        conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout=5000")
         return conn
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from index.profile import EVENT_TYPES
+from index.profile import EMPTY_PROFILE, EVENT_TYPES
 from service.engine import Engine
-from service.personal.profiles import TEXT_SPACE, ProfileView
+from service.personal.profiles import ProfileView
 from service.ranking.types import ANONYMOUS, UserContext
 
 #: Event types whose items define the price band: what people pay (or mean to), not browse.
@@ -76,7 +76,7 @@ def user_context(view: ProfileView | None, engine: Engine, purchase_window_s: fl
         return ANONYMOUS
     profile = view.text
     if engine.encoder.fingerprint != view.engine.encoder.fingerprint:
-        profile = type(profile)(None, 0.0)
+        profile = EMPTY_PROFILE  # profiles of another model's space are not comparable
     return UserContext(
         profile=profile.vector,
         mass=profile.mass if profile.vector is not None else 0.0,

@@ -54,6 +54,7 @@ def get_user_context(
     user_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     session_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
 ) -> UserContext:
+    """``UserContextDep``: the context from the ``user_id`` and ``session_id`` query parameters."""
     return context_for(request, user_id, session_id, engine)
 
 

@@ -133,7 +133,8 @@ class _Derived:
         if user is not None:
             return [user]
         if session is not None:
-            # Identified requests see their user's profile; a bare session id sees its own events.
+            # A bare session id sees all of its events; a user without events of their own sees
+            # only the session's anonymous ones (its identified events belong to other users).
             return session.parts() if user_key is None else [session.anonymous]
         return []
 
@@ -244,4 +245,6 @@ class ProfileService:
         """How many users and sessions have profiles (for metrics and logs)."""
         with self._lock:
             derived = self._derived
-            return {"users": len(derived.users), "sessions": len(derived.sessions)} if derived else {"users": 0, "sessions": 0}
+            if derived is None:
+                return {"users": 0, "sessions": 0}
+            return {"users": len(derived.users), "sessions": len(derived.sessions)}

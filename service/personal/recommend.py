@@ -55,7 +55,9 @@ def recommendation_candidates(
     vector = view.text.vector if view is not None else None
     if vector is not None and view is not None and view.engine.encoder.fingerprint != engine.encoder.fingerprint:
         vector = None  # built with another model: not comparable
-    share = personal_share(view.text.mass, cap=config.profile_cap, half_mass=config.half_mass) if vector is not None else 0.0
+    share = 0.0
+    if vector is not None and view is not None:
+        share = personal_share(view.text.mass, cap=config.profile_cap, half_mass=config.half_mass)
 
     pools: list[np.ndarray] = []
     if vector is not None:

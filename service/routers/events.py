@@ -10,6 +10,7 @@ from service.deps import WRITE_GUARD, SettingsDep, check_batch_size
 from service.errors import ApiError
 from service.events.schemas import EventsRequest, EventsResponse
 from service.events.store import EventStoreUnavailable, StoredEvent
+from service.metrics import record_events
 from service.personal.deps import PersonalizationDep
 
 router = APIRouter(tags=["events"])
@@ -50,6 +51,7 @@ def post_events(request: Request, body: EventsRequest, settings: SettingsDep, pe
     except EventStoreUnavailable as exc:
         raise ApiError(503, f"{exc}; nothing of this batch was stored, retry it later",
                        "storage_unavailable", headers={"Retry-After": RETRY_AFTER_S}) from None
+    record_events(request, len(result.accepted), result.duplicates)
     return {
         "accepted": len(result.accepted),
         "duplicates": result.duplicates,

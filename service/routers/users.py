@@ -11,8 +11,8 @@ from service.deps import EngineDep, SettingsDep, check_k
 from service.engine import Engine
 from service.personal.context import describe_profile, user_context
 from service.personal.deps import PersonalizationDep
-from service.personal.recommend import recommendation_candidates
 from service.personal.profiles import ProfileView
+from service.personal.recommend import recommendation_candidates
 from service.personal.runtime import Personalization
 from service.ranking.rerank import rerank
 from service.ranking.rules import RuleSet, RulesOverride
@@ -20,10 +20,14 @@ from service.routers.responses import ranked_response
 from service.schemas import RankedResponse
 
 router = APIRouter(tags=["users"])
-UserId = Annotated[str, Path(min_length=1, max_length=256, description="The shop's user id (stored only as a keyed hash).")]
+UserId = Annotated[
+    str, Path(min_length=1, max_length=256, description="The shop's user id (stored only as a keyed hash).")
+]
 
 
-def recommendation_rules(request: Request, personal: Personalization, view: ProfileView | None, engine: Engine) -> RuleSet:
+def recommendation_rules(
+    request: Request, personal: Personalization, view: ProfileView | None, engine: Engine
+) -> RuleSet:
     """The ``recommendations`` rules with the ``recommend_exclude`` setting applied on top."""
     rule_book = request.app.state.ranking.rule_book
     exclude = personal.config.exclude

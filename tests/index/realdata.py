@@ -59,7 +59,10 @@ class RealProduct:
 
 
 def load_real_products(root: Path) -> list[RealProduct]:
-    """Every product of the three real catalogues, ids made unique by a source prefix."""
+    """Every product of the three real catalogues, ids made unique by a source prefix.
+
+    Rows without any text (99 ESCI rows carry only an id) are left out.
+    """
     products: list[RealProduct] = []
     with (root / "dev/search/amazon_google/corpus.csv").open(encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
@@ -83,7 +86,7 @@ def load_real_products(root: Path) -> list[RealProduct]:
             products.append(RealProduct(
                 f"esci-{row['product_id']}", row["product_title"], row["product_brand"], description, None,
             ))
-    return products
+    return [product for product in products if product.text.strip()]
 
 
 def load_wands_queries(root: Path) -> list[str]:
@@ -108,8 +111,10 @@ def to_catalog_products(real: list[RealProduct]) -> list[Product]:
     for item in real:
         h = _unit_hash("stock" + item.id)
         price = item.price if item.price is not None else round(5 + h % 50_000 / 100, 2)
+        # A few ESCI rows have no title; a shop would list them by the start of their text.
+        title = item.title.strip() or item.text[:120]
         products.append(Product(
-            id=item.id, title=item.title, description=item.description, brand=item.brand,
+            id=item.id, title=title, description=item.description, brand=item.brand,
             category=synthetic_category(item.id), price=price, in_stock=h % 10 < 8,
         ))
     return products

@@ -1,6 +1,6 @@
 """FAISS against a brute-force NumPy reference on real MiniLM vectors of real product texts.
 
-8,295 real products (Amazon-Google, Industrial & Scientific, ESCI) are encoded with the bundled
+8,196 real products (Amazon-Google, Industrial & Scientific, ESCI) are encoded with the bundled
 model, then perturbed copies bring the catalogue to ``ROWS`` so that the HNSW graphs have
 something to get wrong. Queries are the real WANDS search queries. Every index type is built
 with its default parameters.

@@ -165,7 +165,8 @@ def check_against_recomputation(harness: Harness, engine: Engine, config: Person
         assert_close(harness.profiles.view(user, None), recomputed(harness.store.events_of_user(key), engine, config))
     for session in SESSIONS:
         key = HASHER.session(session)
-        assert_close(harness.profiles.view(None, session), recomputed(harness.store.events_of_session(key), engine, config))
+        expected = recomputed(harness.store.events_of_session(key), engine, config)
+        assert_close(harness.profiles.view(None, session), expected)
     # A restart rebuilds the same state from the log alone.
     rebuilt = ProfileService(HASHER, config, harness.store, clock=lambda: NOW)
     rebuilt.attach(engine)
@@ -229,4 +230,5 @@ def check_login_merge(harness: Harness, engine: Engine) -> None:
     harness.send([event(4, "a-1", "bob", "s2")], batches=1)
     assert harness.profiles.view("bob", None).counts == {"view": 1}
     key = HASHER.user("alice")
-    assert_close(harness.profiles.view("alice", None), recomputed(harness.store.events_of_user(key), engine, CONFIGS[0]))
+    expected = recomputed(harness.store.events_of_user(key), engine, CONFIGS[0])
+    assert_close(harness.profiles.view("alice", None), expected)

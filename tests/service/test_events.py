@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from service.app import create_app
 from service.events.identity import SECRET_FILE
 from service.events.store import EventStoreError
-from tests.service.harness import make_app, publish, settings_for
-from service.app import create_app
 from tests.fakes import HashingEncoder
+from tests.service.harness import make_app, publish, settings_for
 
 MAY_FIRST = 1714564800.0  # 2024-05-01T12:00:00Z
 SAME_ID = {"X-Request-ID": "restart-check"}

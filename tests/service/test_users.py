@@ -73,7 +73,8 @@ def test_history_moves_recommendations_towards_the_profile(client: TestClient) -
 def test_bought_together_is_offered(client: TestClient) -> None:
     pairs = []
     for n in range(5):
-        pairs += [event(n, "a-13", f"maker{n}", "purchase", ago_s=100), event(n, "a-15", f"maker{n}", "purchase", ago_s=50)]
+        pairs += [event(n, "a-13", f"maker{n}", "purchase", ago_s=100),
+                  event(n, "a-15", f"maker{n}", "purchase", ago_s=50)]
     send(client, pairs)
     send(client, [event(n, "a-20", f"crowd{n}", "purchase") for n in range(30)])  # the best seller
     send(client, [event(1, "a-13", "newcomer", "add_to_cart")])
@@ -152,3 +153,17 @@ def test_items_bought_together_for_a_product_page(client: TestClient) -> None:
     rows, scores = bought_with_item(client.app.state.personal.profiles, engine, engine.item_row("a-13"), 5)
     assert [engine.index.items.ids[row] for row in rows] == ["a-15"]  # a-1 came days later: no pair
     assert scores[0] == 1.0
+
+
+def test_search_and_similar_items_lean_towards_the_user(client: TestClient) -> None:
+    send(client, [event(n, item, "espresso-fan", "purchase") for n, item in enumerate(("a-6", "a-7"))])
+    personal = client.post("/search", json={"query": "stainless steel", "user_id": "espresso-fan", "explain": True})
+    anonymous = client.post("/search", json={"query": "stainless steel", "explain": True})
+    assert personal.status_code == anonymous.status_code == 200
+    assert all(r["explain"]["personal"] == 0 for r in anonymous.json()["results"])
+    assert any(r["explain"]["personal"] > 0 for r in personal.json()["results"])
+    similar = client.get("/items/a-0/similar", params={"user_id": "espresso-fan", "explain": "true"})
+    assert any(r["explain"]["personal"] > 0 for r in similar.json()["results"])
+    # Someone unknown is ranked as anonymous, never an error.
+    stranger = client.post("/search", json={"query": "stainless steel", "user_id": "nobody-yet", "explain": True})
+    assert all(r["explain"]["personal"] == 0 for r in stranger.json()["results"])

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from embed.base import Encoder
-from training.recsys_data import shared_data_dir
 from tests.fakes import HashingEncoder
+from training.recsys_data import shared_data_dir
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +76,13 @@ def aisle_commands(monkeypatch: pytest.MonkeyPatch) -> None:
         return found
 
     monkeypatch.setattr("index.cli.entry_points", lambda group: patched(group))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer BERT sentence-transformers directory (built once per session)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("sentence_transformers")
+    from tests.embed.tiny_models import build_tiny_sentence_transformer
+
+    return build_tiny_sentence_transformer(tmp_path_factory.mktemp("tiny") / "tiny-bert")

@@ -14,7 +14,13 @@ from index.versions import VersionStore
 from tests.fakes import HashingEncoder
 from tests.training.conftest import ShuffledEncoder
 from training.datasets import load_search_set, load_sequence_set
-from training.gate import EvalSet, GateRefused, compare_versions, gated_build, overlap_at_k
+from training.gate import (
+    EvalSet,
+    GateRefused,
+    compare_versions,
+    gated_build,
+    overlap_at_k,
+)
 
 OPTIONS = BuildOptions(show_progress=False)
 
@@ -105,3 +111,11 @@ def test_gate_command(search_root, hashing: HashingEncoder, monkeypatch, capsys,
     assert main([*argv, "--model", "good"]) == 0
     passed = json.loads(capsys.readouterr().out)
     assert passed["published"] and VersionStore(root).current_name() == passed["candidate_version"]
+
+
+def test_current_model_must_match_the_current_version(search_root, hashing: HashingEncoder) -> None:
+    search_set, catalog, root, current = search_root
+    other = HashingEncoder(dim=96, salt="new")
+    with pytest.raises(ValueError, match="--current-model"):
+        gated_build(catalog, root, other, None, EvalSet(search=search_set), options=OPTIONS)
+    assert VersionStore(root).current_name() == current

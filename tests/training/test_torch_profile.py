@@ -7,10 +7,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from index.profile import DAY_S, EVENT_TYPES, DecayConfig, TypeDecay, profile_from_events  # noqa: E402
-from training.timeline import Timeline, pad_histories  # noqa: E402
-from training.torch_profile import decayed_profiles  # noqa: E402
-from training.train_data import NextItemCase  # noqa: E402
+from index.profile import (
+    DAY_S,
+    EVENT_TYPES,
+    DecayConfig,
+    TypeDecay,
+    profile_from_events,
+)
+from training.timeline import Timeline, pad_histories
+from training.torch_profile import decayed_profiles
+from training.train_data import NextItemCase
 
 
 def _served(case: NextItemCase, vectors: np.ndarray, config: DecayConfig, timeline: Timeline) -> np.ndarray:

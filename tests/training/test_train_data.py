@@ -8,8 +8,17 @@ import pytest
 
 from index.catalog import Catalog, Product
 from training.datasets import DatasetError, load_sequence_set
-from training.train_data import NextItemCase, QueryPair, TrainingData, split_for_validation
-from training.train_sources import from_catalog, from_sequence_set, read_labelled_queries
+from training.train_data import (
+    NextItemCase,
+    QueryPair,
+    TrainingData,
+    split_for_validation,
+)
+from training.train_sources import (
+    from_catalog,
+    from_sequence_set,
+    read_labelled_queries,
+)
 
 
 def _cases() -> list[NextItemCase]:

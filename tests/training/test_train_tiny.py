@@ -12,20 +12,14 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("sentence_transformers")
 
-from embed import EncoderConfig, create_encoder  # noqa: E402
-from index.build import BuildOptions, build_version  # noqa: E402
-from index.cli import main  # noqa: E402
-from index.manifest import read_manifest  # noqa: E402
-from tests.embed.tiny_models import build_tiny_sentence_transformer  # noqa: E402
-from training.datasets import load_sequence_set  # noqa: E402
-from training.model_io import TRAINING_REPORT, load_sentence_transformer  # noqa: E402
-from training.train import TrainOptions, train_model  # noqa: E402
-from training.train_sources import from_sequence_set  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_sentence_transformer(tmp_path_factory.mktemp("tiny") / "tiny-bert")
+from embed import EncoderConfig, create_encoder
+from index.build import BuildOptions, build_version
+from index.cli import main
+from index.manifest import read_manifest
+from training.datasets import load_sequence_set
+from training.model_io import TRAINING_REPORT, load_sentence_transformer
+from training.train import TrainOptions, train_model
+from training.train_sources import from_sequence_set
 
 
 @pytest.fixture

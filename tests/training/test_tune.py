@@ -55,3 +55,43 @@ def test_tune_command_writes_a_usable_file(shared_data: Path, tmp_path: Path, mo
     assert tuned == report["settings"]
     assert set(tuned["half_lives_s"]) == {"view", "click", "add_to_cart", "purchase"}
     assert len(report["half_life"]["trials"]) >= 5
+
+
+def _topic_shop(tmp_path: Path) -> tuple[Path, Path]:
+    """Views reveal what a user buys next; purchases are of an unrelated topic (noise)."""
+    import random
+
+    rng = random.Random(4)
+    topics = ["kettle", "drill", "tent", "lamp", "boots", "guitar", "pillow", "camera"]
+    catalog = tmp_path / "catalog.csv"
+    rows = ["id,title"] + [f"{t}-{n},{t} {t}s model {n} {t}" for t in topics for n in range(8)]
+    catalog.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    events = ["user_id,item_id,timestamp,type"]
+    for user in range(60):
+        wanted, noise = rng.sample(topics, 2)
+        clock = 1_700_000_000
+        for _ in range(3):
+            clock += 3600
+            events.append(f"u{user},{noise}-{rng.randrange(8)},{clock},purchase")
+            clock += 3600
+            events.append(f"u{user},{wanted}-{rng.randrange(8)},{clock},view")
+        events.append(f"u{user},{wanted}-{rng.randrange(8)},{clock + 3600},purchase")
+    log = tmp_path / "events.csv"
+    log.write_text("\n".join(events) + "\n", encoding="utf-8")
+    return catalog, log
+
+
+def test_event_weights_are_tuned_from_a_log(tmp_path: Path, monkeypatch, capsys, aisle_commands) -> None:
+    catalog, log = _topic_shop(tmp_path)
+    monkeypatch.setattr("training.indexes.create_encoder_for", lambda settings, model=None: HashingEncoder(dim=128))
+    monkeypatch.setenv("AISLE_CACHE_DIR", str(tmp_path / "cache"))
+    output = tmp_path / "tuned.yaml"
+    assert main(["tune", "--catalog", str(catalog), "--events", str(log), "--split", "valid",
+                 "--trials", "25", "--output", str(output), "--no-progress"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    trials = report["half_life"]["trials"]
+    default, best = trials[0], max(trials, key=lambda t: t["NDCG@10"])
+    assert best["NDCG@10"] > default["NDCG@10"]
+    tuned = yaml.safe_load(output.read_text())
+    # Views carry the signal here, so the tuned views weigh more, relative to purchases, than by default.
+    assert tuned["event_weights"]["view"] / tuned["event_weights"]["purchase"] > 1 / 8
