@@ -31,11 +31,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from index import ann  # noqa: E402
-from index.ann import INDEX_TYPES, AnnIndex, AnnParams  # noqa: E402
-from index.selection import RowSelection  # noqa: E402
-from index.storage import atomic_write_json  # noqa: E402
-from tests.index import realdata  # noqa: E402
+from index import ann
+from index.ann import INDEX_TYPES, AnnIndex, AnnParams
+from index.selection import RowSelection
+from index.storage import atomic_write_json
+from tests.index import realdata
 
 K = 10
 

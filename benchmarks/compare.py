@@ -39,7 +39,7 @@ def aisle_vector_path(loaded, encoder: Encoder, queries: Sequence[str], k: int, 
     return {
         "system": "aisle", "encoding": "aisle-onnx-int8", "query_encoder": f"{encoder.name} ({encoder.fingerprint.split(':')[0]})",
         "index": ann.params.to_dict() if hasattr(ann.params, "to_dict") else str(ann.params),
-        "latency_ms": latency_stats(latencies),
+        "latency_ms": latency_stats(latencies), "cpu_ms": latency_stats(latencies.cpu),
         "recall_at_10": recall_at_k(found, [[ids[r] for r in row] for row in exact], k),
     }
 
@@ -68,6 +68,7 @@ def run_peer(name: str, encodings: Sequence[str], encoder: Encoder, ids: list[st
             results.append({
                 "system": peer.name, **peer.describe(), "build_seconds": round(build_seconds, 1),
                 "queries_measured": len(found), "latency_ms": latency_stats(latencies),
+                "cpu_ms": latency_stats(latencies.cpu),
                 "recall_at_10": recall_at_k(found, [[ids[r] for r in row] for row in exact], k),
             })
     finally:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -279,27 +280,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-scientific", action="store_true")
     parser.add_argument("--workdir", type=Path, default=REPO / ".cache" / "aisle" / "eval-recsys")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "recsys.json")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    command = " ".join(["python -m benchmarks.eval_recsys_http", *argv])
     os.environ.setdefault("AISLE_CACHE_DIR", str(REPO / ".cache" / "aisle"))
     for assignment in args.set:
         name, _, value = assignment.partition("=")
         SCIENTIFIC_SETTINGS[name] = value
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    report: dict[str, Any] = {"command": "python -m benchmarks.eval_recsys_http " + " ".join(argv or [])}
-    if args.out.exists():
-        report = {**json.loads(args.out.read_text()), **report}
+    report: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
+    report.pop("command", None)  # each section records the command that produced it
     if not args.skip_scientific:
         data = load_unisrec()
         rows = [{"id": item, "title": text} for item, text in zip(data.item_ids, data.item_texts)]
         index = build_index(rows, args.workdir / "scientific")
-        report[f"scientific_{args.split}"] = evaluate_scientific(
-            data, args.split, args.limit, args.workdir, index, args.variants)
+        report[f"scientific_{args.split}"] = {"command": command, **evaluate_scientific(
+            data, args.split, args.limit, args.workdir, index, args.variants)}
     if not args.skip_movielens:
         movies = load_movielens()
         rows = [{"id": str(m.movie), "title": m.title, "description": ", ".join(m.genres)}
                 for m in movies.movies.values()]
         index = build_index(rows, args.workdir / "movielens")
-        report["movielens_tags"] = evaluate_movielens(movies, args.limit, args.workdir, index)
+        report["movielens_tags"] = {"command": command, **evaluate_movielens(movies, args.limit, args.workdir, index)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out, report)
     print(f"wrote {args.out}")

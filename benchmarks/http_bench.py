@@ -106,23 +106,31 @@ def scenario_plans(queries: Sequence[str], ids: Sequence[str], users: int, event
     }
 
 
-def run_loadgen(url: str, plan_path: Path, *, mode: str, level: float, levels: LoadLevels,
+def run_loadgen(server: RunningServer, plan_path: Path, *, mode: str, level: float, levels: LoadLevels,
                 cycle: bool, cpus: set[int] | None) -> dict[str, Any]:
-    """Runs the load generator process once and returns its JSON result."""
+    """Runs the load generator process once; its JSON result plus the server's CPU per request."""
+    url = server.url
     command = [sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--requests", str(plan_path),
                "--mode", mode, "--max-requests", str(levels.max_requests),
                "--max-seconds", str(levels.max_seconds), "--warmup", str(levels.warmup if cycle else 0)]
     command += ["--concurrency", str(int(level))] if mode == "closed" else ["--rate", str(level)]
     if not cycle:
         command.append("--no-cycle")
+    cpu_before = server.cpu_seconds()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     completed = subprocess.run(
         pinned_command(command, cpus), cwd=REPO_ROOT, env=env, capture_output=True, text=True,
         timeout=levels.max_seconds * 3 + 120, check=False,
     )
+    cpu_after = server.cpu_seconds()
     if completed.returncode != 0:
         raise RuntimeError(f"load generator failed ({completed.returncode}): {completed.stderr[-2000:]}")
-    return json.loads(completed.stdout)
+    result = json.loads(completed.stdout)
+    answered = result["requests"] - sum(result["failures"].values()) + (levels.warmup if cycle else 0)
+    if cpu_before is not None and cpu_after is not None and answered:
+        # Warm-up requests are served too; CPU is counted over everything the server answered.
+        result["server_cpu_ms_per_request"] = round((cpu_after - cpu_before) * 1000 / answered, 3)
+    return result
 
 
 def probe(url: str, request: dict) -> tuple[bool, str, int | None]:
@@ -168,7 +176,7 @@ def run_http_suite(
         runs = []
         for concurrency in levels.concurrency:
             log.info("%s: closed loop, concurrency %d", name, concurrency)
-            runs.append(run_loadgen(url, plan_path, mode="closed", level=concurrency, levels=levels,
+            runs.append(run_loadgen(server, plan_path, mode="closed", level=concurrency, levels=levels,
                                     cycle=cycle, cpus=client_cpus))
             if not cycle:  # each event is sent once: the next level starts where this one stopped
                 used = runs[-1]["requests"]
@@ -177,7 +185,7 @@ def run_http_suite(
         if name in open_loop_scenarios:
             for rate in levels.rates:
                 log.info("%s: open loop, %.0f req/s", name, rate)
-                runs.append(run_loadgen(url, plan_path, mode="open", level=rate, levels=levels,
+                runs.append(run_loadgen(server, plan_path, mode="open", level=rate, levels=levels,
                                         cycle=cycle, cpus=client_cpus))
         results[name] = {"probe_results": result_count, "runs": runs}
     return {"url": url, "server_command": server.command, "server_startup_s": server.startup_seconds,

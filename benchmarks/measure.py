@@ -33,9 +33,17 @@ def latency_stats(seconds: Sequence[float]) -> dict[str, float]:
     }
 
 
+class Timings(list):
+    """Per-call wall seconds, with the per-call CPU seconds of the process in ``cpu``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cpu: list[float] = []
+
+
 def time_each(
     function: Callable[[str], T], inputs: Sequence[str], warmup: int = 20, max_seconds: float | None = None
-) -> tuple[list[float], list[T]]:
+) -> tuple[Timings, list[T]]:
     """Calls ``function`` on each input after ``warmup`` untimed calls; per-call seconds and outputs.
 
     With ``max_seconds``, stops after the call that crosses that much measured time (a slow
@@ -46,12 +54,13 @@ def time_each(
         function(text)
         if warm_until is not None and time.perf_counter() > warm_until:
             break
-    latencies: list[float] = []
+    latencies = Timings()
     outputs: list[T] = []
     for text in inputs:
-        tick = time.perf_counter()
+        tick, cpu_tick = time.perf_counter(), time.process_time()
         outputs.append(function(text))
         latencies.append(time.perf_counter() - tick)
+        latencies.cpu.append(time.process_time() - cpu_tick)
         if max_seconds is not None and sum(latencies) > max_seconds:
             break
     return latencies, outputs

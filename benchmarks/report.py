@@ -119,7 +119,8 @@ def comparison_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     if first:
         rows.append({"label": "Aisle /search over HTTP (hybrid + rerank)", "p50": first["latency_ms"]["p50"],
                      "p95": first["latency_ms"]["p95"], "p99": first["latency_ms"]["p99"],
-                     "recall": aisle_recall, "note": "ANN recall; BM25 fusion and reranking on top"})
+                     "cpu_p50": first.get("server_cpu_ms_per_request"), "recall": aisle_recall,
+                     "note": "ANN recall; BM25 fusion and reranking on top; CPU = server CPU per request (mean)"})
     for entry in peers.get("results", []):
         if "latency_ms" not in entry:
             rows.append({"label": f"{entry['system']} ({entry.get('encoding')})", "p50": None, "p95": None,
@@ -128,7 +129,8 @@ def comparison_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         label = ("Aisle in-process: encoder + ANN" if entry["system"] == "aisle"
                  else f"{entry['system']} ({entry['encoding']})")
         rows.append({"label": label, "p50": entry["latency_ms"]["p50"], "p95": entry["latency_ms"]["p95"],
-                     "p99": entry["latency_ms"]["p99"], "recall": entry.get("recall_at_10"),
+                     "p99": entry["latency_ms"]["p99"], "cpu_p50": entry.get("cpu_ms", {}).get("p50"),
+                     "recall": entry.get("recall_at_10"),
                      "note": entry.get("index") if isinstance(entry.get("index"), str) else json.dumps(entry.get("index"))})
     return rows
 

@@ -96,17 +96,41 @@ def get_json(url: str, timeout: float = 5.0) -> tuple[int, dict]:
 def process_rss_mib(pid: int) -> float | None:
     """Resident memory of ``pid`` and its children (uvicorn workers), in MiB."""
     total_kib = 0
-    pids = [pid]
     try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        pids += [int(child) for child in children]
-        for one in pids:
+        for one in process_tree(pid):
             for line in Path(f"/proc/{one}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total_kib += int(line.split()[1])
     except OSError:
         return None
     return round(total_kib / 1024, 1)
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its direct children (uvicorn's worker processes)."""
+    pids = [pid]
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            pids += [int(child) for child in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return pids
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time used so far by ``pid`` and its children (None off Linux).
+
+    On a machine shared with other work, a request's CPU time is what it would take on an idle
+    core, where its wall-clock latency also counts the time spent waiting for a core.
+    """
+    ticks = 0
+    try:
+        for one in process_tree(pid):
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    except (OSError, IndexError, ValueError):
+        return None
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _log_tail(path: Path, lines: int = 30) -> str:
@@ -164,6 +188,9 @@ class RunningServer:
 
     def rss_mib(self) -> float | None:
         return process_rss_mib(self.process.pid)
+
+    def cpu_seconds(self) -> float | None:
+        return cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:

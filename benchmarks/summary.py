@@ -33,33 +33,38 @@ def _http_table(suite: dict[str, Any], title: str) -> list[str]:
                        for part in suite.get("server_command", []))
     lines = [(f"**{title}** (`{command}`, "
               f"startup {_fmt(suite.get('server_startup_s'))} s, RSS {_fmt(suite.get('server_rss_mib'), 0)} MiB)"), "",
-             "| endpoint | load | p50 ms | p95 ms | p99 ms | throughput req/s | errors |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "| endpoint | load | p50 ms | p95 ms | p99 ms | throughput req/s | errors | server CPU ms/req |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, scenario in suite.get("scenarios", {}).items():
         label = SCENARIO_LABELS.get(name, name)
         if "skipped" in scenario:
-            lines.append(f"| {label} | – | – | – | – | – | skipped: {scenario['skipped'][:120]} |")
+            lines.append(f"| {label} | – | – | – | – | – | skipped: {scenario['skipped'][:120]} | – |")
             continue
         for run in scenario["runs"]:
             load = (f"{run['concurrency']} concurrent" if run["mode"] == "closed"
                     else f"open loop {run['rate_rps']:.0f}/s")
             latency = run["latency_ms"]
             lines.append(f"| {label} | {load} | {_fmt(latency['p50'])} | {_fmt(latency['p95'])} | "
-                         f"{_fmt(latency['p99'])} | {_fmt(run['throughput_rps'], 0)} | {run['errors']} |")
+                         f"{_fmt(latency['p99'])} | {_fmt(run['throughput_rps'], 0)} | {run['errors']} | "
+                         f"{_fmt(run.get('server_cpu_ms_per_request'))} |")
     return lines + [""]
 
 
 def _stage_table(stages: dict[str, Any]) -> list[str]:
     if not stages or "stages_ms" not in stages:
         return [f"In-process stages: not measured ({(stages or {}).get('error', 'no data')})", ""]
-    lines = ["| stage | mean ms | p50 ms | p99 ms | share |", "|---|---:|---:|---:|---:|"]
-    total = sum(s["mean"] for s in stages["stages_ms"].values()) or 1.0
+    lines = ["| stage | wall mean ms | wall p50 ms | wall p99 ms | CPU mean ms | CPU share |",
+             "|---|---:|---:|---:|---:|---:|"]
+    cpu = stages.get("stages_cpu_ms", {})
+    total_cpu = sum(s.get("mean", 0.0) for s in cpu.values()) or 1.0
     for name, stats in stages["stages_ms"].items():
+        cpu_mean = cpu.get(name, {}).get("mean")
+        share = f"{cpu_mean / total_cpu:.0%}" if cpu_mean is not None else "–"
         lines.append(f"| {name} | {_fmt(stats['mean'], 3)} | {_fmt(stats['p50'], 3)} | {_fmt(stats['p99'], 3)} | "
-                     f"{stats['mean'] / total:.0%} |")
-    whole = stages.get("total_ms", {})
+                     f"{_fmt(cpu_mean, 3)} | {share} |")
+    whole, whole_cpu = stages.get("total_ms", {}), stages.get("total_cpu_ms", {})
     lines.append(f"| **whole in-process search** | {_fmt(whole.get('mean'), 3)} | {_fmt(whole.get('p50'), 3)} | "
-                 f"{_fmt(whole.get('p99'), 3)} | |")
+                 f"{_fmt(whole.get('p99'), 3)} | {_fmt(whole_cpu.get('mean'), 3)} | |")
     return lines + [""] + [f"- {note}" for note in stages.get("notes", [])] + [""]
 
 
@@ -67,11 +72,11 @@ def _peer_table(result: dict[str, Any]) -> list[str]:
     rows = comparison_rows(result)
     if not rows:
         return ["Peers: not measured.", ""]
-    lines = ["| system (query encoder) | p50 ms | p95 ms | p99 ms | recall@10 | index / note |",
-             "|---|---:|---:|---:|---:|---|"]
+    lines = ["| system (query encoder) | p50 ms | p95 ms | p99 ms | CPU p50 ms | recall@10 | index / note |",
+             "|---|---:|---:|---:|---:|---:|---|"]
     for row in rows:
         lines.append(f"| {row['label']} | {_fmt(row['p50'])} | {_fmt(row['p95'])} | {_fmt(row['p99'])} | "
-                     f"{_fmt(row['recall'], 3)} | {str(row['note'])[:140]} |")
+                     f"{_fmt(row.get('cpu_p50'))} | {_fmt(row['recall'], 3)} | {str(row['note'])[:140]} |")
     return lines + [""]
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from index.items import ItemTable
 from index.selection import RowSelection
 
+
 @dataclass(frozen=True)
 class Filters:
     """Hard constraints a result must satisfy.

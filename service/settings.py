@@ -39,6 +39,9 @@ class ServiceSettings(AisleSettings):
     )
     purchase_exclusion_days: float = Field(30, ge=0, description="How long a purchase keeps the item out of recommendations.")
     events_max_db_mb: float | None = Field(None, gt=0, description="Size quota of the event database; beyond it writes answer 503.")
+    profile_refresh_s: float = Field(
+        0.5, ge=0, description="How often a worker reads the events other worker processes stored (multi-worker serving)."
+    )
     verify_checksums: bool = Field(True, description="Check every file's sha256 when loading a version.")
     watch_interval_s: float = Field(2.0, ge=0, description="How often to check the current pointer; 0 disables.")
     # Request limits.

@@ -61,8 +61,10 @@ def register_train(commands: argparse._SubParsersAction) -> None:
     knobs.add_argument("--learning-rate", type=float, default=1e-4)
     knobs.add_argument("--temperature", type=float, default=0.05)
     knobs.add_argument("--trainable-layers", type=int, default=2, help="top transformer layers trained")
-    knobs.add_argument("--fresh-history", type=int, default=0,
-                       help="recent history items encoded with gradients per step (default 0: next items only)")
+    knobs.add_argument("--fresh-history", type=int, default=1,
+                       help="most recent history items encoded with gradients per case (default 1)")
+    knobs.add_argument("--hard-negatives", type=int, default=1, help="mined hard negatives per case (default 1)")
+    knobs.add_argument("--random-negatives", type=int, default=64, help="uniform negatives per step (default 64)")
     knobs.add_argument("--dropout", action="store_true", help="train with the model's dropout (default off)")
     knobs.add_argument("--max-seq-length", type=int, default=64)
     knobs.add_argument("--eval-every", type=int, default=50, help="steps between validations")
@@ -113,7 +115,8 @@ def _train(args: argparse.Namespace) -> int:
         base_model=args.base_model or settings.model, output=args.output,
         trainable_layers=args.trainable_layers, max_seq_length=args.max_seq_length,
         batch_size=args.batch_size, learning_rate=args.learning_rate, temperature=args.temperature,
-        fresh_history=args.fresh_history, dropout=args.dropout,
+        fresh_history=args.fresh_history, hard_negatives=args.hard_negatives,
+        random_negatives=args.random_negatives, dropout=args.dropout,
         time_budget_s=args.time_budget, max_steps=args.max_steps, eval_every=args.eval_every,
         patience=args.patience, validation_fraction=args.validation_fraction, seed=args.seed,
         threads=args.threads, overwrite=args.overwrite, show_progress=not args.no_progress,

@@ -46,8 +46,11 @@ class TrainOptions:
         weight_decay: AdamW weight decay.
         temperature: softmax temperature of the cosine scores.
         fresh_history: most recent history items encoded with gradients at each step (older
-            ones use their vector from the bank); 0 trains through the next items only, which
-            is about twice as fast per case.
+            ones use their vector from the bank); they are also candidates, so the user's own
+            recent items compete with the next one as in an unmasked ranking.
+        hard_negatives: per case, the items scoring highest against it that are added as
+            candidates (mined with the bank of item vectors).
+        random_negatives: candidates drawn uniformly from the catalogue per step.
         dropout: train with the model's dropout (off by default: fresh vectors then equal the
             served ones, which keeps the bank of item vectors consistent).
         time_budget_s: wall-clock seconds for everything before saving (caching, steps,
@@ -69,7 +72,9 @@ class TrainOptions:
     learning_rate: float = 1e-4
     weight_decay: float = 0.01
     temperature: float = 0.05
-    fresh_history: int = 0
+    fresh_history: int = 1
+    hard_negatives: int = 1
+    random_negatives: int = 64
     dropout: bool = False
     warmup_steps: int = 10
     time_budget_s: float = 1500.0
@@ -94,6 +99,8 @@ class TrainOptions:
             "eval_every": self.eval_every >= 1,
             "patience": self.patience >= 1,
             "fresh_history": self.fresh_history >= 0,
+            "hard_negatives": self.hard_negatives >= 0,
+            "random_negatives": self.random_negatives >= 0,
             "max_steps": self.max_steps is None or self.max_steps >= 1,
         }
         for name, ok in checks.items():
@@ -152,8 +159,11 @@ def train_model(
     encoder = PartialEncoder(model, options.trainable_layers)
     encoder.self_check(data.item_texts[:8])
     progress = _progress(options, len(data.item_texts), "caching frozen layers")
-    trainer = CatalogTrainer(encoder, data.item_texts, decay, timeline, options.temperature,
-                             fresh_history=options.fresh_history, progress=progress)
+    trainer = CatalogTrainer(
+        encoder, data.item_texts, decay, timeline, options.temperature,
+        fresh_history=options.fresh_history, hard_negatives=options.hard_negatives,
+        random_negatives=options.random_negatives, seed=options.seed, progress=progress,
+    )
     if progress is not None:
         progress.close()
     seconds = {"prepare": time.perf_counter() - started}

@@ -1,25 +1,29 @@
-"""One optimisation step of the encoder against the whole catalogue.
+"""One optimisation step of the encoder: the true item against freshly encoded candidates.
 
-Both objectives score a "query side" against every catalogue item and apply a softmax
-cross-entropy with the true item as the label, exactly the full ranking the evaluation does:
+Both objectives score a "query side" against a set of candidate items and apply a softmax
+cross-entropy with the true item as the label:
 
 * next-item: the query side is the served profile of the history (``training.torch_profile``:
-  the recency-decayed, type-weighted average of the history items' vectors), and the user's own
-  history items are among the negatives, as they are when the service ranks without masking;
+  the recency-decayed, type-weighted average of the history items' vectors);
 * search: the query side is the encoded query.
 
-Scoring against every item needs every item's vector, but encoding the catalogue at each step is
-far too slow. A bank holds the latest vector of every item; the items of the current batch are
-encoded afresh (with gradients) and substituted into it, and their fresh vectors are written
-back. The bank is recomputed in full at every validation, so no vector is ever more than one
-validation interval old.
+Every candidate is encoded afresh by the current model, with gradients: the batch's true items,
+the most recent history items (so the user's own history competes with the next item, as it
+does when the service ranks without masking), *hard negatives* — for each case the items that
+score highest against it right now — and a few items drawn uniformly from the catalogue.
+
+A bank holds the latest vector of every item. It is used to *choose* hard negatives and to stand
+in for the older history items (whose decayed weight is small), never as a scored candidate:
+scoring fresh positives against stale negatives lets a model win by drifting away from the
+stale vectors instead of learning, which the first version of this trainer did. The bank is
+recomputed in full at every validation, and fresh vectors are written back after each step.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 from index.profile import DecayConfig
@@ -30,7 +34,7 @@ from training.train_data import NextItemCase, QueryPair
 
 
 class CatalogTrainer:
-    """Holds the encoder, the item states and the vector bank, and takes steps.
+    """Holds the encoder, the item states and the vector bank, and computes losses.
 
     Args:
         encoder: the split model.
@@ -38,9 +42,12 @@ class CatalogTrainer:
         decay: the served decay settings the profile is computed with.
         timeline: how untimed histories become events.
         temperature: softmax temperature of the cosine scores.
-        fresh_history: how many of a history's most recent items are encoded afresh, with
-            gradients; older ones (which weigh little after decay) take their bank vector.
-            None encodes them all.
+        fresh_history: how many of a history's most recent items are encoded afresh (and are
+            candidates); older ones take their bank vector in the profile.
+        hard_negatives: per case, how many of the items scoring highest against it (by the
+            bank) are added as candidates.
+        random_negatives: items drawn uniformly from the catalogue per step.
+        seed: seeds the random negatives.
         cache_items: keep the frozen layers' output of every item in memory (else recompute).
     """
 
@@ -51,7 +58,11 @@ class CatalogTrainer:
         decay: DecayConfig,
         timeline: Timeline,
         temperature: float,
-        fresh_history: int | None = 2,
+        *,
+        fresh_history: int = 1,
+        hard_negatives: int = 1,
+        random_negatives: int = 64,
+        seed: int = 13,
         cache_items: bool = True,
         progress: object | None = None,
     ) -> None:
@@ -62,7 +73,10 @@ class CatalogTrainer:
         self.decay = decay
         self.timeline = timeline
         self.temperature = temperature
-        self.fresh_history = fresh_history
+        self.fresh_history = max(0, fresh_history)
+        self.hard_negatives = max(0, hard_negatives)
+        self.random_negatives = max(0, random_negatives)
+        self.rng = random.Random(seed)
         self.states = ItemStates(encoder, self.item_texts, progress=progress) if cache_items else None
         self.bank = self.encode_items()
 
@@ -93,43 +107,61 @@ class CatalogTrainer:
     def refresh_bank(self) -> None:
         self.bank = self.encode_items()
 
-    def _table_with(self, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(table, fresh, index)``: the bank with ``rows`` replaced by freshly encoded vectors."""
-        index = torch.tensor(rows, dtype=torch.long)
-        fresh = self._item_vectors(rows)
-        return self.bank.index_copy(0, index, fresh), fresh, index
+    def _negatives(self, anchors: torch.Tensor, exclude: Sequence[set[int]]) -> set[int]:
+        """Hard negatives (top bank scores per anchor, ``exclude``d rows skipped) and random ones."""
+        rows: set[int] = set()
+        if self.hard_negatives:
+            depth = min(len(self.item_texts), self.hard_negatives + max(len(e) for e in exclude) + 1)
+            top = torch.topk(anchors @ self.bank.T, depth, dim=1).indices.tolist()
+            for ranked, skip in zip(top, exclude):
+                rows.update([r for r in ranked if r not in skip][: self.hard_negatives])
+        count = min(self.random_negatives, len(self.item_texts))
+        rows.update(self.rng.sample(range(len(self.item_texts)), count))
+        return rows
+
+    def _fresh(self, rows: set[int]) -> tuple[list[int], torch.Tensor, dict[int, int]]:
+        ordered = sorted(rows)
+        return ordered, self._item_vectors(ordered), {row: i for i, row in enumerate(ordered)}
 
     def sequence_loss(self, cases: Sequence[NextItemCase]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Cross-entropy of each next item against the catalogue, and what to write back."""
+        """Cross-entropy of each next item among the candidates; also returns what to write back."""
         padded = pad_histories(cases, self.timeline, self.decay)
-        targets = torch.tensor([c.target for c in cases], dtype=torch.long)
+        rows = torch.from_numpy(padded.rows)
+        weights = torch.from_numpy(padded.log2_weight).float()
+        valid = torch.from_numpy(padded.valid)
+        targets = [c.target for c in cases]
         width = padded.rows.shape[1]
-        recent = slice(0 if self.fresh_history is None else max(0, width - self.fresh_history), None)
-        recent_rows = padded.rows[:, recent][padded.valid[:, recent]]
-        rows = sorted(set(recent_rows.tolist()) | set(targets.tolist()))
-        table, fresh, index = self._table_with(rows)
-        history_vectors = table[torch.from_numpy(padded.rows)]
-        profiles = decayed_profiles(
-            history_vectors, torch.from_numpy(padded.log2_weight).float(), torch.from_numpy(padded.valid)
-        )
-        logits = profiles @ table.T / self.temperature
-        return torch.nn.functional.cross_entropy(logits, targets), fresh, index
+        recent = slice(max(0, width - self.fresh_history), None)
+        candidates = set(targets) | set(padded.rows[:, recent][padded.valid[:, recent]].tolist())
+        with torch.no_grad():
+            stale_profiles = decayed_profiles(self.bank[rows], weights, valid)
+        candidates |= self._negatives(stale_profiles, [{t} for t in targets])
+        ordered, fresh, position = self._fresh(candidates)
+        index = torch.tensor(ordered, dtype=torch.long)
+        table = self.bank.index_copy(0, index, fresh)
+        profiles = decayed_profiles(table[rows], weights, valid)
+        logits = profiles @ fresh.T / self.temperature
+        labels = torch.tensor([position[t] for t in targets], dtype=torch.long)
+        return torch.nn.functional.cross_entropy(logits, labels), fresh, index
 
-    def query_loss(self, pairs: Sequence[QueryPair], positives: dict[str, frozenset[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Cross-entropy of each labelled product against the catalogue for its query.
+    def query_loss(
+        self, pairs: Sequence[QueryPair], positives: dict[str, frozenset[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cross-entropy of each labelled product among the candidates for its query.
 
-        A query's other relevant products are removed from its negatives.
+        A query's other relevant products are never its negatives.
         """
-        targets = torch.tensor([p.target for p in pairs], dtype=torch.long)
-        rows = sorted(set(targets.tolist()))
-        table, fresh, index = self._table_with(rows)
         queries = self.encoder.encode([p.query for p in pairs])
-        logits = queries @ table.T / self.temperature
-        for i, pair in enumerate(pairs):
-            others = [r for r in positives.get(pair.query_id, ()) if r != pair.target]
+        relevant = [set(positives.get(p.query_id, ())) | {p.target} for p in pairs]
+        candidates = {p.target for p in pairs} | self._negatives(queries.detach(), relevant)
+        ordered, fresh, position = self._fresh(candidates)
+        logits = queries @ fresh.T / self.temperature
+        for i, (pair, rows) in enumerate(zip(pairs, relevant)):
+            others = [position[r] for r in rows if r != pair.target and r in position]
             if others:
                 logits[i, others] = float("-inf")
-        return torch.nn.functional.cross_entropy(logits, targets), fresh, index
+        labels = torch.tensor([position[p.target] for p in pairs], dtype=torch.long)
+        return torch.nn.functional.cross_entropy(logits, labels), fresh, torch.tensor(ordered, dtype=torch.long)
 
     def write_back(self, fresh: torch.Tensor, index: torch.Tensor) -> None:
         self.bank.index_copy_(0, index, fresh.detach())
@@ -167,6 +199,3 @@ def _ranks(scores: torch.Tensor, targets: list[int]) -> list[int]:
     target_scores = scores[torch.arange(len(targets)), torch.tensor(targets)]
     return (scores > target_scores[:, None]).sum(dim=1).tolist()
 
-
-def as_numpy(vectors: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(vectors.detach().numpy(), dtype=np.float32)

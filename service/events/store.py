@@ -118,11 +118,11 @@ class EventStore:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=5000")
             conn.executescript(_SCHEMA)
+            # OR IGNORE: several worker processes may open a new store at once; the first wins.
+            conn.executemany("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
+                             [("schema", SCHEMA_VERSION), ("id_check", id_check)])
             stored = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            if not stored:
-                conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
-                                 [("schema", SCHEMA_VERSION), ("id_check", id_check)])
-            elif stored.get("id_check") != id_check:
+            if stored.get("id_check") != id_check:
                 conn.close()
                 raise EventStoreError(
                     f"{self.path} was written with another id secret; restore the data "

@@ -4,7 +4,9 @@ Everything here is derived from the event log and bound to one index version (it
 vectors): ``attach(engine)`` replays the log into a fresh ``_Derived`` and swaps it in, at
 start-up and whenever the served version changes; ``apply`` (the store's commit hook) keeps it
 current in O(d) per event. Each derived state remembers the last event sequence number it holds,
-so events committed during a rebuild are caught up exactly once.
+so events committed during a rebuild are caught up exactly once. With several worker processes
+on one data directory, each worker also reads, at most every ``refresh_s``, the events other
+workers committed, so every worker's profiles follow the whole log.
 
 Who an event counts for:
 * the user of its ``user_id``;
@@ -75,7 +77,16 @@ class _Derived:
         self.sessions: dict[str, SessionState] = {}
         self.popularity = Popularity(len(engine.index), config.decay, config.popularity_half_life_s)
         self.cooccurrence = CoOccurrence(config.decay, window_s=config.bought_together_window_s)
-        self.last_seq = 0
+        # Every event with seq <= floor is applied, plus those in ``above`` (events this process
+        # committed itself, ahead of events other processes committed but not yet read).
+        self.floor = 0
+        self.above: set[int] = set()
+
+    def caught_up_to(self, seq: int) -> None:
+        """Records that every committed event up to ``seq`` has been read and applied."""
+        if seq > self.floor:
+            self.floor = seq
+            self.above = {applied for applied in self.above if applied > seq}
 
     def _new_state(self) -> ProfileState:
         return ProfileState(self.dims, self.config.decay)
@@ -93,9 +104,13 @@ class _Derived:
         return state
 
     def apply(self, event: StoredEvent) -> None:
-        if event.seq and event.seq <= self.last_seq:
-            return
-        self.last_seq = max(self.last_seq, event.seq)
+        if event.seq:
+            if event.seq <= self.floor or event.seq in self.above:
+                return  # already applied: the log is replayed, never double-counted
+            self.above.add(event.seq)
+            while self.floor + 1 in self.above:  # one process alone keeps ``above`` empty
+                self.floor += 1
+                self.above.remove(self.floor)
         row = self.engine.index.items.row_of.get(event.item_id)
         vectors: dict[str, np.ndarray] = {}
         if row is not None:
@@ -155,13 +170,16 @@ class ProfileService:
         config: PersonalConfig,
         store: EventStore | None = None,
         clock: Callable[[], float] = time.time,
+        refresh_s: float = 0.5,
     ) -> None:
         self.hasher = hasher
         self.config = config
         self.store = store
         self.clock = clock
+        self.refresh_s = refresh_s
         self._lock = threading.RLock()
         self._derived: _Derived | None = None
+        self._refreshed = 0.0
 
     def attach(self, engine: Engine) -> None:
         """(Re)builds everything for ``engine``'s index version from the event log, then swaps."""
@@ -170,19 +188,32 @@ class ProfileService:
         replayed = self._replay(derived, self.store.iter_events() if self.store else ())
         with self._lock:
             if self.store is not None:  # events committed while replaying
-                replayed += self._replay(derived, self.store.iter_events(after_seq=derived.last_seq))
+                replayed += self._replay(derived, self.store.iter_events(after_seq=derived.floor))
             self._derived = derived
+            self._refreshed = time.monotonic()
         log.info("profiles of %d users and %d sessions built from %d events for version %s in %.2f s",
                  len(derived.users), len(derived.sessions), replayed, engine.version,
                  time.perf_counter() - started)
 
     @staticmethod
     def _replay(derived: _Derived, events: Iterable[StoredEvent]) -> int:
+        """Applies ``events`` (all committed events above the floor, in order)."""
         count = 0
+        newest = 0
         for event in events:
             derived.apply(event)
+            newest = max(newest, event.seq)
             count += 1
+        derived.caught_up_to(newest)
         return count
+
+    def refresh(self) -> int:
+        """Applies the events other processes committed since the last read; returns how many."""
+        with self._lock:
+            if self.store is None or self._derived is None:
+                return 0
+            self._refreshed = time.monotonic()
+            return self._replay(self._derived, self.store.iter_events(after_seq=self._derived.floor))
 
     def apply(self, events: list[StoredEvent]) -> None:
         """Adds newly committed events (the event store's ``on_commit`` hook)."""
@@ -203,6 +234,8 @@ class ProfileService:
     def view(self, user_id: str | None, session_id: str | None) -> ProfileView | None:
         """The requester's profile now, or None when nothing is known about them."""
         user_key, session_key = self.keys(user_id, session_id)
+        if self.store is not None and time.monotonic() - self._refreshed >= self.refresh_s:
+            self.refresh()
         now = self.clock()
         with self._lock:
             derived = self._derived

@@ -42,7 +42,7 @@ class Personalization:
         hasher = IdHasher(load_or_create_secret(settings.data_dir))
         max_bytes = int(settings.events_max_db_mb * 1_000_000) if settings.events_max_db_mb else None
         store = EventStore(settings.data_dir / EVENTS_FILE, id_check=hasher.check_value(), max_bytes=max_bytes)
-        profiles = ProfileService(hasher, config, store)
+        profiles = ProfileService(hasher, config, store, refresh_s=settings.profile_refresh_s)
         try:
             profiles.attach(holder.engine)
             store.on_commit = profiles.apply

@@ -142,6 +142,7 @@ def test_tiny_run_writes_json_plots_and_summary(tmp_path: Path) -> None:
     for run in search["runs"]:
         assert run["errors"] == 0 and run["ok"] > 0
         assert 0 < run["latency_ms"]["p50"] <= run["latency_ms"]["p95"] <= run["latency_ms"]["p99"]
+        assert run["server_cpu_ms_per_request"] >= 0
     assert search["probe_results"] == 10
     assert "runs" in result["http"]["two_workers"]["scenarios"]["search"]
     for name in ("search_user", "similar", "recommendations", "events"):
@@ -152,6 +153,7 @@ def test_tiny_run_writes_json_plots_and_summary(tmp_path: Path) -> None:
     assert {"retrieve: ANN", "rerank", "serialize", "other"} <= set(stages)
     total = sum(stage["mean"] for stage in stages.values())
     assert total == pytest.approx(result["stages"]["total_ms"]["mean"], rel=0.05)
+    assert set(result["stages"]["stages_cpu_ms"]) == set(stages)
 
     systems = {entry["system"]: entry for entry in result["peers"]["results"]}
     assert systems["aisle"]["recall_at_10"] > 0.5
@@ -159,6 +161,7 @@ def test_tiny_run_writes_json_plots_and_summary(tmp_path: Path) -> None:
         entry = systems[name]
         assert "error" not in entry, entry.get("error")
         assert 0.0 <= entry["recall_at_10"] <= 1.0 and entry["latency_ms"]["count"] > 0
+        assert entry["cpu_ms"]["count"] == entry["latency_ms"]["count"]
 
     assert len(result["targets"]) == 4
     for plot in result["plots"]:

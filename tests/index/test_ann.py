@@ -63,7 +63,7 @@ def test_filtered_search_returns_k_allowed_rows(index: AnnIndex, data, share: fl
     selection = RowSelection(mask)
     recalls = []
     for query in queries:
-        rows, scores = index.search(query, 10, selection)
+        rows, _ = index.search(query, 10, selection)
         assert len(rows) == min(10, selection.count)
         assert mask[rows].all()
         assert len(set(rows.tolist())) == len(rows)
@@ -98,7 +98,7 @@ def test_edge_cases(index: AnnIndex, data) -> None:
 
 
 def test_k_larger_than_ef_search_still_returns_k(index: AnnIndex, data) -> None:
-    vectors, queries = data
+    _, queries = data
     k = index.params.ef_search + 100
     rows, _ = index.search(queries[0], k)
     assert len(rows) == len(set(rows.tolist())) == k

@@ -9,7 +9,6 @@ with its default parameters.
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -21,7 +21,7 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str
         "AISLE_CACHE_DIR": os.environ.get("AISLE_CACHE_DIR", str(REPO / ".cache" / "aisle")),
     }
     env.pop("AISLE_CONFIG", None)
-    return subprocess.run([sys.executable, "-m", "index.cli", *args], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "index.cli", *args], check=False, cwd=REPO, capture_output=True,
                           text=True, timeout=timeout, env=env)
 
 

@@ -213,3 +213,18 @@ def test_a_replaced_secret_is_detected(tmp_path: Path) -> None:
     with pytest.raises(EventStoreError, match="another id secret"):
         with TestClient(create_app(app.state.settings, encoder_factory=lambda _s: HashingEncoder())):
             pass
+
+
+def test_workers_sharing_a_data_directory_see_each_others_events(tmp_path: Path) -> None:
+    encoder = HashingEncoder()
+    settings = settings_for(tmp_path, profile_refresh_s=0)
+    publish(settings.index_dir, encoder)
+    first = create_app(settings, encoder_factory=lambda _s: encoder)
+    second = create_app(settings, encoder_factory=lambda _s: encoder)
+    with TestClient(first) as one, TestClient(second) as two:
+        assert post(one, event("w1", "a-6"), event("w2", "a-7", session_id="tab")).status_code == 200
+        body = post(two, event("w3", "a-8"), event("w1", "a-6")).json()  # w1 came through the other one
+        assert (body["accepted"], body["duplicates"]) == (1, 1)
+        for client in (one, two):
+            profile = client.get("/users/u1/profile").json()
+            assert profile["events"]["total"] == 3 and profile["linked_sessions"] == 1
