@@ -98,7 +98,8 @@ def http_suite(args: argparse.Namespace, index_root: Path, queries: Sequence[str
     tag = f"{workers}w-{int(time.time())}"
     data_dir = args.work_dir / "server-data" / tag
     config = ServerConfig(index_root=index_root, data_dir=data_dir, workers=workers,
-                          cpus=tuple(cpus["server"]) if workers == 1 else None, threads=args.threads)
+                          cpus=tuple(cpus["server"]) if workers == 1 else None, threads=args.threads,
+                          log_level=args.server_log_level)
     plans = args.work_dir / "plans" / tag
     plans.mkdir(parents=True, exist_ok=True)
     try:

@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds-per-level", type=float, default=20.0)
     parser.add_argument("--warmup", type=int, default=50, help="unmeasured requests before each level")
     parser.add_argument("--scenarios", type=_csv(str), default=SCENARIOS)
+    parser.add_argument("--server-log-level", default="INFO",
+                        help="AISLE_LOG_LEVEL of the server (INFO, the default, logs every request)")
     parser.add_argument("--peers", type=_csv(str), default=("txtai", "chromadb", "chromadb-tuned", "qdrant"))
     parser.add_argument("--peer-encodings", type=_csv(str), default=("aisle-onnx-int8", "native"))
     parser.add_argument("--peer-seconds", type=float, default=60.0, help="query time budget per peer")

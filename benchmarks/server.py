@@ -34,6 +34,8 @@ class ServerConfig:
         workers: 1 runs ``aisle serve``; more run uvicorn's multi-process mode on the same app.
         cpus: CPU numbers the server is pinned to (``None``: not pinned).
         threads: AISLE_THREADS and OMP_NUM_THREADS of each worker.
+        log_level: AISLE_LOG_LEVEL; the service's default (INFO) writes one access-log line per
+            request, which is part of what a default deployment pays.
     """
 
     index_root: Path
@@ -41,10 +43,11 @@ class ServerConfig:
     workers: int = 1
     cpus: tuple[int, ...] | None = (0,)
     threads: int = 1
+    log_level: str = "INFO"
 
     def describe(self) -> dict:
         return {"workers": self.workers, "pinned_cpus": list(self.cpus) if self.cpus else None,
-                "threads_per_worker": self.threads}
+                "threads_per_worker": self.threads, "log_level": self.log_level}
 
 
 def pinned_command(command: Sequence[str], cpus: set[int] | None) -> list[str]:
@@ -68,7 +71,7 @@ def server_command(config: ServerConfig, port: int) -> list[str]:
     # uvicorn's workers each call the factory, which reads AISLE_INDEX_DIR / AISLE_DATA_DIR.
     return [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory",
             "--workers", str(config.workers), "--host", "127.0.0.1", "--port", str(port),
-            "--no-access-log", "--log-level", "warning"]
+            "--no-access-log", "--log-level", config.log_level.lower()]
 
 
 def server_environment(config: ServerConfig) -> dict[str, str]:
@@ -78,7 +81,7 @@ def server_environment(config: ServerConfig) -> dict[str, str]:
         "OMP_NUM_THREADS": str(config.threads),
         "AISLE_INDEX_DIR": str(config.index_root),
         "AISLE_DATA_DIR": str(config.data_dir),
-        "AISLE_LOG_LEVEL": "WARNING",
+        "AISLE_LOG_LEVEL": config.log_level,
         "HF_HUB_OFFLINE": "1",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
     })

@@ -140,10 +140,20 @@ def catalog_of_size(real: list[RealProduct], count: int) -> list[Product]:
     return products
 
 
+_PROBE_TEXT = "Stainless steel chef's knife, 20 cm, dishwasher safe"
+
+
 def encode_cached(encoder, texts: list[str], cache_dir: Path, *, queries: bool = False) -> np.ndarray:
-    """Vectors of ``texts`` (documents, or queries), cached on disk by encoder and texts."""
+    """Vectors of ``texts`` (documents, or queries), cached on disk by encoder and texts.
+
+    The key includes the encoder's output for a probe text besides its fingerprint, so that a
+    re-exported model (another quantization of the same weights) never reads stale vectors.
+    """
     side = "queries" if queries else "documents"
-    key = hashlib.sha256("\x1f".join([side, encoder.fingerprint, *texts]).encode()).hexdigest()[:24]
+    probe = np.round(encoder.encode_documents([_PROBE_TEXT]), 4).astype(np.float32).tobytes()
+    digest = hashlib.sha256("\x1f".join([side, encoder.fingerprint, *texts]).encode())
+    digest.update(probe)
+    key = digest.hexdigest()[:24]
     path = Path(cache_dir) / f"{side}-{key}.npy"
     if path.is_file():
         return np.load(path, allow_pickle=False)
