@@ -24,21 +24,30 @@ from embed.base import Encoder
 log = logging.getLogger(__name__)
 
 
-def aisle_vector_path(loaded, encoder: Encoder, queries: Sequence[str], k: int, warmup: int) -> dict[str, Any]:
-    """Aisle's encoder + ANN search on the loaded version (what the peers do), with recall."""
+def aisle_vector_path(loaded, encoder: Encoder, queries: Sequence[str], k: int, warmup: int,
+                      candidates: int | None = None) -> dict[str, Any]:
+    """Aisle's encoder + ANN search on the loaded version (what the peers do), with recall.
+
+    With ``candidates``, the ANN search asks for that many rows and the best ``k`` of them are
+    kept: the dense half of what ``/search`` retrieves before fusion and reranking (a wider
+    beam, so a higher recall at a higher cost than a plain top-``k`` search).
+    """
     ann, ids = loaded.text.ann, loaded.items.ids
+    wanted = max(k, candidates or k)
 
     def search(query: str) -> list[str]:
-        rows, _ = ann.search(encoder.encode_queries([query])[0], k)
-        return [ids[row] for row in rows]
+        rows, _ = ann.search(encoder.encode_queries([query])[0], wanted)
+        return [ids[row] for row in rows[:k]]
 
     latencies, found = time_each(search, queries, warmup)
     # One at a time, as searched: batched int8 encoding pads and quantises slightly differently.
     query_vectors = np.vstack([encoder.encode_queries([query]) for query in queries])
     exact = exact_top_k(loaded.text.vectors, query_vectors, k)
+    params = ann.params.to_dict() if hasattr(ann.params, "to_dict") else {"params": str(ann.params)}
     return {
-        "system": "aisle", "encoding": "aisle-onnx-int8", "query_encoder": f"{encoder.name} ({encoder.fingerprint.split(':')[0]})",
-        "index": ann.params.to_dict() if hasattr(ann.params, "to_dict") else str(ann.params),
+        "system": "aisle" if candidates is None else "aisle-candidates",
+        "encoding": "aisle-onnx-int8", "query_encoder": f"{encoder.name} ({encoder.fingerprint.split(':')[0]})",
+        "index": {**params, "searched_k": wanted},
         "latency_ms": latency_stats(latencies), "cpu_ms": latency_stats(latencies.cpu),
         "recall_at_10": recall_at_k(found, [[ids[r] for r in row] for row in exact], k),
     }
@@ -89,18 +98,22 @@ def compare_peers(
     warmup: int = 20,
     max_peer_items: int | None = None,
     peer_seconds: float | None = None,
+    candidates: int | None = None,
 ) -> dict[str, Any]:
     """Aisle's vector path and every (peer, encoding) pair, each pinned to ``cpus``.
 
-    A peer that fails (not installed, out of memory, refuses the data) is reported with its
-    error instead of stopping the run. A peer slower than ``peer_seconds`` in total answers only
-    the first queries (the same prefix for recall).
+    With ``candidates``, Aisle's dense retrieval is also measured as ``/search`` runs it (that
+    many candidates, the best ``k`` kept). A peer that fails (not installed, out of memory,
+    refuses the data) is reported with its error instead of stopping the run. A peer slower than
+    ``peer_seconds`` in total answers only the first queries (the same prefix for recall).
     """
     ids = list(loaded.items.ids)
     vectors = np.asarray(loaded.text.vectors, dtype=np.float32)
     results: list[dict[str, Any]] = []
     with pinned(cpus):
         results.append(aisle_vector_path(loaded, encoder, queries, k, warmup))
+        if candidates:
+            results.append(aisle_vector_path(loaded, encoder, queries, k, warmup, candidates))
         for name in peers:
             if max_peer_items is not None and len(ids) > max_peer_items:
                 results += [{"system": name, "encoding": encoding,

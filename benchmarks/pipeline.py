@@ -153,7 +153,7 @@ def run_benchmark(args: argparse.Namespace, result: dict[str, Any], products: Se
         result["peers"] = _guarded("peers", lambda: compare_peers(
             engine.index, encoder, queries, peers=args.peers, encodings=args.peer_encodings,
             threads=args.threads, cpus=cpus["inprocess"], max_peer_items=args.max_peer_items,
-            peer_seconds=args.peer_seconds))
+            peer_seconds=args.peer_seconds, candidates=settings.candidates))
 
 
 def publish_results(result: dict[str, Any], out: Path, name: str) -> list[Path]:

@@ -126,8 +126,9 @@ def comparison_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append({"label": f"{entry['system']} ({entry.get('encoding')})", "p50": None, "p95": None,
                          "p99": None, "recall": None, "note": entry.get("skipped") or entry.get("error", "")})
             continue
-        label = ("Aisle in-process: encoder + ANN" if entry["system"] == "aisle"
-                 else f"{entry['system']} ({entry['encoding']})")
+        label = {"aisle": "Aisle in-process: encoder + ANN top 10",
+                 "aisle-candidates": f"Aisle in-process: encoder + ANN top {entry.get('index', {}).get('searched_k')}, best 10",
+                 }.get(entry["system"], f"{entry['system']} ({entry['encoding']})")
         rows.append({"label": label, "p50": entry["latency_ms"]["p50"], "p95": entry["latency_ms"]["p95"],
                      "p99": entry["latency_ms"]["p99"], "cpu_p50": entry.get("cpu_ms", {}).get("p50"),
                      "recall": entry.get("recall_at_10"),

@@ -63,8 +63,9 @@ def register_train(commands: argparse._SubParsersAction) -> None:
     knobs.add_argument("--trainable-layers", type=int, default=2, help="top transformer layers trained")
     knobs.add_argument("--fresh-history", type=int, default=1,
                        help="most recent history items encoded with gradients per case (default 1)")
-    knobs.add_argument("--hard-negatives", type=int, default=1, help="mined hard negatives per case (default 1)")
-    knobs.add_argument("--random-negatives", type=int, default=64, help="uniform negatives per step (default 64)")
+    knobs.add_argument("--hard-negatives", type=int, default=1, help="search: mined hard negatives per query (default 1)")
+    knobs.add_argument("--random-negatives", type=int, default=64, help="search: uniform negatives per step (default 64)")
+    knobs.add_argument("--refresh-every", type=int, default=25, help="steps between full re-encodings of the catalogue")
     knobs.add_argument("--dropout", action="store_true", help="train with the model's dropout (default off)")
     knobs.add_argument("--max-seq-length", type=int, default=64)
     knobs.add_argument("--eval-every", type=int, default=50, help="steps between validations")
@@ -116,7 +117,7 @@ def _train(args: argparse.Namespace) -> int:
         trainable_layers=args.trainable_layers, max_seq_length=args.max_seq_length,
         batch_size=args.batch_size, learning_rate=args.learning_rate, temperature=args.temperature,
         fresh_history=args.fresh_history, hard_negatives=args.hard_negatives,
-        random_negatives=args.random_negatives, dropout=args.dropout,
+        random_negatives=args.random_negatives, refresh_every=args.refresh_every, dropout=args.dropout,
         time_budget_s=args.time_budget, max_steps=args.max_steps, eval_every=args.eval_every,
         patience=args.patience, validation_fraction=args.validation_fraction, seed=args.seed,
         threads=args.threads, overwrite=args.overwrite, show_progress=not args.no_progress,

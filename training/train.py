@@ -48,9 +48,11 @@ class TrainOptions:
         fresh_history: most recent history items encoded with gradients at each step (older
             ones use their vector from the bank); they are also candidates, so the user's own
             recent items compete with the next one as in an unmasked ranking.
-        hard_negatives: per case, the items scoring highest against it that are added as
+        hard_negatives: search: per query, the products scoring highest for it that are added as
             candidates (mined with the bank of item vectors).
-        random_negatives: candidates drawn uniformly from the catalogue per step.
+        random_negatives: search: candidates drawn uniformly from the catalogue per step.
+        refresh_every: steps between full recomputations of the bank of item vectors that
+            next-item steps score against (validations recompute it too).
         dropout: train with the model's dropout (off by default: fresh vectors then equal the
             served ones, which keeps the bank of item vectors consistent).
         time_budget_s: wall-clock seconds for everything before saving (caching, steps,
@@ -75,6 +77,7 @@ class TrainOptions:
     fresh_history: int = 1
     hard_negatives: int = 1
     random_negatives: int = 64
+    refresh_every: int = 25
     dropout: bool = False
     warmup_steps: int = 10
     time_budget_s: float = 1500.0
@@ -98,7 +101,8 @@ class TrainOptions:
             "time_budget_s": self.time_budget_s > 0,
             "eval_every": self.eval_every >= 1,
             "patience": self.patience >= 1,
-            "fresh_history": self.fresh_history >= 0,
+            "fresh_history": self.fresh_history >= 1,
+            "refresh_every": self.refresh_every >= 1,
             "hard_negatives": self.hard_negatives >= 0,
             "random_negatives": self.random_negatives >= 0,
             "max_steps": self.max_steps is None or self.max_steps >= 1,
@@ -237,6 +241,8 @@ class _Loop:
                 if stale >= options.patience:
                     self.stopped_because = "early_stopping"
                     break
+            elif self.step % options.refresh_every == 0:
+                self.trainer.refresh_bank()
             if out_of_time:
                 self.stopped_because = "time_budget"
                 break

@@ -1,22 +1,19 @@
-"""One optimisation step of the encoder: the true item against freshly encoded candidates.
+"""One optimisation step of the encoder, for next-item histories and for labelled queries.
 
-Both objectives score a "query side" against a set of candidate items and apply a softmax
-cross-entropy with the true item as the label:
+Next item: the query side is the served profile of the history (``training.torch_profile``: the
+recency-decayed, type-weighted average of the history items' vectors), scored against *every*
+catalogue item, the full ranking the evaluation does, with the user's own history among the
+candidates as when the service ranks without masking. Encoding the whole catalogue at each step
+is far too slow, so the candidates' vectors come from a bank, recomputed in full every
+``refresh_every`` steps and at each validation, and carry no gradient; the most recent history
+items are encoded afresh, with gradients, and pull the profile towards the next item. Keys that
+are all equally stale leave the model nothing to exploit (an earlier version scored fresh
+positives against stale negatives, and the model learnt to drift away from the bank instead of
+learning the data). Fresh vectors are written back into the bank after each step.
 
-* next-item: the query side is the served profile of the history (``training.torch_profile``:
-  the recency-decayed, type-weighted average of the history items' vectors);
-* search: the query side is the encoded query.
-
-Every candidate is encoded afresh by the current model, with gradients: the batch's true items,
-the most recent history items (so the user's own history competes with the next item, as it
-does when the service ranks without masking), *hard negatives* — for each case the items that
-score highest against it right now — and a few items drawn uniformly from the catalogue.
-
-A bank holds the latest vector of every item. It is used to *choose* hard negatives and to stand
-in for the older history items (whose decayed weight is small), never as a scored candidate:
-scoring fresh positives against stale negatives lets a model win by drifting away from the
-stale vectors instead of learning, which the first version of this trainer did. The bank is
-recomputed in full at every validation, and fresh vectors are written back after each step.
+Search: the query is encoded afresh and scored against freshly encoded candidates only: the
+labelled products, *hard negatives* — the products scoring highest for the query right now,
+found with the bank — and a few products drawn uniformly from the catalogue.
 """
 
 from __future__ import annotations
@@ -42,11 +39,12 @@ class CatalogTrainer:
         decay: the served decay settings the profile is computed with.
         timeline: how untimed histories become events.
         temperature: softmax temperature of the cosine scores.
-        fresh_history: how many of a history's most recent items are encoded afresh (and are
-            candidates); older ones take their bank vector in the profile.
-        hard_negatives: per case, how many of the items scoring highest against it (by the
-            bank) are added as candidates.
-        random_negatives: items drawn uniformly from the catalogue per step.
+        fresh_history: how many of a history's most recent items are encoded afresh, with
+            gradients (at least 1); older ones, which weigh little after decay, take their
+            bank vector.
+        hard_negatives: search: per query, how many of the products scoring highest for it
+            (by the bank) are added as candidates.
+        random_negatives: search: products drawn uniformly from the catalogue per step.
         seed: seeds the random negatives.
         cache_items: keep the frozen layers' output of every item in memory (else recompute).
     """
@@ -124,25 +122,21 @@ class CatalogTrainer:
         return ordered, self._item_vectors(ordered), {row: i for i, row in enumerate(ordered)}
 
     def sequence_loss(self, cases: Sequence[NextItemCase]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Cross-entropy of each next item among the candidates; also returns what to write back."""
+        """Cross-entropy of each next item over the whole catalogue; also returns what to write back."""
         padded = pad_histories(cases, self.timeline, self.decay)
         rows = torch.from_numpy(padded.rows)
-        weights = torch.from_numpy(padded.log2_weight).float()
-        valid = torch.from_numpy(padded.valid)
-        targets = [c.target for c in cases]
         width = padded.rows.shape[1]
-        recent = slice(max(0, width - self.fresh_history), None)
-        candidates = set(targets) | set(padded.rows[:, recent][padded.valid[:, recent]].tolist())
-        with torch.no_grad():
-            stale_profiles = decayed_profiles(self.bank[rows], weights, valid)
-        candidates |= self._negatives(stale_profiles, [{t} for t in targets])
-        ordered, fresh, position = self._fresh(candidates)
+        recent = slice(max(0, width - max(1, self.fresh_history)), None)
+        ordered = sorted(set(padded.rows[:, recent][padded.valid[:, recent]].tolist()))
         index = torch.tensor(ordered, dtype=torch.long)
-        table = self.bank.index_copy(0, index, fresh)
-        profiles = decayed_profiles(table[rows], weights, valid)
-        logits = profiles @ fresh.T / self.temperature
-        labels = torch.tensor([position[t] for t in targets], dtype=torch.long)
-        return torch.nn.functional.cross_entropy(logits, labels), fresh, index
+        fresh = self._item_vectors(ordered)
+        profiles = decayed_profiles(
+            self.bank.index_copy(0, index, fresh)[rows],
+            torch.from_numpy(padded.log2_weight).float(), torch.from_numpy(padded.valid),
+        )
+        logits = profiles @ self.bank.T / self.temperature
+        targets = torch.tensor([c.target for c in cases], dtype=torch.long)
+        return torch.nn.functional.cross_entropy(logits, targets), fresh, index
 
     def query_loss(
         self, pairs: Sequence[QueryPair], positives: dict[str, frozenset[int]]

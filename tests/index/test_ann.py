@@ -128,3 +128,15 @@ def test_memory_estimate_is_close_to_faiss(index: AnnIndex, data) -> None:
     vectors, _ = data
     estimate = estimate_memory_bytes(index.params.type, len(vectors), vectors.shape[1])
     assert 0.7 < estimate / index.memory_bytes() < 1.3, (index.params.type, estimate, index.memory_bytes())
+
+
+def test_a_search_runs_faiss_on_one_thread_and_restores_the_setting(index: AnnIndex, data) -> None:
+    import faiss
+
+    _, queries = data
+    before = faiss.omp_get_max_threads()
+    with ann.one_openmp_thread():
+        assert faiss.omp_get_max_threads() == 1
+    index.search(queries[0], 10)
+    index.search(queries[0], 10, np.ones(len(index), dtype=bool))
+    assert faiss.omp_get_max_threads() == before
