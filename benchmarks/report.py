@@ -99,9 +99,10 @@ def plot_peers(result: dict[str, Any], path: Path) -> bool:
         axis.text(row["p99"] * 1.05, position, f"recall@10 {_fmt(row['recall'], 3)}", va="center", fontsize=7)
     axis.set_yticks(list(positions), labels, fontsize=7)
     axis.set_xscale("log")
+    axis.set_xlim(right=max(row["p99"] for row in rows) * 6)  # room for the recall labels
     axis.set_xlabel("query latency, encoding included (ms, log scale)")
     axis.invert_yaxis()
-    axis.legend(loc="lower right")
+    axis.legend(loc="upper right")
     axis.grid(alpha=0.3, axis="x")
     axis.set_title(f"{result['settings']['size']:,} items, same vectors and queries, {result['settings']['threads']} thread(s)")
     figure.tight_layout()
@@ -126,9 +127,12 @@ def comparison_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append({"label": f"{entry['system']} ({entry.get('encoding')})", "p50": None, "p95": None,
                          "p99": None, "recall": None, "note": entry.get("skipped") or entry.get("error", "")})
             continue
-        label = {"aisle": "Aisle in-process: encoder + ANN top 10",
-                 "aisle-candidates": f"Aisle in-process: encoder + ANN top {entry.get('index', {}).get('searched_k')}, best 10",
-                 }.get(entry["system"], f"{entry['system']} ({entry['encoding']})")
+        if entry["system"] == "aisle":
+            label = "Aisle in-process: encoder + ANN top 10"
+        elif entry["system"] == "aisle-candidates":
+            label = f"Aisle in-process: encoder + ANN top {entry['index']['searched_k']}, best 10"
+        else:
+            label = f"{entry['system']} ({entry['encoding']})"
         rows.append({"label": label, "p50": entry["latency_ms"]["p50"], "p95": entry["latency_ms"]["p95"],
                      "p99": entry["latency_ms"]["p99"], "cpu_p50": entry.get("cpu_ms", {}).get("p50"),
                      "recall": entry.get("recall_at_10"),
@@ -143,19 +147,26 @@ def plot_stages(result: dict[str, Any], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stages = (result.get("stages") or {}).get("stages_ms")
+    section = result.get("stages") or {}
+    stages, cpu = section.get("stages_ms"), section.get("stages_cpu_ms") or {}
     if not stages:
         return False
     names = list(stages)
-    means = [stages[n]["mean"] for n in names]
-    figure, axis = plt.subplots(figsize=(10, 2.2))
-    left = 0.0
-    for name, mean in zip(names, means):
-        axis.barh([0], [mean], left=left, label=f"{name} {mean:.2f} ms")
-        left += mean
-    axis.set_yticks([])
-    axis.set_xlabel("mean time per query (ms)")
-    axis.legend(ncol=4, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35))
+    bars = [("wall", [stages[n]["mean"] for n in names])]
+    if cpu:
+        bars.append(("CPU", [cpu.get(n, {}).get("mean", 0.0) for n in names]))
+    figure, axis = plt.subplots(figsize=(10, 1.6 + 0.6 * len(bars)))
+    colours = plt.get_cmap("tab10").colors
+    for position, (_, means) in enumerate(bars):
+        left = 0.0
+        for index, (name, mean) in enumerate(zip(names, means)):
+            axis.barh([position], [mean], left=left, color=colours[index % len(colours)],
+                      label=f"{name} ({mean:.2f} ms CPU)" if position == len(bars) - 1 else None)
+            left += mean
+    axis.set_yticks(range(len(bars)), [label for label, _ in bars])
+    axis.invert_yaxis()
+    axis.set_xlabel("mean time per query (ms); CPU time is what an idle core would spend")
+    axis.legend(ncol=4, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.6))
     axis.set_title(f"In-process /search by stage, {result['settings']['size']:,} items")
     figure.tight_layout()
     _save(figure, path)

@@ -133,3 +133,25 @@ def write_summary(results_dir: Path) -> Path:
     path = Path(results_dir) / "SUMMARY.md"
     atomic_write_bytes(path, "\n".join(lines).encode("utf-8"))
     return path
+
+
+def rerender(results_dir: Path) -> Path:
+    """Re-derives targets and plots of every result in ``results_dir``, then ``SUMMARY.md``.
+
+    For after a change to the report code: the measurements themselves are left untouched.
+    """
+    from benchmarks.report import write_plots
+    from benchmarks.targets import evaluate_targets
+
+    for path in sorted(Path(results_dir).glob(RESULT_GLOB)):
+        result = json.loads(path.read_text())
+        result["targets"] = evaluate_targets(result)
+        result["plots"] = write_plots(result, Path(results_dir), path.stem)
+        atomic_write_bytes(path, (json.dumps(result, indent=2, default=str) + "\n").encode())
+    return write_summary(results_dir)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(rerender(Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "results")))

@@ -36,21 +36,30 @@ def evaluate_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     targets.append({"target": "≥ 300 /search per second with 2 cores" + scale,
                     "measured": f"{best} req/s (best error-free closed-loop run, 2 workers)" if best else "–",
                     "met": None if best is None else best >= 300})
-    peers = [r for r in (result.get("peers") or {}).get("results", [])
-             if r.get("system") != "aisle" and "latency_ms" in r]
-    aisle = next((r for r in (result.get("peers") or {}).get("results", []) if r.get("system") == "aisle"), None)
-    if peers and p50 is not None and aisle is not None:
-        fastest = min(peers, key=lambda r: r["latency_ms"]["p50"])
-        speedup = fastest["latency_ms"]["p50"] / p50
-        recall_ok = aisle["recall_at_10"] >= fastest["recall_at_10"]
-        targets.append({
-            "target": "end to end ≥ 2× faster than the fastest peer at equal or better recall@10" + scale,
-            "measured": (f"Aisle /search over HTTP p50 {p50} ms vs {fastest['system']} ({fastest['encoding']}) "
-                         f"in-process p50 {fastest['latency_ms']['p50']} ms: {speedup:.1f}×; recall@10 "
-                         f"{aisle['recall_at_10']} vs {fastest['recall_at_10']}"),
-            "met": speedup >= 2.0 and recall_ok,
-        })
-    else:
-        targets.append({"target": "end to end ≥ 2× faster than the fastest peer at equal or better recall@10" + scale,
-                        "measured": "–", "met": None})
+    targets.append(_peer_target(result, p50, "native", scale,
+                                "end to end ≥ 2× faster than the fastest peer at equal or better recall@10"))
+    targets.append(_peer_target(result, p50, "aisle-onnx-int8", scale,
+                                "the same, stricter: peers handed Aisle's own int8 encoder (library cost only)"))
     return targets
+
+
+def _peer_target(result: dict[str, Any], p50: float | None, encoding: str, scale: str, text: str) -> dict[str, Any]:
+    """Aisle over HTTP against the fastest peer using ``encoding``; Aisle's recall is that of its
+    dense retrieval as ``/search`` runs it (``aisle-candidates``, else the plain top 10)."""
+    entries = (result.get("peers") or {}).get("results", [])
+    peers = [r for r in entries if not r.get("system", "").startswith("aisle") and "latency_ms" in r
+             and r.get("encoding") == encoding]
+    aisle = next((r for r in entries if r.get("system") == "aisle-candidates"), None) or next(
+        (r for r in entries if r.get("system") == "aisle"), None)
+    if not peers or p50 is None or aisle is None:
+        return {"target": text + scale, "measured": "–", "met": None}
+    fastest = min(peers, key=lambda r: r["latency_ms"]["p50"])
+    speedup = fastest["latency_ms"]["p50"] / p50
+    recall_ok = round(aisle["recall_at_10"], 3) >= round(fastest["recall_at_10"], 3)
+    return {
+        "target": text + scale,
+        "measured": (f"Aisle /search over HTTP p50 {p50} ms vs {fastest['system']} ({encoding}) in-process p50 "
+                     f"{fastest['latency_ms']['p50']} ms: {speedup:.1f}×; recall@10 {aisle['recall_at_10']} "
+                     f"vs {fastest['recall_at_10']}"),
+        "met": speedup >= 2.0 and recall_ok,
+    }

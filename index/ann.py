@@ -52,6 +52,8 @@ GRAPH_STEP_COST_ROWS = 25
 #: 8-bit scores are off by about 1e-3, which only reorders candidates near the k-th.
 REFINE_FACTOR = 2
 REFINE_EXTRA = 10
+#: Vectors per ``add`` call when a graph build shows its progress.
+ADD_CHUNK = 50_000
 
 
 @dataclass(frozen=True)
@@ -105,8 +107,14 @@ def choose_index_type(
     return "hnsw"
 
 
-def build_faiss_index(vectors: np.ndarray, params: AnnParams) -> Any:
-    """Builds a FAISS index over ``vectors`` (rows are unit-norm float32), rows added in order."""
+def build_faiss_index(vectors: np.ndarray, params: AnnParams, show_progress: bool = False) -> Any:
+    """Builds a FAISS index over ``vectors`` (rows are unit-norm float32), rows added in order.
+
+    Args:
+        vectors: the matrix to index; row ``r`` becomes FAISS id ``r``.
+        params: index type and parameters.
+        show_progress: draw a progress bar while building a graph (minutes for millions).
+    """
     import faiss
 
     dim = vectors.shape[1]
@@ -125,8 +133,19 @@ def build_faiss_index(vectors: np.ndarray, params: AnnParams) -> Any:
     if params.type != "flat":
         index.hnsw.efConstruction = params.ef_construction
         index.hnsw.efSearch = params.ef_search
-    if len(vectors):
-        index.add(vectors)
+    if params.type == "flat" or not show_progress or len(vectors) <= ADD_CHUNK:
+        if len(vectors):
+            index.add(vectors)
+        return index
+    from tqdm import tqdm
+
+    # Adding in chunks builds the same graph (HNSW inserts one vector at a time anyway) and
+    # lets the bar move; each chunk is still added by all OpenMP threads.
+    with tqdm(total=len(vectors), desc=f"{params.type} index", unit="vectors", unit_scale=True) as bar:
+        for start in range(0, len(vectors), ADD_CHUNK):
+            chunk = vectors[start:start + ADD_CHUNK]
+            index.add(chunk)
+            bar.update(len(chunk))
     return index
 
 
@@ -144,8 +163,9 @@ class AnnIndex:
         self._contiguous: np.ndarray | None = None
 
     @classmethod
-    def build(cls, vectors: np.ndarray, params: AnnParams) -> AnnIndex:
-        return cls(build_faiss_index(vectors, params), vectors, params)
+    def build(cls, vectors: np.ndarray, params: AnnParams, show_progress: bool = False) -> AnnIndex:
+        """Builds the FAISS index over ``vectors`` (see ``build_faiss_index``)."""
+        return cls(build_faiss_index(vectors, params, show_progress), vectors, params)
 
     @classmethod
     def load(cls, path: Path, vectors: np.ndarray, params: AnnParams) -> AnnIndex:

@@ -147,7 +147,7 @@ def build_version(
         name, staging = store.stage()
         try:
             reused_files, checksums = _write_vectors_and_index(
-                staging, vectors, params, hashes, previous, timer
+                staging, vectors, params, hashes, previous, timer, options.show_progress
             )
             with timer.stage("items"):
                 write_items(staging / ITEMS_FILE, products, hashes)
@@ -208,6 +208,7 @@ def _write_vectors_and_index(
     hashes: list[str],
     previous: PreviousVersion | None,
     timer: _Timer,
+    show_progress: bool,
 ) -> tuple[list[str], dict[str, str]]:
     """Writes the vectors and FAISS files, linking the previous ones when they would be equal.
 
@@ -233,7 +234,7 @@ def _write_vectors_and_index(
         with timer.stage("index"):
             if params.type != "flat":  # minutes for millions of products: say what is going on
                 log.info("building the %s index over %d vectors", params.type, len(vectors))
-            AnnIndex.build(vectors, params).save(staging / faiss_name)
+            AnnIndex.build(vectors, params, show_progress).save(staging / faiss_name)
     return sorted(checksums), checksums
 
 

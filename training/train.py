@@ -114,7 +114,11 @@ class TrainOptions:
 
 @dataclass
 class TrainResult:
-    """What a training run did, written next to the model as ``aisle-training.json``."""
+    """What a training run did, written next to the model as ``aisle-training.json``.
+
+    ``profile`` records the decay and timeline the profiles were computed with: serve the model
+    with the same half-lives and weights.
+    """
 
     output: Path
     steps: int
@@ -125,6 +129,7 @@ class TrainResult:
     split: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         payload = asdict(self)
@@ -145,7 +150,6 @@ def train_model(
         ValueError: bad options, nothing to learn from, or an output that exists.
         UnsupportedModelError: the model cannot be trained layer-wise.
     """
-
     from training.partial_encoder import PartialEncoder
     from training.trainer import CatalogTrainer
 
@@ -181,6 +185,7 @@ def train_model(
         best_step=loop.best_step, best_score=loop.best_score, history=loop.history,
         split=split.summary(), seconds={k: round(v, 2) for k, v in seconds.items()},
         options={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
+        profile={"decay": asdict(decay), "timeline": asdict(timeline)},
     )
     tick = time.perf_counter()
     save_model_atomically(model, options.output, result.to_dict(), overwrite=options.overwrite)

@@ -99,7 +99,28 @@ def test_synthesize_perturbs_real_vectors_and_keeps_rows_aligned() -> None:
 
 def test_targets_are_not_met_without_measurements() -> None:
     targets = evaluate_targets({"settings": {"size": 1_000_000}})
-    assert len(targets) == 4 and all(t["met"] is None for t in targets)
+    assert len(targets) == 5 and all(t["met"] is None for t in targets)
+
+
+def test_peer_target_needs_speed_and_recall() -> None:
+    def run(aisle_recall: float, peer_p50: float, peer_recall: float) -> bool | None:
+        result = {
+            "settings": {"size": 1_000_000},
+            "http": {"one_worker": {"scenarios": {"search": {"runs": [
+                {"mode": "closed", "concurrency": 1, "errors": 0, "latency_ms": {"p50": 3.0, "p99": 8.0}}]}}}},
+            "peers": {"results": [
+                {"system": "aisle-candidates", "recall_at_10": aisle_recall},
+                {"system": "chromadb", "encoding": "native", "latency_ms": {"p50": peer_p50},
+                 "recall_at_10": peer_recall},
+                {"system": "txtai", "encoding": "native", "latency_ms": {"p50": 50.0}, "recall_at_10": 0.99}]},
+        }
+        targets = evaluate_targets(result)
+        assert targets[0]["met"] and targets[1]["met"]
+        return targets[3]["met"]
+
+    assert run(0.95, peer_p50=6.0, peer_recall=0.90) is True
+    assert run(0.95, peer_p50=5.0, peer_recall=0.90) is False  # only 1.7x faster
+    assert run(0.85, peer_p50=9.0, peer_recall=0.90) is False  # faster, but worse recall
 
 
 def _real_encoder_or_skip() -> None:
@@ -163,7 +184,7 @@ def test_tiny_run_writes_json_plots_and_summary(tmp_path: Path) -> None:
         assert 0.0 <= entry["recall_at_10"] <= 1.0 and entry["latency_ms"]["count"] > 0
         assert entry["cpu_ms"]["count"] == entry["latency_ms"]["count"]
 
-    assert len(result["targets"]) == 4
+    assert len(result["targets"]) == 5
     for plot in result["plots"]:
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert {"latency-smoke-concurrency.png", "latency-smoke-peers.png", "latency-smoke-stages.png"} <= set(result["plots"])
