@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -175,6 +175,19 @@ class AnnIndex:
         if params.type != "flat":
             index.hnsw.efSearch = params.ef_search
         return cls(index, vectors, params)
+
+    def with_ef_search(self, ef_search: int) -> AnnIndex:
+        """The same index searched with another default beam width (HNSW types only).
+
+        Sets the FAISS object's own ``efSearch`` too: this index keeps the FAISS object, so
+        call it on a freshly loaded index, never on one that is serving.
+        """
+        if ef_search < 1:
+            raise ValueError(f"ef_search must be >= 1, got {ef_search}")
+        if self.params.type == "flat":
+            return self
+        self.faiss_index.hnsw.efSearch = ef_search
+        return AnnIndex(self.faiss_index, self.vectors, replace(self.params, ef_search=ef_search))
 
     def save(self, path: Path) -> None:
         import faiss

@@ -214,8 +214,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+#: Libraries that narrate their internals at INFO (FAISS's loader tries each SIMD build in
+#: turn): only their warnings reach an ``aisle`` user.
+CHATTY_LIBRARIES = ("faiss", "sentence_transformers", "httpx", "urllib3", "filelock")
+
+
+def configure_logging() -> None:
+    """One line per record, at ``$AISLE_LOG_LEVEL`` (INFO); chatty libraries at WARNING."""
     logging.basicConfig(level=os.environ.get("AISLE_LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s")
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    configure_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

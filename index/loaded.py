@@ -60,6 +60,7 @@ class LoadedIndex:
         *,
         expected_fingerprint: str | None = None,
         verify_checksums: bool = True,
+        ef_search: int | None = None,
     ) -> LoadedIndex:
         """Loads and validates a version directory.
 
@@ -68,6 +69,8 @@ class LoadedIndex:
             expected_fingerprint: the text encoder's fingerprint the caller will query with;
                 a version built with another model is refused.
             verify_checksums: check every file's sha256 (sizes are always checked).
+            ef_search: HNSW beam width to search with instead of the one the version was built
+                with (a serving-time trade of latency for recall, no rebuild needed).
 
         Raises:
             IndexValidationError: with a message naming the version and what is wrong.
@@ -84,7 +87,7 @@ class LoadedIndex:
                 raise IndexValidationError(f"{path}: {len(items)} items but the manifest says {count}")
             _check_id_map(path, manifest, items)
             spaces = {
-                name: _load_space(path, manifest, name, entry, count)
+                name: _load_space(path, manifest, name, entry, count, ef_search)
                 for name, entry in manifest["spaces"].items()
             }
             lexical = LexicalIndex.load(require_listed(path, manifest, manifest["lexical"]), count)
@@ -114,7 +117,8 @@ def _check_id_map(path: Path, manifest: dict[str, Any], items: ItemTable) -> Non
 
 
 def _load_space(
-    path: Path, manifest: dict[str, Any], name: str, entry: dict[str, Any], count: int
+    path: Path, manifest: dict[str, Any], name: str, entry: dict[str, Any], count: int,
+    ef_search: int | None = None,
 ) -> VectorSpace:
     vectors = np.load(require_listed(path, manifest, entry["vectors"]), mmap_mode="r", allow_pickle=False)
     dim = int(entry["dim"])
@@ -132,4 +136,6 @@ def _load_space(
         raise IndexValidationError(
             f"{path}: {name} FAISS index has dim {ann.faiss_index.d} and {len(ann)} rows, expected {dim} and {count}"
         )
+    if ef_search is not None:
+        ann = ann.with_ef_search(ef_search)
     return VectorSpace(name, vectors, ann, str(entry["fingerprint"]))

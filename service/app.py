@@ -46,6 +46,7 @@ def create_holder(settings: ServiceSettings, encoder_factory: EncoderFactory | N
     holder = IndexHolder(
         settings.index_dir, (encoder_factory or default_encoder)(settings),
         verify_checksums=settings.verify_checksums, candidates=settings.candidates,
+        ef_search=settings.ef_search,
     )
     holder.reload()
     return holder

@@ -45,12 +45,14 @@ class IndexHolder:
         *,
         verify_checksums: bool = True,
         candidates: int = 200,
+        ef_search: int | None = None,
         on_swap: SwapListener | None = None,
     ) -> None:
         self.store = VersionStore(index_root)
         self.encoder = encoder
         self.verify_checksums = verify_checksums
         self.candidates = candidates
+        self.ef_search = ef_search
         self._listeners: list[SwapListener] = [on_swap] if on_swap is not None else []
         self._refusal_listeners: list[Callable[[Refusal], None]] = []
         self.last_refusal: Refusal | None = None
@@ -87,7 +89,8 @@ class IndexHolder:
             IndexValidationError: naming the version and what is wrong with it.
         """
         index = LoadedIndex.load(
-            path, expected_fingerprint=self.encoder.fingerprint, verify_checksums=self.verify_checksums
+            path, expected_fingerprint=self.encoder.fingerprint, verify_checksums=self.verify_checksums,
+            ef_search=self.ef_search,
         )
         dim = int(index.text.vectors.shape[1])
         if dim != self.encoder.dim:

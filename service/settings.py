@@ -52,6 +52,10 @@ class ServiceSettings(AisleSettings):
     request_timeout_ms: float = Field(2000, gt=0, description="Per-request time budget.")
     # Retrieval.
     candidates: int = Field(200, ge=10, le=2000, description="Candidates retrieved before reranking.")
+    ef_search: int | None = Field(
+        None, ge=1, le=65536,
+        description="HNSW search beam width, overriding the one recorded by the build (None: the build's).",
+    )
     # Hybrid fusion (service.ranking.hybrid). The defaults were tuned on half of the
     # Amazon-Google dev queries and checked on the other half (benchmarks/eval_search_ag.py).
     fusion_method: Literal["weighted", "rrf"] = Field(

@@ -85,19 +85,17 @@ def query_candidates(
             raise ValueError(f"{retrieval} retrieval needs the query vector")
         dense_rows, _ = index.text.ann.search(query_vector, n + len(excluded), selection)
         dense_rows = _without(dense_rows, excluded)[:n]
-    matched_rows, matched_scores = np.empty(0, np.int64), np.empty(0, np.float32)
-    lexical_rows = np.empty(0, np.int64)
+    lexical_rows, lexical_scores = np.empty(0, np.int64), np.empty(0, np.float32)
     if retrieval != "dense":
-        matched_rows, matched_scores = index.lexical.match(query, mask)
-        keep = ~np.isin(matched_rows, excluded)
-        matched_rows, matched_scores = matched_rows[keep], matched_scores[keep]
-        lexical_rows, _ = top_k(matched_rows, matched_scores, n)
+        lexical_rows, lexical_scores = index.lexical.search(query, n + len(excluded), mask)
+        keep = ~np.isin(lexical_rows, excluded)
+        lexical_rows, lexical_scores = lexical_rows[keep][:n], lexical_scores[keep][:n]
     extras = _allowed_extras(extra_rows, mask, excluded)
     rows = np.unique(np.concatenate([dense_rows, lexical_rows, extras]))
     vectors = np.asarray(index.text.vectors[rows], dtype=np.float32)
     cosine = vectors @ np.asarray(query_vector, dtype=np.float32) if query_vector is not None else np.zeros(len(rows))
-    bm25 = _lookup(matched_rows, matched_scores, rows)
-    best_bm25 = float(matched_scores.max()) if len(matched_scores) else 1.0
+    bm25 = index.lexical.score_rows(query, rows) if retrieval != "dense" else np.zeros(len(rows))
+    best_bm25 = float(lexical_scores[0]) if len(lexical_scores) else 1.0
 
     if retrieval == "dense":
         semantic, lexical = cosine.astype(np.float64), np.zeros(len(rows))
@@ -165,17 +163,6 @@ def _allowed_extras(extra_rows: Iterable[int], mask: np.ndarray | None, excluded
     if mask is not None and len(extras):
         extras = extras[mask[extras]]
     return _without(extras, excluded)
-
-
-def _lookup(rows: np.ndarray, scores: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """``scores`` of ``wanted`` rows (``rows`` ascending), 0 for rows not in ``rows``."""
-    out = np.zeros(len(wanted))
-    if len(rows) == 0:
-        return out
-    at = np.minimum(np.searchsorted(rows, wanted), len(rows) - 1)
-    found = rows[at] == wanted
-    out[found] = scores[at[found]]
-    return out
 
 
 def _reciprocal_ranks(ranked: np.ndarray, rows: np.ndarray, k: float) -> np.ndarray:

@@ -87,6 +87,10 @@ def test_changed_index_parameters_rebuild_the_index_but_keep_the_vectors(tmp_pat
     assert report.encoded == 0 and report.reused_files == ["lexical", "vectors.text.npy"]
     assert report.index_type == "hnsw" and not same_inode(first.path / "index.text.faiss", report.path / "index.text.faiss")
     assert LoadedIndex.load(report.path).text.ann.params.ef_search == 64
+    # A serving-time override changes the beam without a rebuild, in Aisle's params and FAISS's.
+    ann = LoadedIndex.load(report.path, ef_search=300).text.ann
+    assert ann.params.ef_search == 300 and ann.faiss_index.hnsw.efSearch == 300
+    assert len(ann.search(np.ones(ann.faiss_index.d, dtype=np.float32) / np.sqrt(ann.faiss_index.d), 5)[0]) == 5
 
 
 def test_a_damaged_previous_version_is_not_reused(tmp_path: Path) -> None:

@@ -146,3 +146,22 @@ def test_personalized_search_blends_the_profile_and_hides_purchases(tmp_path: Pa
         assert ids(client.post("/search", json=body, headers=headers)) == ids(personal)
         similar = client.get("/items/a-4/similar", params={"user_id": "u1", "explain": "true"})
         assert not {"a-0", "a-1", "a-2"} & set(ids(similar))
+
+
+def test_ef_search_setting_overrides_the_built_beam(tmp_path: Path) -> None:
+    from index.build import BuildOptions, build_version
+    from index.catalog import load_catalog
+    from service.app import create_app
+    from tests.fakes import HashingEncoder
+    from tests.service.harness import settings_for, write_catalog
+
+    encoder = HashingEncoder()
+    settings = settings_for(tmp_path, ef_search=77)
+    settings.index_dir.mkdir(parents=True)
+    catalog = load_catalog(write_catalog(tmp_path / "catalog.jsonl"))
+    build_version(catalog, settings.index_dir, encoder, BuildOptions(show_progress=False, index_type="hnsw", ef_search=16))
+    app = create_app(settings, encoder_factory=lambda _settings: encoder)
+    with TestClient(app) as client:
+        ann = app.state.holder.engine.index.text.ann
+        assert ann.params.ef_search == 77 and ann.faiss_index.hnsw.efSearch == 77
+        assert client.post("/search", json={"query": "coffee grinder", "k": 3}).json()["results"]
