@@ -41,8 +41,6 @@ TOKENIZER_VERSION = 2
 META_FILE = "aisle_lexical.json"
 #: Placeholder token of a product with no text: bm25s would otherwise drop the row.
 EMPTY_DOCUMENT_TOKEN = "\u2205"
-#: Up to this many postings a query adds them all up; above, ``search`` walks them by weight.
-SCAN_POSTINGS = 20_000
 #: English function words dropped from queries (Lucene's list without "no"/"not", which matter
 #: in product text such as "no-slip").
 QUERY_STOPWORDS = frozenset((
@@ -159,13 +157,14 @@ class LexicalIndex:
         self._vocab: dict[str, int] = retriever.vocab_dict
         postings = retriever.scores
         # Column t of the CSC matrix: the rows containing token t and their BM25 weights.
-        self._weights: np.ndarray = postings["data"]
-        self._rows: np.ndarray = postings["indices"]
-        self._starts: np.ndarray = postings["indptr"]
+        # Plain ndarray views of bm25s's memory maps: slicing an np.memmap builds a new memmap
+        # object each time, which cost more than the arithmetic at a million products.
+        self._weights: np.ndarray = np.asarray(postings["data"])
+        self._rows: np.ndarray = np.asarray(postings["indices"])
+        self._starts: np.ndarray = np.asarray(postings["indptr"])
         if int(postings["num_docs"]) != size:
             raise ValueError(f"lexical index has {postings['num_docs']} rows, the version {size}")
         _require_sorted_postings(self._rows, self._starts)
-        self._impact_orders: dict[int, np.ndarray] = {}
 
     @classmethod
     def build(cls, texts: list[str]) -> LexicalIndex:
@@ -209,11 +208,7 @@ class LexicalIndex:
         Returns:
             ``(rows, scores)``: int64 rows in ascending order and their float32 scores (> 0).
         """
-        return self._match_tokens([self._vocab[token] for token in self.tokens(query)], allowed)
-
-    def _match_tokens(
-        self, token_ids: list[int], allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
+        token_ids = [self._vocab[token] for token in self.tokens(query)]
         if not token_ids:
             return _empty()
         spans = [(int(self._starts[t]), int(self._starts[t + 1])) for t in token_ids]
@@ -247,72 +242,9 @@ class LexicalIndex:
     def search(
         self, query: str, k: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top ``k`` rows by BM25 (only rows with a positive score), best first, ties by row.
-
-        Common tokens have long postings (a colour in a million-product catalogue matches tens of
-        thousands of rows), so instead of adding up every posting this walks each token's
-        postings from its highest weight down (Fagin's threshold algorithm): once the k-th best
-        exact score so far beats the sum of the weights not yet reached, no unseen row can enter
-        the top ``k``. The result is exactly ``top_k(*match(query, allowed), k)``.
-        """
-        token_ids = [self._vocab[token] for token in self.tokens(query)]
-        postings = sum(self._length(t) for t in token_ids)
-        if k <= 0 or not token_ids:
-            return _empty()
-        if postings <= SCAN_POSTINGS or postings <= 4 * k * len(token_ids):
-            return top_k(*self._match_tokens(token_ids, allowed), k)
-        mask = None if allowed is None else np.asarray(allowed, dtype=bool)
-        depth = max(2 * k, 256)
-        while True:
-            orders = [self._impact_order(t) for t in token_ids]
-            seen = np.unique(np.concatenate([
-                self._rows[self._starts[t] + order[:depth]] for t, order in zip(token_ids, orders)
-            ])).astype(np.int64)
-            if mask is not None:
-                seen = seen[mask[seen]]
-            scores = self._scores_of(token_ids, seen)
-            # The best score a row not seen yet could have: the next weight of every token.
-            unseen_bound = sum(
-                float(self._weights[self._starts[t] + order[depth]]) for t, order in zip(token_ids, orders)
-                if depth < len(order)
-            )
-            rows, best = top_k(seen, scores, k)
-            # One token: its postings were read in (weight desc, row asc) order, the order of
-            # the result, so k found are the k best even when the next weight ties the k-th.
-            complete = len(best) == k and (len(token_ids) == 1 or float(best[-1]) > unseen_bound)
-            if unseen_bound == 0.0 or complete:
-                return rows, best
-            depth *= 4
-
-    def score_rows(self, query: str, rows: np.ndarray) -> np.ndarray:
-        """BM25 score of each of ``rows`` for ``query`` (0 for rows matching no token)."""
-        token_ids = [self._vocab[token] for token in self.tokens(query)]
-        return self._scores_of(token_ids, np.asarray(rows, dtype=np.int64)).astype(np.float64)
-
-    def _length(self, token_id: int) -> int:
-        return int(self._starts[token_id + 1] - self._starts[token_id])
-
-    def _impact_order(self, token_id: int) -> np.ndarray:
-        """Positions of the token's postings by weight, highest first (cached per token)."""
-        order = self._impact_orders.get(token_id)
-        if order is None:
-            start, end = int(self._starts[token_id]), int(self._starts[token_id + 1])
-            order = np.argsort(-np.asarray(self._weights[start:end]), kind="stable").astype(np.int32)
-            self._impact_orders[token_id] = order
-        return order
-
-    def _scores_of(self, token_ids: list[int], rows: np.ndarray) -> np.ndarray:
-        """Exact BM25 scores of ``rows``: a binary search of each token's row-sorted postings."""
-        scores = np.zeros(len(rows), dtype=np.float32)
-        for t in token_ids:
-            start, end = int(self._starts[t]), int(self._starts[t + 1])
-            if end == start or not len(rows):
-                continue
-            posted = self._rows[start:end]
-            at = np.minimum(np.searchsorted(posted, rows), end - start - 1)
-            found = posted[at] == rows
-            scores[found] += self._weights[start:end][at[found]]
-        return scores
+        """Top ``k`` rows by BM25 (only rows with a positive score), best first, ties by row."""
+        rows, scores = self.match(query, allowed)
+        return top_k(rows, scores, k)
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every row for ``query`` (zeros where no token matches)."""

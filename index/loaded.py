@@ -138,4 +138,6 @@ def _load_space(
         )
     if ef_search is not None:
         ann = ann.with_ef_search(ef_search)
-    return VectorSpace(name, vectors, ann, str(entry["fingerprint"]))
+    # A plain ndarray view of the memory map: slicing an np.memmap builds a memmap object per
+    # call, a measurable cost when every request gathers a few hundred candidate rows.
+    return VectorSpace(name, np.asarray(vectors), ann, str(entry["fingerprint"]))

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from training.datasets import QUERY_COLUMNS_HELP, parse_query_columns
+
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -51,6 +53,7 @@ def register_train(commands: argparse._SubParsersAction) -> None:
                       help="train on these queries of --search-set (default all)")
     data.add_argument("--catalog", type=Path, help="the shop's catalogue file")
     data.add_argument("--map", action="append", metavar="FIELD=COLUMN", help="catalogue column map")
+    data.add_argument("--query-columns", help=QUERY_COLUMNS_HELP)
     data.add_argument("--events", type=Path, help="interaction log: user_id, item_id, timestamp[, type]")
     data.add_argument("--queries", type=Path, help="queries file: query_id, query")
     data.add_argument("--qrels", type=Path, help="labels file: query_id, product_id, gain")
@@ -93,7 +96,7 @@ def _training_data(args: argparse.Namespace) -> Any:
     if args.sequences:
         return train_sources.from_sequence_set(load_sequence_set(args.sequences, "train"))
     if args.search_set:
-        search_set = load_search_set(args.search_set, parse_column_map(args.map)).half(args.half)
+        search_set = load_search_set(args.search_set, parse_column_map(args.map), parse_query_columns(args.query_columns)).half(args.half)
         return train_sources.from_search_set(search_set)
     if bool(args.queries) != bool(args.qrels):
         raise ValueError("--queries and --qrels go together")

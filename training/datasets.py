@@ -22,13 +22,18 @@ from pathlib import Path
 from index.catalog import Catalog, Product, load_catalog
 from training.recsys_data import UNISREC_DIR, load_unisrec, shared_data_dir
 
-_SEARCH_SETS: dict[str, tuple[str, dict[str, str]]] = {
-    "amazon_google": ("dev/search/amazon_google", {"id": "product_id", "brand": "manufacturer"}),
+_SEARCH_SETS: dict[str, tuple[str, dict[str, str], tuple[str, ...]]] = {
+    # An Amazon-Google query is the other shop's listing of the product: its title and its
+    # manufacturer (the catalogue side embeds title and brand too). ``query_columns=("query",)``
+    # gives the title alone.
+    "amazon_google": ("dev/search/amazon_google", {"id": "product_id", "brand": "manufacturer"},
+                      ("query", "manufacturer")),
     "esci_fragments": ("dev/search/esci_fragments", {
         "id": "product_id", "title": "product_title", "description": "product_description",
         "brand": "product_brand",
-    }),
+    }, ("query",)),
 }
+DEFAULT_QUERY_COLUMNS = ("query",)
 _CATALOG_FILES = ("corpus.csv", "products.csv", "catalog.csv", "corpus.jsonl", "products.jsonl")
 
 
@@ -93,11 +98,31 @@ def _resolve(spec: str, relative: str | None) -> Path:
     )
 
 
-def load_search_set(spec: str, column_map: dict[str, str] | None = None) -> SearchSet:
-    """Reads a named shared search set (``amazon_google``, ``fixture/esci_fragments``, ...) or a folder."""
+def parse_query_columns(text: str | None) -> tuple[str, ...] | None:
+    """``"query,manufacturer"`` → ``("query", "manufacturer")``; None or empty → None (the default)."""
+    columns = tuple(part.strip() for part in (text or "").split(",") if part.strip())
+    return columns or None
+
+
+QUERY_COLUMNS_HELP = ("queries.csv columns joined into the query text, comma-separated (default: the set's "
+                      "own; amazon_google: query,manufacturer, the listing's title and maker)")
+
+
+def load_search_set(
+    spec: str, column_map: dict[str, str] | None = None, query_columns: tuple[str, ...] | None = None
+) -> SearchSet:
+    """Reads a named shared search set (``amazon_google``, ``fixture/esci_fragments``, ...) or a folder.
+
+    Args:
+        spec: a shared set's name or a folder.
+        column_map: catalogue column map (a shared set has its own).
+        query_columns: the ``queries.csv`` columns joined, in this order, into a query's text
+            (default: the set's own, ``query`` for a folder); empty cells are skipped.
+    """
     fixture = spec.startswith("fixture/")
     base = spec.split("/", 1)[1] if fixture else spec
-    relative, default_map = _SEARCH_SETS.get(base, (None, {}))
+    relative, default_map, default_columns = _SEARCH_SETS.get(base, (None, {}, DEFAULT_QUERY_COLUMNS))
+    columns = tuple(query_columns or default_columns)
     if relative is not None and fixture:
         relative = relative.replace("dev/", "fixture/", 1)
     folder = _resolve(spec, relative)
@@ -109,10 +134,11 @@ def load_search_set(spec: str, column_map: dict[str, str] | None = None) -> Sear
         gains[row["query_id"]][row["product_id"]] = float(row.get("gain") or 1)
     queries: list[SearchQuery] = []
     unlabelled = 0
-    for row in _csv(folder / "queries.csv", ("query_id", "query")):
+    for row in _csv(folder / "queries.csv", ("query_id", *columns)):
         labels = gains.get(row["query_id"], {})
         if any(gain > 0 for gain in labels.values()):
-            queries.append(SearchQuery(row["query_id"], row["query"].strip(), dict(labels)))
+            text = " ".join(value for value in ((row.get(c) or "").strip() for c in columns) if value)
+            queries.append(SearchQuery(row["query_id"], text, dict(labels)))
         else:
             unlabelled += 1
     queries.sort(key=lambda q: (0, int(q.id), "") if q.id.isdigit() else (1, 0, q.id))

@@ -19,6 +19,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from training.datasets import QUERY_COLUMNS_HELP, parse_query_columns
 from training.report import FORMATS, emit, metric_rows
 
 SEARCH_MODES = ("dense", "lexical", "hybrid")
@@ -51,6 +52,7 @@ def register(eval_parser: argparse.ArgumentParser, guard: Callable[[Handler], Ha
     search.add_argument("--half", choices=["all", "even", "odd"], default="all",
                         help="queries at even or odd positions in id order (default all)")
     search.add_argument("--map", action="append", metavar="FIELD=COLUMN", help="catalogue column map")
+    search.add_argument("--query-columns", help=QUERY_COLUMNS_HELP)
     search.add_argument("--mode", action="append", choices=[*SEARCH_MODES, "all"],
                         help="retrieval mode(s); default dense+lexical in process, hybrid over HTTP")
     add_engine_options(search, "index")
@@ -108,7 +110,7 @@ def run_search(args: argparse.Namespace) -> int:
     from training.datasets import load_search_set
     from training.eval_search import evaluate_http, evaluate_in_process
 
-    search_set = load_search_set(args.data, parse_column_map(args.map)).half(args.half)
+    search_set = load_search_set(args.data, parse_column_map(args.map), parse_query_columns(args.query_columns)).half(args.half)
     over_http = args.via_http or args.engine == "service"
     modes = _modes(args.mode, over_http)
     settings = _settings(args)

@@ -15,6 +15,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from training.datasets import QUERY_COLUMNS_HELP, parse_query_columns
+
 Handler = Callable[[argparse.Namespace], int]
 REFUSED_STATUS = 3
 
@@ -29,6 +31,7 @@ def register(commands: argparse._SubParsersAction, guard: Callable[[Handler], Ha
     evals = parser.add_argument_group("eval set (one)")
     evals.add_argument("--search-set", help="labelled queries: amazon_google, fixture/<name> or a folder")
     evals.add_argument("--half", choices=["all", "even", "odd"], default="all")
+    evals.add_argument("--query-columns", help=QUERY_COLUMNS_HELP)
     evals.add_argument("--sequences", help="next-item cases: scientific, fixture/scientific or a folder")
     evals.add_argument("--split", choices=["valid", "train"], default="valid")
     evals.add_argument("--limit", type=int, help="first N cases only")
@@ -55,7 +58,7 @@ def _gate(args: argparse.Namespace) -> int:
     column_map = {**settings.columns, **parse_column_map(args.map)}
     catalog = load_catalog(args.catalog, column_map)
     if args.search_set:
-        search = load_search_set(args.search_set).half(args.half)
+        search = load_search_set(args.search_set, query_columns=parse_query_columns(args.query_columns)).half(args.half)
         if args.limit:
             search = replace(search, queries=search.queries[: args.limit])
         eval_set = EvalSet(search=search)

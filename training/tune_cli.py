@@ -19,6 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from training.datasets import QUERY_COLUMNS_HELP, parse_query_columns
+
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -36,6 +38,7 @@ def register(commands: argparse._SubParsersAction, guard: Callable[[Handler], Ha
                         help="also tune the recommendation blend through a local service (slow)")
     parser.add_argument("--search-set", help="labelled queries for the fusion weights (through a local service)")
     parser.add_argument("--half", choices=["all", "even", "odd"], default="even")
+    parser.add_argument("--query-columns", help=QUERY_COLUMNS_HELP)
     parser.add_argument("--model", help="model to build the tuning index with (default: settings)")
     parser.add_argument("--step-s", type=float, default=86_400.0, help="seconds between untimed history items")
     parser.add_argument("--event-type", default="purchase")
@@ -101,7 +104,7 @@ def _tune(args: argparse.Namespace) -> int:
             tuned.update(blend)
             report["blend"] = {"trials": trials}
     if args.search_set:
-        search_set = load_search_set(args.search_set).half(args.half)
+        search_set = load_search_set(args.search_set, query_columns=parse_query_columns(args.query_columns)).half(args.half)
         built = build_eval_index(search_set.load_catalog(), search_set.catalog_name, encoder, settings,
                                  show_progress=not args.no_progress)
         fusion, trials = tune.tune_fusion(built.root, search_set, tuned, model)

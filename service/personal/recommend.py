@@ -96,7 +96,7 @@ def recommendation_candidates(
     }
     relevance = parts["personal"] + parts["popular"] + parts["bought_together"]
     stacked = np.vstack([parts["personal"], parts["popular"], parts["bought_together"]])
-    sources = [SOURCES[int(i)] for i in np.argmax(stacked, axis=0)]
+    sources = np.array(SOURCES, dtype=object)[np.argmax(stacked, axis=0)]
     return Candidates(rows=rows, relevance=relevance, parts=parts, sources=sources, vectors=vectors)
 
 
@@ -121,7 +121,7 @@ def _catalogue_candidates(engine: Engine, n: int) -> Candidates:
     relevance = 1.0 - np.arange(len(rows)) / max(len(rows), 1)
     vectors = np.asarray(engine.index.text.vectors[rows], dtype=np.float32)
     return Candidates(rows=rows, relevance=relevance, parts={"catalogue": relevance.copy()},
-                      sources=["catalogue"] * len(rows), vectors=vectors)
+                      sources=np.full(len(rows), "catalogue", dtype=object), vectors=vectors)
 
 
 def _lookup(rows: np.ndarray, scores: np.ndarray, wanted: np.ndarray) -> np.ndarray:

@@ -85,17 +85,20 @@ def query_candidates(
             raise ValueError(f"{retrieval} retrieval needs the query vector")
         dense_rows, _ = index.text.ann.search(query_vector, n + len(excluded), selection)
         dense_rows = _without(dense_rows, excluded)[:n]
-    lexical_rows, lexical_scores = np.empty(0, np.int64), np.empty(0, np.float32)
+    matched_rows, matched_scores = np.empty(0, np.int64), np.empty(0, np.float32)
+    lexical_rows = np.empty(0, np.int64)
     if retrieval != "dense":
-        lexical_rows, lexical_scores = index.lexical.search(query, n + len(excluded), mask)
-        keep = ~np.isin(lexical_rows, excluded)
-        lexical_rows, lexical_scores = lexical_rows[keep][:n], lexical_scores[keep][:n]
+        matched_rows, matched_scores = index.lexical.match(query, mask)
+        if len(excluded):
+            keep = ~np.isin(matched_rows, excluded)
+            matched_rows, matched_scores = matched_rows[keep], matched_scores[keep]
+        lexical_rows, _ = top_k(matched_rows, matched_scores, n)
     extras = _allowed_extras(extra_rows, mask, excluded)
     rows = np.unique(np.concatenate([dense_rows, lexical_rows, extras]))
     vectors = np.asarray(index.text.vectors[rows], dtype=np.float32)
     cosine = vectors @ np.asarray(query_vector, dtype=np.float32) if query_vector is not None else np.zeros(len(rows))
-    bm25 = index.lexical.score_rows(query, rows) if retrieval != "dense" else np.zeros(len(rows))
-    best_bm25 = float(lexical_scores[0]) if len(lexical_scores) else 1.0
+    bm25 = _lookup(matched_rows, matched_scores, rows)
+    best_bm25 = float(matched_scores.max()) if len(matched_scores) else 1.0
 
     if retrieval == "dense":
         semantic, lexical = cosine.astype(np.float64), np.zeros(len(rows))
@@ -130,7 +133,7 @@ def item_candidates(
     rows = np.unique(np.concatenate([found, extras]))
     vectors = np.asarray(index.text.vectors[rows], dtype=np.float32)
     semantic = (vectors @ item_vector).astype(np.float64)
-    sources = ["dense" if source else "pin" for source in np.isin(rows, found)]
+    sources = _sources(rows, found, np.empty(0, np.int64))
     return blend_personal(rows, vectors, {"semantic": semantic, "lexical": np.zeros(len(rows))}, ctx, sources)
 
 
@@ -139,7 +142,7 @@ def blend_personal(
     vectors: np.ndarray,
     parts: dict[str, np.ndarray],
     ctx: UserContext | None,
-    sources: list[str] | None = None,
+    sources: np.ndarray | None = None,
 ) -> Candidates:
     """Candidates whose relevance is the query parts, blended with the profile when there is one."""
     share = 0.0
@@ -165,6 +168,17 @@ def _allowed_extras(extra_rows: Iterable[int], mask: np.ndarray | None, excluded
     return _without(extras, excluded)
 
 
+def _lookup(rows: np.ndarray, scores: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """``scores`` of ``wanted`` rows (``rows`` ascending), 0 for rows not in ``rows``."""
+    out = np.zeros(len(wanted))
+    if len(rows) == 0:
+        return out
+    at = np.minimum(np.searchsorted(rows, wanted), len(rows) - 1)
+    found = rows[at] == wanted
+    out[found] = scores[at[found]]
+    return out
+
+
 def _reciprocal_ranks(ranked: np.ndarray, rows: np.ndarray, k: float) -> np.ndarray:
     out = np.zeros(len(rows))
     if len(ranked) == 0:
@@ -176,8 +190,13 @@ def _reciprocal_ranks(ranked: np.ndarray, rows: np.ndarray, k: float) -> np.ndar
     return out
 
 
-def _sources(rows: np.ndarray, dense_rows: np.ndarray, lexical_rows: np.ndarray) -> list[str]:
-    dense = np.isin(rows, dense_rows)
-    lexical = np.isin(rows, lexical_rows)
-    names = {(True, True): "dense+lexical", (True, False): "dense", (False, True): "lexical", (False, False): "pin"}
-    return [names[(bool(d), bool(x))] for d, x in zip(dense, lexical)]
+#: Names of the retrievers that found a candidate, indexed by ``1·dense + 2·lexical``.
+SOURCE_NAMES = np.array(["pin", "dense", "lexical", "dense+lexical"], dtype=object)
+
+
+def _sources(rows: np.ndarray, dense_rows: np.ndarray, lexical_rows: np.ndarray) -> np.ndarray:
+    """Which retriever found each of ``rows`` (sorted, unique; both lists are subsets of it)."""
+    codes = np.zeros(len(rows), dtype=np.int8)
+    codes[np.searchsorted(rows, dense_rows)] += 1
+    codes[np.searchsorted(rows, lexical_rows)] += 2
+    return SOURCE_NAMES[codes]

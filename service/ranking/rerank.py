@@ -151,7 +151,7 @@ class _State:
 
     def __init__(self, rows: np.ndarray, relevance: np.ndarray, parts: dict[str, np.ndarray],
                  soft: SoftScores, vectors: np.ndarray | None, vector_index: np.ndarray | None,
-                 sources: list[str] | None) -> None:
+                 sources: np.ndarray | None) -> None:
         self.rows = rows
         self.relevance = relevance
         self.parts = parts
@@ -210,7 +210,7 @@ def _prepare(
             vectors, vector_index = np.asarray(item_vectors[rows], dtype=np.float32), np.arange(len(rows))
         else:
             raise ValueError("diversity (lambda < 1) needs the candidates' vectors: pass item_vectors")
-    sources = [candidates.sources[i] for i in index.tolist()] if candidates.sources else None
+    sources = np.asarray(candidates.sources)[index] if candidates.sources is not None else None
     return _State(rows, relevance, parts, soft, vectors, vector_index, sources)
 
 
@@ -313,6 +313,6 @@ def _hits(state: _State, picks: list[tuple[int, float, list[str]]], explain: boo
             "rules": rules,
         })
         if state.sources is not None:
-            details["retrieved_by"] = state.sources[int(chosen[n])]
+            details["retrieved_by"] = str(state.sources[int(chosen[n])])
         hits.append(Hit(row, final, details))
     return hits

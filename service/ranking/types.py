@@ -51,7 +51,8 @@ class Candidates:
     rows: np.ndarray
     relevance: np.ndarray
     parts: dict[str, np.ndarray] = field(default_factory=dict)
-    sources: list[str] | None = None
+    #: Which retriever found each candidate (``dense``, ``lexical``, ``dense+lexical``, ``pin``).
+    sources: np.ndarray | None = None
     #: The candidates' unit vectors (one row per candidate) when retrieval already gathered
     #: them; the reranker's diversity step uses them instead of reading the index again.
     vectors: np.ndarray | None = None

@@ -71,7 +71,8 @@ def recommendations(
         candidates, engine.index.items, ctx, rules, k, request_id=request.state.request_id, explain=explain,
     )
     response = ranked_response(request, engine, hits, started)
-    source_of = dict(zip(candidates.rows.tolist(), candidates.sources or []))
+    sources = candidates.sources if candidates.sources is not None else []
+    source_of = dict(zip(candidates.rows.tolist(), (str(source) for source in sources)))
     for hit, result in zip(hits, response["results"]):
         result["source"] = source_of.get(hit.row, "profile")
     return response

@@ -139,7 +139,7 @@ def test_excluded_and_recently_bought_items_never_show() -> None:
 def test_explanation_reports_residual_and_sources() -> None:
     items = item_table([Item("x", boost=1.0)])
     cands = candidates([0], [0.9], parts={"semantic": [0.3], "lexical": [0.4]})
-    cands.sources = ["dense+lexical"]
+    cands.sources = np.array(["dense+lexical"], dtype=object)
     rules = RuleSet(exploration=Exploration(share=0.0))
     (hit,) = rerank(cands, items, ANONYMOUS, rules, 3, explain=True)
     assert hit.explain["other"] == pytest.approx(0.2)

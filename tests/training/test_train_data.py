@@ -104,3 +104,16 @@ def test_training_rows_are_prefixes_of_the_valid_history(shared_data: Path) -> N
         assert valid[case.user].history[: len(seen)] == seen
     data = from_sequence_set(train)
     assert len(data.sequences) == len(train.cases)
+
+
+def test_amazon_google_queries_are_whole_listings_unless_columns_are_given(shared_data: Path) -> None:
+    from training.datasets import load_search_set
+
+    listing = {q.id: q.text for q in load_search_set("fixture/amazon_google").queries}
+    titles = {q.id: q.text for q in load_search_set("fixture/amazon_google", query_columns=("query",)).queries}
+    assert listing.keys() == titles.keys()
+    # Query 2 of the shared data: its title, then its manufacturer.
+    assert titles["2"] == "noah 's ark activity center ( jewel case ages 3-8 )"
+    assert listing["2"] == titles["2"] + " victory multimedia"
+    with pytest.raises(DatasetError, match="missing column"):
+        load_search_set("fixture/amazon_google", query_columns=("query", "colour"))
