@@ -15,10 +15,19 @@ overrides it):
   quantised scores only pick candidates: ``refine_count(k)`` of them are re-scored exactly
   from the float vectors, which stay on disk (memory-mapped) rather than in the index, so
   results and scores match ``hnsw``'s.
+* ``ivf``: an inverted file (``IndexIVFFlat``): k-means cells (``ivf_lists``, about ``4·√count``),
+  a query scans the ``nprobe`` cells nearest to it exactly. Never chosen automatically: it is
+  for catalogues made of many near-duplicate variants (a hundred colour/size versions of each
+  product), where HNSW graphs lose recall because each node's neighbour list fills up with its
+  own product's variants, while the variants share a cell. On such a million-item catalogue
+  ``nprobe`` 32 keeps recall@10 ≥ 0.99 at about half a millisecond; on spread-out catalogues
+  it needs a third of the cells and ``hnsw`` is the better choice (both in
+  ``benchmarks/results/index.json``).
 
 Filtered search (a set of allowed rows, see ``index.filters``) is correct by construction: rows
 outside the filter are never returned, and ``k`` rows come back whenever at least ``k`` are
-allowed. ``flat`` scans only the allowed rows (``exact_subset``). HNSW either walks the graph
+allowed. ``flat`` scans only the allowed rows (``exact_subset``); ``ivf`` scans ``nprobe / share``
+cells with the selector, or the allowed rows when they are fewer. HNSW either walks the graph
 with FAISS's ``IDSelectorBitmap`` and an ``efSearch`` widened in inverse proportion to the
 share of allowed rows (a filter keeping 10 % of the catalogue then meets about as many allowed
 candidates as an unfiltered walk, and keeps its recall), or scans the allowed rows exactly,
@@ -41,13 +50,17 @@ import numpy as np
 
 from index.selection import RowSelection
 
-IndexType = Literal["flat", "hnsw", "hnsw-sq8"]
-INDEX_TYPES: tuple[str, ...] = ("flat", "hnsw", "hnsw-sq8")
+IndexType = Literal["flat", "hnsw", "hnsw-sq8", "ivf"]
+INDEX_TYPES: tuple[str, ...] = ("flat", "hnsw", "hnsw-sq8", "ivf")
+GRAPH_TYPES: tuple[str, ...] = ("hnsw", "hnsw-sq8")
 FLAT_MAX_ITEMS = 20_000
 #: One unit of ``efSearch`` in a filtered walk costs about as much as an exact scan of this many
 #: allowed rows. ``benchmarks/bench_index.py`` times both paths; at 100k products a walk with
 #: efSearch 1,023 took 16 ms where scanning the 50k allowed rows took 32 ms.
 GRAPH_STEP_COST_ROWS = 25
+#: Scanning one row of an IVF cell costs about as much as one row of an exact scan of allowed
+#: rows (both read the float vector once); the cheaper of the two paths is taken.
+IVF_ROW_COST = 1.0
 #: hnsw-sq8 fetches ``REFINE_FACTOR·k + REFINE_EXTRA`` candidates and re-scores them exactly: the
 #: 8-bit scores are off by about 1e-3, which only reorders candidates near the k-th.
 REFINE_FACTOR = 2
@@ -67,12 +80,16 @@ class AnnParams:
         ef_search: beam width while searching; raised to ``k`` when ``k`` is larger. The
             default buys recall@10 ≥ 0.99 on real MiniLM vectors up to a million products (see
             ``benchmarks/results/index.json``); a narrower beam is faster and less exact.
+        ivf_lists: ``ivf``: number of k-means cells (0: ``ivf_lists_for(count)`` at build).
+        nprobe: ``ivf``: cells scanned per query.
     """
 
     type: IndexType = "flat"
     hnsw_m: int = 32
     ef_construction: int = 200
     ef_search: int = 512
+    ivf_lists: int = 0
+    nprobe: int = 32
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,10 +97,17 @@ class AnnParams:
 
 def estimate_memory_bytes(index_type: str, count: int, dim: int, hnsw_m: int = 32) -> int:
     """Approximate resident size of a FAISS index of ``count`` vectors of ``dim`` dimensions."""
-    per_vector = {"flat": 4 * dim, "hnsw": 4 * dim, "hnsw-sq8": dim}[index_type]
+    per_vector = {"flat": 4 * dim, "hnsw": 4 * dim, "hnsw-sq8": dim, "ivf": 4 * dim + 8}[index_type]
     # HNSW keeps 2·M int32 neighbour ids on the bottom layer, ~M/(M-1)·... above: about 8·M bytes.
-    graph = 0 if index_type == "flat" else 8 * hnsw_m + 16
-    return count * (per_vector + graph)
+    graph = 8 * hnsw_m + 16 if index_type in GRAPH_TYPES else 0
+    centroids = 4 * dim * ivf_lists_for(count) if index_type == "ivf" else 0
+    return count * (per_vector + graph) + centroids
+
+
+def ivf_lists_for(count: int) -> int:
+    """Default number of IVF cells: about ``4·√count`` (4,000 at a million), and at least 39
+    training vectors per cell, as FAISS's k-means wants."""
+    return max(1, min(int(4 * math.sqrt(max(count, 1))), count // 39))
 
 
 def choose_index_type(
@@ -128,12 +152,14 @@ def build_faiss_index(vectors: np.ndarray, params: AnnParams, show_progress: boo
                                   faiss.METRIC_INNER_PRODUCT)
         if len(vectors):
             index.train(vectors)
+    elif params.type == "ivf":
+        index = _trained_ivf(vectors, params)
     else:
         raise ValueError(f"unknown index type '{params.type}'; choose one of {', '.join(INDEX_TYPES)}")
-    if params.type != "flat":
+    if params.type in GRAPH_TYPES:
         index.hnsw.efConstruction = params.ef_construction
         index.hnsw.efSearch = params.ef_search
-    if params.type == "flat" or not show_progress or len(vectors) <= ADD_CHUNK:
+    if params.type in ("flat", "ivf") or not show_progress or len(vectors) <= ADD_CHUNK:
         if len(vectors):
             index.add(vectors)
         return index
@@ -147,6 +173,32 @@ def build_faiss_index(vectors: np.ndarray, params: AnnParams, show_progress: boo
             index.add(chunk)
             bar.update(len(chunk))
     return index
+
+
+def _trained_ivf(vectors: np.ndarray, params: AnnParams) -> Any:
+    """An empty ``IndexIVFFlat`` whose cells are k-means centroids of (a sample of) ``vectors``.
+
+    The sample is fixed (evenly spaced rows, 64 per cell at most) and so is FAISS's k-means
+    seed, so equal vectors give equal indexes.
+    """
+    import faiss
+
+    dim = vectors.shape[1]
+    lists = params.ivf_lists or ivf_lists_for(len(vectors))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = 1234
+    if len(vectors):
+        step = max(1, len(vectors) // (64 * lists))
+        index.train(np.ascontiguousarray(vectors[::step]))
+    index.nprobe = params.nprobe
+    return index
+
+
+def resolved_params(params: AnnParams, count: int) -> AnnParams:
+    """``params`` with what the build decides filled in (the IVF cell count), for the manifest."""
+    if params.type == "ivf" and not params.ivf_lists:
+        return replace(params, ivf_lists=ivf_lists_for(count))
+    return params
 
 
 class AnnIndex:
@@ -172,8 +224,10 @@ class AnnIndex:
         import faiss
 
         index = faiss.read_index(str(path))
-        if params.type != "flat":
+        if params.type in GRAPH_TYPES:
             index.hnsw.efSearch = params.ef_search
+        elif params.type == "ivf":
+            index.nprobe = params.nprobe
         return cls(index, vectors, params)
 
     def with_ef_search(self, ef_search: int) -> AnnIndex:
@@ -184,7 +238,7 @@ class AnnIndex:
         """
         if ef_search < 1:
             raise ValueError(f"ef_search must be >= 1, got {ef_search}")
-        if self.params.type == "flat":
+        if self.params.type not in GRAPH_TYPES:
             return self
         self.faiss_index.hnsw.efSearch = ef_search
         return AnnIndex(self.faiss_index, self.vectors, replace(self.params, ef_search=ef_search))
@@ -223,7 +277,7 @@ class AnnIndex:
             return _empty()
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
         if allowed is None:
-            return self.graph_search(query[0], min(k, n), None, self.params.ef_search)
+            return self.graph_search(query[0], min(k, n))
         selection = allowed if isinstance(allowed, RowSelection) else RowSelection(allowed)
         if len(selection.mask) != n:
             raise ValueError(f"filter mask has {len(selection.mask)} rows, the index {n}")
@@ -232,11 +286,20 @@ class AnnIndex:
             return _empty()
         if self.params.type == "flat":
             return self.exact_subset(query[0], wanted, selection.rows)
-        ef = filtered_ef(max(self.params.ef_search, wanted), selection.count / n)
-        if selection.count <= ef * GRAPH_STEP_COST_ROWS:
+        share = selection.count / n
+        if self.params.type == "ivf":
+            # Scan more cells in inverse proportion to the allowed share (as many allowed rows
+            # as an unfiltered query meets), or the allowed rows themselves when fewer.
+            lists = int(self.faiss_index.nlist)
+            breadth = min(lists, filtered_ef(self.params.nprobe, share))
+            scanned_rows = breadth * n / lists * IVF_ROW_COST
+        else:
+            breadth = filtered_ef(max(self.params.ef_search, wanted), share)
+            scanned_rows = breadth * GRAPH_STEP_COST_ROWS
+        if selection.count <= scanned_rows:
             return self.exact_subset(query[0], wanted, selection.rows)
-        rows, scores = self.graph_search(query[0], wanted, selection, ef)
-        if len(rows) < wanted:  # the walk met fewer allowed rows than asked for
+        rows, scores = self.graph_search(query[0], wanted, selection, breadth)
+        if len(rows) < wanted:  # the search met fewer allowed rows than asked for
             return self.exact_subset(query[0], wanted, selection.rows)
         return rows, scores
 
@@ -275,25 +338,28 @@ class AnnIndex:
     def graph_search(
         self, query: np.ndarray, k: int, selection: RowSelection | None = None, ef: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """One FAISS search as it is: the HNSW walk (or the flat scan), without any fallback.
+        """One FAISS search as it is: the HNSW walk, IVF scan or flat scan, without any fallback.
 
         ``search`` decides when to use it; this is public so that benchmarks can time each path.
 
         Args:
             query: a unit vector of shape ``(dim,)``.
             k: rows wanted.
-            selection: the allowed rows, checked by FAISS during the walk.
-            ef: the beam width (default: the index's ``ef_search``).
+            selection: the allowed rows, checked by FAISS during the search.
+            ef: the search breadth: HNSW beam width (default ``ef_search``) or IVF cells
+                scanned (default ``nprobe``).
         """
         import faiss
 
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
-        ef = self.params.ef_search if ef is None else ef
         refine = self.params.type == "hnsw-sq8"
         fetch = refine_count(k) if refine else k
         if self.params.type == "flat":
             params = faiss.SearchParameters()
+        elif self.params.type == "ivf":
+            params = faiss.SearchParametersIVF(nprobe=self.params.nprobe if ef is None else ef)
         else:
+            ef = self.params.ef_search if ef is None else ef
             params = faiss.SearchParametersHNSW(efSearch=max(ef, fetch))
         if selection is not None:
             params.sel = selection.faiss_selector()

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from embed.base import Encoder
-from index.ann import INDEX_TYPES, AnnIndex, AnnParams, choose_index_type
+from index.ann import INDEX_TYPES, AnnIndex, AnnParams, choose_index_type, resolved_params
 from index.catalog import Catalog, Product
 from index.items import write_items
 from index.layout import (  # noqa: F401  (FAISS_FILE, VECTORS_FILE: re-exported for callers)
@@ -48,10 +48,11 @@ class BuildOptions:
 
     Attributes:
         index_type: ``None`` picks by catalogue size and memory budget (see ``index.ann``),
-            else ``flat``, ``hnsw`` or ``hnsw-sq8``.
+            else ``flat``, ``hnsw``, ``hnsw-sq8`` or ``ivf``.
         memory_budget_mb: the most memory the vector index may take when the type is chosen
             automatically; above it large catalogues get ``hnsw-sq8``. ``None``: no limit.
         hnsw_m, ef_construction, ef_search: HNSW parameters (see ``index.ann.AnnParams``).
+        ivf_lists, nprobe: IVF parameters (``ivf_lists`` 0: about 4·√count cells).
         keep_versions: how many published versions to keep on disk (at least 1).
         batch_size: encoder batch size.
         show_progress: draw a progress bar while encoding.
@@ -64,6 +65,8 @@ class BuildOptions:
     hnsw_m: int = AnnParams.hnsw_m
     ef_construction: int = AnnParams.ef_construction
     ef_search: int = AnnParams.ef_search
+    ivf_lists: int = AnnParams.ivf_lists
+    nprobe: int = AnnParams.nprobe
     keep_versions: int = 5
     batch_size: int = 64
     show_progress: bool = True
@@ -77,9 +80,11 @@ class BuildOptions:
             raise ValueError(f"keep_versions must be at least 1, not {self.keep_versions}")
         if self.memory_budget_mb is not None and self.memory_budget_mb <= 0:
             raise ValueError(f"memory_budget_mb must be positive, not {self.memory_budget_mb}")
-        for name in ("hnsw_m", "ef_construction", "ef_search", "batch_size"):
+        for name in ("hnsw_m", "ef_construction", "ef_search", "nprobe", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.ivf_lists < 0:
+            raise ValueError(f"ivf_lists must be 0 (automatic) or more, not {self.ivf_lists}")
 
 
 @dataclass
@@ -138,12 +143,13 @@ def build_version(
             previous = PreviousVersion.open(store, encoder.fingerprint, encoder.dim) if options.reuse_vectors else None
         with timer.stage("encode"):
             vectors, encoded = _vectors(catalog, hashes, previous, encoder, options)
-        params = AnnParams(
+        params = resolved_params(AnnParams(
             type=options.index_type or choose_index_type(  # type: ignore[arg-type]
                 len(products), encoder.dim, options.memory_budget_mb, options.hnsw_m
             ),
             hnsw_m=options.hnsw_m, ef_construction=options.ef_construction, ef_search=options.ef_search,
-        )
+            ivf_lists=options.ivf_lists, nprobe=options.nprobe,
+        ), len(products))
         name, staging = store.stage()
         try:
             reused_files, checksums = _write_vectors_and_index(

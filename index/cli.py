@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from index.ann import AnnParams
+from index.ann import INDEX_TYPES, AnnParams
 from index.settings import CONFIG_ENV, AisleSettings, with_overrides
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def _build(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     settings = load_settings(index_dir=args.out, model=args.model)
-    hnsw = {name: getattr(args, name) for name in ("hnsw_m", "ef_construction", "ef_search")
+    hnsw = {name: getattr(args, name) for name in ("hnsw_m", "ef_construction", "ef_search", "ivf_lists", "nprobe")
             if getattr(args, name) is not None}
     options = BuildOptions(
         index_type=args.index_type, memory_budget_mb=args.memory_budget_mb, **hnsw,
@@ -178,14 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--map", action="append", metavar="FIELD=COLUMN", help="map an Aisle field to your column")
     build.add_argument("--skip-bad-rows", action="store_true", help="skip and report invalid rows")
     build.add_argument("--model", help="bundled:all-MiniLM-L6-v2 or a local sentence-transformers dir")
-    build.add_argument("--index-type", choices=["flat", "hnsw", "hnsw-sq8"],
-                       help="default: flat up to 20,000 products, else hnsw (hnsw-sq8 above --memory-budget-mb)")
+    build.add_argument("--index-type", choices=list(INDEX_TYPES),
+                       help="default: flat up to 20,000 products, else hnsw (hnsw-sq8 above --memory-budget-mb); "
+                            "ivf on request")
     build.add_argument("--memory-budget-mb", type=_positive_float,
                        help="most memory the vector index may take; larger catalogues get hnsw-sq8")
     build.add_argument("--hnsw-m", type=_positive_int, help=f"HNSW graph degree (default {AnnParams.hnsw_m})")
     build.add_argument("--ef-construction", type=_positive_int,
                        help=f"HNSW build beam (default {AnnParams.ef_construction})")
     build.add_argument("--ef-search", type=_positive_int, help=f"HNSW search beam (default {AnnParams.ef_search})")
+    build.add_argument("--ivf-lists", type=_positive_int, help="IVF cells (default about 4·√products)")
+    build.add_argument("--nprobe", type=_positive_int, help=f"IVF cells scanned per query (default {AnnParams.nprobe})")
     build.add_argument("--keep", type=_positive_int, default=5, help="published versions to keep (default 5)")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.add_argument("--json", action="store_true", help="also print a JSON summary line")

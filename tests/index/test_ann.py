@@ -34,7 +34,7 @@ def indexes(data) -> dict[str, AnnIndex]:
     return {kind: AnnIndex.build(data[0], AnnParams(type=kind)) for kind in ann.INDEX_TYPES}
 
 
-@pytest.fixture(params=["flat", "hnsw", "hnsw-sq8"])
+@pytest.fixture(params=list(ann.INDEX_TYPES))
 def index(request, indexes) -> AnnIndex:
     return indexes[request.param]
 
@@ -56,8 +56,9 @@ def test_unfiltered_search_finds_the_true_neighbours(index: AnnIndex, data) -> N
 @pytest.mark.parametrize("path", ["exact-scan", "graph-walk"])
 def test_filtered_search_returns_k_allowed_rows(index: AnnIndex, data, share: float, path: str, monkeypatch) -> None:
     vectors, queries = data
-    if path == "graph-walk":  # force the filtered graph walk even for few allowed rows
+    if path == "graph-walk":  # force the filtered graph walk (or IVF scan) even for few allowed rows
         monkeypatch.setattr(ann, "GRAPH_STEP_COST_ROWS", 0)
+        monkeypatch.setattr(ann, "IVF_ROW_COST", 0)
     rng = np.random.default_rng(int(share * 1000))
     mask = rng.random(len(vectors)) < share
     selection = RowSelection(mask)
@@ -110,6 +111,17 @@ def test_save_and_load_round_trip(tmp_path: Path, index: AnnIndex, data) -> None
     loaded = AnnIndex.load(tmp_path / "index.faiss", vectors, index.params)
     assert len(loaded) == len(vectors)
     np.testing.assert_array_equal(loaded.search(queries[3], 10)[0], index.search(queries[3], 10)[0])
+
+
+def test_ivf_cells_follow_the_catalogue_size_and_are_recorded(data) -> None:
+    vectors, _ = data
+    assert ann.ivf_lists_for(1_000_000) == 4000 and ann.ivf_lists_for(100) == 2 and ann.ivf_lists_for(10) == 1
+    params = ann.resolved_params(AnnParams(type="ivf"), len(vectors))
+    assert params.ivf_lists == ann.ivf_lists_for(len(vectors))
+    built = AnnIndex.build(vectors, params)
+    assert built.faiss_index.nlist == params.ivf_lists and built.faiss_index.nprobe == params.nprobe
+    again = AnnIndex.build(vectors, params)  # fixed sample and seed: the same cells
+    np.testing.assert_array_equal(built.search(vectors[5], 10)[0], again.search(vectors[5], 10)[0])
 
 
 def test_index_type_follows_size_and_memory_budget() -> None:

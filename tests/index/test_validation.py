@@ -51,7 +51,7 @@ def test_manifest_describes_the_version(version: Path) -> None:
     assert manifest["model"] == {"name": ENCODER.name, "fingerprint": ENCODER.fingerprint}
     assert manifest["spaces"]["text"]["dim"] == 32
     assert manifest["spaces"]["text"]["index"] == AnnParams(type="flat").to_dict()
-    assert set(AnnParams().to_dict()) == {"type", "hnsw_m", "ef_construction", "ef_search"}
+    assert set(AnnParams().to_dict()) == {"type", "hnsw_m", "ef_construction", "ef_search", "ivf_lists", "nprobe"}
     assert manifest["created"].endswith("+00:00")
     on_disk = {p.relative_to(version).as_posix() for p in version.rglob("*") if p.is_file()} - {"manifest.json"}
     assert set(manifest["files"]) == on_disk
