@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ from index.storage import atomic_write_json
 from tests.index import realdata
 
 K = 10
+#: Candidates ``/search`` retrieves per query before re-scoring (``AISLE_CANDIDATES``).
+SERVICE_CANDIDATES = 200
 
 
 def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int = 131_072) -> np.ndarray:
@@ -87,6 +90,11 @@ def measure_search(
             **percentiles(seconds), **percentiles(cpu_seconds, "cpu_")}
 
 
+def _best_of(found: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    rows, scores = found
+    return rows[:K], scores[:K]
+
+
 def filtered_truth(vectors: np.ndarray, queries: np.ndarray, selection: RowSelection) -> np.ndarray:
     rows = selection.rows
     sub = exact_top_k(vectors[rows], queries, K)
@@ -99,7 +107,7 @@ def bench_type(
     import faiss
 
     faiss.omp_set_num_threads(args.build_threads)
-    params = AnnParams(type=kind)  # type: ignore[arg-type]
+    params = ann.resolved_params(AnnParams(type=kind), len(vectors))  # type: ignore[arg-type]
     tick = time.perf_counter()
     index = AnnIndex.build(vectors, params)
     build_seconds = time.perf_counter() - tick
@@ -124,31 +132,48 @@ def bench_type(
         "memory_bytes_per_item_faiss": round(index.memory_bytes() / n, 1),
         "search": measure_search(served, queries[:limit], truth[:limit]),
     }
-    if kind != "flat":
+    if kind in ann.GRAPH_TYPES:
         sweep = {}
         for ef in args.ef_sweep:
-            tuned = AnnIndex(index.faiss_index, served.vectors, AnnParams(type=kind, ef_search=ef))  # type: ignore[arg-type]
+            tuned = AnnIndex(index.faiss_index, served.vectors, replace(params, ef_search=ef))
             sweep[str(ef)] = measure_search(tuned, queries[:limit], truth[:limit])
         index.faiss_index.hnsw.efSearch = params.ef_search
         result["ef_search_sweep"] = sweep
+    elif kind == "ivf":
+        sweep = {}
+        for nprobe in args.nprobe_sweep:
+            tuned = AnnIndex(index.faiss_index, served.vectors, replace(params, nprobe=nprobe))
+            sweep[str(nprobe)] = measure_search(tuned, queries[:limit], truth[:limit])
+        result["nprobe_sweep"] = sweep
+    if kind != "flat":
+        # /search retrieves the top ``candidates`` (200) and keeps the best 10 after re-scoring:
+        # the recall of those 10 and the cost of the wider retrieval.
+        result["search_top200_best10"] = measure_search(
+            served, queries[:limit], truth[:limit], search=lambda q: _best_of(served.search(q, SERVICE_CANDIDATES)))
     result["filtered"] = {}
     rng = np.random.default_rng(11)
     filter_queries = queries[: min(limit, args.filter_queries)]
     for share in args.filter_shares:
         selection = RowSelection(rng.random(n) < share)
         truth_filtered = filtered_truth(vectors, filter_queries, selection)
-        ef = ann.filtered_ef(max(params.ef_search, K), selection.count / n)
-        path = "scan" if kind == "flat" or selection.count <= ef * ann.GRAPH_STEP_COST_ROWS else "graph walk"
-        entry = {"allowed_rows": selection.count, "policy_path": path, "policy_ef": ef,
+        if kind == "ivf":
+            lists = int(index.faiss_index.nlist)
+            breadth = min(lists, ann.filtered_ef(params.nprobe, selection.count / n))
+            scanned = breadth * n / lists * ann.IVF_ROW_COST
+        else:
+            breadth = ann.filtered_ef(max(params.ef_search, K), selection.count / n)
+            scanned = breadth * ann.GRAPH_STEP_COST_ROWS
+        path = "scan" if kind == "flat" or selection.count <= scanned else "index"
+        entry = {"allowed_rows": selection.count, "policy_path": path, "policy_breadth": breadth,
                  **measure_search(served, filter_queries, truth_filtered, selection)}
         # Each path alone, to check the cost model that chooses between them.
         entry["scan_only"] = measure_search(
             served, filter_queries, truth_filtered,
             search=lambda q, sel=selection: served.exact_subset(q, K, sel.rows))
         if kind != "flat":
-            entry["graph_walk_only"] = measure_search(
+            entry["index_only"] = measure_search(
                 served, filter_queries, truth_filtered,
-                search=lambda q, sel=selection, ef=ef: served.graph_search(q, K, sel, ef))
+                search=lambda q, sel=selection, b=breadth: served.graph_search(q, K, sel, b))
         result["filtered"][str(share)] = entry
     print(f"{kind} n={n}: {json.dumps(result)}", flush=True)
     return result
@@ -181,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--filter-queries", type=int, default=100)
     parser.add_argument("--filter-shares", type=float, nargs="+", default=[0.5, 0.1, 0.01])
     parser.add_argument("--ef-sweep", type=int, nargs="+", default=[64, 128, 256, 512, 1024])
+    parser.add_argument("--nprobe-sweep", type=int, nargs="+", default=[8, 16, 32, 64, 128, 256])
     parser.add_argument("--build-threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
 

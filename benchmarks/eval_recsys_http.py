@@ -75,9 +75,12 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def build_index(rows: list[dict[str, str]], root: Path) -> dict[str, Any]:
-    """Writes ``rows`` as a JSON Lines catalogue and publishes a version under ``root/index``."""
-    from embed import EncoderConfig, create_encoder
+def build_index(rows: list[dict[str, str]], root: Path, model: str | None = None) -> dict[str, Any]:
+    """Writes ``rows`` as a JSON Lines catalogue and publishes a version under ``root/index``.
+
+    ``model``: a local model directory (e.g. one ``aisle train`` wrote) instead of the bundled one.
+    """
+    from embed import EncoderConfig, create_encoder, prepare_model
     from index.build import BuildOptions, build_version
     from index.catalog import load_catalog
 
@@ -86,7 +89,9 @@ def build_index(rows: list[dict[str, str]], root: Path) -> dict[str, Any]:
     with catalog_path.open("w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row) + "\n")
-    encoder = create_encoder(EncoderConfig())
+    config = EncoderConfig(model=model) if model else EncoderConfig()
+    prepare_model(config)
+    encoder = create_encoder(config)
     report = build_version(load_catalog(catalog_path), root / "index", encoder, BuildOptions(show_progress=False))
     return {"version": report.version, "items": report.items, "encoded": report.encoded,
             "reused": report.reused, "seconds": round(report.seconds, 2), "model": encoder.name,
@@ -278,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="*", default=[], help="only these Scientific variants")
     parser.add_argument("--skip-movielens", action="store_true")
     parser.add_argument("--skip-scientific", action="store_true")
+    parser.add_argument("--model", help="a local model directory (e.g. from aisle train) to index and serve with")
     parser.add_argument("--workdir", type=Path, default=REPO / ".cache" / "aisle" / "eval-recsys")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "recsys.json")
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -287,14 +293,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     for assignment in args.set:
         name, _, value = assignment.partition("=")
         SCIENTIFIC_SETTINGS[name] = value
+    if args.model:
+        SCIENTIFIC_SETTINGS["AISLE_MODEL"] = str(Path(args.model).resolve())
+        args.workdir = args.workdir / ("model-" + Path(args.model).name)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     report: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
     report.pop("command", None)  # each section records the command that produced it
     if not args.skip_scientific:
         data = load_unisrec()
         rows = [{"id": item, "title": text} for item, text in zip(data.item_ids, data.item_texts)]
-        index = build_index(rows, args.workdir / "scientific")
-        report[f"scientific_{args.split}"] = {"command": command, **evaluate_scientific(
+        index = build_index(rows, args.workdir / "scientific", args.model)
+        key = f"scientific_{args.split}" + ("_" + Path(args.model).name if args.model else "")
+        report[key] = {"command": command, **evaluate_scientific(
             data, args.split, args.limit, args.workdir, index, args.variants)}
     if not args.skip_movielens:
         movies = load_movielens()

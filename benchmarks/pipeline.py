@@ -67,7 +67,9 @@ def prepare_catalogue(args: argparse.Namespace, encoder, products: Sequence[Base
     """The published index for this recipe: re-used when it exists, else built now."""
     recipe = CatalogueRecipe(size=args.size, base_products=len(products), sigma=args.sigma, seed=args.seed,
                              fingerprint=encoder.fingerprint, index_type=args.index_type)
-    index_root = args.work_dir / f"index-{args.size}-{len(products)}"
+    # One directory per index type asked for, so that runs with different types keep theirs.
+    suffix = f"-{args.index_type}" if args.index_type else ""
+    index_root = args.work_dir / f"index-{args.size}-{len(products)}{suffix}"
     path = published_version(index_root, recipe)
     built = path is None
     if built:

@@ -34,6 +34,7 @@ from benchmarks.data import REPO_ROOT, load_base_products, load_queries
 from benchmarks.http_bench import LoadLevels
 from benchmarks.machine import describe_machine
 from benchmarks.measure import LoadMonitor, wait_for_quiet
+from index.ann import INDEX_TYPES
 
 log = logging.getLogger("benchmarks.run")
 
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="indexes, vector cache, server data and logs (re-used between runs)")
     parser.add_argument("--sigma", type=float, default=0.025, help="noise of perturbed variants")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--index-type", choices=["flat", "hnsw", "hnsw-sq8"], help="default: Aisle's choice by size")
+    parser.add_argument("--index-type", choices=list(INDEX_TYPES), help="default: Aisle's choice by size")
     parser.add_argument("--base-limit", type=int, help="use only the first N real products (smoke tests)")
     parser.add_argument("--query-limit", type=int, help="use only the first N WANDS queries")
     parser.add_argument("--concurrency", type=_csv(int), default=(1, 4, 16))

@@ -33,32 +33,38 @@ def trainer(tiny_model: Path) -> CatalogTrainer:
                           fresh_history=10, hard_negatives=0, random_negatives=0)
 
 
-def _served_loss(vectors: np.ndarray) -> float:
-    """Cross-entropy of the next item over the whole catalogue, ranked by the served profile."""
+def _served_loss(vectors: np.ndarray, candidates: list[int] | None = None) -> float:
+    """Cross-entropy of the next item among ``candidates`` (default: the whole catalogue), ranked
+    by the served profile."""
+    rows = list(range(len(vectors))) if candidates is None else candidates
     total = 0.0
     for case in CASES:
         events, now = Timeline().events(case.history)
         profile = profile_from_events(events, vectors, DECAY, now).vector
-        logits = vectors @ profile / TEMPERATURE
-        total += np.log(np.exp(logits - logits.max()).sum()) + logits.max() - logits[case.target]
+        logits = vectors[rows] @ profile / TEMPERATURE
+        target = rows.index(case.target)
+        total += np.log(np.exp(logits - logits.max()).sum()) + logits.max() - logits[target]
     return total / len(CASES)
 
 
-def test_next_item_loss_is_the_served_ranking_over_the_catalogue(trainer: CatalogTrainer) -> None:
+def test_next_item_loss_with_every_item_a_candidate_is_the_served_ranking(trainer: CatalogTrainer) -> None:
+    trainer.random_negatives = len(TEXTS)
     loss, fresh, index = trainer.sequence_loss(CASES)
     vectors = trainer.encoder.model.encode(TEXTS, convert_to_numpy=True, normalize_embeddings=True)
-    history = sorted({r for c in CASES for r in c.history})
-    assert index.tolist() == history
-    np.testing.assert_allclose(fresh.detach().numpy(), vectors[history], atol=1e-5)
+    assert index.tolist() == list(range(len(TEXTS)))
+    np.testing.assert_allclose(fresh.detach().numpy(), vectors, atol=1e-5)
     assert loss.item() == pytest.approx(_served_loss(vectors), abs=1e-4)
 
 
-def test_next_item_keys_carry_no_gradient(trainer: CatalogTrainer) -> None:
-    """Gradients flow through the profile side only; every candidate is equally stale."""
-    bank = trainer.bank.clone()
+def test_next_item_candidates_are_the_batch_items_and_both_sides_learn(trainer: CatalogTrainer) -> None:
     loss, fresh, index = trainer.sequence_loss(CASES)
+    in_batch = sorted({r for c in CASES for r in c.history} | {c.target for c in CASES})
+    assert index.tolist() == in_batch
+    vectors = trainer.encoder.model.encode(TEXTS, convert_to_numpy=True, normalize_embeddings=True)
+    assert loss.item() == pytest.approx(_served_loss(vectors, in_batch), abs=1e-4)
+    bank = trainer.bank.clone()
     loss.backward()
-    assert not trainer.bank.requires_grad
+    assert fresh.requires_grad and not trainer.bank.requires_grad
     assert any(float(p.grad.abs().sum()) > 0 for p in trainer.encoder.parameters() if p.grad is not None)
     trainer.write_back(fresh, index)
     changed = (trainer.bank != bank).any(dim=1).nonzero().flatten().tolist()
