@@ -230,18 +230,24 @@ class AnnIndex:
             index.nprobe = params.nprobe
         return cls(index, vectors, params)
 
-    def with_ef_search(self, ef_search: int) -> AnnIndex:
-        """The same index searched with another default beam width (HNSW types only).
+    def with_search_params(self, ef_search: int | None = None, nprobe: int | None = None) -> AnnIndex:
+        """The same index searched with another default breadth: HNSW beam or IVF cells.
 
-        Sets the FAISS object's own ``efSearch`` too: this index keeps the FAISS object, so
-        call it on a freshly loaded index, never on one that is serving.
+        Sets the FAISS object's own setting too: this index keeps the FAISS object, so call it on
+        a freshly loaded index, never on one that is serving. A parameter that does not apply to
+        the index type is ignored.
         """
-        if ef_search < 1:
-            raise ValueError(f"ef_search must be >= 1, got {ef_search}")
-        if self.params.type not in GRAPH_TYPES:
-            return self
-        self.faiss_index.hnsw.efSearch = ef_search
-        return AnnIndex(self.faiss_index, self.vectors, replace(self.params, ef_search=ef_search))
+        for name, value in (("ef_search", ef_search), ("nprobe", nprobe)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        params = self.params
+        if ef_search is not None and params.type in GRAPH_TYPES:
+            self.faiss_index.hnsw.efSearch = ef_search
+            params = replace(params, ef_search=ef_search)
+        if nprobe is not None and params.type == "ivf":
+            self.faiss_index.nprobe = nprobe
+            params = replace(params, nprobe=nprobe)
+        return self if params is self.params else AnnIndex(self.faiss_index, self.vectors, params)
 
     def save(self, path: Path) -> None:
         import faiss

@@ -61,6 +61,7 @@ class LoadedIndex:
         expected_fingerprint: str | None = None,
         verify_checksums: bool = True,
         ef_search: int | None = None,
+        nprobe: int | None = None,
     ) -> LoadedIndex:
         """Loads and validates a version directory.
 
@@ -71,6 +72,7 @@ class LoadedIndex:
             verify_checksums: check every file's sha256 (sizes are always checked).
             ef_search: HNSW beam width to search with instead of the one the version was built
                 with (a serving-time trade of latency for recall, no rebuild needed).
+            nprobe: the same for the IVF cells scanned per query.
 
         Raises:
             IndexValidationError: with a message naming the version and what is wrong.
@@ -87,7 +89,7 @@ class LoadedIndex:
                 raise IndexValidationError(f"{path}: {len(items)} items but the manifest says {count}")
             _check_id_map(path, manifest, items)
             spaces = {
-                name: _load_space(path, manifest, name, entry, count, ef_search)
+                name: _load_space(path, manifest, name, entry, count, ef_search, nprobe)
                 for name, entry in manifest["spaces"].items()
             }
             lexical = LexicalIndex.load(require_listed(path, manifest, manifest["lexical"]), count)
@@ -119,6 +121,7 @@ def _check_id_map(path: Path, manifest: dict[str, Any], items: ItemTable) -> Non
 def _load_space(
     path: Path, manifest: dict[str, Any], name: str, entry: dict[str, Any], count: int,
     ef_search: int | None = None,
+    nprobe: int | None = None,
 ) -> VectorSpace:
     vectors = np.load(require_listed(path, manifest, entry["vectors"]), mmap_mode="r", allow_pickle=False)
     dim = int(entry["dim"])
@@ -136,8 +139,7 @@ def _load_space(
         raise IndexValidationError(
             f"{path}: {name} FAISS index has dim {ann.faiss_index.d} and {len(ann)} rows, expected {dim} and {count}"
         )
-    if ef_search is not None:
-        ann = ann.with_ef_search(ef_search)
+    ann = ann.with_search_params(ef_search, nprobe)
     # A plain ndarray view of the memory map: slicing an np.memmap builds a memmap object per
     # call, a measurable cost when every request gathers a few hundred candidate rows.
     return VectorSpace(name, np.asarray(vectors), ann, str(entry["fingerprint"]))

@@ -46,7 +46,7 @@ def create_holder(settings: ServiceSettings, encoder_factory: EncoderFactory | N
     holder = IndexHolder(
         settings.index_dir, (encoder_factory or default_encoder)(settings),
         verify_checksums=settings.verify_checksums, candidates=settings.candidates,
-        ef_search=settings.ef_search,
+        ef_search=settings.ef_search, nprobe=settings.nprobe,
     )
     holder.reload()
     return holder

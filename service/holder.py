@@ -46,6 +46,7 @@ class IndexHolder:
         verify_checksums: bool = True,
         candidates: int = 200,
         ef_search: int | None = None,
+        nprobe: int | None = None,
         on_swap: SwapListener | None = None,
     ) -> None:
         self.store = VersionStore(index_root)
@@ -53,6 +54,7 @@ class IndexHolder:
         self.verify_checksums = verify_checksums
         self.candidates = candidates
         self.ef_search = ef_search
+        self.nprobe = nprobe
         self._listeners: list[SwapListener] = [on_swap] if on_swap is not None else []
         self._refusal_listeners: list[Callable[[Refusal], None]] = []
         self.last_refusal: Refusal | None = None
@@ -90,7 +92,7 @@ class IndexHolder:
         """
         index = LoadedIndex.load(
             path, expected_fingerprint=self.encoder.fingerprint, verify_checksums=self.verify_checksums,
-            ef_search=self.ef_search,
+            ef_search=self.ef_search, nprobe=self.nprobe,
         )
         dim = int(index.text.vectors.shape[1])
         if dim != self.encoder.dim:

@@ -56,6 +56,10 @@ class ServiceSettings(AisleSettings):
         None, ge=1, le=65536,
         description="HNSW search beam width, overriding the one recorded by the build (None: the build's).",
     )
+    nprobe: int | None = Field(
+        None, ge=1, le=65536,
+        description="IVF cells scanned per query, overriding the one recorded by the build (None: the build's).",
+    )
     # Hybrid fusion (service.ranking.hybrid). The defaults were tuned on half of the
     # Amazon-Google dev queries and checked on the other half (benchmarks/eval_search_ag.py).
     fusion_method: Literal["weighted", "rrf"] = Field(

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from index.ann import AnnParams
 from index.build import BuildOptions, build_version
 from index.catalog import Catalog, Product
 from index.loaded import LoadedIndex
@@ -88,9 +89,17 @@ def test_changed_index_parameters_rebuild_the_index_but_keep_the_vectors(tmp_pat
     assert report.index_type == "hnsw" and not same_inode(first.path / "index.text.faiss", report.path / "index.text.faiss")
     assert LoadedIndex.load(report.path).text.ann.params.ef_search == 64
     # A serving-time override changes the beam without a rebuild, in Aisle's params and FAISS's.
-    ann = LoadedIndex.load(report.path, ef_search=300).text.ann
+    ann = LoadedIndex.load(report.path, ef_search=300, nprobe=3).text.ann
     assert ann.params.ef_search == 300 and ann.faiss_index.hnsw.efSearch == 300
+    assert ann.params.nprobe == AnnParams.nprobe  # not an IVF index: left alone
     assert len(ann.search(np.ones(ann.faiss_index.d, dtype=np.float32) / np.sqrt(ann.faiss_index.d), 5)[0]) == 5
+
+
+def test_nprobe_override_of_an_ivf_version(tmp_path: Path) -> None:
+    report = build(tmp_path, small_products(200), index_type="ivf", nprobe=2)
+    assert LoadedIndex.load(report.path).text.ann.faiss_index.nprobe == 2
+    ann = LoadedIndex.load(report.path, nprobe=4, ef_search=99).text.ann
+    assert ann.params.nprobe == 4 and ann.faiss_index.nprobe == 4 and ann.params.ef_search == AnnParams.ef_search
 
 
 def test_a_damaged_previous_version_is_not_reused(tmp_path: Path) -> None:
