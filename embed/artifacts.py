@@ -138,3 +138,21 @@ def publish_export(staged: Path, target: Path) -> Path:
     if read_manifest_if_current(target) is None:
         retire_stale(target)
     return publish_dir(staged, target)
+
+
+class ManifestIdentity:
+    """``name``, ``dim`` and ``fingerprint`` of an encoder read from its export's ``manifest``."""
+
+    manifest: ExportManifest
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def dim(self) -> int:
+        return self.manifest.dim
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest.fingerprint

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embed.artifacts import TOKENIZER_FILE, ExportManifest
+from embed.artifacts import TOKENIZER_FILE, ExportManifest, ManifestIdentity
 from embed.base import ImageEncoder, l2_normalize
 from embed.clip import TEXT_FILE, VISION_FILE, prepare_clip_model
 from embed.config import ImageEncoderConfig
@@ -18,7 +18,7 @@ from embed.runtime import load_tokenizer, make_session
 logger = logging.getLogger(__name__)
 
 
-class OnnxClipEncoder(ImageEncoder):
+class OnnxClipEncoder(ManifestIdentity, ImageEncoder):
     """Encodes product images (vision tower) and queries (text tower) into CLIP's joint space.
 
     Documents of this encoder are images: :meth:`encode_images` is the catalogue side and
@@ -43,18 +43,6 @@ class OnnxClipEncoder(ImageEncoder):
         self._text = make_session(self.model_dir / TEXT_FILE, threads)
         self._tokenizer = load_tokenizer(self.model_dir / TOKENIZER_FILE, max_length=self.manifest.max_length)
         self._pad_id = self.manifest.pad_id
-
-    @property
-    def name(self) -> str:
-        return self.manifest.name
-
-    @property
-    def dim(self) -> int:
-        return self.manifest.dim
-
-    @property
-    def fingerprint(self) -> str:
-        return self.manifest.fingerprint
 
     def encode_images(
         self, paths: Sequence[str | Path], *, batch_size: int = 32, show_progress: bool = False

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embed.artifacts import MANIFEST_NAME, TEXT_MODEL_FILE, TOKENIZER_FILE, ExportManifest
+from embed.artifacts import MANIFEST_NAME, TEXT_MODEL_FILE, TOKENIZER_FILE, ExportManifest, ManifestIdentity
 from embed.base import Encoder, l2_normalize
 from embed.runtime import load_tokenizer, make_session
 
@@ -21,7 +21,7 @@ _SORT_WINDOW = 8192
 DEFAULT_TOKEN_BUDGET = 512
 
 
-class OnnxTextEncoder(Encoder):
+class OnnxTextEncoder(ManifestIdentity, Encoder):
     """Runs an exported sentence-transformers model with onnxruntime.
 
     The output equals sentence-transformers' (pooling over the attention mask, then L2
@@ -73,18 +73,6 @@ class OnnxTextEncoder(Encoder):
         self._lowercase = self.manifest.do_lower_case
         self._pad_id = self.manifest.pad_id
         self.token_budget = DEFAULT_TOKEN_BUDGET
-
-    @property
-    def name(self) -> str:
-        return self.manifest.name
-
-    @property
-    def dim(self) -> int:
-        return self.manifest.dim
-
-    @property
-    def fingerprint(self) -> str:
-        return self.manifest.fingerprint
 
     def token_lengths(self, texts: Sequence[str]) -> list[int]:
         """Number of tokens (special tokens included, after truncation) of each text."""
