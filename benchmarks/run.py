@@ -109,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python -m benchmarks.run " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "machine": describe_machine(REPO_ROOT),
+        # Service settings given through the environment (e.g. AISLE_NPROBE) apply to the server
+        # and to the in-process engine alike; recorded so that a result says what it ran with.
+        "aisle_environment": {k: v for k, v in sorted(os.environ.items())
+                              if k.startswith("AISLE_") and k not in ("AISLE_CACHE_DIR", "AISLE_SHARED_DATA")},
         "wait_quiet": quiet,
     }
     levels = LoadLevels(concurrency=args.concurrency, rates=args.rates, max_requests=args.requests_per_level,

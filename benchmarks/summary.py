@@ -95,8 +95,10 @@ def section(result: dict[str, Any], name: str) -> list[str]:
     """The markdown of one result file."""
     settings = result["settings"]
     load = result.get("machine_load", {})
+    environment = " ".join(f"{k}={v}" for k, v in (result.get("aisle_environment") or {}).items())
+    command = f"{environment} {result['command']}" if environment else result["command"]
     lines = [f"## {settings['size']:,} items, {settings['threads']} thread(s) — `{name}.json`", "",
-             f"Command: `{result['command']}`  ", f"Run: {result['created']}, "
+             f"Command: `{command}`  ", f"Run: {result['created']}, "
              f"{_fmt(result.get('wall_seconds'), 0)} s; machine load during the run: load average "
              f"{load.get('loadavg_start')} → {load.get('loadavg_end')}, CPU busy {load.get('cpu_busy_fraction')}"
              + (" (**other processes were running: latencies are pessimistic**)"
