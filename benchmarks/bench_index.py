@@ -1,6 +1,7 @@
 """Index benchmark: build time, bytes per item, recall@10 and single-query latency per index type.
 
-    python benchmarks/bench_index.py --sizes 100000 1000000 --out benchmarks/results/index.json
+    python benchmarks/bench_index.py --sizes 100000 --out benchmarks/results/index-100k.json
+    python benchmarks/bench_index.py --sizes 1000000 --queries 240 --out benchmarks/results/index-1m.json
 
 Vectors: the bundled MiniLM (int8 ONNX, as served) encodes 8,196 real product texts (Amazon-
 Google, Industrial & Scientific, ESCI); perturbed copies ``x + σ·g/√d`` (renormalised, σ = 0.7:

@@ -5,7 +5,7 @@ overrides it):
 
 * ``flat``: exact search. The default up to ``FLAT_MAX_ITEMS`` (20,000) products. A query
   reads every vector (1.5 KB each for MiniLM), so it is bound by memory bandwidth: about 2.5 ms
-  at 20k products, 13 ms at 100k on one core (``benchmarks/results/index.json``).
+  at 20k products, 13 ms at 100k on one core (``benchmarks/results/index-*.json``).
 * ``hnsw``: an HNSW graph over the float32 vectors, the default above that: about 1.5 ms per
   query at 100k products with recall@10 ≈ 0.998 at the default ``ef_search``. In memory it
   needs about ``4·dim + 8·M`` bytes per product (1.7 GB for a million 384-d vectors at M=32).
@@ -22,7 +22,7 @@ overrides it):
   own product's variants, while the variants share a cell. On such a million-item catalogue
   ``nprobe`` 32 keeps recall@10 ≥ 0.99 at about half a millisecond; on spread-out catalogues
   it needs a third of the cells and ``hnsw`` is the better choice (both in
-  ``benchmarks/results/index.json``).
+  ``benchmarks/results/index-*.json``).
 
 Filtered search (a set of allowed rows, see ``index.filters``) is correct by construction: rows
 outside the filter are never returned, and ``k`` rows come back whenever at least ``k`` are
@@ -74,12 +74,13 @@ class AnnParams:
     """Index type and its parameters, recorded in the manifest.
 
     Attributes:
-        type: ``flat``, ``hnsw`` or ``hnsw-sq8``.
+        type: ``flat``, ``hnsw``, ``hnsw-sq8`` or ``ivf``.
         hnsw_m: graph degree (neighbours per node; twice that on the bottom layer).
         ef_construction: beam width while building the graph.
         ef_search: beam width while searching; raised to ``k`` when ``k`` is larger. The
-            default buys recall@10 ≥ 0.99 on real MiniLM vectors up to a million products (see
-            ``benchmarks/results/index.json``); a narrower beam is faster and less exact.
+            default gives recall@10 0.998 on 100k perturbed real MiniLM vectors, but only 0.83 on
+            a million made of ~120 copies of each real product, where ``ivf`` does better
+            (``benchmarks/results/index-*.json``); a narrower beam is faster and less exact.
         ivf_lists: ``ivf``: number of k-means cells (0: ``ivf_lists_for(count)`` at build).
         nprobe: ``ivf``: cells scanned per query.
     """

@@ -37,7 +37,7 @@ def corpus(real_vectors, real_products, tmp_path_factory) -> tuple[np.ndarray, I
 
 #: ``ivf`` is chosen by hand, for catalogues of many near-duplicate variants, where its default
 #: of 32 cells suffices; on these spread-out vectors it needs about a third of its cells
-#: (``benchmarks/results/index.json`` sweeps both). The other types run with their defaults.
+#: (``benchmarks/results/index-*.json`` sweep both). The other types run with their defaults.
 IVF_NPROBE_HERE = 256
 
 
