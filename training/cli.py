@@ -67,7 +67,7 @@ def register_train(commands: argparse._SubParsersAction) -> None:
     knobs.add_argument("--fresh-history", type=int, default=1,
                        help="most recent history items encoded with gradients per case (default 1)")
     knobs.add_argument("--hard-negatives", type=int, default=1, help="search: mined hard negatives per query (default 1)")
-    knobs.add_argument("--random-negatives", type=int, default=64, help="search: uniform negatives per step (default 64)")
+    knobs.add_argument("--random-negatives", type=int, default=64, help="uniform negatives per step, both objectives (default 64)")
     knobs.add_argument("--refresh-every", type=int, default=25, help="steps between full re-encodings of the catalogue")
     knobs.add_argument("--dropout", action="store_true", help="train with the model's dropout (default off)")
     knobs.add_argument("--max-seq-length", type=int, default=64)

@@ -50,7 +50,7 @@ class TrainOptions:
             recent items compete with the next one as in an unmasked ranking.
         hard_negatives: search: per query, the products scoring highest for it that are added as
             candidates (mined with the bank of item vectors).
-        random_negatives: search: candidates drawn uniformly from the catalogue per step.
+        random_negatives: candidates drawn uniformly from the catalogue per step (both objectives).
         refresh_every: steps between full recomputations of the bank of item vectors that
             next-item steps score against (validations recompute it too).
         dropout: train with the model's dropout (off by default: fresh vectors then equal the

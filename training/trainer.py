@@ -3,9 +3,10 @@
 Next item: the query side is the served profile of the history (``training.torch_profile``: the
 recency-decayed, type-weighted average of the history items' vectors), scored against in-batch
 candidates: the batch's next items, the histories' recent items and a few random items, all
-encoded afresh with gradients, so both sides of every score learn. (Scoring against a bank of
-stale vectors of the whole catalogue, with gradients on the history side only, barely moved
-validation and lowered the held-out numbers on Amazon Scientific.) Older history items, which
+encoded afresh with gradients, so both sides of every score learn. On Amazon Scientific neither
+this nor the earlier objective (a bank of stale vectors of the whole catalogue, gradients on the
+history side only) has improved the valid split yet: both lowered it (HR@10 0.106 → 0.097 and
+0.101; ``benchmarks/results/train_scientific.json`` holds the in-batch run). Older history items, which
 weigh little after decay, take their vector from a bank that is recomputed in full every
 ``refresh_every`` steps and at each validation; fresh vectors are written back into it.
 
@@ -111,9 +112,12 @@ class CatalogTrainer:
             top = torch.topk(anchors @ self.bank.T, depth, dim=1).indices.tolist()
             for ranked, skip in zip(top, exclude):
                 rows.update([r for r in ranked if r not in skip][: self.hard_negatives])
-        count = min(self.random_negatives, len(self.item_texts))
-        rows.update(self.rng.sample(range(len(self.item_texts)), count))
+        rows.update(self._random_rows())
         return rows
+
+    def _random_rows(self) -> list[int]:
+        """``random_negatives`` distinct catalogue rows drawn uniformly."""
+        return self.rng.sample(range(len(self.item_texts)), min(self.random_negatives, len(self.item_texts)))
 
     def _fresh(self, rows: set[int]) -> tuple[list[int], torch.Tensor, dict[int, int]]:
         ordered = sorted(rows)
@@ -134,15 +138,12 @@ class CatalogTrainer:
         recent = slice(max(0, width - max(1, self.fresh_history)), None)
         targets = [c.target for c in cases]
         candidates = set(padded.rows[:, recent][padded.valid[:, recent]].tolist()) | set(targets)
-        candidates |= set(self.rng.sample(range(len(self.item_texts)), min(self.random_negatives, len(self.item_texts))))
-        ordered = sorted(candidates)
+        ordered, fresh, position = self._fresh(candidates | set(self._random_rows()))
         index = torch.tensor(ordered, dtype=torch.long)
-        fresh = self._item_vectors(ordered)
         profiles = decayed_profiles(
             self.bank.index_copy(0, index, fresh)[rows],
             torch.from_numpy(padded.log2_weight).float(), torch.from_numpy(padded.valid),
         )
-        position = {row: i for i, row in enumerate(ordered)}
         labels = torch.tensor([position[t] for t in targets], dtype=torch.long)
         logits = profiles @ fresh.T / self.temperature
         return torch.nn.functional.cross_entropy(logits, labels), fresh, index
