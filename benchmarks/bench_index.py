@@ -157,14 +157,8 @@ def bench_type(
     for share in args.filter_shares:
         selection = RowSelection(rng.random(n) < share)
         truth_filtered = filtered_truth(vectors, filter_queries, selection)
-        if kind == "ivf":
-            lists = int(index.faiss_index.nlist)
-            breadth = min(lists, ann.filtered_ef(params.nprobe, selection.count / n))
-            scanned = breadth * n / lists * ann.IVF_ROW_COST
-        else:
-            breadth = ann.filtered_ef(max(params.ef_search, K), selection.count / n)
-            scanned = breadth * ann.GRAPH_STEP_COST_ROWS
-        path = "scan" if kind == "flat" or selection.count <= scanned else "index"
+        breadth, scan = served.filtered_plan(selection.count, K)
+        path = "scan" if scan else "index"
         entry = {"allowed_rows": selection.count, "policy_path": path, "policy_breadth": breadth,
                  **measure_search(served, filter_queries, truth_filtered, selection)}
         # Each path alone, to check the cost model that chooses between them.

@@ -19,10 +19,11 @@ overrides it):
   a query scans the ``nprobe`` cells nearest to it exactly. Never chosen automatically: it is
   for catalogues made of many near-duplicate variants (a hundred colour/size versions of each
   product), where HNSW graphs lose recall because each node's neighbour list fills up with its
-  own product's variants, while the variants share a cell. On such a million-item catalogue
-  ``nprobe`` 32 keeps recall@10 ≥ 0.99 at about half a millisecond; on spread-out catalogues
-  it needs a third of the cells and ``hnsw`` is the better choice (both in
-  ``benchmarks/results/index-*.json``).
+  own product's variants, while the variants share a cell. On the benchmarks' million-item
+  variant catalogues ``nprobe`` 32 gave recall@10 0.96-0.98 at about 1.7 ms and 128 cells
+  0.993-0.997, where HNSW stopped at 0.78-0.83; on spread-out catalogues IVF needs a fifth to a
+  third of its cells and ``hnsw`` is the better choice (``benchmarks/results/index-*.json``,
+  ``latency-1m-t1*.json``).
 
 Filtered search (a set of allowed rows, see ``index.filters``) is correct by construction: rows
 outside the filter are never returned, and ``k`` rows come back whenever at least ``k`` are
@@ -291,24 +292,33 @@ class AnnIndex:
         wanted = min(k, selection.count)
         if wanted == 0:
             return _empty()
-        if self.params.type == "flat":
+        breadth, scan = self.filtered_plan(selection.count, wanted)
+        if scan:
             return self.exact_subset(query[0], wanted, selection.rows)
-        share = selection.count / n
+        rows, scores = self.graph_search(query[0], wanted, selection, breadth)
+        if len(rows) < wanted:  # the search met fewer allowed rows than asked for
+            return self.exact_subset(query[0], wanted, selection.rows)
+        return rows, scores
+
+    def filtered_plan(self, allowed: int, wanted: int) -> tuple[int, bool]:
+        """How a search of ``allowed`` rows for ``wanted`` results runs: ``(breadth, scan)``.
+
+        ``breadth`` is the HNSW beam or the IVF cells, widened in inverse proportion to the
+        allowed share so that the search meets about as many allowed rows as an unfiltered one;
+        ``scan`` is True when scanning the allowed rows exactly costs less (always for ``flat``).
+        """
+        n = len(self)
+        share = allowed / n
+        if self.params.type == "flat":
+            return 0, True
         if self.params.type == "ivf":
-            # Scan more cells in inverse proportion to the allowed share (as many allowed rows
-            # as an unfiltered query meets), or the allowed rows themselves when fewer.
             lists = int(self.faiss_index.nlist)
             breadth = min(lists, filtered_ef(self.params.nprobe, share))
             scanned_rows = breadth * n / lists * IVF_ROW_COST
         else:
             breadth = filtered_ef(max(self.params.ef_search, wanted), share)
             scanned_rows = breadth * GRAPH_STEP_COST_ROWS
-        if selection.count <= scanned_rows:
-            return self.exact_subset(query[0], wanted, selection.rows)
-        rows, scores = self.graph_search(query[0], wanted, selection, breadth)
-        if len(rows) < wanted:  # the search met fewer allowed rows than asked for
-            return self.exact_subset(query[0], wanted, selection.rows)
-        return rows, scores
+        return breadth, allowed <= scanned_rows
 
     def exact_subset(self, query: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact top ``k`` among ``rows`` (ascending row numbers), ties broken by row number.

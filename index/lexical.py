@@ -124,13 +124,15 @@ def _import_bm25s() -> Any:
 
 
 def _require_sorted_postings(rows: np.ndarray, starts: np.ndarray) -> None:
-    """Exact scoring binary-searches each token's rows, so they must ascend within a token.
+    """``match`` hands out a one-token query's postings as they are stored and callers
+    binary-search the result, so rows must ascend within a token.
 
-    bm25s writes a canonical CSC matrix (rows ascending per column); one vectorised pass checks it.
+    bm25s writes a canonical CSC matrix (rows ascending per column); one vectorised pass at load
+    checks it (row numbers are below 2**31, so their differences fit the stored int32).
     """
     if len(rows) < 2:
         return
-    rising = np.diff(np.asarray(rows, dtype=np.int64)) > 0
+    rising = np.diff(rows) > 0
     token_starts = np.asarray(starts[1:-1], dtype=np.int64)
     boundary = token_starts[(token_starts > 0) & (token_starts < len(rows))] - 1
     rising[boundary] = True  # a new token may start at any row

@@ -117,12 +117,7 @@ def filters_to_check(items: ItemTable) -> dict[str, Filters]:
 
 def scans_exactly(index: AnnIndex, allowed: int) -> bool:
     """Whether the search scans the allowed rows rather than walking the graph or IVF cells."""
-    if index.params.type == "ivf":
-        lists = index.faiss_index.nlist
-        cells = min(lists, ann.filtered_ef(index.params.nprobe, allowed / len(index)))
-        return allowed <= cells * len(index) / lists * ann.IVF_ROW_COST
-    ef = ann.filtered_ef(max(index.params.ef_search, K), allowed / len(index))
-    return allowed <= ef * ann.GRAPH_STEP_COST_ROWS
+    return index.filtered_plan(allowed, K)[1]
 
 
 @pytest.mark.parametrize("kind", INDEX_TYPES)
