@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.data import BaseProduct
-from embed.base import Encoder, l2_normalize
+from embed.base import Encoder, ForwardingEncoder, l2_normalize
 from index.build import BuildOptions, build_version
 from index.catalog import Catalog, Product
 from index.manifest import read_manifest
@@ -51,7 +51,7 @@ class CatalogueRecipe:
     index_type: str | None
 
 
-class PrecomputedEncoder(Encoder):
+class PrecomputedEncoder(ForwardingEncoder):
     """Serves precomputed document vectors under the real model's identity.
 
     Documents are looked up by their embedding text; queries go to the real encoder, so
@@ -61,21 +61,9 @@ class PrecomputedEncoder(Encoder):
     def __init__(self, query_encoder: Encoder, texts: Sequence[str], vectors: np.ndarray) -> None:
         if len(texts) != len(vectors):
             raise ValueError(f"{len(texts)} texts but {len(vectors)} vectors")
-        self._query_encoder = query_encoder
+        super().__init__(query_encoder)
         self._vectors = vectors
         self._row_of = {text: row for row, text in enumerate(texts)}
-
-    @property
-    def name(self) -> str:
-        return self._query_encoder.name
-
-    @property
-    def dim(self) -> int:
-        return self._query_encoder.dim
-
-    @property
-    def fingerprint(self) -> str:
-        return self._query_encoder.fingerprint
 
     def encode_documents(
         self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
@@ -85,9 +73,6 @@ class PrecomputedEncoder(Encoder):
         except KeyError as exc:
             raise KeyError(f"no precomputed vector for document text {exc.args[0]!r}") from None
         return np.ascontiguousarray(self._vectors[rows], dtype=np.float32)
-
-    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._query_encoder.encode_queries(texts)
 
 
 def encode_base_products(

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.data import shared_data_dir
-from embed.base import Encoder
+from embed.base import Encoder, ForwardingEncoder
 from index.build import BuildOptions, build_version
 from index.catalog import load_catalog
 from index.loaded import LoadedIndex
@@ -87,28 +87,12 @@ def metrics(queries: Sequence[Query], ranked: Sequence[Sequence[str]]) -> dict[s
             "hit@10": round(hits / count, 4), "queries": len(queries)}
 
 
-class CachingEncoder(Encoder):
+class CachingEncoder(ForwardingEncoder):
     """The real encoder, remembering query vectors so that tuning re-ranks without re-encoding."""
 
     def __init__(self, inner: Encoder) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self._queries: dict[str, np.ndarray] = {}
-        self.modality = inner.modality
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
-    @property
-    def fingerprint(self) -> str:
-        return self.inner.fingerprint
-
-    def encode_documents(self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
-        return self.inner.encode_documents(texts, batch_size=batch_size, show_progress=show_progress)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         missing = [text for text in texts if text not in self._queries]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.machine import describe_machine
-from benchmarks.train_scientific import run
+from benchmarks.train_scientific import aisle_environment, run
 from index.storage import atomic_write_json
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,8 +60,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "train_ag.json")
     args = parser.parse_args()
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1",
-           "AISLE_CACHE_DIR": os.environ.get("AISLE_CACHE_DIR", str(REPO / ".cache" / "aisle"))}
+    env = aisle_environment()
     env.pop("AISLE_CONFIG", None)
     aisle = [sys.executable, "-m", "index.cli"]
     evaluate = [*aisle, "eval", "search", "--data", "amazon_google", "--half", "odd", "--engine", "service",

@@ -54,6 +54,12 @@ def run(command: list[str], env: dict[str, str]) -> tuple[dict[str, Any], dict[s
     return json.loads(done.stdout), timing
 
 
+def aisle_environment() -> dict[str, str]:
+    """This process's environment for the ``aisle`` subprocesses: offline, the repository's cache."""
+    return {**os.environ, "HF_HUB_OFFLINE": "1",
+            "AISLE_CACHE_DIR": os.environ.get("AISLE_CACHE_DIR", str(REPO / ".cache" / "aisle"))}
+
+
 def tune_half_life(env: dict[str, str], settings: Path) -> dict[str, Any]:
     """Half-life of the profile tuned on the training rows with the bundled model."""
     os.environ.update(env)
@@ -88,8 +94,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "train_scientific.json")
     args = parser.parse_args()
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1",
-           "AISLE_CACHE_DIR": os.environ.get("AISLE_CACHE_DIR", str(REPO / ".cache" / "aisle"))}
+    env = aisle_environment()
     aisle = [sys.executable, "-m", "index.cli"]
     tuned = tune_half_life(env, args.settings)
     env["AISLE_CONFIG"] = str(args.settings)

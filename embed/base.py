@@ -50,6 +50,35 @@ class Encoder(ABC):
         """Encodes search queries (query side, with the model's query prefix)."""
 
 
+class ForwardingEncoder(Encoder):
+    """An encoder that passes everything to ``inner``: subclass it to change one behaviour
+    (cache queries, count documents, substitute vectors) while keeping the model's identity."""
+
+    def __init__(self, inner: Encoder) -> None:
+        self.inner = inner
+        self.modality = inner.modality
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    @property
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint
+
+    def encode_documents(
+        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
+    ) -> np.ndarray:
+        return self.inner.encode_documents(texts, batch_size=batch_size, show_progress=show_progress)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.inner.encode_queries(texts)
+
+
 def l2_normalize(matrix: np.ndarray) -> np.ndarray:
     """Returns ``matrix`` as float32 with unit-norm rows (zero rows stay zero)."""
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)

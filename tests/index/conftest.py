@@ -9,40 +9,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embed.base import Encoder, l2_normalize
+from embed.base import Encoder, ForwardingEncoder, l2_normalize
 from index.build import BuildOptions, BuildReport, build_version
 from index.catalog import Catalog, Product
 from tests.fakes import HashingEncoder
 from tests.index import realdata
 
 
-class CountingEncoder(Encoder):
+class CountingEncoder(ForwardingEncoder):
     """Wraps an encoder and counts the documents it is asked to encode."""
 
     def __init__(self, inner: Encoder) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.encoded_texts: list[str] = []
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
-    @property
-    def fingerprint(self) -> str:
-        return self.inner.fingerprint
 
     def encode_documents(
         self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
     ) -> np.ndarray:
         self.encoded_texts.extend(texts)
-        return self.inner.encode_documents(texts, batch_size=batch_size, show_progress=show_progress)
-
-    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self.inner.encode_queries(texts)
+        return super().encode_documents(texts, batch_size=batch_size, show_progress=show_progress)
 
 
 class TextSeedEncoder(Encoder):
