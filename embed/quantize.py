@@ -99,7 +99,7 @@ def quantize_int8(
             reduce_range=True,
             op_types_to_quantize=["MatMul", "Attention"],
             nodes_to_exclude=keep_float,
-            # Fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference.
+            # Fused contrib ops (Attention, EmbedLayerNormalization) defeat ONNX shape inference.
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     finally:

@@ -54,6 +54,27 @@ def test_golden_vectors(backend: str, fp32: OnnxTextEncoder, int8: OnnxTextEncod
         np.testing.assert_allclose(row[:5], golden[text], atol=tolerance, err_msg=text)
 
 
+@pytest.mark.parametrize("backend", ["onnx-fp32", "onnx-int8"])
+def test_residuals_are_not_fused_into_skip_layer_norm(
+    backend: str, fp32: OnnxTextEncoder, int8: OnnxTextEncoder, tmp_path: Any
+) -> None:
+    """onnxruntime's SkipLayerNormalization CPU kernel is ~7x slower than Add + LayerNormalization;
+    neither the export nor the session optimiser may bring it back (e.g. after an upgrade)."""
+    import onnx
+    import onnxruntime as ort
+
+    from embed.runtime import UNFUSED_PATTERNS
+
+    model_path = (fp32 if backend == "onnx-fp32" else int8).model_dir / "model.onnx"
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(model_path), options, ["CPUExecutionProvider"], disabled_optimizers=UNFUSED_PATTERNS)
+    for graph in (onnx.load(str(model_path)).graph, onnx.load(options.optimized_model_filepath).graph):
+        operators = {node.op_type for node in graph.node}
+        assert "SkipLayerNormalization" not in operators
+        assert "LayerNormalization" in operators and operators & {"Attention", "QAttention"}
+
+
 def test_identity_of_the_two_backends(fp32: OnnxTextEncoder, int8: OnnxTextEncoder) -> None:
     assert fp32.name == int8.name == "all-MiniLM-L6-v2"
     assert fp32.dim == int8.dim == 384
