@@ -140,7 +140,7 @@ def bench_type(
             sweep[str(ef)] = measure_search(tuned, queries[:limit], truth[:limit])
         index.faiss_index.hnsw.efSearch = params.ef_search
         result["ef_search_sweep"] = sweep
-    elif kind == "ivf":
+    elif kind in ann.IVF_TYPES:
         sweep = {}
         for nprobe in args.nprobe_sweep:
             tuned = AnnIndex(index.faiss_index, served.vectors, replace(params, nprobe=nprobe))

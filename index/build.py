@@ -48,7 +48,7 @@ class BuildOptions:
 
     Attributes:
         index_type: ``None`` picks by catalogue size and memory budget (see ``index.ann``),
-            else ``flat``, ``hnsw``, ``hnsw-sq8`` or ``ivf``.
+            else ``flat``, ``hnsw``, ``hnsw-sq8``, ``ivf`` or ``ivf-pq``.
         memory_budget_mb: the most memory the vector index may take when the type is chosen
             automatically; above it large catalogues get ``hnsw-sq8``. ``None``: no limit.
         hnsw_m, ef_construction, ef_search: HNSW parameters (see ``index.ann.AnnParams``).

@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--model", help="bundled:all-MiniLM-L6-v2 or a local sentence-transformers dir")
     build.add_argument("--index-type", choices=list(INDEX_TYPES),
                        help="default: flat up to 20,000 products, else hnsw (hnsw-sq8 above --memory-budget-mb); "
-                            "ivf on request")
+                            "ivf or ivf-pq on request (catalogues of many near-duplicate variants)")
     build.add_argument("--memory-budget-mb", type=_positive_float,
                        help="most memory the vector index may take; larger catalogues get hnsw-sq8")
     build.add_argument("--hnsw-m", type=_positive_int, help=f"HNSW graph degree (default {AnnParams.hnsw_m})")

@@ -35,9 +35,9 @@ def corpus(real_vectors, real_products, tmp_path_factory) -> tuple[np.ndarray, I
     return vectors, ItemTable.read(path)
 
 
-#: ``ivf`` is chosen by hand, for catalogues of many near-duplicate variants, where its default
-#: of 32 cells suffices; on these spread-out vectors it needs about a third of its cells
-#: (``benchmarks/results/index-*.json`` sweep both). The other types run with their defaults.
+#: ``ivf`` and ``ivf-pq`` are chosen by hand, for catalogues of many near-duplicate variants,
+#: where 32 to 64 cells suffice; on these spread-out vectors they need about a third of their
+#: cells (``benchmarks/results/index-*.json`` sweep both). The other types run with defaults.
 IVF_NPROBE_HERE = 256
 
 
@@ -45,7 +45,8 @@ IVF_NPROBE_HERE = 256
 def indexes(corpus) -> dict[str, AnnIndex]:
     vectors, _ = corpus
     params = {kind: AnnParams(type=kind) for kind in INDEX_TYPES}
-    params["ivf"] = ann.resolved_params(AnnParams(type="ivf", nprobe=IVF_NPROBE_HERE), len(vectors))
+    for kind in ann.IVF_TYPES:
+        params[kind] = ann.resolved_params(AnnParams(type=kind, nprobe=IVF_NPROBE_HERE), len(vectors))
     return {kind: AnnIndex.build(vectors, params[kind]) for kind in INDEX_TYPES}
 
 

@@ -121,8 +121,8 @@ def test_reuse_can_be_switched_off(tmp_path: Path) -> None:
 
 
 def test_bad_options_and_empty_catalogues_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown index type 'ivf-pq'"):
-        build(tmp_path, small_products(), index_type="ivf-pq")
+    with pytest.raises(ValueError, match="unknown index type 'ivf-sq4'"):
+        build(tmp_path, small_products(), index_type="ivf-sq4")
     with pytest.raises(ValueError, match="nprobe must be at least 1"):
         build(tmp_path, small_products(), index_type="ivf", nprobe=0)
     with pytest.raises(ValueError, match="keep_versions must be at least 1"):

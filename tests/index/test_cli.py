@@ -72,8 +72,8 @@ def test_missing_catalogue_bad_map_and_bad_options(tmp_path: Path, cli) -> None:
                        "cannot map a column to 'titel'")
     assert_clean_error(cli("build", "--catalog", catalogue, "--out", out, "--keep", "0"),
                        "--keep: must be at least 1")
-    assert_clean_error(cli("build", "--catalog", catalogue, "--out", out, "--index-type", "ivf-pq"),
-                       "invalid choice: 'ivf-pq'")
+    assert_clean_error(cli("build", "--catalog", catalogue, "--out", out, "--index-type", "ivf-sq4"),
+                       "invalid choice: 'ivf-sq4'")
 
 
 def test_invalid_config_is_reported_not_raised(tmp_path: Path, cli) -> None:
