@@ -78,6 +78,8 @@ IVF_PQ_ROW_COST = 0.25
 #: exactly: approximate scores only reorder candidates near the k-th.
 REFINE_FACTOR = 2
 REFINE_EXTRA = 10
+#: Up to this many rows, ``exact_subset`` gathers them with NumPy instead of calling FAISS.
+SMALL_SUBSET_ROWS = 1024
 #: Vectors per ``add`` call when a graph build shows its progress.
 ADD_CHUNK = 50_000
 
@@ -356,7 +358,9 @@ class AnnIndex:
         """Exact top ``k`` among ``rows`` (ascending row numbers), ties broken by row number.
 
         FAISS reads the chosen rows in place from the (memory-mapped) vectors: no gather copy
-        and no BLAS thread pool, which makes it several times faster than NumPy here.
+        and no BLAS thread pool, which makes it several times faster than NumPy for a filter's
+        thousands of rows. The few hundred candidates that ``hnsw-sq8`` and ``ivf-pq`` re-score
+        are the opposite case: a NumPy gather took 0.14 ms for 410 rows where FAISS took 0.31.
         """
         import faiss
 
@@ -365,6 +369,11 @@ class AnnIndex:
         if k == 0:
             return _empty()
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
+        if len(rows) <= SMALL_SUBSET_ROWS:
+            rows = np.asarray(rows, dtype=np.int64)
+            exact = vectors[rows] @ query
+            order = np.lexsort((rows, -exact))[:k]
+            return rows[order], exact[order].astype(np.float32, copy=False)
         subset = np.ascontiguousarray(rows, dtype=np.int64)
         scores = np.empty(k, dtype=np.float32)
         found = np.empty(k, dtype=np.int64)
