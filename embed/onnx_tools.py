@@ -101,7 +101,8 @@ def fuse_for_cpu(source: Path, destination: Path, *, model_type: str, num_heads:
 
     Residual additions stay ``Add`` + ``LayerNormalization``: onnxruntime's fused
     ``SkipLayerNormalization`` CPU kernel is ~7x slower than the pair it replaces (610 vs 87 us on
-    a 16x16x384 batch, onnxruntime 1.31), which made bulk int8 encoding ~25 % slower.
+    a 16x16x384 batch, onnxruntime 1.31): with it, bulk int8 encoding ran 517 titles/s per core
+    instead of 616.
     :func:`embed.runtime.make_session` keeps the runtime from re-fusing them.
 
     Returns:
