@@ -118,7 +118,7 @@ def instrumented(engine: Any, clock: StageClock) -> Iterator[list[str]]:
         ann = engine.index.text.ann
         stack.enter_context(_patched(ann, "search", clock.wrap(ann.search, "ann")))
         lexical = engine.index.lexical
-        for method in ("match", "search", "scores"):
+        for method in ("match", "top", "scores_of", "search", "scores"):
             if hasattr(lexical, method):
                 stack.enter_context(_patched(lexical, method, clock.wrap(getattr(lexical, method), "bm25")))
         for name, stage in (("select_rows", "filter"), ("query_candidates", "retrieve"), ("rerank", "rerank")):

@@ -63,10 +63,7 @@ def test_sparse_and_dense_paths_agree() -> None:
     # Zipf-like word frequencies: queries of common words take the dense path, of rare words
     # the sorted-postings path.
     rng = np.random.default_rng(0)
-    vocabulary = np.array([f"x{chr(97 + n // 26)}{chr(97 + n % 26)}q" for n in range(300)])  # letters only
-    frequency = 1.0 / np.arange(1, 301)
-    frequency /= frequency.sum()
-    texts = [" ".join(rng.choice(vocabulary, size=rng.integers(1, 12), p=frequency)) for _ in range(400)]
+    texts, vocabulary = _zipf_texts(rng, 400)
     index = LexicalIndex.build(texts)
     for number in range(60):
         words = vocabulary if number % 2 else vocabulary[100:]
@@ -75,6 +72,50 @@ def test_sparse_and_dense_paths_agree() -> None:
         expected = np.asarray(index._retriever.get_scores(index.tokens(query)), dtype=np.float32)
         assert list(rows) == list(np.flatnonzero(expected > 0))
         np.testing.assert_allclose(scores, expected[rows], rtol=1e-5)
+
+
+def _zipf_texts(rng: np.random.Generator, count: int) -> tuple[list[str], np.ndarray]:
+    vocabulary = np.array([f"x{chr(97 + n // 26)}{chr(97 + n % 26)}q" for n in range(300)])  # letters only
+    frequency = 1.0 / np.arange(1, 301)
+    frequency /= frequency.sum()
+    return [" ".join(rng.choice(vocabulary, size=rng.integers(1, 12), p=frequency)) for _ in range(count)], vocabulary
+
+
+def test_top_equals_the_top_k_of_every_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Common and rare words mixed, with masks and exclusions: the shortcut over common tokens
+    # must give exactly top_k(match), and both of its outcomes (stopped early, or read every
+    # posting) occur.
+    texts, vocabulary = _zipf_texts(np.random.default_rng(0), 2000)
+    index = LexicalIndex.build(texts)
+    read: list[int] = []
+    accumulate = index._accumulate
+    monkeypatch.setattr(index, "_accumulate", lambda spans: read.append(len(spans)) or accumulate(spans))
+    rng = np.random.default_rng(1)
+    shortcut_kept = 0
+    for number in range(200):
+        query = " ".join(rng.choice(vocabulary[: 20 + number], size=rng.integers(1, 6)))
+        allowed = rng.random(len(texts)) < 0.7 if number % 3 == 0 else None
+        excluded = rng.choice(len(texts), 50, replace=False) if number % 4 == 0 else None
+        k = int(rng.choice([1, 5, 20, 100]))
+        read.clear()
+        rows, scores = index.top(query, k, allowed, excluded)
+        shortcut_kept += all(spans < len(index.tokens(query)) for spans in read)  # never read them all
+        all_rows, all_scores = index.match(query, allowed)
+        if excluded is not None:
+            keep = ~np.isin(all_rows, excluded)
+            all_rows, all_scores = all_rows[keep], all_scores[keep]
+        expected_rows, expected_scores = top_k(all_rows, all_scores, k)
+        assert rows.tolist() == expected_rows.tolist(), query
+        np.testing.assert_allclose(scores, expected_scores, rtol=1e-5)
+        np.testing.assert_allclose(index.scores_of(query, np.sort(rows)), index.scores(query)[np.sort(rows)], rtol=1e-5)
+    assert 10 <= shortcut_kept <= 190
+
+
+def test_scores_of_any_rows(index: LexicalIndex) -> None:
+    every_row = np.arange(len(TEXTS))
+    for query in ("angle grinder wheel", "adobe photoshop cs3 upgrade", "zzz"):
+        np.testing.assert_allclose(index.scores_of(query, every_row), index.scores(query), rtol=1e-5)
+    assert index.scores_of("grinder", np.empty(0, np.int64)).size == 0
 
 
 def test_allowed_mask_and_top_k(index: LexicalIndex) -> None:
