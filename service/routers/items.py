@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from service.deps import EngineDep, SettingsDep, check_k
 from service.engine import RulesConflict
@@ -29,7 +29,7 @@ def similar(
     user_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     session_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     explain: bool = False,
-) -> dict:
+) -> Response:
     """Products similar to ``item_id`` (never the item itself), leaning towards the user's taste.
 
     The ``similar`` rules apply (by default more diversity than search).

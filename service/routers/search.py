@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from index.filters import Filters
 from service.deps import EngineDep, SettingsDep, check_k, check_query
@@ -40,7 +40,7 @@ def to_filters(filters: SearchFilters | None) -> Filters | None:
 
 def run_search(
     request: Request, engine: Engine, settings: SettingsDep, ranking: RankingConfig, body: SearchRequest
-) -> dict:
+) -> Response:
     started = time.perf_counter()
     check_k(settings, body.k)
     check_query(settings, body.query)
@@ -60,7 +60,7 @@ def run_search(
 @router.post("/search", response_model=RankedResponse, response_model_exclude_none=True)
 def search(
     request: Request, engine: EngineDep, settings: SettingsDep, ranking: RankingDep, body: SearchRequest
-) -> dict:
+) -> Response:
     """Ranked products for a query: hybrid (dense + BM25) retrieval, then business rules.
 
     Filters, exclusions and per-request rules (caps, pins, boosts, diversity, exploration)
@@ -80,7 +80,7 @@ def search_get(
     user_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     session_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     explain: bool = False,
-) -> dict:
+) -> Response:
     """The same search for a plain search bar form."""
     body = SearchRequest(query=q, k=k, user_id=user_id, session_id=session_id, explain=explain)
     return run_search(request, engine, settings, ranking, body)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from service.deps import EngineDep, SettingsDep, check_k
 from service.engine import Engine
@@ -51,7 +51,7 @@ def recommendations(
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     session_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     explain: bool = False,
-) -> dict:
+) -> Response:
     """Personalized recommendations; a user without history gets the popular list, never an error.
 
     Each result says where it came from: ``source`` is ``profile``, ``popular``,
@@ -70,12 +70,9 @@ def recommendations(
     hits = rerank(
         candidates, engine.index.items, ctx, rules, k, request_id=request.state.request_id, explain=explain,
     )
-    response = ranked_response(request, engine, hits, started)
     sources = candidates.sources if candidates.sources is not None else []
     source_of = dict(zip(candidates.rows.tolist(), (str(source) for source in sources)))
-    for hit, result in zip(hits, response["results"]):
-        result["source"] = source_of.get(hit.row, "profile")
-    return response
+    return ranked_response(request, engine, hits, started, [source_of.get(hit.row, "profile") for hit in hits])
 
 
 @router.get("/users/{user_id}/profile")
