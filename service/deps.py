@@ -1,4 +1,11 @@
-"""FastAPI dependencies: the settings, the engine of this request, the API key check, the limits."""
+"""FastAPI dependencies: the settings, the engine of this request, the API key check, the limits.
+
+The dependencies that only read the app's state are ``async``: FastAPI runs a plain ``def``
+dependency in the thread pool, and on ``/search`` those hops (one per dependency, each a thread
+switch and back) cost more CPU than the dependencies themselves. Handlers stay ``def``: the
+search work runs in a worker thread, so a stuck request cannot hold up the event loop and the
+time budget can still answer for it.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +21,12 @@ from service.settings import ServiceSettings
 API_KEY_HEADER = "X-API-Key"
 
 
-def get_settings(request: Request) -> ServiceSettings:
+async def get_settings(request: Request) -> ServiceSettings:
     """The settings the app was built with."""
     return request.app.state.settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     """The engine this request uses from start to end (one index version per response)."""
     holder = request.app.state.holder
     if not holder.loaded:
@@ -27,7 +34,7 @@ def get_engine(request: Request) -> Engine:
     return holder.engine
 
 
-def require_api_key(request: Request, settings: Annotated[ServiceSettings, Depends(get_settings)]) -> None:
+async def require_api_key(request: Request, settings: Annotated[ServiceSettings, Depends(get_settings)]) -> None:
     """Guards write and admin routes when an API key is configured (constant-time comparison)."""
     if settings.api_key is None:
         return

@@ -18,7 +18,7 @@ from service.personal.runtime import Personalization
 from service.ranking.types import ANONYMOUS, UserContext
 
 
-def get_personalization(request: Request) -> Personalization:
+async def get_personalization(request: Request) -> Personalization:
     """The running personalization (503 while the service is still starting)."""
     personal = getattr(request.app.state, "personal", None)
     if personal is None:

@@ -24,8 +24,11 @@ class HealthStatus(HealthResponse):
     response_model=HealthStatus,
     responses={503: {"model": HealthStatus, "description": "No index version is loaded yet."}},
 )
-def health(request: Request, response: Response) -> HealthStatus:
-    """200 with ``status: ok`` while a version is serving; 503 with ``status: loading`` before."""
+async def health(request: Request, response: Response) -> HealthStatus:
+    """200 with ``status: ok`` while a version is serving; 503 with ``status: loading`` before.
+
+    ``async``: it only reads the holder, so it runs on the event loop without a thread-pool hop.
+    """
     holder = request.app.state.holder
     refusal = holder.last_refusal
     refused = refusal.path.name if refusal is not None else None

@@ -19,7 +19,7 @@ from service.schemas import RankedResponse, SearchFilters, SearchRequest
 router = APIRouter(tags=["search"])
 
 
-def get_ranking(request: Request) -> RankingConfig:
+async def get_ranking(request: Request) -> RankingConfig:
     """The app's ranking configuration (built from the settings at start-up)."""
     state = request.app.state
     ranking = getattr(state, "ranking", None)
