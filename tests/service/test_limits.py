@@ -216,3 +216,18 @@ def test_operator_can_tighten_k_and_query_length(tmp_path: Path) -> None:
         assert client.post("/search", json={"query": "k" * 40}).status_code == 200
         too_long = client.post("/search", json={"query": "k" * 41})
         assert too_long.status_code == 422 and "at most 40 characters" in too_long.json()["error"]["message"]
+
+
+def test_serving_caps_numpy_blas_at_the_threads_setting(tmp_path: Path) -> None:
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def numpy_blas() -> list[dict]:
+        return [pool for pool in threadpool_info() if pool["user_api"] == "blas" and "numpy" in pool["filepath"]]
+
+    if not numpy_blas():
+        pytest.skip("NumPy's BLAS is not a separate library on this platform")
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert all(pool["num_threads"] == 2 for pool in numpy_blas())
+        # The app starts in TestClient's own thread; NumPy's BLAS setting is process-wide.
+        with TestClient(make_app(tmp_path, threads=1)):
+            assert all(pool["num_threads"] == 1 for pool in numpy_blas())
