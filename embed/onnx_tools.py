@@ -99,11 +99,15 @@ def fuse_for_cpu(source: Path, destination: Path, *, model_type: str, num_heads:
     only matches known patterns, so callers must check the result numerically and keep the
     unfused graph if it disagrees.
 
-    Residual additions stay ``Add`` + ``LayerNormalization``: onnxruntime's fused
-    ``SkipLayerNormalization`` CPU kernel is ~7x slower than the pair it replaces (610 vs 87 us on
-    a 16x16x384 batch, onnxruntime 1.31): with it, bulk int8 encoding ran 517 titles/s per core
-    instead of 616.
-    :func:`embed.runtime.make_session` keeps the runtime from re-fusing them.
+    Two fusions are left out, because onnxruntime 1.31's fused CPU kernels are slower than the
+    nodes they replace (:func:`embed.runtime.make_session` keeps the runtime from re-fusing them):
+
+    * residual additions stay ``Add`` + ``LayerNormalization``: the ``SkipLayerNormalization``
+      kernel is ~7x slower (610 vs 87 us on a 16x16x384 batch); with it, bulk int8 encoding ran
+      517 titles/s per core instead of 616;
+    * the feed-forward bias stays an ``Add`` before ``Gelu``: ``BiasGelu`` takes ~1.0-1.6 ns per
+      element where ``Gelu`` takes ~0.65 (512x1536, one core), and the int8 session folds the
+      ``Add`` into the preceding quantised matmul as its bias anyway. Same exact (erf) GELU.
 
     Returns:
         ``True`` if at least one attention block was fused and ``destination`` was written.
@@ -116,6 +120,7 @@ def fuse_for_cpu(source: Path, destination: Path, *, model_type: str, num_heads:
     options = FusionOptions(model_type)
     options.enable_skip_layer_norm = False
     options.enable_bias_skip_layer_norm = False
+    options.enable_bias_gelu = False
     previous = logging.getLogger("onnxruntime.transformers").level
     logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
     try:
