@@ -256,6 +256,7 @@ class LexicalIndex:
             return _empty()
         common = [span for span in spans if span[1] - span[0] > self._common_postings]
         rare = [span for span in spans if span[1] - span[0] <= self._common_postings]
+        floor = 0.0
         if common and rare:
             rows, scores = _keep(*self._accumulate(rare), allowed, excluded)
             scores += self._weights_at(common, rows)
@@ -263,7 +264,11 @@ class LexicalIndex:
             common_alone_at_most = sum(float(self._max_weights[self._token_of(span)]) for span in common)
             if len(best_rows) == k and best_scores[-1] > common_alone_at_most:
                 return best_rows, best_scores
-        return top_k(*_keep(*self._accumulate(spans), allowed, excluded), k)
+            if len(best_rows) == k:
+                # k allowed rows score at least this much: no row below it can be in the top k
+                # (less a margin for float sums added up in another order).
+                floor = float(best_scores[-1]) * (1 - 1e-5)
+        return top_k(*_keep(*self._accumulate(spans, floor), allowed, excluded), k)
 
     def scores_of(self, query: str, rows: np.ndarray) -> np.ndarray:
         """The BM25 score of each of ``rows`` (ascending) for ``query``, 0 where no token matches."""
@@ -297,8 +302,9 @@ class LexicalIndex:
             total[found] += self._weights[start + at[found]]
         return total
 
-    def _accumulate(self, spans: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-        """Every row of ``spans`` with the sum of its weights (rows ascending)."""
+    def _accumulate(self, spans: list[tuple[int, int]], floor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Every row of ``spans`` with the sum of its weights (rows ascending), leaving out rows
+        scoring below ``floor`` (when positive), which ``top`` knows cannot be in its top k."""
         postings = sum(end - start for start, end in spans)
         if len(spans) == 1:  # postings ascend by row already
             start, end = spans[0]
@@ -310,7 +316,7 @@ class LexicalIndex:
             dense = np.zeros(self.size, dtype=np.float32)
             for start, end in spans:
                 dense[self._rows[start:end]] += self._weights[start:end]
-            rows = np.flatnonzero(dense > 0)
+            rows = np.flatnonzero(dense >= floor) if floor > 0 else np.flatnonzero(dense > 0)
             scores = dense[rows]
         else:
             # Few postings: sort them by row and add up each row's run, never touching the rest.
@@ -321,6 +327,9 @@ class LexicalIndex:
             first = np.flatnonzero(np.r_[True, all_rows[1:] != all_rows[:-1]])
             rows = all_rows[first]
             scores = np.add.reduceat(all_weights, first)
+        if floor > 0 and len(spans) > 1:
+            competitive = scores >= floor
+            rows, scores = rows[competitive], scores[competitive]
         return rows, scores.astype(np.float32, copy=False)
 
     def search(
