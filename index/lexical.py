@@ -29,7 +29,8 @@ with rarer ones took 4-9 ms. ``top`` takes the rows of the rare tokens only, add
 tokens' weights to exactly those rows by binary search, and keeps the result when its k-th score
 beats the most that a row matching common tokens alone could score (the sum of their largest
 weights, the bound of Fagin's threshold algorithm): no row left out can then enter the top k.
-Otherwise, and for queries of common tokens only, it reads every posting as ``match`` does.
+Otherwise, and for queries of common tokens only, it reads every posting as ``match`` does, but
+keeps only the rows scoring at least the k-th of the rare tokens' rows when there were k of them.
 Going deeper into the common tokens' heaviest postings instead (the full threshold algorithm)
 was slower there: product variants tie on weight, so the bound falls slowly.
 
