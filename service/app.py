@@ -40,8 +40,8 @@ def limit_blas_threads(threads: int) -> None:
     """Caps NumPy's BLAS at the serving ``threads`` (process-wide), as the encoder and FAISS are.
 
     OpenBLAS otherwise starts a thread per core and wakes them for the small matrix products of
-    every request (candidate cosines, profiles): on two cores a search took 0.35 ms more CPU,
-    2.56 ms instead of 2.22 (100k catalogue, in process, one core). Called where the app and the
+    every request (candidate cosines, profiles): on two cores a 100k search took 2.56 ms of CPU
+    in process instead of 2.22 (one run each, with other work on the second core). Called where the app and the
     holder are built: with NumPy's OpenBLAS 0.3.31 a limit set from a thread other than the main
     one (a test client's lifespan) did not reach the other threads.
     """
