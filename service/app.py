@@ -41,9 +41,9 @@ def limit_blas_threads(threads: int) -> None:
 
     OpenBLAS otherwise starts a thread per core and wakes them for the small matrix products of
     every request (candidate cosines, profiles): on two cores a 100k search took 2.56 ms of CPU
-    in process instead of 2.22 (one run each, with other work on the second core). Called where the app and the
-    holder are built: with NumPy's OpenBLAS 0.3.31 a limit set from a thread other than the main
-    one (a test client's lifespan) did not reach the other threads.
+    in process instead of 2.22 (one run each, with other work on the second core). Called where
+    the app and the holder are built: with NumPy's OpenBLAS 0.3.31 a limit set from a thread other
+    than the main one (a test client's lifespan) did not reach the other threads.
     """
     from threadpoolctl import threadpool_limits
 
