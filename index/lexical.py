@@ -232,11 +232,7 @@ class LexicalIndex:
         spans = self._spans(query)
         if not spans:
             return _empty()
-        rows, scores = self._accumulate(spans)
-        if allowed is not None:
-            keep = np.asarray(allowed, dtype=bool)[rows]
-            rows, scores = rows[keep], scores[keep]
-        return rows, scores
+        return _keep(*self._accumulate(spans), allowed, None)
 
     def top(
         self, query: str, k: int, allowed: np.ndarray | None = None, excluded: np.ndarray | None = None
@@ -362,6 +358,8 @@ def _keep(
     rows: np.ndarray, scores: np.ndarray, allowed: np.ndarray | None, excluded: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``rows`` (and their scores) allowed by the mask and not excluded; scores are a copy."""
+    if allowed is None and (excluded is None or not len(excluded)):
+        return rows, scores.copy()
     keep = np.ones(len(rows), dtype=bool)
     if allowed is not None:
         keep &= np.asarray(allowed, dtype=bool)[rows]

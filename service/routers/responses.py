@@ -20,8 +20,8 @@ def ranked_response(
     result came from).
 
     A route returning a plain dict has FastAPI validate it against ``response_model`` again and
-    render it with ``json``, and, for a sync route, in a second hop through the thread pool:
-    about 0.3 ms of CPU per request more. ``response_model`` still documents the shape.
+    render it with ``json`` (90 µs against 30 for 10 results), and, for a sync route, in a second
+    hop through the thread pool. ``response_model`` still documents the shape.
     """
     results = [engine.result(hit) for hit in hits]
     for result, source in zip(results, sources or ()):
