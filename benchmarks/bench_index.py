@@ -35,7 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from index import ann
+from index import ann, ann_build
 from index.ann import INDEX_TYPES, AnnIndex, AnnParams
 from index.selection import RowSelection
 from index.storage import atomic_write_json
@@ -108,7 +108,7 @@ def bench_type(
     import faiss
 
     faiss.omp_set_num_threads(args.build_threads)
-    params = ann.resolved_params(AnnParams(type=kind), len(vectors))  # type: ignore[arg-type]
+    params = ann_build.resolved_params(AnnParams(type=kind), len(vectors))  # type: ignore[arg-type]
     tick = time.perf_counter()
     index = AnnIndex.build(vectors, params)
     build_seconds = time.perf_counter() - tick

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from embed.base import Encoder
-from index.ann import INDEX_TYPES, AnnIndex, AnnParams, choose_index_type, resolved_params
+from index.ann import INDEX_TYPES, AnnIndex, AnnParams
+from index.ann_build import choose_index_type, resolved_params
 from index.catalog import Catalog, Product
 from index.items import write_items
 from index.layout import (  # noqa: F401  (FAISS_FILE, VECTORS_FILE: re-exported for callers)

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from index import ann
-from index.ann import AnnIndex, AnnParams, choose_index_type, estimate_memory_bytes, exact_search
+from index import ann_build
+from index.ann import AnnIndex, AnnParams, exact_search
+from index.ann_build import choose_index_type, estimate_memory_bytes
 from index.selection import RowSelection
 
 
@@ -115,9 +117,9 @@ def test_save_and_load_round_trip(tmp_path: Path, index: AnnIndex, data) -> None
 
 def test_ivf_cells_follow_the_catalogue_size_and_are_recorded(data) -> None:
     vectors, _ = data
-    assert ann.ivf_lists_for(1_000_000) == 4000 and ann.ivf_lists_for(100) == 2 and ann.ivf_lists_for(10) == 1
-    params = ann.resolved_params(AnnParams(type="ivf"), len(vectors))
-    assert params.ivf_lists == ann.ivf_lists_for(len(vectors))
+    assert ann_build.ivf_lists_for(1_000_000) == 4000 and ann_build.ivf_lists_for(100) == 2 and ann_build.ivf_lists_for(10) == 1
+    params = ann_build.resolved_params(AnnParams(type="ivf"), len(vectors))
+    assert params.ivf_lists == ann_build.ivf_lists_for(len(vectors))
     built = AnnIndex.build(vectors, params)
     assert built.faiss_index.nlist == params.ivf_lists and built.faiss_index.nprobe == params.nprobe
     again = AnnIndex.build(vectors, params)  # fixed sample and seed: the same cells
@@ -126,8 +128,8 @@ def test_ivf_cells_follow_the_catalogue_size_and_are_recorded(data) -> None:
 
 def test_index_type_follows_size_and_memory_budget() -> None:
     assert choose_index_type(10_000) == "flat"
-    assert choose_index_type(ann.FLAT_MAX_ITEMS) == "flat"
-    assert choose_index_type(ann.FLAT_MAX_ITEMS + 1) == "hnsw"
+    assert choose_index_type(ann_build.FLAT_MAX_ITEMS) == "flat"
+    assert choose_index_type(ann_build.FLAT_MAX_ITEMS + 1) == "hnsw"
     assert choose_index_type(1_000_000, 384) == "hnsw"
     hnsw_mb = estimate_memory_bytes("hnsw", 1_000_000, 384) / 2**20
     assert 1_500 < hnsw_mb < 2_000  # ~1.7 GB for a million MiniLM vectors

@@ -13,7 +13,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from index import ann
+from index import ann, ann_build
 from index.ann import INDEX_TYPES, AnnIndex, AnnParams
 from index.filters import Filters, select_rows
 from index.items import ItemTable, write_items
@@ -46,7 +46,7 @@ def indexes(corpus) -> dict[str, AnnIndex]:
     vectors, _ = corpus
     params = {kind: AnnParams(type=kind) for kind in INDEX_TYPES}
     for kind in ann.IVF_TYPES:
-        params[kind] = ann.resolved_params(AnnParams(type=kind, nprobe=IVF_NPROBE_HERE), len(vectors))
+        params[kind] = ann_build.resolved_params(AnnParams(type=kind, nprobe=IVF_NPROBE_HERE), len(vectors))
     return {kind: AnnIndex.build(vectors, params[kind]) for kind in INDEX_TYPES}
 
 

@@ -133,9 +133,9 @@ def test_bad_options_and_empty_catalogues_are_refused(tmp_path: Path) -> None:
 
 
 def test_large_catalogues_default_to_hnsw_and_a_memory_budget_to_sq8(tmp_path: Path, monkeypatch) -> None:
-    from index import ann
+    from index import ann_build
 
-    monkeypatch.setattr(ann, "FLAT_MAX_ITEMS", 30)
+    monkeypatch.setattr(ann_build, "FLAT_MAX_ITEMS", 30)
     assert build(tmp_path / "a", small_products(40)).index_type == "hnsw"
     assert build(tmp_path / "b", small_products(40), memory_budget_mb=0.001).index_type == "hnsw-sq8"
     assert build(tmp_path / "c", small_products(20), memory_budget_mb=0.001).index_type == "flat"
