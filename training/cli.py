@@ -64,8 +64,8 @@ def register_train(commands: argparse._SubParsersAction) -> None:
     knobs.add_argument("--learning-rate", type=float, default=1e-4)
     knobs.add_argument("--temperature", type=float, default=0.05)
     knobs.add_argument("--trainable-layers", type=int, default=2, help="top transformer layers trained")
-    knobs.add_argument("--fresh-history", type=int, default=1,
-                       help="most recent history items encoded with gradients per case (default 1)")
+    knobs.add_argument("--fresh-history", type=int, default=4,
+                       help="most recent history items in each training profile (default 4)")
     knobs.add_argument("--hard-negatives", type=int, default=1, help="search: mined hard negatives per query (default 1)")
     knobs.add_argument("--random-negatives", type=int, default=64, help="uniform negatives per step, both objectives (default 64)")
     knobs.add_argument("--refresh-every", type=int, default=25, help="steps between full re-encodings of the catalogue")

@@ -45,9 +45,8 @@ class TrainOptions:
         learning_rate: AdamW learning rate (after a linear warm-up of ``warmup_steps``).
         weight_decay: AdamW weight decay.
         temperature: softmax temperature of the cosine scores.
-        fresh_history: most recent history items encoded with gradients at each step (older
-            ones use their vector from the bank); they are also candidates, so the user's own
-            recent items compete with the next one as in an unmasked ranking.
+        fresh_history: most recent history items that make the training profile, encoded with
+            gradients at each step (older ones weigh little after decay and are left out).
         hard_negatives: search: per query, the products scoring highest for it that are added as
             candidates (mined with the bank of item vectors).
         random_negatives: candidates drawn uniformly from the catalogue per step (both objectives).
@@ -74,7 +73,7 @@ class TrainOptions:
     learning_rate: float = 1e-4
     weight_decay: float = 0.01
     temperature: float = 0.05
-    fresh_history: int = 1
+    fresh_history: int = 4
     hard_negatives: int = 1
     random_negatives: int = 64
     refresh_every: int = 25

@@ -1,18 +1,22 @@
 """One optimisation step of the encoder, for next-item histories and for labelled queries.
 
 Next item: the query side is the served profile of the history (``training.torch_profile``: the
-recency-decayed, type-weighted average of the history items' vectors), scored against in-batch
-candidates: the batch's next items, the histories' recent items and a few random items, all
-encoded afresh with gradients, so both sides of every score learn. On Amazon Scientific neither
-this nor the earlier objective (a bank of stale vectors of the whole catalogue, gradients on the
-history side only) has improved the valid split yet: both lowered it (HR@10 0.106 → 0.097 and
-0.101; ``benchmarks/results/train_scientific.json`` holds the in-batch run). Older history items, which
-weigh little after decay, take their vector from a bank that is recomputed in full every
-``refresh_every`` steps and at each validation; fresh vectors are written back into it.
+recency-decayed, type-weighted average of the history items' vectors) over its ``fresh_history``
+most recent items (older ones weigh little after decay), scored against in-batch candidates:
+the batch's next items, the histories' items and a few random items. Every vector in a score is
+encoded afresh, with gradients: when fresh vectors faced stale ones from the bank, the model
+gained by moving all fresh vectors together, which the next refresh undid; the loss on the very
+cases trained on rose and Amazon Scientific's valid split fell (HR@10 0.106 → 0.097 and 0.101
+in two such objectives). The user's own history items are left out of each softmax: the
+profile is made of them, so no model can rank the next item above them, and pushing them away
+from it only blurred which products are similar.
 
 Search: the query is encoded afresh and scored against freshly encoded candidates only: the
 labelled products, *hard negatives* — the products scoring highest for the query right now,
 found with the bank — and a few products drawn uniformly from the catalogue.
+
+The bank (every item's vector, recomputed every ``refresh_every`` steps and at each validation)
+mines those hard negatives and ranks the validation cases; it never enters a loss.
 """
 
 from __future__ import annotations
@@ -38,11 +42,11 @@ class CatalogTrainer:
         decay: the served decay settings the profile is computed with.
         timeline: how untimed histories become events.
         temperature: softmax temperature of the cosine scores.
-        fresh_history: how many of a history's most recent items are encoded afresh, with
-            gradients (at least 1); older ones, which weigh little after decay, take their
-            bank vector.
+        fresh_history: how many of a history's most recent items make the training profile
+            (at least 1); they are encoded afresh, with gradients.
         hard_negatives: search: per query, how many of the products scoring highest for it
-            (by the bank) are added as candidates.
+            (by the bank) are added as candidates. (For next items, mined neighbours were mostly
+            variants as good as the target, and training against them lowered the metrics.)
         random_negatives: search: products drawn uniformly from the catalogue per step.
         seed: seeds the random negatives.
         cache_items: keep the frozen layers' output of every item in memory (else recompute).
@@ -56,7 +60,7 @@ class CatalogTrainer:
         timeline: Timeline,
         temperature: float,
         *,
-        fresh_history: int = 1,
+        fresh_history: int = 4,
         hard_negatives: int = 1,
         random_negatives: int = 64,
         seed: int = 13,
@@ -127,26 +131,32 @@ class CatalogTrainer:
         """Cross-entropy of each next item among the batch's items; also returns what to write back.
 
         Candidates, all encoded afresh with gradients: every next item of the batch (each case's
-        target is the others' negative), the histories' recent items (the user's own items
-        compete with the next one, as in an unmasked ranking) and ``random_negatives`` items
-        drawn from the catalogue. With every item a candidate this is the served ranking over
-        the whole catalogue.
+        target is the others' negative), the histories' recent items and ``random_negatives``
+        items drawn from the catalogue, minus the case's own history items. With every item a
+        candidate this is the served ranking over the catalogue, the user's items masked.
         """
         padded = pad_histories(cases, self.timeline, self.decay)
-        rows = torch.from_numpy(padded.rows)
-        width = padded.rows.shape[1]
-        recent = slice(max(0, width - max(1, self.fresh_history)), None)
+        recent = slice(max(0, padded.rows.shape[1] - max(1, self.fresh_history)), None)
+        rows, valid = padded.rows[:, recent], padded.valid[:, recent]
+        log2_weight = torch.from_numpy(padded.log2_weight[:, recent]).float()
         targets = [c.target for c in cases]
-        candidates = set(padded.rows[:, recent][padded.valid[:, recent]].tolist()) | set(targets)
-        ordered, fresh, position = self._fresh(candidates | set(self._random_rows()))
-        index = torch.tensor(ordered, dtype=torch.long)
-        profiles = decayed_profiles(
-            self.bank.index_copy(0, index, fresh)[rows],
-            torch.from_numpy(padded.log2_weight).float(), torch.from_numpy(padded.valid),
-        )
-        labels = torch.tensor([position[t] for t in targets], dtype=torch.long)
+        own = [set(r[v].tolist()) for r, v in zip(padded.rows, padded.valid)]
+        candidates = set(rows[valid].tolist()) | set(targets) | set(self._random_rows())
+        ordered, fresh, position = self._fresh(candidates)
+        local = torch.tensor([[position[r] if ok else 0 for r, ok in zip(rs, vs)] for rs, vs in zip(rows, valid)],
+                             dtype=torch.long)
+        profiles = decayed_profiles(fresh[local], log2_weight, torch.from_numpy(valid))
         logits = profiles @ fresh.T / self.temperature
-        return torch.nn.functional.cross_entropy(logits, labels), fresh, index
+        # Every score compares vectors of the same model state: a stale vector (from the bank)
+        # facing fresh ones lets the model gain by moving all fresh vectors together, which
+        # the next refresh undoes. A user's own history items are left out of the softmax: the
+        # profile is made of them, so they cannot be outscored.
+        mask = torch.zeros_like(logits, dtype=torch.bool)
+        for i, (rows_of_user, target) in enumerate(zip(own, targets)):
+            mask[i, [position[r] for r in rows_of_user - {target} if r in position]] = True
+        logits = logits.masked_fill(mask, float("-inf"))
+        labels = torch.tensor([position[t] for t in targets], dtype=torch.long)
+        return torch.nn.functional.cross_entropy(logits, labels), fresh, torch.tensor(ordered, dtype=torch.long)
 
     def query_loss(
         self, pairs: Sequence[QueryPair], positives: dict[str, frozenset[int]]
