@@ -95,3 +95,13 @@ def test_event_weights_are_tuned_from_a_log(tmp_path: Path, monkeypatch, capsys,
     tuned = yaml.safe_load(output.read_text())
     # Views carry the signal here, so the tuned views weigh more, relative to purchases, than by default.
     assert tuned["event_weights"]["view"] / tuned["event_weights"]["purchase"] > 1 / 8
+
+
+def test_every_tuned_setting_is_a_service_setting() -> None:
+    """Trials pass settings as ``AISLE_*`` variables, which a misspelt name would silently miss."""
+    from service.settings import ServiceSettings
+    from training.tune import BLEND_GRID, FUSION_GRID
+
+    names = {name for trial in (*BLEND_GRID, *FUSION_GRID) for name in trial}
+    assert "personal_half_mass" in names
+    assert names <= set(ServiceSettings.model_fields)
