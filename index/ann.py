@@ -1,9 +1,9 @@
 """Approximate nearest-neighbour search over unit vectors (inner product = cosine) with FAISS.
 
-Index types, and how a build chooses one (``index.ann_build.choose_index_type``; ``aisle build --index-type``
-overrides it):
+Index types, and how a build chooses one (``index.ann_build.choose_index_type``;
+``aisle build --index-type`` overrides it):
 
-* ``flat``: exact search. The default up to ``FLAT_MAX_ITEMS`` (20,000) products. A query
+* ``flat``: exact search. The default up to ``ann_build.FLAT_MAX_ITEMS`` (20,000) products. A query
   reads every vector (1.5 KB each for MiniLM), so it is bound by memory bandwidth: about 2.5 ms
   at 20k products, 13 ms at 100k on one core (``benchmarks/results/index-*.json``).
 * ``hnsw``: an HNSW graph over the float32 vectors, the default above that: about 1.5 ms per

@@ -300,8 +300,8 @@ class LexicalIndex:
         return total
 
     def _accumulate(self, spans: list[tuple[int, int]], floor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        """Every row of ``spans`` with the sum of its weights (rows ascending), leaving out rows
-        scoring below ``floor`` (when positive), which ``top`` knows cannot be in its top k."""
+        """Every row of ``spans`` with the sum of its weights (rows ascending). With several spans,
+        rows scoring below a positive ``floor`` are left out: ``top`` knows they cannot be in its top k."""
         postings = sum(end - start for start, end in spans)
         if len(spans) == 1:  # postings ascend by row already
             start, end = spans[0]
@@ -324,9 +324,9 @@ class LexicalIndex:
             first = np.flatnonzero(np.r_[True, all_rows[1:] != all_rows[:-1]])
             rows = all_rows[first]
             scores = np.add.reduceat(all_weights, first)
-        if floor > 0 and len(spans) > 1:
-            competitive = scores >= floor
-            rows, scores = rows[competitive], scores[competitive]
+            if floor > 0:
+                competitive = scores >= floor
+                rows, scores = rows[competitive], scores[competitive]
         return rows, scores.astype(np.float32, copy=False)
 
     def search(
