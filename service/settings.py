@@ -50,6 +50,10 @@ class ServiceSettings(AisleSettings):
     max_k: int = Field(100, ge=1)
     max_events_per_batch: int = Field(1000, ge=1)
     request_timeout_ms: float = Field(2000, gt=0, description="Per-request time budget.")
+    handler_threads: int = Field(
+        4, ge=1, le=256,
+        description="Requests whose handlers run at once in a worker; the others wait their turn (first come, first served).",
+    )
     # Retrieval.
     candidates: int = Field(200, ge=10, le=2000, description="Candidates retrieved before reranking.")
     ef_search: int | None = Field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,6 +152,28 @@ def test_request_over_its_time_budget_is_503_with_retry_after(tmp_path: Path) ->
         assert response.headers["retry-after"] == "1"
         client.app.dependency_overrides.clear()
         assert client.post("/search", json={"query": "knife"}).status_code == 200  # the service recovered
+
+
+def test_handlers_run_at_most_handler_threads_at_once(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    state = {"running": 0, "most": 0}
+    lock = threading.Lock()
+    with TestClient(make_app(tmp_path, handler_threads=2)) as client:
+        def slow_engine():  # a sync dependency runs in the same pool as the handlers
+            with lock:
+                state["running"] += 1
+                state["most"] = max(state["most"], state["running"])
+            time.sleep(0.2)
+            with lock:
+                state["running"] -= 1
+            return client.app.state.holder.engine
+
+        client.app.dependency_overrides[get_engine] = slow_engine
+        with ThreadPoolExecutor(6) as pool:
+            statuses = list(pool.map(lambda _: client.post("/search", json={"query": "knife"}).status_code, range(6)))
+    assert statuses == [200] * 6
+    assert state["most"] == 2  # anyio's default pool would have run all six at once
 
 
 def _run_budget(app, budget_s: float) -> tuple[list[dict], float]:
