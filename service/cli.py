@@ -17,6 +17,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, help="port (default 8000)")
     serve.add_argument("--data-dir", type=Path, help="where events and profiles are stored")
     serve.add_argument("--config", type=Path, help="YAML settings file (also $AISLE_CONFIG)")
+    serve.add_argument(
+        "--workers", type=int, help="worker processes, each pinned to its own core when there are enough (default 1)"
+    )
     serve.set_defaults(handler=_serve)
 
 
@@ -35,15 +38,22 @@ def _serve(args: argparse.Namespace) -> int:
     from service.logs import configure_json_logging
     from service.settings import ServiceSettings
 
-    configure_json_logging(os.environ.get("AISLE_LOG_LEVEL", "INFO"))
+    log_level = os.environ.get("AISLE_LOG_LEVEL", "INFO")
+    configure_json_logging(log_level)
     settings = with_overrides(
-        ServiceSettings, index_dir=args.index, host=args.host, port=args.port, data_dir=args.data_dir
+        ServiceSettings, index_dir=args.index, host=args.host, port=args.port, data_dir=args.data_dir,
+        workers=args.workers,
     )
     try:
         # Validate before binding the port: a clear one-line error and exit status 2, no trace.
         holder = create_holder(settings)
     except (VersionError, IndexValidationError) as exc:
         raise CommandError(f"cannot serve {settings.index_dir}: {exc}") from None
+    if settings.workers > 1:
+        from service.workers import serve_workers
+
+        del holder  # each worker loads its own; the supervisor keeps no index in memory
+        return serve_workers(settings.model_dump(), settings.workers, log_level, GRACEFUL_SHUTDOWN_S)
     uvicorn.run(
         create_app(settings, holder=holder), host=settings.host, port=settings.port,
         log_config=None, access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,

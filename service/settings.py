@@ -17,6 +17,10 @@ class ServiceSettings(AisleSettings):
     port: int = Field(8000, ge=1, le=65535)
     api_key: str | None = Field(None, description="Required in X-API-Key on write and admin routes when set.")
     data_dir: Path = Field(Path("aisle-data"), description="Where events and profiles are stored.")
+    workers: int = Field(
+        1, ge=1, le=256,
+        description="Worker processes of aisle serve, each pinned to its own core when there are enough.",
+    )
     # Events, profiles and recommendations (index.profile, service.events, service.personal).
     event_weights: dict[str, float] = Field(
         default_factory=dict, description="Event type → weight, over the defaults view 1, click 2, add_to_cart 4, purchase 8."

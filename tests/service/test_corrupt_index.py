@@ -157,9 +157,10 @@ def restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 @pytest.mark.parametrize("case", ["truncated file", "manifest pointing outside"])
 def test_aisle_serve_exits_2_with_one_clear_line(
-    tmp_path: Path, case: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, case: str, workers: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     restore_logging: None,
 ) -> None:
     corrupt, expected = CORRUPTIONS[case]
@@ -167,8 +168,9 @@ def test_aisle_serve_exits_2_with_one_clear_line(
     monkeypatch.setattr(service.app, "default_encoder", lambda settings: ENCODER)
     served = []
     monkeypatch.setattr("uvicorn.run", lambda *args, **kwargs: served.append(args))
-    status = aisle_main(["serve", "--index", str(tmp_path / "index"), "--port", "1"])
-    assert status == 2 and served == []  # refused before binding the port
+    monkeypatch.setattr("service.workers.serve_workers", lambda *args, **kwargs: served.append(args))
+    status = aisle_main(["serve", "--index", str(tmp_path / "index"), "--port", "1", "--workers", workers])
+    assert status == 2 and served == []  # refused before binding the port or starting a worker
     err = capsys.readouterr().err
     assert "aisle serve: error: cannot serve" in err and expected in err
     assert "Traceback" not in err

@@ -8,11 +8,15 @@ repository, shared with the server processes and every other test.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.system.server import CACHE_DIR, REPO_ROOT
+from tests.system.server import CACHE_DIR, REPO_ROOT, server_environment
+
+DEMO_CATALOG = REPO_ROOT / "demo" / "catalog.csv"
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +42,17 @@ def shared_data() -> Path:
     if not (root / "fixture").is_dir():
         pytest.skip(f"shared evaluation data not found at {root} (set AISLE_SHARED_DATA)")
     return root
+
+
+@pytest.fixture(scope="session")
+def demo_index(tmp_path_factory: pytest.TempPathFactory, real_encoder) -> Path:
+    """The demo catalogue built by the real `aisle build` command (the model export is cached)."""
+    out = tmp_path_factory.mktemp("demo") / "index"
+    result = subprocess.run(
+        [sys.executable, "-m", "index.cli", "build", "--catalog", str(DEMO_CATALOG), "--out", str(out),
+         "--no-progress"],
+        cwd=REPO_ROOT, env=server_environment(), capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "382 items" in result.stdout, result.stdout
+    return out

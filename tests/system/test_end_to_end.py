@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.server import REPO_ROOT, ServerProcess, get_json, request_json, server_environment
-
-DEMO_CATALOG = REPO_ROOT / "demo" / "catalog.csv"
+from tests.system.server import (
+    ServerProcess,
+    get_json,
+    request_json,
+    server_environment,
+)
 
 # sitecustomize.py for the server: the export stack behaves as if it were not installed, and
 # every attempt to import it is written down.
@@ -32,20 +35,6 @@ class _Blocker(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, _Blocker())
 """
-
-
-@pytest.fixture(scope="module")
-def demo_index(tmp_path_factory: pytest.TempPathFactory, real_encoder) -> Path:
-    """The demo catalogue built by the real `aisle build` command (the model export is cached)."""
-    out = tmp_path_factory.mktemp("demo") / "index"
-    result = subprocess.run(
-        [sys.executable, "-m", "index.cli", "build", "--catalog", str(DEMO_CATALOG), "--out", str(out),
-         "--no-progress"],
-        cwd=REPO_ROOT, env=server_environment(), capture_output=True, text=True, timeout=900,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "382 items" in result.stdout, result.stdout
-    return out
 
 
 def test_build_serve_search_without_torch(demo_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
