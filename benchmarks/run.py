@@ -8,7 +8,7 @@ Steps, all on the same catalogue (real MiniLM vectors of real products, perturbe
 
 1. end to end over HTTP: ``aisle serve`` pinned to one core, the load generator in another
    process on another core; closed loop at each concurrency and open loop at fixed rates; then
-   two uvicorn workers on two cores for throughput;
+   ``aisle serve --workers 2`` (a worker per core) for throughput;
 2. the same ``/search`` in-process, stage by stage;
 3. the peers (txtai, chromadb, qdrant local) on the same vectors and queries, with recall@10.
 

@@ -1,4 +1,4 @@
-"""Starting ``aisle serve`` (or uvicorn with several workers) in its own, optionally pinned, process."""
+"""Starting ``aisle serve`` (one worker or ``--workers N``) in its own, optionally pinned, process."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class ServerConfig:
     Attributes:
         index_root: the index root holding the published version.
         data_dir: where the server keeps events and profiles (a fresh directory per run).
-        workers: 1 runs ``aisle serve``; more run uvicorn's multi-process mode on the same app.
+        workers: ``aisle serve --workers``: each worker on its own core, one port (``service.workers``).
         cpus: CPU numbers the server is pinned to (``None``: not pinned).
         threads: AISLE_THREADS and OMP_NUM_THREADS of each worker.
         log_level: AISLE_LOG_LEVEL; the service's default (INFO) writes one access-log line per
@@ -64,14 +64,10 @@ def free_port() -> int:
 
 
 def server_command(config: ServerConfig, port: int) -> list[str]:
-    """The command line: ``aisle serve`` for one worker, uvicorn ``--workers N`` otherwise."""
-    if config.workers == 1:
-        return [sys.executable, "-m", "index.cli", "serve", "--index", str(config.index_root),
-                "--data-dir", str(config.data_dir), "--host", "127.0.0.1", "--port", str(port)]
-    # uvicorn's workers each call the factory, which reads AISLE_INDEX_DIR / AISLE_DATA_DIR.
-    return [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory",
-            "--workers", str(config.workers), "--host", "127.0.0.1", "--port", str(port),
-            "--no-access-log", "--log-level", config.log_level.lower()]
+    """The command line: ``aisle serve``, with ``--workers N`` for several workers."""
+    command = [sys.executable, "-m", "index.cli", "serve", "--index", str(config.index_root),
+               "--data-dir", str(config.data_dir), "--host", "127.0.0.1", "--port", str(port)]
+    return command if config.workers == 1 else [*command, "--workers", str(config.workers)]
 
 
 def server_environment(config: ServerConfig) -> dict[str, str]:
@@ -97,7 +93,7 @@ def get_json(url: str, timeout: float = 5.0) -> tuple[int, dict]:
 
 
 def process_rss_mib(pid: int) -> float | None:
-    """Resident memory of ``pid`` and its children (uvicorn workers), in MiB."""
+    """Resident memory of ``pid`` and its children (the workers), in MiB."""
     total_kib = 0
     try:
         for one in process_tree(pid):
@@ -110,7 +106,7 @@ def process_rss_mib(pid: int) -> float | None:
 
 
 def process_tree(pid: int) -> list[int]:
-    """``pid`` and its direct children (uvicorn's worker processes)."""
+    """``pid`` and its direct children (the worker processes of ``aisle serve --workers``)."""
     pids = [pid]
     try:
         for task in Path(f"/proc/{pid}/task").iterdir():
