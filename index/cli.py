@@ -18,6 +18,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
 from index.ann import INDEX_TYPES, AnnParams
 from index.settings import CONFIG_ENV, AisleSettings, with_overrides
 
@@ -42,13 +44,24 @@ def apply_config_option(args: argparse.Namespace) -> None:
         os.environ[CONFIG_ENV] = str(args.config)
 
 
+def settings_problems(error: ValidationError) -> str:
+    """One line naming each invalid setting, its value and what is wrong (no pydantic URL)."""
+    problems = []
+    for problem in error.errors(include_url=False):
+        name = ".".join(str(part) for part in problem["loc"]) or "settings"
+        problems.append(f"{name}={problem.get('input')!r}: {problem['msg']}")
+    return "invalid settings: " + "; ".join(problems)
+
+
 def load_settings(**overrides: object) -> AisleSettings:
     """Settings with the CLI's explicit values on top, a bad config reported as a ``CommandError``."""
     import yaml
 
     try:
         return with_overrides(AisleSettings, **overrides)
-    except (ValueError, OSError) as exc:  # pydantic's ValidationError is a ValueError
+    except ValidationError as exc:
+        raise CommandError(settings_problems(exc)) from None
+    except (ValueError, OSError) as exc:
         raise CommandError(f"invalid settings: {exc}") from None
     except yaml.YAMLError as exc:
         raise CommandError(f"invalid config file: {exc}") from None
@@ -238,6 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except CommandError as exc:
         print(f"aisle {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # a command that builds its settings without load_settings
+        print(f"aisle {args.command}: error: {settings_problems(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

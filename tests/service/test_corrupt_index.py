@@ -174,3 +174,14 @@ def test_aisle_serve_exits_2_with_one_clear_line(
     err = capsys.readouterr().err
     assert "aisle serve: error: cannot serve" in err and expected in err
     assert "Traceback" not in err
+
+
+def test_aisle_serve_names_invalid_settings_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], restore_logging: None,
+) -> None:
+    monkeypatch.setenv("AISLE_PORT", "abc")
+    assert aisle_main(["serve", "--index", "anywhere", "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "aisle serve: error: invalid settings:" in err
+    assert "workers=0" in err and "port='abc'" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
