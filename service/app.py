@@ -50,7 +50,7 @@ def limit_blas_threads(threads: int) -> None:
     threadpool_limits(limits=threads, user_api="blas")
 
 
-async def limit_handler_threads(threads: int) -> None:
+def limit_handler_threads(threads: int) -> None:
     """Caps how many request handlers run at once in this worker's thread pool.
 
     Handlers are CPU-bound and the worker has one core's worth of GIL: a second concurrent search
@@ -59,7 +59,7 @@ async def limit_handler_threads(threads: int) -> None:
     concurrency 16 on the 100k benchmark index (one worker, one core) p99 went from 115-398 ms to
     82-150 ms with 4 threads (two runs each, same throughput). More than one keeps a stuck handler
     from stopping the worker; the time budget still answers for requests that wait too long.
-    Must run on the serving event loop (the limiter is per loop).
+    Call it from the serving event loop: the limiter belongs to the loop.
     """
     import anyio.to_thread
 
@@ -112,7 +112,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as resources:
             app.state.resources = resources
-            await limit_handler_threads(settings.handler_threads)
+            limit_handler_threads(settings.handler_threads)
             serving = holder or create_holder(settings, encoder_factory)
             _watch_metrics(serving, app.state.metrics)
             app.state.holder = serving
