@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.holder import IndexHolder
+    from service.settings import ServiceSettings
 
 #: Seconds uvicorn waits for in-flight requests after SIGTERM before closing connections.
 GRACEFUL_SHUTDOWN_S = 30
@@ -23,6 +28,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.set_defaults(handler=_serve)
 
 
+def validated_holder(settings: ServiceSettings) -> IndexHolder:
+    """The index holder, or a ``CommandError`` naming the index and what is wrong with it."""
+    from index.cli import CommandError
+    from index.manifest import IndexValidationError
+    from index.versions import VersionError
+    from service.app import create_holder
+
+    try:
+        return create_holder(settings)
+    except (VersionError, IndexValidationError) as exc:
+        raise CommandError(f"cannot serve {settings.index_dir}: {exc}") from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     """Validates the current version, then serves until SIGTERM/SIGINT (draining requests first).
 
@@ -30,11 +48,8 @@ def _serve(args: argparse.Namespace) -> int:
     """
     import uvicorn
 
-    from index.cli import CommandError
-    from index.manifest import IndexValidationError
     from index.settings import with_overrides
-    from index.versions import VersionError
-    from service.app import create_app, create_holder
+    from service.app import create_app
     from service.logs import configure_json_logging
     from service.settings import ServiceSettings
 
@@ -44,11 +59,8 @@ def _serve(args: argparse.Namespace) -> int:
         ServiceSettings, index_dir=args.index, host=args.host, port=args.port, data_dir=args.data_dir,
         workers=args.workers,
     )
-    try:
-        # Validate before binding the port: a clear one-line error and exit status 2, no trace.
-        holder = create_holder(settings)
-    except (VersionError, IndexValidationError) as exc:
-        raise CommandError(f"cannot serve {settings.index_dir}: {exc}") from None
+    # Validate before binding the port: a clear one-line error and exit status 2, no trace.
+    holder = validated_holder(settings)
     if settings.workers > 1:
         from service.workers import serve_workers
 
