@@ -86,7 +86,7 @@ def query_candidates(
         dense_rows = _without(dense_rows, excluded)[:n]
     lexical_rows = np.empty(0, np.int64)
     if retrieval != "dense":
-        lexical_rows, _ = index.lexical.top(query, n, mask, excluded)
+        lexical_rows, _ = index.lexical.top(query, n, selection, excluded)
     extras = _allowed_extras(extra_rows, mask, excluded)
     rows = _sorted_union(dense_rows, lexical_rows, extras)
     vectors = np.asarray(index.text.vectors[rows], dtype=np.float32)

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from index import lexical
 from index.lexical import META_FILE, LexicalIndex, query_tokens, tokenize, top_k
+from index.selection import RowSelection
 
 TEXTS = [
     "DeWalt DW4524 angle grinder 4-1/2-inch",
@@ -109,6 +111,32 @@ def test_top_equals_the_top_k_of_every_match(monkeypatch: pytest.MonkeyPatch) ->
         np.testing.assert_allclose(scores, expected_scores, rtol=1e-5)
         np.testing.assert_allclose(index.scores_of(query, np.sort(rows)), index.scores(query)[np.sort(rows)], rtol=1e-5)
     assert 10 <= shortcut_kept <= 190
+
+
+def test_top_under_a_filter_checks_the_best_rows_first_and_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A common word in rows of varied length (so varied BM25 weights). A filter keeping most
+    # rows is checked on the best rows only; one hiding exactly the best rows defeats that
+    # and must fall back to filtering every row. Both must equal the top k of the filtered match.
+    rng = np.random.default_rng(3)
+    texts = ["chair " + " ".join(rng.choice(["oak", "red", "tall", "soft"], size=rng.integers(0, 30))) for _ in range(3000)]
+    index = LexicalIndex.build(texts)
+    fetched: list[int] = []
+    monkeypatch.setattr(lexical, "top_k", lambda rows, scores, k: fetched.append(k) or top_k(rows, scores, k))
+    all_rows, all_scores = index.match("chair")
+    best_first = top_k(all_rows, all_scores, len(all_rows))[0]
+    keeps_most = np.ones(len(texts), dtype=bool)
+    keeps_most[rng.choice(len(texts), 300, replace=False)] = False
+    hides_the_best = np.ones(len(texts), dtype=bool)
+    hides_the_best[best_first[:400]] = False
+    for allowed, late in ((keeps_most, True), (hides_the_best, False)):
+        for selection in (allowed, RowSelection(allowed)):
+            fetched.clear()
+            rows, scores = index.top("chair", 20, selection)
+            expected_rows, expected_scores = top_k(*index.match("chair", allowed), 20)
+            assert rows.tolist() == expected_rows.tolist()
+            np.testing.assert_allclose(scores, expected_scores, rtol=1e-5)
+            assert fetched[0] > 20  # the best rows were taken first...
+            assert (len(fetched) == 1) == late  # ...and were enough, or the fallback ran
 
 
 def test_scores_of_any_rows(index: LexicalIndex) -> None:
