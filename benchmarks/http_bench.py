@@ -25,6 +25,7 @@ from urllib.parse import quote
 import numpy as np
 
 from benchmarks.data import REPO_ROOT
+from benchmarks.measure import cpu_times, steal_fraction
 from benchmarks.server import RunningServer, pinned_command
 
 log = logging.getLogger(__name__)
@@ -116,13 +117,13 @@ def run_loadgen(server: RunningServer, plan_path: Path, *, mode: str, level: flo
     command += ["--concurrency", str(int(level))] if mode == "closed" else ["--rate", str(level)]
     if not cycle:
         command.append("--no-cycle")
-    cpu_before = server.cpu_seconds()
+    cpu_before, host_before = server.cpu_seconds(), cpu_times()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     completed = subprocess.run(
         pinned_command(command, cpus), cwd=REPO_ROOT, env=env, capture_output=True, text=True,
         timeout=levels.max_seconds * 3 + 120, check=False,
     )
-    cpu_after = server.cpu_seconds()
+    cpu_after, host_after = server.cpu_seconds(), cpu_times()
     if completed.returncode != 0:
         raise RuntimeError(f"load generator failed ({completed.returncode}): {completed.stderr[-2000:]}")
     result = json.loads(completed.stdout)
@@ -130,6 +131,7 @@ def run_loadgen(server: RunningServer, plan_path: Path, *, mode: str, level: flo
     if cpu_before is not None and cpu_after is not None and answered:
         # Warm-up requests are served too; CPU is counted over everything the server answered.
         result["server_cpu_ms_per_request"] = round((cpu_after - cpu_before) * 1000 / answered, 3)
+    result["host_steal_fraction"] = steal_fraction(host_before, host_after)
     return result
 
 

@@ -106,31 +106,46 @@ def pinned(cpus: set[int] | None) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-def _cpu_times() -> tuple[int, int] | None:
+def cpu_times() -> tuple[int, int, int] | None:
+    """``(total, idle, steal)`` jiffies of all CPUs since boot, from ``/proc/stat``."""
     try:
         fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     except (OSError, ValueError, IndexError):
         return None
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return sum(fields), idle
+    steal = fields[7] if len(fields) > 7 else 0
+    # guest and guest_nice (fields 8, 9) are already counted in user and nice.
+    return sum(fields[:8]), idle, steal
+
+
+def steal_fraction(start: tuple[int, int, int] | None, end: tuple[int, int, int] | None) -> float | None:
+    """The share of CPU time the hypervisor gave to other machines between two ``cpu_times``.
+
+    On a virtual machine this is the noise no load average shows: on the shared benchmark
+    host, seconds with 25-40 % stolen made every request 1.5-2x slower and queued open-loop
+    runs for hundreds of milliseconds.
+    """
+    if not start or not end or end[0] <= start[0]:
+        return None
+    return round((end[2] - start[2]) / (end[0] - start[0]), 3)
 
 
 class LoadMonitor:
     """The machine's load while a benchmark runs: other processes make latencies worse."""
 
     def __init__(self) -> None:
-        self._start = _cpu_times()
+        self._start = cpu_times()
         self.loadavg_start = os.getloadavg() if hasattr(os, "getloadavg") else None
 
     def report(self) -> dict[str, Any]:
-        end = _cpu_times()
+        end = cpu_times()
         busy = None
         if self._start and end and end[0] > self._start[0]:
             total, idle = end[0] - self._start[0], end[1] - self._start[1]
             busy = round(1 - idle / total, 3)
         return {"loadavg_start": self.loadavg_start,
                 "loadavg_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
-                "cpu_busy_fraction": busy}
+                "cpu_busy_fraction": busy, "cpu_steal_fraction": steal_fraction(self._start, end)}
 
 
 def wait_for_quiet(max_load: float, max_wait_s: float) -> dict[str, Any]:

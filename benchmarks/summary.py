@@ -10,6 +10,10 @@ from benchmarks.report import RESULT_GLOB, SCENARIO_LABELS, _fmt, comparison_row
 from index.storage import atomic_write_bytes
 
 
+def _percent(fraction: float | None) -> str:
+    return "–" if fraction is None else f"{fraction * 100:.0f} %"
+
+
 def _machine_lines(machine: dict[str, Any], settings: dict[str, Any]) -> list[str]:
     packages = ", ".join(f"{k} {v}" for k, v in sorted(machine.get("packages", {}).items()))
     return [
@@ -33,12 +37,13 @@ def _http_table(suite: dict[str, Any], title: str) -> list[str]:
                        for part in suite.get("server_command", []))
     lines = [(f"**{title}** (`{command}`, "
               f"startup {_fmt(suite.get('server_startup_s'))} s, RSS {_fmt(suite.get('server_rss_mib'), 0)} MiB)"), "",
-             "| endpoint | load | p50 ms | p95 ms | p99 ms | throughput req/s | errors | server CPU ms/req |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| endpoint | load | p50 ms | p95 ms | p99 ms | throughput req/s | errors | server CPU ms/req "
+             "| host steal |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, scenario in suite.get("scenarios", {}).items():
         label = SCENARIO_LABELS.get(name, name)
         if "skipped" in scenario:
-            lines.append(f"| {label} | – | – | – | – | – | skipped: {scenario['skipped'][:120]} | – |")
+            lines.append(f"| {label} | – | – | – | – | – | skipped: {scenario['skipped'][:120]} | – | – |")
             continue
         for run in scenario["runs"]:
             load = (f"{run['concurrency']} concurrent" if run["mode"] == "closed"
@@ -46,7 +51,7 @@ def _http_table(suite: dict[str, Any], title: str) -> list[str]:
             latency = run["latency_ms"]
             lines.append(f"| {label} | {load} | {_fmt(latency['p50'])} | {_fmt(latency['p95'])} | "
                          f"{_fmt(latency['p99'])} | {_fmt(run['throughput_rps'], 0)} | {run['errors']} | "
-                         f"{_fmt(run.get('server_cpu_ms_per_request'))} |")
+                         f"{_fmt(run.get('server_cpu_ms_per_request'))} | {_percent(run.get('host_steal_fraction'))} |")
     return lines + [""]
 
 
@@ -100,7 +105,8 @@ def section(result: dict[str, Any], name: str) -> list[str]:
     lines = [f"## {settings['size']:,} items, {settings['threads']} thread(s) — `{name}.json`", "",
              f"Command: `{command}`  ", f"Run: {result['created']}, "
              f"{_fmt(result.get('wall_seconds'), 0)} s; machine load during the run: load average "
-             f"{load.get('loadavg_start')} → {load.get('loadavg_end')}, CPU busy {load.get('cpu_busy_fraction')}"
+             f"{load.get('loadavg_start')} → {load.get('loadavg_end')}, CPU busy {load.get('cpu_busy_fraction')}, "
+             f"stolen by the hypervisor {_percent(load.get('cpu_steal_fraction'))}"
              + (" (**other processes were running: latencies are pessimistic**)"
                 if (load.get("loadavg_start") or [0])[0] > 1.0 else ""), ""]
     lines += _machine_lines(result["machine"], settings) + [""]

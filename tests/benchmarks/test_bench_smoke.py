@@ -15,7 +15,7 @@ import pytest
 from benchmarks.catalogue import PrecomputedEncoder, synthesize, variant_title
 from benchmarks.data import BaseProduct, MissingDataError, load_base_products, load_queries
 from benchmarks.loadgen import Outcome, encode_request, percentile, summarize
-from benchmarks.measure import exact_top_k, latency_stats, recall_at_k
+from benchmarks.measure import cpu_times, exact_top_k, latency_stats, recall_at_k, steal_fraction
 from benchmarks.stages import exclusive_stages
 from benchmarks.targets import evaluate_targets
 from tests.fakes import HashingEncoder
@@ -64,6 +64,14 @@ def test_recall_at_k() -> None:
 def test_latency_stats_in_milliseconds() -> None:
     stats = latency_stats([0.002] * 99 + [0.1])
     assert stats["p50"] == 2.0 and stats["p99"] == 2.0 and stats["max"] == 100.0 and stats["count"] == 100
+
+
+def test_steal_fraction_is_the_stolen_share_of_all_cpu_time() -> None:
+    assert steal_fraction((1000, 500, 10), (2000, 900, 110)) == 0.1
+    assert steal_fraction(None, (2000, 900, 110)) is None
+    assert steal_fraction((2000, 900, 110), (2000, 900, 110)) is None  # no time passed
+    now = cpu_times()
+    assert now is None or (now[0] >= now[1] and now[0] >= now[2])
 
 
 def test_exclusive_stages_add_up_to_the_total() -> None:
