@@ -37,8 +37,8 @@ def _http_table(suite: dict[str, Any], title: str) -> list[str]:
                        for part in suite.get("server_command", []))
     lines = [(f"**{title}** (`{command}`, "
               f"startup {_fmt(suite.get('server_startup_s'))} s, RSS {_fmt(suite.get('server_rss_mib'), 0)} MiB)"), "",
-             "| endpoint | load | p50 ms | p95 ms | p99 ms | throughput req/s | errors | server CPU ms/req "
-             "| host steal |",
+             ("| endpoint | load | p50 ms | p95 ms | p99 ms | throughput req/s | errors | server CPU ms/req "
+              "| host steal |"),
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, scenario in suite.get("scenarios", {}).items():
         label = SCENARIO_LABELS.get(name, name)
