@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from index.manifest import IndexValidationError
 from index.versions import VersionStore
 from service.holder import IndexHolder
 from service.watch import IndexWatcher
@@ -183,3 +184,21 @@ def test_a_served_version_is_out_of_the_garbage_collectors_sight_and_freed_after
     publish(root, encoder, "b")
     assert holder.reload()[0] is True
     assert gone() is None
+
+
+def test_no_automatic_collection_while_a_version_loads_and_collection_resumes_after(
+    tmp_path: Path, encoder: HashingEncoder
+) -> None:
+    # Each automatic collection during a load walked the new version's tables once more.
+    root = tmp_path / "index"
+    publish(root, encoder, "a")
+    holder = IndexHolder(root, encoder)
+    seen: list[bool] = []
+    load = holder.load_version
+    holder.load_version = lambda path: seen.append(gc.isenabled()) or load(path)  # type: ignore[method-assign]
+    holder.reload()
+    bad = publish(root, encoder, "b")
+    (bad.path / "index.text.faiss").unlink()
+    with pytest.raises(IndexValidationError):
+        holder.reload()
+    assert seen == [False, False] and gc.isenabled()
