@@ -42,6 +42,10 @@ class LoadLevels:
     max_requests: int = 2000
     max_seconds: float = 20.0
     warmup: int = 50
+    #: A level during which the hypervisor stole more than this share of the CPU is run again...
+    max_steal: float | None = 0.05
+    #: ...at most this many times; the least disturbed attempt is the result, the others are kept.
+    steal_retries: int = 2
 
 
 def request_json(url: str, method: str = "GET", body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
@@ -135,6 +139,32 @@ def run_loadgen(server: RunningServer, plan_path: Path, *, mode: str, level: flo
     return result
 
 
+def run_level(server: RunningServer, plan_path: Path, *, mode: str, level: float, levels: LoadLevels,
+              cycle: bool, cpus: set[int] | None) -> dict[str, Any]:
+    """One load level, run again while the hypervisor stole more than ``levels.max_steal``.
+
+    On a shared virtual machine, stolen CPU time is noise from other machines: a level with 12 %
+    stolen measured p50 6.3 ms where the next, with 0.2 %, measured 5.4. Like waiting for a quiet
+    machine (``--wait-quiet``), a disturbed level is repeated (up to ``levels.steal_retries``
+    times), the least disturbed attempt is the result and the others stay in it under
+    ``disturbed_attempts``. Levels that consume their plan (events) are never repeated.
+    """
+    attempts = []
+    while True:
+        attempts.append(run_loadgen(server, plan_path, mode=mode, level=level, levels=levels, cycle=cycle, cpus=cpus))
+        steal = attempts[-1].get("host_steal_fraction")
+        if (not cycle or levels.max_steal is None or steal is None or steal <= levels.max_steal
+                or len(attempts) > levels.steal_retries):
+            break
+    chosen = min(attempts, key=lambda attempt: attempt.get("host_steal_fraction") or 0.0)
+    others = [attempt for attempt in attempts if attempt is not chosen]
+    if not others:
+        return chosen
+    return {**chosen, "disturbed_attempts": [
+        {"host_steal_fraction": attempt.get("host_steal_fraction"), "throughput_rps": attempt.get("throughput_rps"),
+         "latency_ms": attempt.get("latency_ms")} for attempt in others]}
+
+
 def probe(url: str, request: dict) -> tuple[bool, str, int | None]:
     """Sends one planned request; ``(ok, reason, result count)``."""
     status, body = request_json(url + request["path"], request["method"], request.get("body"))
@@ -178,8 +208,8 @@ def run_http_suite(
         runs = []
         for concurrency in levels.concurrency:
             log.info("%s: closed loop, concurrency %d", name, concurrency)
-            runs.append(run_loadgen(server, plan_path, mode="closed", level=concurrency, levels=levels,
-                                    cycle=cycle, cpus=client_cpus))
+            runs.append(run_level(server, plan_path, mode="closed", level=concurrency, levels=levels,
+                                  cycle=cycle, cpus=client_cpus))
             if not cycle:  # each event is sent once: the next level starts where this one stopped
                 used = runs[-1]["requests"]
                 plan = plan[used:]
@@ -187,12 +217,13 @@ def run_http_suite(
         if name in open_loop_scenarios:
             for rate in levels.rates:
                 log.info("%s: open loop, %.0f req/s", name, rate)
-                runs.append(run_loadgen(server, plan_path, mode="open", level=rate, levels=levels,
-                                        cycle=cycle, cpus=client_cpus))
+                runs.append(run_level(server, plan_path, mode="open", level=rate, levels=levels,
+                                      cycle=cycle, cpus=client_cpus))
         results[name] = {"probe_results": result_count, "runs": runs}
     return {"url": url, "server_command": server.command, "server_startup_s": server.startup_seconds,
             "server_rss_mib": server.rss_mib(), "health": server.health, "seeding": seeding,
             "levels": {"concurrency": list(levels.concurrency), "rates": list(levels.rates),
                        "max_requests": levels.max_requests, "max_seconds": levels.max_seconds,
-                       "warmup": levels.warmup},
+                       "warmup": levels.warmup, "max_steal": levels.max_steal,
+                       "steal_retries": levels.steal_retries},
             "scenarios": results}

@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--requests-per-level", type=int, default=2000)
     parser.add_argument("--seconds-per-level", type=float, default=20.0)
     parser.add_argument("--warmup", type=int, default=50, help="unmeasured requests before each level")
+    parser.add_argument("--max-steal", type=float, default=0.05, metavar="SHARE",
+                        help="run a load level again when the hypervisor stole more than this share of the "
+                             "CPU during it (0: never); every attempt is kept in the JSON")
+    parser.add_argument("--steal-retries", type=int, default=2, help="at most this many repeats per level")
     parser.add_argument("--scenarios", type=_csv(str), default=SCENARIOS)
     parser.add_argument("--server-log-level", default="INFO",
                         help="AISLE_LOG_LEVEL of the server (INFO, the default, logs every request)")
@@ -116,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         "wait_quiet": quiet,
     }
     levels = LoadLevels(concurrency=args.concurrency, rates=args.rates, max_requests=args.requests_per_level,
-                        max_seconds=args.seconds_per_level, warmup=args.warmup)
+                        max_seconds=args.seconds_per_level, warmup=args.warmup,
+                        max_steal=args.max_steal if args.max_steal > 0 else None, steal_retries=args.steal_retries)
     queries = load_queries()[: args.query_limit]
     products = load_base_products(args.base_limit)
     run_benchmark(args, result, products, queries, levels, name)

@@ -14,6 +14,13 @@ def _percent(fraction: float | None) -> str:
     return "–" if fraction is None else f"{fraction * 100:.0f} %"
 
 
+def _steal_cell(run: dict[str, Any]) -> str:
+    """The level's stolen CPU share, and those of the attempts it replaced (``http_bench.run_level``)."""
+    disturbed = [_percent(attempt.get("host_steal_fraction")) for attempt in run.get("disturbed_attempts", [])]
+    cell = _percent(run.get("host_steal_fraction"))
+    return f"{cell} (repeated after {', '.join(disturbed)})" if disturbed else cell
+
+
 def _machine_lines(machine: dict[str, Any], settings: dict[str, Any]) -> list[str]:
     packages = ", ".join(f"{k} {v}" for k, v in sorted(machine.get("packages", {}).items()))
     return [
@@ -51,7 +58,7 @@ def _http_table(suite: dict[str, Any], title: str) -> list[str]:
             latency = run["latency_ms"]
             lines.append(f"| {label} | {load} | {_fmt(latency['p50'])} | {_fmt(latency['p95'])} | "
                          f"{_fmt(latency['p99'])} | {_fmt(run['throughput_rps'], 0)} | {run['errors']} | "
-                         f"{_fmt(run.get('server_cpu_ms_per_request'))} | {_percent(run.get('host_steal_fraction'))} |")
+                         f"{_fmt(run.get('server_cpu_ms_per_request'))} | {_steal_cell(run)} |")
     return lines + [""]
 
 

@@ -209,3 +209,26 @@ def test_base_products_cover_every_source() -> None:
     assert {p.source for p in products} == {"amazon_google", "amazon_scientific", "esci", "fashion"}
     assert len({p.embedding_text() for p in products}) == 40
     assert len(load_queries()) == 480
+
+
+@pytest.mark.parametrize(
+    ("steals", "cycle", "chosen", "disturbed"),
+    [
+        ([0.01], True, 0.01, []),  # quiet: run once
+        ([0.12, 0.002], True, 0.002, [0.12]),  # disturbed, then quiet
+        ([0.2, 0.09, 0.3], True, 0.09, [0.2, 0.3]),  # never quiet: the least disturbed of 1 + 2 retries
+        ([0.2], False, 0.2, []),  # a level that consumes its plan (events) is never repeated
+    ],
+)
+def test_a_level_disturbed_by_host_steal_is_run_again(
+    monkeypatch: pytest.MonkeyPatch, steals: list[float], cycle: bool, chosen: float, disturbed: list[float]
+) -> None:
+    from benchmarks import http_bench
+
+    remaining = list(steals)
+    monkeypatch.setattr(http_bench, "run_loadgen", lambda *args, **kwargs: {
+        "host_steal_fraction": remaining.pop(0), "throughput_rps": 1.0, "latency_ms": {"p50": 1.0}})
+    levels = http_bench.LoadLevels(max_steal=0.05, steal_retries=2)
+    result = http_bench.run_level(None, Path("plan"), mode="closed", level=1, levels=levels, cycle=cycle, cpus=None)  # type: ignore[arg-type]
+    assert result["host_steal_fraction"] == chosen and not remaining
+    assert [attempt["host_steal_fraction"] for attempt in result.get("disturbed_attempts", [])] == disturbed
