@@ -64,8 +64,8 @@ META_FILE = "aisle_lexical.json"
 EMPTY_DOCUMENT_TOKEN = "\u2205"
 #: A token in more than this share of the rows is "common" for ``top`` (see the module docstring).
 COMMON_TOKEN_SHARE = 1 / 64
-#: ``scores_of`` spreads a token's weights over a dense vector, rather than binary-searching each
-#: row in the token's postings, when it is asked for more than one row in this many.
+#: Weight lookups (``scores_of``, ``top``) spread a token's weights over a dense vector, rather
+#: than binary-searching each row in the token's postings, for more than one row in this many.
 DENSE_LOOKUP_RATIO = 32
 #: ``top`` under a filter checks its best ``k / allowed share`` rows times this margin first...
 LATE_FILTER_MARGIN = 1.25
