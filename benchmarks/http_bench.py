@@ -143,8 +143,9 @@ def run_level(server: RunningServer, plan_path: Path, *, mode: str, level: float
               cycle: bool, cpus: set[int] | None) -> dict[str, Any]:
     """One load level, run again while the hypervisor stole more than ``levels.max_steal``.
 
-    On a shared virtual machine, stolen CPU time is noise from other machines: a level with 12 %
-    stolen measured p50 6.3 ms where the next, with 0.2 %, measured 5.4. Like waiting for a quiet
+    On a shared virtual machine, stolen CPU time is noise from other machines: at 1M items,
+    ``/search`` at concurrency 1 with 12 % stolen measured p50 6.3 ms, and ``/search`` with a
+    user (the same search plus the profile blend) with 0.2 % stolen 5.4 ms. Like waiting for a quiet
     machine (``--wait-quiet``), a disturbed level is repeated (up to ``levels.steal_retries``
     times), the least disturbed attempt is the result and the others stay in it under
     ``disturbed_attempts``. Levels that consume their plan (events) are never repeated.
