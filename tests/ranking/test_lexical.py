@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from index import lexical
-from index.lexical import META_FILE, LexicalIndex, query_tokens, tokenize, top_k
+from index.lexical import META_FILE, LexicalIndex, top_k
 from index.selection import RowSelection
+from index.tokens import query_tokens, tokenize
 
 TEXTS = [
     "DeWalt DW4524 angle grinder 4-1/2-inch",
