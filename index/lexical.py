@@ -251,7 +251,8 @@ class LexicalIndex:
         return int(np.searchsorted(self._starts, span[0], side="right")) - 1
 
     def _weights_at(self, spans: list[tuple[int, int]], rows: np.ndarray) -> np.ndarray:
-        """Sum over ``spans`` of each row's weight, found by binary search in the token's rows."""
+        """Sum over ``spans`` of each row's weight: a binary search per row in the token's rows, or,
+        for many rows, a read from the token's weights spread over a dense vector."""
         total = np.zeros(len(rows), dtype=np.float32)
         if len(rows) == 0:
             return total
@@ -343,7 +344,7 @@ def _top_allowed(
     least ``k`` of them pass, they are the answer, because the first ``k`` allowed rows in the
     order (score desc, row asc) all lie among the first ``fetch`` rows of that order.
     """
-    if allowed is None and (excluded is None or not len(excluded)):
+    if _filters_nothing(allowed, excluded):
         return top_k(rows, scores, k)
     excluded_count = 0 if excluded is None else len(excluded)
     fetch = int(k * LATE_FILTER_MARGIN) + excluded_count + 16
@@ -356,6 +357,10 @@ def _top_allowed(
         if np.count_nonzero(keep) >= k:
             return best_rows[keep][:k], best_scores[keep][:k]
     return top_k(*_keep(rows, scores, allowed, excluded), k)
+
+
+def _filters_nothing(allowed: Allowed, excluded: np.ndarray | None) -> bool:
+    return allowed is None and (excluded is None or not len(excluded))
 
 
 def _keep_mask(rows: np.ndarray, allowed: Allowed, excluded: np.ndarray | None) -> np.ndarray:
@@ -373,7 +378,7 @@ def _keep(
     rows: np.ndarray, scores: np.ndarray, allowed: Allowed, excluded: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``rows`` (and their scores) allowed by the mask and not excluded; scores are a copy."""
-    if allowed is None and (excluded is None or not len(excluded)):
+    if _filters_nothing(allowed, excluded):
         return rows, scores.copy()
     keep = _keep_mask(rows, allowed, excluded)
     return rows[keep], scores[keep]

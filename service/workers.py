@@ -11,9 +11,9 @@ worker is pinned to its own core when there are enough (search handlers are CPU-
 worker that stays on one core keeps its caches): 310-364 searches/s in six runs out of six.
 
 The parent process holds no index: it validates the index once (a bad one exits 2 with one
-line, before any port is bound; this load is then dropped, which makes the start slower: two
-workers were ready in 15.5 s on the million-item benchmark index, one in 9.5 s), starts the workers, restarts one that dies, and on SIGTERM or
-SIGINT asks every worker to drain and stop.
+line, before any port is bound), starts the workers, restarts one that dies, and on SIGTERM or
+SIGINT asks every worker to drain and stop. The validating load is dropped, which makes the start
+slower: two workers were ready in 15.5 s on the million-item benchmark index, one in 9.5 s.
 """
 
 from __future__ import annotations
