@@ -20,7 +20,7 @@ from embed.cache import discard_dir, publish_dir, write_json_atomic
 
 #: Bumped whenever the export or quantisation recipe changes: cached exports written by an older
 #: recipe are rebuilt instead of silently served.
-EXPORT_RECIPE = 5
+EXPORT_RECIPE = 6
 
 MANIFEST_NAME = "aisle_model.json"
 TEXT_MODEL_FILE = "model.onnx"

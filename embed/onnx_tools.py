@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from embed.artifacts import TORCH_INSTALL_HINT
+from embed.attention import runs_on_cpu, split_fused_attention
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,9 @@ def fuse_for_cpu(source: Path, destination: Path, *, model_type: str, num_heads:
       element where ``Gelu`` takes ~0.65 (512x1536, one core), and the int8 session folds the
       ``Add`` into the preceding quantised matmul as its bias anyway. Same exact (erf) GELU.
 
+    The fused attention blocks are then split again into one Q/K/V projection and ONNX
+    ``Attention`` (:mod:`embed.attention`), when the installed onnxruntime can run that graph.
+
     Returns:
         ``True`` if at least one attention block was fused and ``destination`` was written.
     """
@@ -141,5 +145,9 @@ def fuse_for_cpu(source: Path, destination: Path, *, model_type: str, num_heads:
     fused_ops = {node.op_type for node in optimized.model.graph.node}
     if not fused_ops & {"Attention", "MultiHeadAttention"}:
         return False
+    split = type(optimized.model)()
+    split.CopyFrom(optimized.model)
+    if split_fused_attention(split) and runs_on_cpu(split):
+        optimized.model.CopyFrom(split)
     optimized.save_model_to_file(str(destination))
     return True

@@ -84,6 +84,11 @@ def quantize_int8(
     if calibration:
         outliers = _find_outliers(model, _feed_forwards(model), calibration)
         keep_float = _split_outliers(model, outliers)
+    # "Attention" means onnxruntime's fused com.microsoft op (→ QAttention) to the quantiser, which
+    # would misread ONNX's own Attention (see embed.attention): only the fused one is listed.
+    op_types = ["MatMul"]
+    if any(node.op_type == "Attention" and node.domain == "com.microsoft" for node in model.graph.node):
+        op_types.append("Attention")
     staged_source = destination.with_name(destination.name + ".fp32-split.onnx")
     onnx.save(model, str(staged_source))
     # The quantiser logs one line per tensor on the root logger; keep build logs readable.
@@ -97,7 +102,7 @@ def quantize_int8(
             weight_type=QuantType.QInt8,
             per_channel=True,
             reduce_range=True,
-            op_types_to_quantize=["MatMul", "Attention"],
+            op_types_to_quantize=op_types,
             nodes_to_exclude=keep_float,
             # Fused contrib ops (Attention, EmbedLayerNormalization) defeat ONNX shape inference.
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
@@ -110,7 +115,7 @@ def quantize_int8(
         "weight_type": "QInt8",
         "per_channel": True,
         "reduce_range": True,
-        "op_types": ["MatMul", "Attention"],
+        "op_types": op_types,
         "fp32_outlier_channels": outliers,
     }
 

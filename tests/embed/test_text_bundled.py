@@ -75,6 +75,20 @@ def test_slow_fused_kernels_stay_out_of_the_graph(
         assert {"LayerNormalization", "Gelu"} <= operators and operators & {"Attention", "QAttention"}
 
 
+@pytest.mark.parametrize("backend", ["onnx-fp32", "onnx-int8"])
+def test_attention_projection_is_one_matmul(backend: str, fp32: OnnxTextEncoder, int8: OnnxTextEncoder) -> None:
+    """The fused (Q)Attention kernels project Q/K/V one head at a time; the export splits them."""
+    import onnx
+    import onnxruntime as ort
+
+    if tuple(int(part) for part in ort.__version__.split(".")[:2]) < (1, 23):
+        pytest.skip(f"onnxruntime {ort.__version__} has no CPU kernel for ONNX Attention; the fused graph stays")
+    graph = onnx.load(str((fp32 if backend == "onnx-fp32" else int8).model_dir / "model.onnx")).graph
+    operators = {(node.domain, node.op_type) for node in graph.node}
+    assert not operators & {("com.microsoft", "Attention"), ("com.microsoft", "QAttention")}
+    assert sum(node.op_type == "Attention" and node.domain == "" for node in graph.node) == 6
+
+
 def test_identity_of_the_two_backends(fp32: OnnxTextEncoder, int8: OnnxTextEncoder) -> None:
     assert fp32.name == int8.name == "all-MiniLM-L6-v2"
     assert fp32.dim == int8.dim == 384
