@@ -235,15 +235,34 @@ def build_parser() -> argparse.ArgumentParser:
 CHATTY_LIBRARIES = ("faiss", "sentence_transformers", "httpx", "urllib3", "filelock")
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level_from_env() -> str:
+    """``$AISLE_LOG_LEVEL`` as a level name, any case (default INFO).
+
+    Raises:
+        CommandError: the variable names no level.
+    """
+    value = os.environ.get("AISLE_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+    if value not in LOG_LEVELS:
+        raise CommandError(f"AISLE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {value.lower()!r}")
+    return value
+
+
 def configure_logging() -> None:
     """One line per record, at ``$AISLE_LOG_LEVEL`` (INFO); chatty libraries at WARNING."""
-    logging.basicConfig(level=os.environ.get("AISLE_LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=log_level_from_env(), format="%(levelname)s %(name)s: %(message)s")
     for name in CHATTY_LIBRARIES:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    configure_logging()
+    try:
+        configure_logging()
+    except CommandError as exc:
+        print(f"aisle: error: {exc}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

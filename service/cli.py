@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,12 +47,13 @@ def _serve(args: argparse.Namespace) -> int:
     """
     import uvicorn
 
+    from index.cli import log_level_from_env
     from index.settings import with_overrides
     from service.app import create_app
     from service.logs import configure_json_logging
     from service.settings import ServiceSettings
 
-    log_level = os.environ.get("AISLE_LOG_LEVEL", "INFO")
+    log_level = log_level_from_env()
     configure_json_logging(log_level)
     settings = with_overrides(
         ServiceSettings, index_dir=args.index, host=args.host, port=args.port, data_dir=args.data_dir,

@@ -119,3 +119,16 @@ def test_real_build_with_skipped_rows_then_an_unchanged_rebuild(tmp_path: Path, 
     rebuilt = json.loads(again.stdout.strip().splitlines()[-1])
     assert (rebuilt["encoded"], rebuilt["reused"]) == (0, 2)
     assert rebuilt["reused_files"] == ["index.text.faiss", "lexical", "vectors.text.npy"]
+
+
+def test_log_level_is_read_in_any_case_and_a_bad_one_is_a_clear_error(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("AISLE_CONFIG", None)
+    command = [sys.executable, "-m", "index.cli", "versions", "--index", str(tmp_path / "index")]
+    for level in ("warning", "Error"):
+        result = subprocess.run(command, check=False, cwd=REPO, capture_output=True, text=True, timeout=120,
+                                env={**env, "AISLE_LOG_LEVEL": level})
+        assert "Traceback" not in result.stderr and "AISLE_LOG_LEVEL" not in result.stderr, result.stderr
+    result = subprocess.run(command, check=False, cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={**env, "AISLE_LOG_LEVEL": "loud"})
+    assert_clean_error(result, "aisle: error: AISLE_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not 'loud'")
