@@ -42,9 +42,11 @@ def split_fused_attention(model: Any) -> int:
     """Rewrites every plain ``com.microsoft.Attention`` node of ``model`` in place.
 
     A node is rewritten only if it is the encoder case this module knows: weights and bias are
-    initializers with equal Q, K and V sizes, no past state, not unidirectional, no attributes but
-    ``num_heads`` (and ``scale``), and the graph has an ``attention_mask`` input. Anything else is
-    left fused. The default-domain opset is raised to :data:`ATTENTION_OPSET` if a node changed.
+    initializers with equal Q, K and V sizes, a padding mask, no past state, not unidirectional,
+    no attributes but ``num_heads`` (and ``scale``), and the graph has an ``attention_mask``
+    input, from which the rewrite builds its own mask. Anything else is left fused. If a node
+    changed, the default-domain opset is raised to :data:`ATTENTION_OPSET` (and the IR version
+    with it).
 
     Args:
         model: an ``onnx.ModelProto`` after onnxruntime's BERT fusion.
@@ -69,14 +71,14 @@ def split_fused_attention(model: Any) -> int:
         sizes = numpy_helper.from_array(np.array([width] * 3, dtype=np.int64), f"{prefix}/sizes")
         graph.initializer.append(sizes)
         q, k, v = (f"{prefix}/{part}" for part in "qkv")
+        heads, scale = _attribute(node, "num_heads"), _attribute(node, "scale")
         nodes += [
             helper.make_node("MatMul", [node.input[0], node.input[1]], [f"{prefix}/xw"], name=f"{prefix}/MatMul"),
             helper.make_node("Add", [f"{prefix}/xw", node.input[2]], [f"{prefix}/qkv"], name=f"{prefix}/Add"),
             helper.make_node("Split", [f"{prefix}/qkv", sizes.name], [q, k, v], axis=2, name=f"{prefix}/Split"),
             helper.make_node(
                 "Attention", [q, k, v, _ADDITIVE_MASK], list(node.output[:1]), name=f"{prefix}/Attention",
-                q_num_heads=_attribute(node, "num_heads"), kv_num_heads=_attribute(node, "num_heads"),
-                **({"scale": _attribute(node, "scale")} if _attribute(node, "scale") is not None else {}),
+                q_num_heads=heads, kv_num_heads=heads, **({} if scale is None else {"scale": scale}),
             ),
         ]
         rewritten += 1
@@ -139,7 +141,8 @@ def _is_plain_encoder_attention(node: Any, initializers: dict[str, Any]) -> bool
         return False
     if {attribute.name for attribute in node.attribute} - {"num_heads", "scale"}:
         return False
-    if len(node.input) < 3 or any(node.input[4:]) or len(node.output) != 1:
+    # A padding mask is required (the rewrite masks padding keys), past state is not supported.
+    if len(node.input) < 4 or not node.input[3] or any(node.input[4:]) or len(node.output) != 1:
         return False
     weights, bias = initializers.get(node.input[1]), initializers.get(node.input[2])
     if weights is None or bias is None or len(weights.dims) != 2:
