@@ -16,12 +16,14 @@ import time
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import ValidationError
 
 from index.ann import INDEX_TYPES, AnnParams
 from index.settings import CONFIG_ENV, AisleSettings, with_overrides
+
+SettingsT = TypeVar("SettingsT", bound=AisleSettings)
 
 if TYPE_CHECKING:
     from embed.base import Encoder
@@ -53,12 +55,17 @@ def settings_problems(error: ValidationError) -> str:
     return "invalid settings: " + "; ".join(problems)
 
 
-def load_settings(**overrides: object) -> AisleSettings:
-    """Settings with the CLI's explicit values on top, a bad config reported as a ``CommandError``."""
+def load_settings(settings_cls: type[SettingsT] = AisleSettings, /, **overrides: object) -> SettingsT:  # type: ignore[assignment]
+    """Settings with the CLI's explicit values on top, a bad config reported as a ``CommandError``.
+
+    Args:
+        settings_cls: :class:`AisleSettings` or a subclass (the service's).
+        overrides: the command's flags; ``None`` values are left to the other sources.
+    """
     import yaml
 
     try:
-        return with_overrides(AisleSettings, **overrides)
+        return with_overrides(settings_cls, **overrides)  # type: ignore[return-value]
     except ValidationError as exc:
         raise CommandError(settings_problems(exc)) from None
     except (ValueError, OSError) as exc:

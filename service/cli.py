@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from embed.base import Encoder
     from service.holder import IndexHolder
     from service.settings import ServiceSettings
 
@@ -28,14 +29,20 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def validated_holder(settings: ServiceSettings) -> IndexHolder:
-    """The index holder, or a ``CommandError`` naming the index and what is wrong with it."""
+    """The index holder, or a ``CommandError`` saying what is wrong with the model or the index."""
     from index.cli import CommandError
     from index.manifest import IndexValidationError
     from index.versions import VersionError
-    from service.app import create_holder
+    from service.app import create_holder, default_encoder
+
+    def encoder(settings: ServiceSettings) -> Encoder:
+        try:
+            return default_encoder(settings)
+        except (FileNotFoundError, ValueError) as exc:
+            raise CommandError(f"cannot load the model '{settings.model}': {exc}") from None
 
     try:
-        return create_holder(settings)
+        return create_holder(settings, encoder)
     except (VersionError, IndexValidationError) as exc:
         raise CommandError(f"cannot serve {settings.index_dir}: {exc}") from None
 
@@ -47,15 +54,14 @@ def _serve(args: argparse.Namespace) -> int:
     """
     import uvicorn
 
-    from index.cli import log_level_from_env
-    from index.settings import with_overrides
+    from index.cli import load_settings, log_level_from_env
     from service.app import create_app
     from service.logs import configure_json_logging
     from service.settings import ServiceSettings
 
     log_level = log_level_from_env()
     configure_json_logging(log_level)
-    settings = with_overrides(
+    settings = load_settings(
         ServiceSettings, index_dir=args.index, host=args.host, port=args.port, data_dir=args.data_dir,
         workers=args.workers,
     )

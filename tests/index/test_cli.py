@@ -132,3 +132,20 @@ def test_log_level_is_read_in_any_case_and_a_bad_one_is_a_clear_error(tmp_path: 
     result = subprocess.run(command, check=False, cwd=REPO, capture_output=True, text=True, timeout=120,
                             env={**env, "AISLE_LOG_LEVEL": "loud"})
     assert_clean_error(result, "aisle: error: AISLE_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not 'loud'")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("AISLE_CONFIG", "/nonexistent/aisle.yaml", "aisle serve: error: invalid settings: AISLE_CONFIG names a missing config file"),
+        ("AISLE_MODEL", "/nonexistent/model", "aisle serve: error: cannot load the model '/nonexistent/model': model directory"),
+    ],
+    ids=["missing-config-file", "missing-model"],
+)
+def test_serve_reports_a_bad_setting_without_a_trace(
+    cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setenv("AISLE_LOG_LEVEL", "ERROR")
+    result = cli("serve", "--index", str(tmp_path / "index"), "--port", "1")
+    assert_clean_error(result, message)
