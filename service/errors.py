@@ -89,6 +89,9 @@ def storage_unavailable(request: Request, exc: BaseException) -> JSONResponse:
 
 
 def _describe(error: dict[str, Any]) -> str:
+    if error.get("type") == "json_invalid":  # its location is a character offset, not a field
+        detail = (error.get("ctx") or {}).get("error")
+        return "the request body is not valid JSON" + (f" ({detail})" if detail else "")
     location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
     return f"{location}: {error.get('msg', 'invalid')}" if location else str(error.get("msg", "invalid"))
 

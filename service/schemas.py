@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.ranking.rules import RulesOverride
 
@@ -16,9 +16,18 @@ class StrictModel(BaseModel):
 class SearchFilters(StrictModel):
     category: str | None = Field(None, max_length=512, description="Category path prefix, e.g. 'Home > Kitchen'.")
     brand: str | list[str] | None = Field(None, description="One brand or a list of brands.")
-    price_min: float | None = Field(None, ge=0, allow_inf_nan=False)
-    price_max: float | None = Field(None, ge=0, allow_inf_nan=False)
+    price_min: float | None = Field(None, ge=0, allow_inf_nan=False, description="Lowest price (inclusive).")
+    price_max: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="Highest price (inclusive); not below price_min (else 422)."
+    )
     in_stock: bool | None = None
+
+    @model_validator(mode="after")
+    def _price_range_is_not_empty(self) -> SearchFilters:
+        # An inverted range matches nothing: almost surely swapped bounds, so say so instead of [].
+        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
+            raise ValueError(f"price_min ({self.price_min:g}) is above price_max ({self.price_max:g})")
+        return self
 
 
 class SearchRequest(StrictModel):

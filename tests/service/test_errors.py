@@ -170,3 +170,18 @@ def test_log_lines_written_in_worker_threads_carry_the_request_id(
     refusal = next(r for r in records if r["logger"] == "service.holder" and r["level"] == "ERROR")
     assert refusal["request_id"] == response.headers["x-request-id"]
     assert refusal["refused_version"] == bad.version
+
+
+def test_malformed_json_and_an_inverted_price_range_are_named(client: TestClient) -> None:
+    error = assert_envelope(
+        client.post("/search", content=b"not json", headers={"content-type": "application/json"}),
+        422, "invalid_request",
+    )
+    assert error["message"].startswith("the request body is not valid JSON")
+    error = assert_envelope(
+        client.post("/search", json={"query": "lamp", "filters": {"price_min": 50, "price_max": 10}}),
+        422, "invalid_request",
+    )
+    assert "price_min (50) is above price_max (10)" in error["message"]
+    equal = client.post("/search", json={"query": "lamp", "filters": {"price_min": 10, "price_max": 10}})
+    assert equal.status_code == 200, equal.text
