@@ -98,7 +98,7 @@ def _build(args: argparse.Namespace) -> int:
     print(f"loaded {len(catalog)} products from {args.catalog}"
           + (f" ({len(catalog.skipped)} bad rows skipped)" if catalog.skipped else ""), file=sys.stderr)
     _check_writable(settings.index_dir)  # before minutes of encoding, not after
-    encoder = _create_encoder(settings)
+    encoder = load_encoder(settings)
     try:
         report = build_version(catalog, settings.index_dir, encoder, options)
     except VersionError as exc:  # e.g. another build is running
@@ -131,13 +131,20 @@ def _check_writable(root: Path) -> None:
         raise CommandError(f"cannot build the index under {root}: the directory is not writable")
 
 
-def _create_encoder(settings: AisleSettings) -> Encoder:
-    """The configured text encoder, its ONNX export prepared (and cached) first."""
+def load_encoder(settings: AisleSettings, *, prepare: bool = True) -> Encoder:
+    """The configured text encoder, or a ``CommandError`` naming the model and the problem.
+
+    Args:
+        settings: where the model and backend are configured.
+        prepare: build (and cache) the ONNX export first if it is missing; that needs torch,
+            so ``aisle serve`` passes ``False`` and only opens an existing export.
+    """
     from embed import create_encoder, prepare_model
 
     config = settings.encoder_config()
     try:
-        prepare_model(config)
+        if prepare:
+            prepare_model(config)
         return create_encoder(config)
     except (FileNotFoundError, ValueError) as exc:
         raise CommandError(f"cannot load the model '{settings.model}': {exc}") from None

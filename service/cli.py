@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from embed.base import Encoder
     from service.holder import IndexHolder
     from service.settings import ServiceSettings
 
@@ -30,19 +29,13 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def validated_holder(settings: ServiceSettings) -> IndexHolder:
     """The index holder, or a ``CommandError`` saying what is wrong with the model or the index."""
-    from index.cli import CommandError
+    from index.cli import CommandError, load_encoder
     from index.manifest import IndexValidationError
     from index.versions import VersionError
-    from service.app import create_holder, default_encoder
-
-    def encoder(settings: ServiceSettings) -> Encoder:
-        try:
-            return default_encoder(settings)
-        except (FileNotFoundError, ValueError) as exc:
-            raise CommandError(f"cannot load the model '{settings.model}': {exc}") from None
+    from service.app import create_holder
 
     try:
-        return create_holder(settings, encoder)
+        return create_holder(settings, lambda settings: load_encoder(settings, prepare=False))
     except (VersionError, IndexValidationError) as exc:
         raise CommandError(f"cannot serve {settings.index_dir}: {exc}") from None
 
