@@ -129,12 +129,10 @@ def instrumented(engine: Any, clock: StageClock) -> Iterator[list[str]]:
 
 
 def _serialize(engine: Any, hits: list) -> bytes:
-    """The HTTP layer's work after ranking: result objects, the response model, JSON bytes."""
-    from service.schemas import RankedResponse
+    """The HTTP layer's work after ranking: result objects and JSON bytes, as the routes build them."""
+    from service.routers.responses import ranked_body
 
-    payload = {"request_id": "0" * 32, "index_version": engine.version, "took_ms": 0.0,
-               "results": [engine.result(hit) for hit in hits]}
-    return RankedResponse.model_validate(payload).model_dump_json(exclude_none=True).encode()
+    return ranked_body(engine, hits, "0" * 32, 0.0)
 
 
 def exclusive_stages(seconds: dict[str, float], total: float) -> dict[str, float]:

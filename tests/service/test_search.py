@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.ranking.rules import RulesError
+from service.schemas import RankedResponse
 from tests.service.harness import make_app
 
 # Catalogue "a" of the harness: a-3 (cast iron skillet), a-10, a-17 and a-24 are out of stock.
@@ -34,6 +35,8 @@ def test_response_shape_and_in_stock_default(client: TestClient) -> None:
     first = body["results"][0]
     assert {"id", "score", "title", "brand", "category", "price", "in_stock"} <= set(first)
     assert "explain" not in first
+    # Bodies are serialized without the response model: they must still be what it documents.
+    assert RankedResponse.model_validate_json(response.content).model_dump(exclude_none=True) == body
     lenient = client.post("/search", json={"query": "cast iron skillet", "rules": {"in_stock_only": False}})
     assert ids(lenient)[0] == "a-3"
 
@@ -43,6 +46,7 @@ def test_explain_parts_compose_to_the_score(client: TestClient) -> None:
         client.post("/search", json={"query": "coffee grinder", "explain": True}),
         client.get("/search", params={"q": "coffee grinder", "explain": "true"}),
     ):
+        assert RankedResponse.model_validate_json(response.content).model_dump(exclude_none=True) == response.json()
         for result in response.json()["results"]:
             parts = result["explain"]
             composed = (parts["semantic"] + parts["lexical"] + parts["personal"] + parts["boosts"]
