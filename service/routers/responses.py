@@ -18,7 +18,8 @@ def ranked_body(
 
     Serialized straight from the result dicts: they are built here with the model's fields and
     types and hold no ``None`` (``Engine.result`` leaves blank fields out), so validating them
-    against the model again would only repeat work; ``tests/service`` validates bodies against it.
+    against the model again would only repeat work (10 results at 100k items: validating and
+    dumping took 45 µs, ``to_json`` 17 µs); ``tests/service`` validates bodies against it.
     """
     results = [engine.result(hit) for hit in hits]
     for result, source in zip(results, sources or ()):
@@ -36,9 +37,9 @@ def ranked_response(
     ``sources``, when given, is each hit's ``source`` field (recommendations say where a
     result came from).
 
-    A route returning a plain dict has FastAPI validate it against ``response_model`` again and
-    render it with ``json`` (90 µs against 17 for 10 results), and, for a sync route, in a second
-    hop through the thread pool. ``response_model`` still documents the shape.
+    A route returning a plain dict has FastAPI validate it against ``response_model`` and render
+    it with ``json``, and, for a sync route, in a second hop through the thread pool.
+    ``response_model`` still documents the shape.
     """
     took_ms = round((time.perf_counter() - started) * 1000, 3)
     body = ranked_body(engine, hits, request.state.request_id, took_ms, sources)
