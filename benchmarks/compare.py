@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.measure import exact_top_k, latency_stats, pinned, recall_at_k, time_each
-from benchmarks.peers import make_peer
+from benchmarks.peers import PEER_ITEM_LIMITS, make_peer
 from embed.base import Encoder
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,16 @@ def run_peer(name: str, encodings: Sequence[str], encoder: Encoder, ids: list[st
     return results
 
 
+def peer_skip_reason(name: str, items: int, max_peer_items: int | None) -> str | None:
+    """Why peer ``name`` is not run on ``items`` items (``--max-peer-items`` or its own limit), or None."""
+    if max_peer_items is not None and items > max_peer_items:
+        return f"{items} items is above --max-peer-items {max_peer_items}"
+    limit, reason = PEER_ITEM_LIMITS.get(name, (None, ""))
+    if limit is not None and items > limit:
+        return f"{items} items is above {limit:,} for {name}: {reason}"
+    return None
+
+
 def compare_peers(
     loaded,
     encoder: Encoder,
@@ -115,10 +125,10 @@ def compare_peers(
         if candidates:
             results.append(aisle_vector_path(loaded, encoder, queries, k, warmup, candidates))
         for name in peers:
-            if max_peer_items is not None and len(ids) > max_peer_items:
-                results += [{"system": name, "encoding": encoding,
-                             "skipped": f"{len(ids)} items is above --max-peer-items {max_peer_items}"}
-                            for encoding in encodings]
+            skipped = peer_skip_reason(name, len(ids), max_peer_items)
+            if skipped:
+                log.warning("peer %s skipped: %s", name, skipped)
+                results += [{"system": name, "encoding": encoding, "skipped": skipped} for encoding in encodings]
                 continue
             try:
                 results += run_peer(name, encodings, encoder, ids, vectors, queries, k, threads, warmup,

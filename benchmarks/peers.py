@@ -39,6 +39,12 @@ from embed.base import Encoder
 
 ENCODINGS = ("aisle-onnx-int8", "native")
 PEERS = ("txtai", "chromadb", "chromadb-tuned", "qdrant")
+#: Catalogue sizes a peer is not run above, and why (reported as the peer's ``skipped``).
+PEER_ITEM_LIMITS: dict[str, tuple[int, str]] = {
+    "qdrant": (200_000, "qdrant-client's local mode warns above 20,000 points; at a million items it "
+                        "took 864 s to load and 4.9 s per query (exact scan in NumPy), and in a benchmark "
+                        "run after the other peers it ran the 24 GiB machine out of memory"),
+}
 QueryEncoder = Callable[[Sequence[str]], np.ndarray]
 #: Files chroma's default embedding function expects in its model folder.
 _CHROMA_MODEL_FILES = ("config.json", "special_tokens_map.json", "tokenizer_config.json", "tokenizer.json", "vocab.txt")

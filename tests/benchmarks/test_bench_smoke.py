@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from benchmarks.catalogue import PrecomputedEncoder, synthesize, variant_title
+from benchmarks.compare import peer_skip_reason
 from benchmarks.data import BaseProduct, MissingDataError, load_base_products, load_queries
 from benchmarks.loadgen import Outcome, encode_request, percentile, summarize
 from benchmarks.measure import cpu_times, exact_top_k, latency_stats, recall_at_k, steal_fraction
@@ -232,3 +233,10 @@ def test_a_level_disturbed_by_host_steal_is_run_again(
     result = http_bench.run_level(None, Path("plan"), mode="closed", level=1, levels=levels, cycle=cycle, cpus=None)  # type: ignore[arg-type]
     assert result["host_steal_fraction"] == chosen and not remaining
     assert [attempt["host_steal_fraction"] for attempt in result.get("disturbed_attempts", [])] == disturbed
+
+
+def test_qdrant_local_mode_is_skipped_with_its_reason_on_large_catalogues() -> None:
+    assert peer_skip_reason("qdrant", 100_000, None) is None
+    assert "out of memory" in peer_skip_reason("qdrant", 1_000_000, None)
+    assert peer_skip_reason("txtai", 1_000_000, None) is None
+    assert "--max-peer-items 5000" in peer_skip_reason("txtai", 10_000, 5000)
