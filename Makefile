@@ -9,7 +9,7 @@ PORT ?= 8000
 export AISLE_CACHE_DIR ?= $(CURDIR)/.cache/aisle
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install install-dev demo build-demo serve test bench clean
+.PHONY: install install-dev demo build-demo serve test lint wheel-check bench clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,16 @@ serve:
 
 demo: build-demo serve
 
-test: install-dev
+# Lint and format check, the built wheel checked in a fresh environment, then the suite.
+test: install-dev lint wheel-check
 	$(PY) -m pytest -q
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+wheel-check: install-dev
+	bash .ci/wheel_check.sh $(PY)
 
 bench: $(VENV)/bin/activate
 	$(PIP) install -q -c constraints.txt -e '.[export,dev,bench]'

@@ -26,26 +26,26 @@ import os
 # torch and tokenizers must see the thread limits before they load.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from importlib.metadata import PackageNotFoundError, version  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import csv
+import json
+import statistics
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # allow `python benchmarks/bench_encoders.py` from anywhere
     sys.path.insert(0, str(REPO))
 
+from aisle.embed import Encoder, EncoderConfig, create_encoder, prepare_model  # noqa: E402
+from aisle.embed.config import default_cache_dir  # noqa: E402
+from aisle.index.storage import atomic_write_json  # noqa: E402
 from benchmarks.data import shared_data_dir  # noqa: E402
 from benchmarks.machine import describe_machine  # noqa: E402
 from benchmarks.measure import LoadMonitor, latency_stats, pinned  # noqa: E402
-from embed import Encoder, EncoderConfig, create_encoder, prepare_model  # noqa: E402
-from embed.config import default_cache_dir  # noqa: E402
-from index.storage import atomic_write_json  # noqa: E402
 
 BACKENDS = ("sentence-transformers", "onnx-fp32", "onnx-int8")
 

@@ -35,11 +35,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from index import ann, ann_build
-from index.ann import INDEX_TYPES, AnnIndex, AnnParams
-from index.selection import RowSelection
-from index.storage import atomic_write_json
-from tests.index import realdata
+from aisle.index import ann, ann_build
+from aisle.index.ann import INDEX_TYPES, AnnIndex, AnnParams
+from aisle.index.selection import RowSelection
+from aisle.index.storage import atomic_write_json
+from benchmarks import realdata
 
 K = 10
 #: Candidates ``/search`` retrieves per query before re-scoring (``AISLE_CANDIDATES``).
@@ -51,7 +51,7 @@ def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int = 1
     best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
     best_rows = np.zeros((len(queries), k), dtype=np.int64)
     for start in range(0, len(vectors), chunk):
-        scores = queries @ vectors[start:start + chunk].T
+        scores = queries @ vectors[start : start + chunk].T
         top = np.argpartition(-scores, min(k, scores.shape[1] - 1), axis=1)[:, :k]
         merged_scores = np.concatenate([best_scores, np.take_along_axis(scores, top, 1)], axis=1)
         merged_rows = np.concatenate([best_rows, top + start], axis=1)
@@ -63,13 +63,18 @@ def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int = 1
 
 def percentiles(seconds: list[float], prefix: str = "") -> dict[str, float]:
     ms = np.array(seconds) * 1000
-    return {f"{prefix}p50_ms": round(float(np.percentile(ms, 50)), 3),
-            f"{prefix}p99_ms": round(float(np.percentile(ms, 99)), 3),
-            f"{prefix}mean_ms": round(float(ms.mean()), 3)}
+    return {
+        f"{prefix}p50_ms": round(float(np.percentile(ms, 50)), 3),
+        f"{prefix}p99_ms": round(float(np.percentile(ms, 99)), 3),
+        f"{prefix}mean_ms": round(float(ms.mean()), 3),
+    }
 
 
 def measure_search(
-    index: AnnIndex, queries: np.ndarray, truth: np.ndarray, allowed: RowSelection | None = None,
+    index: AnnIndex,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    allowed: RowSelection | None = None,
     search: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """Recall@10 against ``truth`` and per-query latency, one query at a time.
@@ -87,8 +92,12 @@ def measure_search(
         seconds.append(time.perf_counter() - tick)
         expected = set(true_rows[true_rows >= 0].tolist())
         recalls.append(len(expected & set(rows.tolist())) / len(expected) if expected else 1.0)
-    return {"queries": len(queries), f"recall_at_{K}": round(float(np.mean(recalls)), 4),
-            **percentiles(seconds), **percentiles(cpu_seconds, "cpu_")}
+    return {
+        "queries": len(queries),
+        f"recall_at_{K}": round(float(np.mean(recalls)), 4),
+        **percentiles(seconds),
+        **percentiles(cpu_seconds, "cpu_"),
+    }
 
 
 def _best_of(found: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +159,8 @@ def bench_type(
         # /search retrieves the top ``candidates`` (200) and keeps the best 10 after re-scoring:
         # the recall of those 10 and the cost of the wider retrieval.
         result["search_top200_best10"] = measure_search(
-            served, queries[:limit], truth[:limit], search=lambda q: _best_of(served.search(q, SERVICE_CANDIDATES)))
+            served, queries[:limit], truth[:limit], search=lambda q: _best_of(served.search(q, SERVICE_CANDIDATES))
+        )
     result["filtered"] = {}
     rng = np.random.default_rng(11)
     filter_queries = queries[: min(limit, args.filter_queries)]
@@ -159,16 +169,23 @@ def bench_type(
         truth_filtered = filtered_truth(vectors, filter_queries, selection)
         breadth, scan = served.filtered_plan(selection.count, K)
         path = "scan" if scan else "index"
-        entry = {"allowed_rows": selection.count, "policy_path": path, "policy_breadth": breadth,
-                 **measure_search(served, filter_queries, truth_filtered, selection)}
+        entry = {
+            "allowed_rows": selection.count,
+            "policy_path": path,
+            "policy_breadth": breadth,
+            **measure_search(served, filter_queries, truth_filtered, selection),
+        }
         # Each path alone, to check the cost model that chooses between them.
         entry["scan_only"] = measure_search(
-            served, filter_queries, truth_filtered,
-            search=lambda q, sel=selection: served.exact_subset(q, K, sel.rows))
+            served, filter_queries, truth_filtered, search=lambda q, sel=selection: served.exact_subset(q, K, sel.rows)
+        )
         if kind != "flat":
             entry["index_only"] = measure_search(
-                served, filter_queries, truth_filtered,
-                search=lambda q, sel=selection, b=breadth: served.graph_search(q, K, sel, b))
+                served,
+                filter_queries,
+                truth_filtered,
+                search=lambda q, sel=selection, b=breadth: served.graph_search(q, K, sel, b),
+            )
         result["filtered"][str(share)] = entry
     print(f"{kind} n={n}: {json.dumps(result)}", flush=True)
     return result
@@ -185,8 +202,13 @@ def load_vectors(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, dict
     cache = realdata.vector_cache_dir()
     documents = realdata.encode_cached(encoder, [p.text for p in products], cache)
     queries = realdata.encode_cached(encoder, realdata.load_wands_queries(root), cache, queries=True)
-    source = {"model": encoder.name, "fingerprint": encoder.fingerprint, "real_products": len(products),
-              "queries": "WANDS query.csv", "query_count": len(queries)}
+    source = {
+        "model": encoder.name,
+        "fingerprint": encoder.fingerprint,
+        "real_products": len(products),
+        "queries": "WANDS query.csv",
+        "query_count": len(queries),
+    }
     return documents, queries, source
 
 
@@ -209,10 +231,16 @@ def main(argv: list[str] | None = None) -> int:
 
     documents, queries, source = load_vectors(args)
     report: dict[str, Any] = {
-        "benchmark": "index", "command": " ".join(["python", "benchmarks/bench_index.py", *(argv or sys.argv[1:])]),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "faiss": faiss.__version__,
-                    "load_average_at_start": os.getloadavg()},
-        "data": {**source, "sigma": args.sigma, "k": K}, "sizes": {},
+        "benchmark": "index",
+        "command": " ".join(["python", "benchmarks/bench_index.py", *(argv or sys.argv[1:])]),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "faiss": faiss.__version__,
+            "load_average_at_start": os.getloadavg(),
+        },
+        "data": {**source, "sigma": args.sigma, "k": K},
+        "sizes": {},
     }
     for size in args.sizes:
         vectors = realdata.perturbed(documents, size, args.sigma, seed=size)

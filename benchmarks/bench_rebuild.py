@@ -33,9 +33,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from index.catalog import Product
-from index.storage import atomic_write_json
-from tests.index import realdata
+from aisle.index.catalog import Product
+from aisle.index.storage import atomic_write_json
+from benchmarks import realdata
 
 COLUMNS = ("id", "title", "description", "brand", "category", "price", "in_stock")
 
@@ -50,13 +50,31 @@ def write_catalogue(path: Path, products: list[Product]) -> Path:
 
 
 def run_build(catalogue: Path, root: Path) -> dict[str, Any]:
-    env = {**os.environ, "AISLE_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1",
-           "AISLE_CACHE_DIR": str(realdata.cache_root())}
+    env = {
+        **os.environ,
+        "AISLE_LOG_LEVEL": "WARNING",
+        "HF_HUB_OFFLINE": "1",
+        "AISLE_CACHE_DIR": str(realdata.cache_root()),
+    }
     tick = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "index.cli", "build", "--catalog", str(catalogue), "--out", str(root),
-         "--json", "--no-progress"],
-        check=False, cwd=REPO, capture_output=True, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "aisle",
+            "build",
+            "--catalog",
+            str(catalogue),
+            "--out",
+            str(root),
+            "--json",
+            "--no-progress",
+        ],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     wall = time.perf_counter() - tick
     if result.returncode != 0:
@@ -74,16 +92,20 @@ def main(argv: list[str] | None = None) -> int:
     if data is None:
         sys.exit("shared evaluation data not found (set AISLE_SHARED_DATA or put it at ../shared/data)")
     products = realdata.catalog_of_size(realdata.load_real_products(data), args.items)
-    repriced = [dataclasses.replace(p, price=round((p.price or 0) * 1.1, 2), in_stock=not p.in_stock)
-                for p in products]
+    repriced = [dataclasses.replace(p, price=round((p.price or 0) * 1.1, 2), in_stock=not p.in_stock) for p in products]
     retitled = list(repriced)
-    retitled[args.items // 2] = dataclasses.replace(retitled[args.items // 2],
-                                                    title=retitled[args.items // 2].title + " (new model)")
+    retitled[args.items // 2] = dataclasses.replace(
+        retitled[args.items // 2], title=retitled[args.items // 2].title + " (new model)"
+    )
     runs: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="aisle-bench-rebuild-") as work:
         folder, root = Path(work), Path(work) / "index"
-        steps = (("first_build", products), ("unchanged_rebuild", products),
-                 ("prices_and_stock_changed", repriced), ("one_title_changed", retitled))
+        steps = (
+            ("first_build", products),
+            ("unchanged_rebuild", products),
+            ("prices_and_stock_changed", repriced),
+            ("one_title_changed", retitled),
+        )
         for name, catalogue in steps:
             runs[name] = run_build(write_catalogue(folder / f"{name}.csv", catalogue), root)
             print(f"{name}: {json.dumps(runs[name])}", flush=True)
@@ -95,9 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         "items": args.items,
         "runs": runs,
         "ratios_to_first_build": {
-            name: {"wall": round(run["wall_seconds"] / first["wall_seconds"], 4),
-                   "build": round(run["build_seconds"] / first["build_seconds"], 4)}
-            for name, run in runs.items() if name != "first_build"
+            name: {
+                "wall": round(run["wall_seconds"] / first["wall_seconds"], 4),
+                "build": round(run["build_seconds"] / first["build_seconds"], 4),
+            }
+            for name, run in runs.items()
+            if name != "first_build"
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

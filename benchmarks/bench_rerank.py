@@ -32,15 +32,15 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from aisle.index.items import ItemTable  # noqa: E402
+from aisle.index.lexical import LexicalIndex  # noqa: E402
+from aisle.index.storage import atomic_write_json  # noqa: E402
+from aisle.service.ranking.rerank import rerank  # noqa: E402
+from aisle.service.ranking.rules import Boosts, Cap, Diversity, Exploration, Pin, PriceBand, RuleSet  # noqa: E402
+from aisle.service.ranking.types import Candidates, UserContext  # noqa: E402
 from benchmarks.data import BaseProduct, load_base_products, load_queries, shared_data_dir  # noqa: E402
 from benchmarks.machine import describe_machine  # noqa: E402
 from benchmarks.measure import LoadMonitor, latency_stats, pinned, wait_for_quiet  # noqa: E402
-from index.items import ItemTable  # noqa: E402
-from index.lexical import LexicalIndex  # noqa: E402
-from index.storage import atomic_write_json  # noqa: E402
-from service.ranking.rerank import rerank  # noqa: E402
-from service.ranking.rules import Boosts, Cap, Diversity, Exploration, Pin, PriceBand, RuleSet  # noqa: E402
-from service.ranking.types import Candidates, UserContext  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SUFFIXES = ("Black", "White", "Large", "Compact", "2-pack", "Refurbished", "Pro", "Mini", "XL", "Blue")
@@ -59,20 +59,22 @@ def variants(base: list[BaseProduct], size: int) -> list[BaseProduct]:
 
 def item_table(products: list[BaseProduct], rng: np.random.Generator) -> ItemTable:
     count = len(products)
-    return ItemTable({
-        "id": [f"p{n}" for n in range(count)],
-        "title": [p.title for p in products],
-        "description": [""] * count,
-        "brand": [p.brand for p in products],
-        "category": [p.category for p in products],
-        "price": [p.price if p.price else float(rng.uniform(5, 500)) for p in products],
-        "in_stock": (rng.random(count) < 0.9).tolist(),
-        "image": [""] * count,
-        "margin": rng.uniform(0, 0.6, count).tolist(),
-        "boost": np.where(rng.random(count) < 0.05, 1.0, 0.0).tolist(),
-        "attributes": ["{}"] * count,
-        "content_hash": [""] * count,
-    })
+    return ItemTable(
+        {
+            "id": [f"p{n}" for n in range(count)],
+            "title": [p.title for p in products],
+            "description": [""] * count,
+            "brand": [p.brand for p in products],
+            "category": [p.category for p in products],
+            "price": [p.price if p.price else float(rng.uniform(5, 500)) for p in products],
+            "in_stock": (rng.random(count) < 0.9).tolist(),
+            "image": [""] * count,
+            "margin": rng.uniform(0, 0.6, count).tolist(),
+            "boost": np.where(rng.random(count) < 0.05, 1.0, 0.0).tolist(),
+            "attributes": ["{}"] * count,
+            "content_hash": [""] * count,
+        }
+    )
 
 
 def candidate_sets(items: ItemTable, count: int, size: int, dim: int, rng: np.random.Generator) -> list[Candidates]:
@@ -85,11 +87,15 @@ def candidate_sets(items: ItemTable, count: int, size: int, dim: int, rng: np.ra
         vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
         semantic = 0.35 * rng.uniform(0.2, 0.8, size)
         lexical = 0.65 * np.where(rng.random(size) < 0.5, rng.uniform(0, 1, size), 0.0)
-        sets.append(Candidates(
-            rows=rows, relevance=semantic + lexical,
-            parts={"semantic": semantic, "lexical": lexical, "personal": np.zeros(size)},
-            sources=["dense+lexical"] * size, vectors=vectors,
-        ))
+        sets.append(
+            Candidates(
+                rows=rows,
+                relevance=semantic + lexical,
+                parts={"semantic": semantic, "lexical": lexical, "personal": np.zeros(size)},
+                sources=["dense+lexical"] * size,
+                vectors=vectors,
+            )
+        )
     return sets
 
 
@@ -99,27 +105,37 @@ def realistic_rules(items: ItemTable, sets: list[Candidates]) -> tuple[RuleSet, 
     categories = [items.category(int(r)) for r in first[:40] if items.category(int(r))]
     rules = RuleSet(
         caps=(Cap(field="brand", max=2, within=10), Cap(field="category", max=4, within=10)),
-        pins=(Pin(item_id=items.ids[int(first[5])], position=1, query="bench query"),
-              Pin(item_id=items.ids[int(first[7])], position=4)),
-        boosts=Boosts(margin=0.2, boost=0.1, brands={b: 0.05 for b in brands[:3]},
-                      categories={categories[0]: 0.03} if categories else {}),
+        pins=(
+            Pin(item_id=items.ids[int(first[5])], position=1, query="bench query"),
+            Pin(item_id=items.ids[int(first[7])], position=4),
+        ),
+        boosts=Boosts(
+            margin=0.2,
+            boost=0.1,
+            brands={b: 0.05 for b in brands[:3]},
+            categories={categories[0]: 0.03} if categories else {},
+        ),
         price_band=PriceBand(weight=0.1),
         diversity=Diversity(lambda_=0.8),
         exploration=Exploration(share=0.1, pool=20),
         exclude_ids=tuple(items.ids[int(r)] for r in first[10:15]),
     )
     ctx = UserContext(
-        price_band=(20.0, 120.0), purchased_recently=frozenset(items.ids[int(r)] for r in first[20:23]),
-        top_categories=tuple(categories[:2]), top_brands=tuple(brands[:3]),
+        price_band=(20.0, 120.0),
+        purchased_recently=frozenset(items.ids[int(r)] for r in first[20:23]),
+        top_categories=tuple(categories[:2]),
+        top_brands=tuple(brands[:3]),
     )
     return rules, ctx
 
 
-def time_rerank(items: ItemTable, sets: list[Candidates], rules: RuleSet, ctx: UserContext,
-                runs: int, explain: bool, k: int) -> dict[str, Any]:
+def time_rerank(
+    items: ItemTable, sets: list[Candidates], rules: RuleSet, ctx: UserContext, runs: int, explain: bool, k: int
+) -> dict[str, Any]:
     def once(n: int) -> int:
-        hits = rerank(sets[n % len(sets)], items, ctx, rules, k, request_id=f"req-{n}",
-                      explain=explain, query="bench query")
+        hits = rerank(
+            sets[n % len(sets)], items, ctx, rules, k, request_id=f"req-{n}", explain=explain, query="bench query"
+        )
         return len(hits)
 
     for n in range(50):  # warm-up
@@ -147,8 +163,12 @@ def time_lexical(products: list[BaseProduct], queries: list[str]) -> dict[str, A
         index.search(query, 200)
         cpu.append(time.thread_time() - cpu_tick)
         wall.append(time.perf_counter() - tick)
-    return {"documents": len(products), "queries": len(queries), "build_s": round(build_s, 2),
-            "search_top200": {"wall": latency_stats(wall), "cpu": latency_stats(cpu)}}
+    return {
+        "documents": len(products),
+        "queries": len(queries),
+        "build_s": round(build_s, 2),
+        "search_top200": {"wall": latency_stats(wall), "cpu": latency_stats(cpu)},
+    }
 
 
 def main() -> None:
@@ -159,8 +179,12 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--cpu", type=int, default=0, help="CPU to pin to")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "rerank.json")
-    parser.add_argument("--wait-quiet", type=float, metavar="LOAD",
-                        help="first wait (up to 10 min) for the 1-minute load average to drop to LOAD")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        metavar="LOAD",
+        help="first wait (up to 10 min) for the 1-minute load average to drop to LOAD",
+    )
     args = parser.parse_args()
 
     shared_data_dir()  # fails with a clear message when the shared data is absent
@@ -188,12 +212,20 @@ def main() -> None:
     report = {
         "benchmark": "rerank",
         "command": f"python -m benchmarks.bench_rerank --runs {args.runs} --items {args.items} "
-                   f"--candidates {args.candidates} --k {args.k}",
-        "setup": {"items": args.items, "candidates": args.candidates, "k": args.k, "dim": 384,
-                  "pinned_cpu": args.cpu, "rules": rules.model_dump(by_alias=True, mode="json")},
+        f"--candidates {args.candidates} --k {args.k}",
+        "setup": {
+            "items": args.items,
+            "candidates": args.candidates,
+            "k": args.k,
+            "dim": 384,
+            "pinned_cpu": args.cpu,
+            "rules": rules.model_dump(by_alias=True, mode="json"),
+        },
         "target": {"realistic_rules_p50_ms": 1.0},
         "results": results,
-        "meets_target": all(results[name]["wall"]["p50"] <= 1.0 for name in ("realistic_rules", "realistic_rules_explain")),
+        "meets_target": all(
+            results[name]["wall"]["p50"] <= 1.0 for name in ("realistic_rules", "realistic_rules_explain")
+        ),
         "load": {**monitor.report(), "waited_for_quiet": quiet},
         "machine": describe_machine(REPO),
     }

@@ -6,7 +6,7 @@ vector; variant ``j > 0`` gets a title suffix (colour, size) and the vector
 ``normalise(x + sigma * noise)``, so that catalogue vectors keep the real model's geometry
 (clusters of related products, near-duplicate variants) instead of uniform random points.
 
-The version is written by ``index.build.build_version`` itself, so its layout is exactly what
+The version is written by ``aisle.index.build.build_version`` itself, so its layout is exactly what
 ``aisle build`` writes; only the document encoder is replaced by ``PrecomputedEncoder``, which
 hands the build these vectors while reporting the real model's name and fingerprint (the service
 refuses an index whose fingerprint differs from its query encoder's).
@@ -23,18 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
+from aisle.embed.base import Encoder, ForwardingEncoder, l2_normalize
+from aisle.index.build import BuildOptions, build_version
+from aisle.index.catalog import Catalog, Product
+from aisle.index.manifest import read_manifest
+from aisle.index.storage import atomic_write, atomic_write_json
+from aisle.index.versions import VersionError, VersionStore
 from benchmarks.data import BaseProduct
-from embed.base import Encoder, ForwardingEncoder, l2_normalize
-from index.build import BuildOptions, build_version
-from index.catalog import Catalog, Product
-from index.manifest import read_manifest
-from index.storage import atomic_write, atomic_write_json
-from index.versions import VersionError, VersionStore
 
 log = logging.getLogger(__name__)
 
-COLOURS = ("Black", "White", "Grey", "Navy", "Red", "Green", "Beige", "Brown", "Blue", "Pink",
-           "Olive", "Silver")
+COLOURS = ("Black", "White", "Grey", "Navy", "Red", "Green", "Beige", "Brown", "Blue", "Pink", "Olive", "Silver")
 SIZES = ("XS", "S", "M", "L", "XL", "XXL", "Compact", "Standard", "Large", "Family")
 RECIPE_FILE = "bench-catalogue.json"
 
@@ -75,9 +74,7 @@ class PrecomputedEncoder(ForwardingEncoder):
         return np.ascontiguousarray(self._vectors[rows], dtype=np.float32)
 
 
-def encode_base_products(
-    encoder: Encoder, products: Sequence[BaseProduct], cache_dir: Path
-) -> np.ndarray:
+def encode_base_products(encoder: Encoder, products: Sequence[BaseProduct], cache_dir: Path) -> np.ndarray:
     """The real document vectors of ``products``, cached by model fingerprint and texts."""
     texts = [p.embedding_text() for p in products]
     key = hashlib.sha256(json.dumps([encoder.fingerprint, texts]).encode()).hexdigest()[:16]
@@ -130,17 +127,19 @@ def synthesize(
     base_prices = np.where(np.isnan(base_prices), fallback, base_prices)
     price_factor = np.where(variants > 0, rng.uniform(0.85, 1.2, size), 1.0)
     in_stock = rng.random(size) < 0.9
-    catalog = Catalog([
-        Product(
-            id=f"{products[b].source[:3]}-{b:05d}-{v:04d}",
-            title=variant_title(products[b].title, int(v)),
-            brand=products[b].brand,
-            category=products[b].category,
-            price=round(float(base_prices[b] * price_factor[i]), 2),
-            in_stock=bool(in_stock[i]),
-        )
-        for i, (b, v) in enumerate(zip(bases.tolist(), variants.tolist()))
-    ])
+    catalog = Catalog(
+        [
+            Product(
+                id=f"{products[b].source[:3]}-{b:05d}-{v:04d}",
+                title=variant_title(products[b].title, int(v)),
+                brand=products[b].brand,
+                category=products[b].category,
+                price=round(float(base_prices[b] * price_factor[i]), 2),
+                in_stock=bool(in_stock[i]),
+            )
+            for i, (b, v) in enumerate(zip(bases.tolist(), variants.tolist()))
+        ]
+    )
     return catalog, vectors
 
 
@@ -154,14 +153,19 @@ def publish_catalogue(
     """Builds and publishes the catalogue as an Aisle index version; returns its directory."""
     texts = [p.embedding_text() for p in catalog.products]
     documents = PrecomputedEncoder(encoder, texts, vectors)
-    options = BuildOptions(index_type=recipe.index_type, show_progress=False, reuse_vectors=False,
-                           keep_versions=1)
+    options = BuildOptions(index_type=recipe.index_type, show_progress=False, reuse_vectors=False, keep_versions=1)
     report = build_version(catalog, index_root, documents, options)
-    log.info("published %s: %d items in %.1f s %s", report.version, report.items, report.seconds,
-             {k: round(v, 1) for k, v in report.timings.items()})
-    atomic_write_json(Path(index_root) / RECIPE_FILE, {**asdict(recipe), "version": report.version,
-                                                       "build_seconds": report.seconds,
-                                                       "build_timings": report.timings})
+    log.info(
+        "published %s: %d items in %.1f s %s",
+        report.version,
+        report.items,
+        report.seconds,
+        {k: round(v, 1) for k, v in report.timings.items()},
+    )
+    atomic_write_json(
+        Path(index_root) / RECIPE_FILE,
+        {**asdict(recipe), "version": report.version, "build_seconds": report.seconds, "build_timings": report.timings},
+    )
     return report.path
 
 

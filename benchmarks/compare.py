@@ -17,15 +17,16 @@ from typing import Any
 
 import numpy as np
 
+from aisle.embed.base import Encoder
 from benchmarks.measure import exact_top_k, latency_stats, pinned, recall_at_k, time_each
 from benchmarks.peers import PEER_ITEM_LIMITS, make_peer
-from embed.base import Encoder
 
 log = logging.getLogger(__name__)
 
 
-def aisle_vector_path(loaded, encoder: Encoder, queries: Sequence[str], k: int, warmup: int,
-                      candidates: int | None = None) -> dict[str, Any]:
+def aisle_vector_path(
+    loaded, encoder: Encoder, queries: Sequence[str], k: int, warmup: int, candidates: int | None = None
+) -> dict[str, Any]:
     """Aisle's encoder + ANN search on the loaded version (what the peers do), with recall.
 
     With ``candidates``, the ANN search asks for that many rows and the best ``k`` of them are
@@ -46,16 +47,27 @@ def aisle_vector_path(loaded, encoder: Encoder, queries: Sequence[str], k: int, 
     params = ann.params.to_dict() if hasattr(ann.params, "to_dict") else {"params": str(ann.params)}
     return {
         "system": "aisle" if candidates is None else "aisle-candidates",
-        "encoding": "aisle-onnx-int8", "query_encoder": f"{encoder.name} ({encoder.fingerprint.split(':')[0]})",
+        "encoding": "aisle-onnx-int8",
+        "query_encoder": f"{encoder.name} ({encoder.fingerprint.split(':')[0]})",
         "index": {**params, "searched_k": wanted},
-        "latency_ms": latency_stats(latencies), "cpu_ms": latency_stats(latencies.cpu),
+        "latency_ms": latency_stats(latencies),
+        "cpu_ms": latency_stats(latencies.cpu),
         "recall_at_10": recall_at_k(found, [[ids[r] for r in row] for row in exact], k),
     }
 
 
-def run_peer(name: str, encodings: Sequence[str], encoder: Encoder, ids: list[str], vectors: np.ndarray,
-             queries: Sequence[str], k: int, threads: int, warmup: int,
-             max_seconds: float | None = None) -> list[dict[str, Any]]:
+def run_peer(
+    name: str,
+    encodings: Sequence[str],
+    encoder: Encoder,
+    ids: list[str],
+    vectors: np.ndarray,
+    queries: Sequence[str],
+    k: int,
+    threads: int,
+    warmup: int,
+    max_seconds: float | None = None,
+) -> list[dict[str, Any]]:
     """Builds one peer on the vectors, then per query encoder times its text queries and recall."""
     peer = make_peer(name, encoder, threads)
     tick = time.perf_counter()
@@ -68,18 +80,29 @@ def run_peer(name: str, encodings: Sequence[str], encoder: Encoder, ids: list[st
             try:
                 peer.set_encoding(encoding)
                 latencies, found = time_each(lambda q: peer.search(q, k), queries, warmup, max_seconds)
-                exact = exact_top_k(vectors, peer.query_vectors(queries[:len(found)]), k)
+                exact = exact_top_k(vectors, peer.query_vectors(queries[: len(found)]), k)
             except Exception as exc:  # one broken encoder must not lose the other results
                 log.error("peer %s (%s) failed: %s", name, encoding, exc)
-                results.append({"system": peer.name, "encoding": encoding, "error": f"{type(exc).__name__}: {exc}",
-                                "traceback": traceback.format_exc(limit=3)})
+                results.append(
+                    {
+                        "system": peer.name,
+                        "encoding": encoding,
+                        "error": f"{type(exc).__name__}: {exc}",
+                        "traceback": traceback.format_exc(limit=3),
+                    }
+                )
                 continue
-            results.append({
-                "system": peer.name, **peer.describe(), "build_seconds": round(build_seconds, 1),
-                "queries_measured": len(found), "latency_ms": latency_stats(latencies),
-                "cpu_ms": latency_stats(latencies.cpu),
-                "recall_at_10": recall_at_k(found, [[ids[r] for r in row] for row in exact], k),
-            })
+            results.append(
+                {
+                    "system": peer.name,
+                    **peer.describe(),
+                    "build_seconds": round(build_seconds, 1),
+                    "queries_measured": len(found),
+                    "latency_ms": latency_stats(latencies),
+                    "cpu_ms": latency_stats(latencies.cpu),
+                    "recall_at_10": recall_at_k(found, [[ids[r] for r in row] for row in exact], k),
+                }
+            )
     finally:
         peer.close()
     return results
@@ -131,11 +154,23 @@ def compare_peers(
                 results += [{"system": name, "encoding": encoding, "skipped": skipped} for encoding in encodings]
                 continue
             try:
-                results += run_peer(name, encodings, encoder, ids, vectors, queries, k, threads, warmup,
-                                    peer_seconds)
+                results += run_peer(name, encodings, encoder, ids, vectors, queries, k, threads, warmup, peer_seconds)
             except Exception as exc:  # a peer that cannot even build must not lose the others
                 log.error("peer %s failed: %s", name, exc)
-                results += [{"system": name, "encoding": encoding, "error": f"{type(exc).__name__}: {exc}",
-                             "traceback": traceback.format_exc(limit=3)} for encoding in encodings]
-    return {"items": len(ids), "queries": len(queries), "k": k, "threads": threads,
-            "pinned_cpus": sorted(cpus) if cpus else None, "results": results}
+                results += [
+                    {
+                        "system": name,
+                        "encoding": encoding,
+                        "error": f"{type(exc).__name__}: {exc}",
+                        "traceback": traceback.format_exc(limit=3),
+                    }
+                    for encoding in encodings
+                ]
+    return {
+        "items": len(ids),
+        "queries": len(queries),
+        "k": k,
+        "threads": threads,
+        "pinned_cpus": sorted(cpus) if cpus else None,
+        "results": results,
+    }

@@ -29,9 +29,7 @@ def shared_data_dir() -> Path:
     """
     path = Path(os.environ.get(SHARED_DATA_ENV) or REPO_ROOT.parent / "shared" / "data")
     if not path.is_dir():
-        raise MissingDataError(
-            f"shared evaluation data not found at {path}; set {SHARED_DATA_ENV} to its location"
-        )
+        raise MissingDataError(f"shared evaluation data not found at {path}; set {SHARED_DATA_ENV} to its location")
     return path
 
 
@@ -46,7 +44,7 @@ class BaseProduct:
     price: float | None
 
     def embedding_text(self) -> str:
-        """The text encoded for this product, in the order ``index.catalog.Product`` uses."""
+        """The text encoded for this product, in the order ``aisle.index.catalog.Product`` uses."""
         return ". ".join(part for part in (self.title, self.brand, self.category) if part)
 
 
@@ -67,9 +65,13 @@ def _amazon_google(root: Path) -> Iterator[BaseProduct]:
     folder = root / "dev" / "search" / "amazon_google"
     for name, title_column in (("corpus.csv", "title"), ("queries.csv", "query")):
         for row in _read_csv(folder / name):
-            yield BaseProduct("amazon_google", row[title_column].strip(),
-                              (row.get("manufacturer") or "").strip(), "Software & Electronics",
-                              _price(row.get("price")))
+            yield BaseProduct(
+                "amazon_google",
+                row[title_column].strip(),
+                (row.get("manufacturer") or "").strip(),
+                "Software & Electronics",
+                _price(row.get("price")),
+            )
 
 
 def _scientific(root: Path) -> Iterator[BaseProduct]:
@@ -85,8 +87,7 @@ def _scientific(root: Path) -> Iterator[BaseProduct]:
 
 def _esci(root: Path) -> Iterator[BaseProduct]:
     for row in _read_csv(root / "dev" / "search" / "esci_fragments" / "products.csv"):
-        yield BaseProduct("esci", row["product_title"].strip(), (row["product_brand"] or "").strip(),
-                          "Amazon", None)
+        yield BaseProduct("esci", row["product_title"].strip(), (row["product_brand"] or "").strip(), "Amazon", None)
 
 
 def _fashion(root: Path) -> Iterator[BaseProduct]:

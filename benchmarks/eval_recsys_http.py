@@ -6,8 +6,8 @@ Usage::
         [--out benchmarks/results/recsys.json]
 
 **Amazon Scientific (UniSRec split).** The 4,385 items (item text = the ``text`` column) are
-indexed with the real encoder (``embed.create_encoder``: bundled MiniLM, ONNX int8) by
-``index.build.build_version``; ``aisle serve`` runs in a subprocess on 127.0.0.1. Every user's
+indexed with the real encoder (``aisle.embed.create_encoder``: bundled MiniLM, ONNX int8) by
+``aisle.index.build.build_version``; ``aisle serve`` runs in a subprocess on 127.0.0.1. Every user's
 history is posted to ``POST /events`` (user id = the user index, one ``purchase`` event per
 position: the data are reviews of bought items), then ``GET /users/{u}/recommendations?k=50``
 ranks all items for each user: HR@10, NDCG@10, HR@50, NDCG@50 of the target, over all users,
@@ -39,10 +39,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from aisle.index.storage import atomic_write_json
+from aisle.training.metrics import summarize_ranks, target_rank
+from aisle.training.recsys_data import MovieLensData, UniSRecData, load_movielens, load_unisrec
 from benchmarks.server import RunningServer, ServerConfig, running_server
-from index.storage import atomic_write_json
-from training.metrics import summarize_ranks, target_rank
-from training.recsys_data import MovieLensData, UniSRecData, load_movielens, load_unisrec
 
 REPO = Path(__file__).resolve().parent.parent
 DAY_S = 86_400.0
@@ -80,9 +80,9 @@ def build_index(rows: list[dict[str, str]], root: Path, model: str | None = None
 
     ``model``: a local model directory (e.g. one ``aisle train`` wrote) instead of the bundled one.
     """
-    from embed import EncoderConfig, create_encoder, prepare_model
-    from index.build import BuildOptions, build_version
-    from index.catalog import load_catalog
+    from aisle.embed import EncoderConfig, create_encoder, prepare_model
+    from aisle.index.build import BuildOptions, build_version
+    from aisle.index.catalog import load_catalog
 
     root.mkdir(parents=True, exist_ok=True)
     catalog_path = root / "catalog.jsonl"
@@ -93,9 +93,15 @@ def build_index(rows: list[dict[str, str]], root: Path, model: str | None = None
     prepare_model(config)
     encoder = create_encoder(config)
     report = build_version(load_catalog(catalog_path), root / "index", encoder, BuildOptions(show_progress=False))
-    return {"version": report.version, "items": report.items, "encoded": report.encoded,
-            "reused": report.reused, "seconds": round(report.seconds, 2), "model": encoder.name,
-            "fingerprint": encoder.fingerprint}
+    return {
+        "version": report.version,
+        "items": report.items,
+        "encoded": report.encoded,
+        "reused": report.reused,
+        "seconds": round(report.seconds, 2),
+        "model": encoder.name,
+        "fingerprint": encoder.fingerprint,
+    }
 
 
 class Client:
@@ -112,7 +118,7 @@ class Client:
         totals = {"accepted": 0, "duplicates": 0, "requests": 0, "retries": 0}
         for start in range(0, len(events), BATCH):
             for attempt in range(attempts):
-                response = self._http.post("/events", json={"events": events[start:start + BATCH]})
+                response = self._http.post("/events", json={"events": events[start : start + BATCH]})
                 totals["requests"] += 1
                 if response.status_code not in (503, 504) or attempt == attempts - 1:
                     break
@@ -152,11 +158,15 @@ def history_events(data: UniSRecData, cases: list, split: str, now: float) -> li
     for case in cases:
         length = len(case.history)
         for position, item in enumerate(case.history):
-            events.append({
-                "event_id": f"sci-{split}-{case.user}-{position}", "user_id": f"u{case.user}",
-                "item_id": data.item_ids[item], "type": "purchase",
-                "timestamp": now - (length - position) * DAY_S,
-            })
+            events.append(
+                {
+                    "event_id": f"sci-{split}-{case.user}-{position}",
+                    "user_id": f"u{case.user}",
+                    "item_id": data.item_ids[item],
+                    "type": "purchase",
+                    "timestamp": now - (length - position) * DAY_S,
+                }
+            )
     return events
 
 
@@ -185,16 +195,23 @@ def variants(workdir: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-def evaluate_scientific(data: UniSRecData, split: str, limit: int | None, workdir: Path, index: dict,
-                        only: Sequence[str] = ()) -> dict:
+def evaluate_scientific(
+    data: UniSRecData, split: str, limit: int | None, workdir: Path, index: dict, only: Sequence[str] = ()
+) -> dict:
     """Posts every history once, then serves the stored events under each variant, decay on and off."""
     cases = data.valid if split == "valid" else data.last_train_cases()
     cases = cases[:limit] if limit else cases
     data_dir = workdir / f"data-{split}-{len(cases)}-{int(time.time())}"
     config = ServerConfig(workdir / "scientific" / "index", data_dir, cpus=None)
-    results: dict[str, Any] = {"split": split, "users": len(cases), "index": index,
-                               "settings": {**SERVER_SETTINGS, **SCIENTIFIC_SETTINGS}, "time_per_position_s": DAY_S,
-                               "events": "one purchase per history position", "variants": {}}
+    results: dict[str, Any] = {
+        "split": split,
+        "users": len(cases),
+        "index": index,
+        "settings": {**SERVER_SETTINGS, **SCIENTIFIC_SETTINGS},
+        "time_per_position_s": DAY_S,
+        "events": "one purchase per history position",
+        "variants": {},
+    }
     posted = False
     for variant, changes in variants(workdir).items():
         if only and variant not in only:
@@ -231,11 +248,15 @@ def movielens_events(data: MovieLensData, cases: list, now: float) -> list[dict[
     for number, case in enumerate(cases):
         for rating in case.history:
             kind = next(name for threshold, name in MOVIELENS_TYPES if rating.rating >= threshold)
-            events.append({
-                "event_id": f"ml-{number}-{rating.movie}-{rating.timestamp}", "user_id": f"ml{number}",
-                "item_id": str(rating.movie), "type": kind,
-                "timestamp": now - (case.timestamp - rating.timestamp),
-            })
+            events.append(
+                {
+                    "event_id": f"ml-{number}-{rating.movie}-{rating.timestamp}",
+                    "user_id": f"ml{number}",
+                    "item_id": str(rating.movie),
+                    "type": kind,
+                    "timestamp": now - (case.timestamp - rating.timestamp),
+                }
+            )
     return events
 
 
@@ -244,8 +265,12 @@ def evaluate_movielens(data: MovieLensData, limit: int | None, workdir: Path, in
     cases = data.tag_cases()
     cases = cases[:limit] if limit else cases
     config = ServerConfig(workdir / "movielens" / "index", workdir / f"data-ml-{int(time.time())}", cpus=None)
-    result: dict[str, Any] = {"cases": len(cases), "index": index, "half_split": "even/odd case positions",
-                              "rating_to_type": {name: threshold for threshold, name in MOVIELENS_TYPES}}
+    result: dict[str, Any] = {
+        "cases": len(cases),
+        "index": index,
+        "half_split": "even/odd case positions",
+        "rating_to_type": {name: threshold for threshold, name in MOVIELENS_TYPES},
+    }
     for decay in (True, False):
         with environment({**SERVER_SETTINGS, "AISLE_DECAY": str(decay).lower()}):
             with running_server(config, workdir / f"server-movielens-{decay}.log") as server:
@@ -262,6 +287,7 @@ def evaluate_movielens(data: MovieLensData, limit: int | None, workdir: Path, in
 
 def _tag_metrics(client: Client, cases: list, *, with_user: bool) -> dict[str, Any]:
     """MRR@100 and HR@10 of the tagged movie, over all cases and over each half."""
+
     def one(numbered) -> int | None:
         number, case = numbered
         body: dict[str, Any] = {"query": case.query, "k": 100}
@@ -278,8 +304,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--split", choices=["valid", "train"], default="valid")
     parser.add_argument("--limit", type=int, help="first N users / tag cases only (quick runs)")
-    parser.add_argument("--set", action="append", default=[], metavar="AISLE_X=VALUE",
-                        help="override a server setting of the Scientific runs (tuning)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="AISLE_X=VALUE",
+        help="override a server setting of the Scientific runs (tuning)",
+    )
     parser.add_argument("--variants", nargs="*", default=[], help="only these Scientific variants")
     parser.add_argument("--skip-movielens", action="store_true")
     parser.add_argument("--skip-scientific", action="store_true")
@@ -304,12 +335,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = [{"id": item, "title": text} for item, text in zip(data.item_ids, data.item_texts)]
         index = build_index(rows, args.workdir / "scientific", args.model)
         key = f"scientific_{args.split}" + ("_" + Path(args.model).name if args.model else "")
-        report[key] = {"command": command, **evaluate_scientific(
-            data, args.split, args.limit, args.workdir, index, args.variants)}
+        report[key] = {
+            "command": command,
+            **evaluate_scientific(data, args.split, args.limit, args.workdir, index, args.variants),
+        }
     if not args.skip_movielens:
         movies = load_movielens()
-        rows = [{"id": str(m.movie), "title": m.title, "description": ", ".join(m.genres)}
-                for m in movies.movies.values()]
+        rows = [
+            {"id": str(m.movie), "title": m.title, "description": ", ".join(m.genres)} for m in movies.movies.values()
+        ]
         index = build_index(rows, args.workdir / "movielens")
         report["movielens_tags"] = {"command": command, **evaluate_movielens(movies, args.limit, args.workdir, index)}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ Usage::
 
 The corpus file (``corpus.csv``: product_id, title, manufacturer, price) is loaded as a shop's
 export would be, with ``--map id=product_id --map brand=manufacturer``, and indexed by
-``index.build.build_version`` with the real encoder (``embed.create_encoder``: the bundled
+``aisle.index.build.build_version`` with the real encoder (``aisle.embed.create_encoder``: the bundled
 MiniLM, ONNX int8). Every query (a listing title of the same product in another shop) runs
 through the service's own ``Engine.search`` (hybrid candidates → reranker, default search
 rules), in each retrieval mode, and once more through HTTP (``POST /search`` on the app) to
@@ -15,7 +15,7 @@ check that the API returns exactly the engine's results.
 Metrics over the labelled products (``qrels.csv``): MRR@10, recall@10, and hit@10 (the share of
 queries with a labelled product in the top 10). The fusion weights are tuned on half of the
 queries (even positions in query-id order) and reported on the other half and on all; the
-service defaults (``service.settings``) are evaluated as they are, next to the tuned values.
+service defaults (``aisle.service.settings``) are evaluated as they are, next to the tuned values.
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ from typing import Any
 
 import numpy as np
 
+from aisle.embed.base import Encoder, ForwardingEncoder
+from aisle.index.build import BuildOptions, build_version
+from aisle.index.catalog import load_catalog
+from aisle.index.loaded import LoadedIndex
+from aisle.index.storage import atomic_write_json
+from aisle.service.engine import Engine
+from aisle.service.ranking.hybrid import RETRIEVALS, FusionParams
 from benchmarks.data import shared_data_dir
-from embed.base import Encoder, ForwardingEncoder
-from index.build import BuildOptions, build_version
-from index.catalog import load_catalog
-from index.loaded import LoadedIndex
-from index.storage import atomic_write_json
-from service.engine import Engine
-from service.ranking.hybrid import RETRIEVALS, FusionParams
 
 REPO = Path(__file__).resolve().parent.parent
 COLUMN_MAP = {"id": "product_id", "brand": "manufacturer"}
@@ -83,8 +83,12 @@ def metrics(queries: Sequence[Query], ranked: Sequence[Sequence[str]]) -> dict[s
         recall += found / len(query.relevant)
         hits += found > 0
     count = max(len(queries), 1)
-    return {"mrr@10": round(mrr / count, 4), "recall@10": round(recall / count, 4),
-            "hit@10": round(hits / count, 4), "queries": len(queries)}
+    return {
+        "mrr@10": round(mrr / count, 4),
+        "recall@10": round(recall / count, 4),
+        "hit@10": round(hits / count, 4),
+        "queries": len(queries),
+    }
 
 
 class CachingEncoder(ForwardingEncoder):
@@ -104,8 +108,8 @@ class CachingEncoder(ForwardingEncoder):
 
 def real_encoder() -> Encoder:
     """The bundled MiniLM (ONNX int8), exported on first use into ``AISLE_CACHE_DIR``."""
-    from embed import create_encoder, prepare_model
-    from embed.config import EncoderConfig
+    from aisle.embed import create_encoder, prepare_model
+    from aisle.embed.config import EncoderConfig
 
     config = EncoderConfig()
     prepare_model(config)
@@ -122,8 +126,16 @@ def build_engine(folder: Path, encoder: Encoder, index_root: Path, candidates: i
 def rank_all(engine: Engine, queries: Sequence[Query], retrieval: str, fusion: FusionParams) -> list[list[str]]:
     ids = engine.index.items.ids
     return [
-        [ids[hit.row] for hit in engine.search(query.text, K, retrieval=retrieval, fusion=fusion,  # type: ignore[arg-type]
-                                               request_id=f"eval-{query.id}")]
+        [
+            ids[hit.row]
+            for hit in engine.search(
+                query.text,
+                K,
+                retrieval=retrieval,
+                fusion=fusion,  # type: ignore[arg-type]
+                request_id=f"eval-{query.id}",
+            )
+        ]
         for query in queries
     ]
 
@@ -143,28 +155,34 @@ def through_http(index_root: Path, encoder: Encoder, queries: Sequence[Query], f
     """The ids ``POST /search`` returns for every query, from an app serving ``index_root``."""
     from fastapi.testclient import TestClient
 
-    from service.app import create_app
-    from service.settings import ServiceSettings
+    from aisle.service.app import create_app
+    from aisle.service.settings import ServiceSettings
 
     settings = ServiceSettings(
-        index_dir=index_root, data_dir=index_root.parent / "data", watch_interval_s=0,
-        fusion_method=fusion.method, fusion_dense_weight=fusion.dense_weight,
-        fusion_lexical_weight=fusion.lexical_weight, fusion_rrf_k=fusion.rrf_k,
+        index_dir=index_root,
+        data_dir=index_root.parent / "data",
+        watch_interval_s=0,
+        fusion_method=fusion.method,
+        fusion_dense_weight=fusion.dense_weight,
+        fusion_lexical_weight=fusion.lexical_weight,
+        fusion_rrf_k=fusion.rrf_k,
     )
     ranked = []
     with TestClient(create_app(settings, encoder_factory=lambda _settings: encoder)) as client:
         for query in queries:
-            response = client.post("/search", json={"query": query.text, "k": K},
-                                   headers={"X-Request-ID": f"eval-{query.id}"})
+            response = client.post(
+                "/search", json={"query": query.text, "k": K}, headers={"X-Request-ID": f"eval-{query.id}"}
+            )
             response.raise_for_status()
             ranked.append([result["id"] for result in response.json()["results"]])
     return ranked
 
 
-def evaluate(folder: Path, encoder: Encoder, work: Path, do_tune: bool = True,
-             progress: Callable[[str], None] = print) -> dict[str, Any]:
+def evaluate(
+    folder: Path, encoder: Encoder, work: Path, do_tune: bool = True, progress: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Everything the report holds (see the module docstring)."""
-    from service.settings import ServiceSettings
+    from aisle.service.settings import ServiceSettings
 
     encoder = CachingEncoder(encoder)
     queries = load_queries(folder)
@@ -174,8 +192,10 @@ def evaluate(folder: Path, encoder: Encoder, work: Path, do_tune: bool = True,
     build_s = time.perf_counter() - started
     defaults = ServiceSettings.model_fields
     default_fusion = FusionParams(
-        defaults["fusion_method"].default, defaults["fusion_dense_weight"].default,
-        defaults["fusion_lexical_weight"].default, defaults["fusion_rrf_k"].default,
+        defaults["fusion_method"].default,
+        defaults["fusion_dense_weight"].default,
+        defaults["fusion_lexical_weight"].default,
+        defaults["fusion_rrf_k"].default,
     )
     progress(f"indexed {len(engine.index)} products in {build_s:.1f} s; {len(queries)} queries")
     tuned, trials = tune(engine, tune_half) if do_tune else (default_fusion, [])
@@ -199,20 +219,29 @@ def evaluate(folder: Path, encoder: Encoder, work: Path, do_tune: bool = True,
     http_ranked = through_http(work / "index", encoder, queries, default_fusion)
     identical = sum(a == b for a, b in zip(engine_ranked, http_ranked))
     return {
-        "dataset": {"folder": str(folder), "products": len(engine.index), "queries": len(queries),
-                    "labels": sum(len(q.relevant) for q in queries),
-                    "split": "tune = even positions in query-id order, holdout = odd positions"},
+        "dataset": {
+            "folder": str(folder),
+            "products": len(engine.index),
+            "queries": len(queries),
+            "labels": sum(len(q.relevant) for q in queries),
+            "split": "tune = even positions in query-id order, holdout = odd positions",
+        },
         "encoder": {"name": encoder.name, "fingerprint": encoder.fingerprint},
         "index_build_s": round(build_s, 2),
         "service_default_fusion": asdict(default_fusion),
         "tuned_fusion": asdict(tuned),
         "modes": modes,
         "hybrid_beats_both": all(
-            modes["hybrid (defaults)"][part]["mrr@10"] > max(modes["dense"][part]["mrr@10"], modes["lexical"][part]["mrr@10"])
+            modes["hybrid (defaults)"][part]["mrr@10"]
+            > max(modes["dense"][part]["mrr@10"], modes["lexical"][part]["mrr@10"])
             for part in ("holdout", "all")
         ),
-        "http": {"identical_to_engine": identical, "queries": len(queries),
-                 "hit@10": metrics(queries, http_ranked)["hit@10"], "seconds": round(time.perf_counter() - started, 2)},
+        "http": {
+            "identical_to_engine": identical,
+            "queries": len(queries),
+            "hit@10": metrics(queries, http_ranked)["hit@10"],
+            "seconds": round(time.perf_counter() - started, 2),
+        },
         "tuning_trials": trials,
     }
 

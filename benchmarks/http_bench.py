@@ -51,8 +51,9 @@ class LoadLevels:
 def request_json(url: str, method: str = "GET", body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
     """One request from the harness itself (probes and seeding, never timed)."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"} if data else {}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"null")
@@ -72,9 +73,15 @@ def user_histories(ids: Sequence[str], users: int, events_per_user: int, seed: i
         anchors = rng.integers(0, len(ids), size=3)
         for number in range(events_per_user):
             row = int((anchors[number % 3] + rng.integers(0, 50)) % len(ids))
-            events.append({"event_id": f"seed-{seed}-{user}-{number}", "user_id": f"bench-user-{user}",
-                           "item_id": ids[row], "type": EVENT_TYPES[int(rng.integers(len(EVENT_TYPES)))],
-                           "timestamp": 1_760_000_000 + user * 1000 + number * 60})
+            events.append(
+                {
+                    "event_id": f"seed-{seed}-{user}-{number}",
+                    "user_id": f"bench-user-{user}",
+                    "item_id": ids[row],
+                    "type": EVENT_TYPES[int(rng.integers(len(EVENT_TYPES)))],
+                    "timestamp": 1_760_000_000 + user * 1000 + number * 60,
+                }
+            )
     return events
 
 
@@ -82,50 +89,94 @@ def seed_users(url: str, events: list[dict], batch: int = 200) -> dict[str, Any]
     """Posts the seed events; returns what the server acknowledged, or why it could not."""
     accepted = 0
     for start in range(0, len(events), batch):
-        status, body = request_json(url + "/events", "POST", {"events": events[start:start + batch]})
+        status, body = request_json(url + "/events", "POST", {"events": events[start : start + batch]})
         if status >= 300:
             return {"seeded": False, "status": status, "response": body}
         accepted += int(body.get("accepted", 0)) if isinstance(body, dict) else 0
     return {"seeded": True, "events": len(events), "accepted": accepted}
 
 
-def scenario_plans(queries: Sequence[str], ids: Sequence[str], users: int, events_needed: int,
-                   seed: int) -> dict[str, list[dict]]:
+def scenario_plans(
+    queries: Sequence[str], ids: Sequence[str], users: int, events_needed: int, seed: int
+) -> dict[str, list[dict]]:
     """Request plans per scenario (the load generator cycles through each, events excepted)."""
     rng = np.random.default_rng(seed + 1)
     user_ids = [f"bench-user-{u}" for u in range(users)]
     item_sample = [ids[int(r)] for r in rng.integers(0, len(ids), size=1000)]
     return {
         "search": [{"method": "POST", "path": "/search", "body": {"query": q, "k": 10}} for q in queries],
-        "search_user": [{"method": "POST", "path": "/search",
-                         "body": {"query": q, "k": 10, "user_id": user_ids[n % users]}}
-                        for n, q in enumerate(queries)],
-        "similar": [{"method": "GET", "path": f"/items/{quote(i, safe='')}/similar?k=10", "body": None}
-                    for i in item_sample],
-        "recommendations": [{"method": "GET", "path": f"/users/{u}/recommendations?k=10", "body": None}
-                            for u in user_ids],
-        "events": [{"method": "POST", "path": "/events", "body": {"events": [{
-            "event_id": f"load-{seed}-{n}", "user_id": user_ids[n % users],
-            "item_id": item_sample[n % len(item_sample)], "type": "view"}]}}
-            for n in range(events_needed)],
+        "search_user": [
+            {"method": "POST", "path": "/search", "body": {"query": q, "k": 10, "user_id": user_ids[n % users]}}
+            for n, q in enumerate(queries)
+        ],
+        "similar": [
+            {"method": "GET", "path": f"/items/{quote(i, safe='')}/similar?k=10", "body": None} for i in item_sample
+        ],
+        "recommendations": [
+            {"method": "GET", "path": f"/users/{u}/recommendations?k=10", "body": None} for u in user_ids
+        ],
+        "events": [
+            {
+                "method": "POST",
+                "path": "/events",
+                "body": {
+                    "events": [
+                        {
+                            "event_id": f"load-{seed}-{n}",
+                            "user_id": user_ids[n % users],
+                            "item_id": item_sample[n % len(item_sample)],
+                            "type": "view",
+                        }
+                    ]
+                },
+            }
+            for n in range(events_needed)
+        ],
     }
 
 
-def run_loadgen(server: RunningServer, plan_path: Path, *, mode: str, level: float, levels: LoadLevels,
-                cycle: bool, cpus: set[int] | None) -> dict[str, Any]:
+def run_loadgen(
+    server: RunningServer,
+    plan_path: Path,
+    *,
+    mode: str,
+    level: float,
+    levels: LoadLevels,
+    cycle: bool,
+    cpus: set[int] | None,
+) -> dict[str, Any]:
     """Runs the load generator process once; its JSON result plus the server's CPU per request."""
     url = server.url
-    command = [sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--requests", str(plan_path),
-               "--mode", mode, "--max-requests", str(levels.max_requests),
-               "--max-seconds", str(levels.max_seconds), "--warmup", str(levels.warmup if cycle else 0)]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.loadgen",
+        "--url",
+        url,
+        "--requests",
+        str(plan_path),
+        "--mode",
+        mode,
+        "--max-requests",
+        str(levels.max_requests),
+        "--max-seconds",
+        str(levels.max_seconds),
+        "--warmup",
+        str(levels.warmup if cycle else 0),
+    ]
     command += ["--concurrency", str(int(level))] if mode == "closed" else ["--rate", str(level)]
     if not cycle:
         command.append("--no-cycle")
     cpu_before, host_before = server.cpu_seconds(), cpu_times()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     completed = subprocess.run(
-        pinned_command(command, cpus), cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-        timeout=levels.max_seconds * 3 + 120, check=False,
+        pinned_command(command, cpus),
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=levels.max_seconds * 3 + 120,
+        check=False,
     )
     cpu_after, host_after = server.cpu_seconds(), cpu_times()
     if completed.returncode != 0:
@@ -139,8 +190,16 @@ def run_loadgen(server: RunningServer, plan_path: Path, *, mode: str, level: flo
     return result
 
 
-def run_level(server: RunningServer, plan_path: Path, *, mode: str, level: float, levels: LoadLevels,
-              cycle: bool, cpus: set[int] | None) -> dict[str, Any]:
+def run_level(
+    server: RunningServer,
+    plan_path: Path,
+    *,
+    mode: str,
+    level: float,
+    levels: LoadLevels,
+    cycle: bool,
+    cpus: set[int] | None,
+) -> dict[str, Any]:
     """One load level, run again while the hypervisor stole more than ``levels.max_steal``.
 
     On a shared virtual machine, stolen CPU time is noise from other machines: at 1M items,
@@ -154,16 +213,29 @@ def run_level(server: RunningServer, plan_path: Path, *, mode: str, level: float
     while True:
         attempts.append(run_loadgen(server, plan_path, mode=mode, level=level, levels=levels, cycle=cycle, cpus=cpus))
         steal = attempts[-1].get("host_steal_fraction")
-        if (not cycle or levels.max_steal is None or steal is None or steal <= levels.max_steal
-                or len(attempts) > levels.steal_retries):
+        if (
+            not cycle
+            or levels.max_steal is None
+            or steal is None
+            or steal <= levels.max_steal
+            or len(attempts) > levels.steal_retries
+        ):
             break
     chosen = min(attempts, key=lambda attempt: attempt.get("host_steal_fraction") or 0.0)
     others = [attempt for attempt in attempts if attempt is not chosen]
     if not others:
         return chosen
-    return {**chosen, "disturbed_attempts": [
-        {"host_steal_fraction": attempt.get("host_steal_fraction"), "throughput_rps": attempt.get("throughput_rps"),
-         "latency_ms": attempt.get("latency_ms")} for attempt in others]}
+    return {
+        **chosen,
+        "disturbed_attempts": [
+            {
+                "host_steal_fraction": attempt.get("host_steal_fraction"),
+                "throughput_rps": attempt.get("throughput_rps"),
+                "latency_ms": attempt.get("latency_ms"),
+            }
+            for attempt in others
+        ],
+    }
 
 
 def probe(url: str, request: dict) -> tuple[bool, str, int | None]:
@@ -209,8 +281,11 @@ def run_http_suite(
         runs = []
         for concurrency in levels.concurrency:
             log.info("%s: closed loop, concurrency %d", name, concurrency)
-            runs.append(run_level(server, plan_path, mode="closed", level=concurrency, levels=levels,
-                                  cycle=cycle, cpus=client_cpus))
+            runs.append(
+                run_level(
+                    server, plan_path, mode="closed", level=concurrency, levels=levels, cycle=cycle, cpus=client_cpus
+                )
+            )
             if not cycle:  # each event is sent once: the next level starts where this one stopped
                 used = runs[-1]["requests"]
                 plan = plan[used:]
@@ -218,13 +293,25 @@ def run_http_suite(
         if name in open_loop_scenarios:
             for rate in levels.rates:
                 log.info("%s: open loop, %.0f req/s", name, rate)
-                runs.append(run_level(server, plan_path, mode="open", level=rate, levels=levels,
-                                      cycle=cycle, cpus=client_cpus))
+                runs.append(
+                    run_level(server, plan_path, mode="open", level=rate, levels=levels, cycle=cycle, cpus=client_cpus)
+                )
         results[name] = {"probe_results": result_count, "runs": runs}
-    return {"url": url, "server_command": server.command, "server_startup_s": server.startup_seconds,
-            "server_rss_mib": server.rss_mib(), "health": server.health, "seeding": seeding,
-            "levels": {"concurrency": list(levels.concurrency), "rates": list(levels.rates),
-                       "max_requests": levels.max_requests, "max_seconds": levels.max_seconds,
-                       "warmup": levels.warmup, "max_steal": levels.max_steal,
-                       "steal_retries": levels.steal_retries},
-            "scenarios": results}
+    return {
+        "url": url,
+        "server_command": server.command,
+        "server_startup_s": server.startup_seconds,
+        "server_rss_mib": server.rss_mib(),
+        "health": server.health,
+        "seeding": seeding,
+        "levels": {
+            "concurrency": list(levels.concurrency),
+            "rates": list(levels.rates),
+            "max_requests": levels.max_requests,
+            "max_seconds": levels.max_seconds,
+            "warmup": levels.warmup,
+            "max_steal": levels.max_steal,
+            "steal_retries": levels.steal_retries,
+        },
+        "scenarios": results,
+    }

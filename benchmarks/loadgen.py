@@ -102,8 +102,9 @@ async def _timed(connection: Connection, raw: bytes, since: float, outcome: Outc
     outcome.statuses[status] += 1
 
 
-async def closed_loop(host: str, port: int, requests: Iterator[bytes], concurrency: int,
-                      max_requests: int, max_seconds: float) -> Outcome:
+async def closed_loop(
+    host: str, port: int, requests: Iterator[bytes], concurrency: int, max_requests: int, max_seconds: float
+) -> Outcome:
     """``concurrency`` clients back to back until ``max_requests`` or ``max_seconds``."""
     outcome = Outcome(started=time.perf_counter())
     deadline = outcome.started + max_seconds
@@ -125,8 +126,15 @@ async def closed_loop(host: str, port: int, requests: Iterator[bytes], concurren
     return outcome
 
 
-async def open_loop(host: str, port: int, requests: Iterator[bytes], rate: float,
-                    max_requests: int, max_seconds: float, max_connections: int = 256) -> Outcome:
+async def open_loop(
+    host: str,
+    port: int,
+    requests: Iterator[bytes],
+    rate: float,
+    max_requests: int,
+    max_seconds: float,
+    max_connections: int = 256,
+) -> Outcome:
     """Requests scheduled every ``1/rate`` s; latency counts from the scheduled time."""
     outcome = Outcome(started=time.perf_counter())
     total = min(max_requests, int(rate * max_seconds))
@@ -218,9 +226,13 @@ async def _main(args: argparse.Namespace) -> dict:
         outcome = await closed_loop(host, port, stream, args.concurrency, args.max_requests, args.max_seconds)
     else:
         outcome = await open_loop(host, port, stream, args.rate, args.max_requests, args.max_seconds)
-    return {"mode": args.mode, "concurrency": args.concurrency if args.mode == "closed" else None,
-            "rate_rps": args.rate if args.mode == "open" else None, "warmup": args.warmup,
-            **summarize(outcome)}
+    return {
+        "mode": args.mode,
+        "concurrency": args.concurrency if args.mode == "closed" else None,
+        "rate_rps": args.rate if args.mode == "open" else None,
+        "warmup": args.warmup,
+        **summarize(outcome),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

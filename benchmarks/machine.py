@@ -11,13 +11,32 @@ from typing import Any
 
 #: Packages whose versions change the numbers (server stack, ANN, encoder runtime, peers).
 PACKAGES = (
-    "numpy", "faiss-cpu", "onnxruntime", "tokenizers", "bm25s", "fastapi", "uvicorn", "uvloop",
-    "httptools", "pydantic", "torch", "sentence-transformers", "txtai", "chromadb", "chroma-hnswlib",
-    "qdrant-client", "matplotlib",
+    "numpy",
+    "faiss-cpu",
+    "onnxruntime",
+    "tokenizers",
+    "bm25s",
+    "fastapi",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "pydantic",
+    "torch",
+    "sentence-transformers",
+    "txtai",
+    "chromadb",
+    "chroma-hnswlib",
+    "qdrant-client",
+    "matplotlib",
 )
 #: Environment variables that set thread counts or the serving path.
-THREAD_VARIABLES = ("AISLE_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                    "TOKENIZERS_PARALLELISM")
+THREAD_VARIABLES = (
+    "AISLE_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "TOKENIZERS_PARALLELISM",
+)
 
 
 def cpu_model() -> str:
@@ -67,10 +86,12 @@ def package_versions() -> dict[str, str]:
 def git_revision(repo: Path) -> str | None:
     """``<short commit>[+dirty]`` of the working tree the benchmark ran from."""
     try:
-        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return commit + ("+dirty" if dirty else "")

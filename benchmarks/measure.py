@@ -72,7 +72,7 @@ def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int = 1
     best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
     best_rows = np.zeros((len(queries), k), dtype=np.int64)
     for start in range(0, len(vectors), chunk):
-        block = np.asarray(vectors[start:start + chunk], dtype=np.float32)
+        block = np.asarray(vectors[start : start + chunk], dtype=np.float32)
         scores = queries @ block.T
         take = min(k, scores.shape[1])
         top = np.argpartition(-scores, take - 1, axis=1)[:, :take]
@@ -143,9 +143,12 @@ class LoadMonitor:
         if self._start and end and end[0] > self._start[0]:
             total, idle = end[0] - self._start[0], end[1] - self._start[1]
             busy = round(1 - idle / total, 3)
-        return {"loadavg_start": self.loadavg_start,
-                "loadavg_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
-                "cpu_busy_fraction": busy, "cpu_steal_fraction": steal_fraction(self._start, end)}
+        return {
+            "loadavg_start": self.loadavg_start,
+            "loadavg_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "cpu_busy_fraction": busy,
+            "cpu_steal_fraction": steal_fraction(self._start, end),
+        }
 
 
 def wait_for_quiet(max_load: float, max_wait_s: float) -> dict[str, Any]:
@@ -155,5 +158,8 @@ def wait_for_quiet(max_load: float, max_wait_s: float) -> dict[str, Any]:
         if time.monotonic() - started > max_wait_s:
             return {"quiet": False, "waited_s": round(time.monotonic() - started), "loadavg": os.getloadavg()}
         time.sleep(5)
-    return {"quiet": True, "waited_s": round(time.monotonic() - started),
-            "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None}
+    return {
+        "quiet": True,
+        "waited_s": round(time.monotonic() - started),
+        "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }

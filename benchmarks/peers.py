@@ -16,7 +16,7 @@ with each:
 * ``native``: what the library itself runs for this model. txtai: its transformers pooling
   (torch). chromadb: its default embedding function, which *is* all-MiniLM-L6-v2 on onnxruntime
   (fp32, every input padded to 256 tokens); chroma downloads its own copy of the ONNX file, which
-  is impossible offline, so it is given the same weights exported locally (``embed``'s fp32
+  is impossible offline, so it is given the same weights exported locally (``aisle.embed``'s fp32
   export) and only its session's thread count is set like everyone else's. qdrant-client: its
   only built-in encoder is fastembed, which also downloads its models, so a plain
   sentence-transformers model (torch) stands in.
@@ -35,15 +35,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from embed.base import Encoder
+from aisle.embed.base import Encoder
 
 ENCODINGS = ("aisle-onnx-int8", "native")
 PEERS = ("txtai", "chromadb", "chromadb-tuned", "qdrant")
 #: Catalogue sizes a peer is not run above, and why (reported as the peer's ``skipped``).
 PEER_ITEM_LIMITS: dict[str, tuple[int, str]] = {
-    "qdrant": (200_000, "qdrant-client's local mode warns above 20,000 points; at a million items it "
-                        "took 864 s to load and 4.9 s per query (exact scan in NumPy), and in a benchmark "
-                        "run after the other peers it ran the 24 GiB machine out of memory"),
+    "qdrant": (
+        200_000,
+        "qdrant-client's local mode warns above 20,000 points; at a million items it "
+        "took 864 s to load and 4.9 s per query (exact scan in NumPy), and in a benchmark "
+        "run after the other peers it ran the 24 GiB machine out of memory",
+    ),
 }
 QueryEncoder = Callable[[Sequence[str]], np.ndarray]
 #: Files chroma's default embedding function expects in its model folder.
@@ -61,21 +64,23 @@ def chroma_default_function(threads: int):
     """chroma's default embedding function, reading the locally exported all-MiniLM-L6-v2.
 
     The model folder chroma would download is assembled from symlinks instead: ``model.onnx``
-    from ``embed``'s fp32 export of the bundled weights, the tokenizer files from the bundled
+    from ``aisle.embed``'s fp32 export of the bundled weights, the tokenizer files from the bundled
     model. chroma's own code then runs unchanged (tokenizer padding to 256, mean pooling,
     normalisation), except that the onnxruntime session gets ``threads`` intra-op threads.
     """
     from chromadb.utils.embedding_functions.onnx_mini_lm_l6_v2 import ONNXMiniLM_L6_V2
 
-    from embed import EncoderConfig, prepare_model
+    from aisle.embed import EncoderConfig, prepare_model
 
     export = prepare_model(EncoderConfig(backend="onnx-fp32"))
     cache = Path(os.environ.get("AISLE_CACHE_DIR", Path.home() / ".cache" / "aisle"))
     root = cache / "bench-chroma-onnx" / ONNXMiniLM_L6_V2.MODEL_NAME
     folder = root / ONNXMiniLM_L6_V2.EXTRACTED_FOLDER_NAME
     folder.mkdir(parents=True, exist_ok=True)
-    sources = {"model.onnx": Path(export) / "model.onnx",
-               **{name: Path(bundled_model_path()) / name for name in _CHROMA_MODEL_FILES}}
+    sources = {
+        "model.onnx": Path(export) / "model.onnx",
+        **{name: Path(bundled_model_path()) / name for name in _CHROMA_MODEL_FILES},
+    }
     for name, source in sources.items():
         link = folder / name
         if link.is_symlink() and link.resolve() != source.resolve():
@@ -107,8 +112,9 @@ def sentence_transformer_function(threads: int) -> QueryEncoder:
 
     torch.set_num_threads(threads)
     model = SentenceTransformer(bundled_model_path(), device="cpu")
-    return lambda texts: model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True,
-                                      show_progress_bar=False).astype(np.float32)
+    return lambda texts: model.encode(
+        list(texts), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    ).astype(np.float32)
 
 
 class Peer(ABC):
@@ -143,7 +149,9 @@ class Peer(ABC):
             self.encode, self.encoder_note = self.native_encoder()
         else:
             self.encode = self.encoder.encode_queries
-            self.encoder_note = f"Aisle's encoder object ({self.encoder.name}, {self.encoder.fingerprint.split(':')[0]})"
+            self.encoder_note = (
+                f"Aisle's encoder object ({self.encoder.name}, {self.encoder.fingerprint.split(':')[0]})"
+            )
         self.encoding = encoding
 
     def query_vectors(self, queries: Sequence[str]) -> np.ndarray:
@@ -156,8 +164,12 @@ class Peer(ABC):
 
     def describe(self) -> dict[str, Any]:
         """Library version, index type and parameters, and what encodes the queries."""
-        return {"peer": self.name, "version": version(self.package), "encoding": self.encoding,
-                "query_encoder": self.encoder_note}
+        return {
+            "peer": self.name,
+            "version": version(self.package),
+            "encoding": self.encoding,
+            "query_encoder": self.encoder_note,
+        }
 
     def close(self) -> None:
         gc.collect()
@@ -200,8 +212,12 @@ class TxtaiPeer(Peer):
 
     def describe(self) -> dict[str, Any]:
         backend = self.embeddings.ann.backend
-        return {**super().describe(), "index": f"faiss {type(backend).__name__} (txtai default)",
-                "nlist": getattr(backend, "nlist", None), "nprobe": getattr(backend, "nprobe", None)}
+        return {
+            **super().describe(),
+            "index": f"faiss {type(backend).__name__} (txtai default)",
+            "nlist": getattr(backend, "nlist", None),
+            "nprobe": getattr(backend, "nprobe", None),
+        }
 
     def close(self) -> None:
         self.embeddings.close()
@@ -211,8 +227,12 @@ class TxtaiPeer(Peer):
 class ChromaPeer(Peer):
     name = "chromadb"
     package = "chromadb"
-    DEFAULT_HNSW: ClassVar[dict[str, Any]] = {"space": "ip", "max_neighbors": 16, "ef_construction": 100,
-                                             "ef_search": 100}
+    DEFAULT_HNSW: ClassVar[dict[str, Any]] = {
+        "space": "ip",
+        "max_neighbors": 16,
+        "ef_construction": 100,
+        "ef_search": 100,
+    }
 
     def __init__(self, encoder: Encoder, threads: int, hnsw: dict[str, int] | None = None) -> None:
         super().__init__(encoder, threads)
@@ -228,25 +248,33 @@ class ChromaPeer(Peer):
         # No embedding function on the collection: the query encoder is switched per run, and
         # ``query_texts`` would only call it before this same query path.
         self.collection = self.client.create_collection(
-            f"bench-{id(self)}", embedding_function=None,
+            f"bench-{id(self)}",
+            embedding_function=None,
             configuration={"hnsw": {"space": "ip", **self.hnsw}},
         )
         batch = self.client.get_max_batch_size()
         for start in range(0, len(ids), batch):
-            self.collection.add(ids=ids[start:start + batch],
-                                embeddings=np.ascontiguousarray(vectors[start:start + batch]))
+            self.collection.add(
+                ids=ids[start : start + batch], embeddings=np.ascontiguousarray(vectors[start : start + batch])
+            )
 
     def native_encoder(self) -> tuple[QueryEncoder, str]:
-        return (chroma_default_function(self.threads),
-                "chroma default embedding function: ONNX all-MiniLM-L6-v2 fp32, padded to 256 tokens")
+        return (
+            chroma_default_function(self.threads),
+            "chroma default embedding function: ONNX all-MiniLM-L6-v2 fp32, padded to 256 tokens",
+        )
 
     def search(self, query: str, k: int) -> list[str]:
         found = self.collection.query(query_embeddings=self.encode([query]), n_results=k, include=[])
         return list(found["ids"][0])
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "index": "HNSW (in-memory client)", "hnsw": {**self.DEFAULT_HNSW, **self.hnsw},
-                "hnsw_source": "Aisle's HNSW parameters" if self.hnsw else "chromadb defaults"}
+        return {
+            **super().describe(),
+            "index": "HNSW (in-memory client)",
+            "hnsw": {**self.DEFAULT_HNSW, **self.hnsw},
+            "hnsw_source": "Aisle's HNSW parameters" if self.hnsw else "chromadb defaults",
+        }
 
     def close(self) -> None:
         self.client.delete_collection(self.collection.name)
@@ -267,8 +295,9 @@ class QdrantPeer(Peer):
             "bench", vectors_config=models.VectorParams(size=vectors.shape[1], distance=models.Distance.DOT)
         )
         # Qdrant point ids are integers or UUIDs: the row number, mapped back to the item id.
-        self.client.upload_collection("bench", vectors=np.ascontiguousarray(vectors),
-                                      ids=range(len(ids)), batch_size=4096)
+        self.client.upload_collection(
+            "bench", vectors=np.ascontiguousarray(vectors), ids=range(len(ids)), batch_size=4096
+        )
 
     def search(self, query: str, k: int) -> list[str]:
         points = self.client.query_points("bench", query=self.encode([query])[0], limit=k).points

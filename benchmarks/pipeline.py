@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from aisle.index.storage import atomic_write_bytes
 from benchmarks.catalogue import (
     CatalogueRecipe,
     encode_base_products,
@@ -29,7 +30,6 @@ from benchmarks.data import BaseProduct
 from benchmarks.http_bench import LoadLevels, run_http_suite
 from benchmarks.measure import pinned
 from benchmarks.server import ServerConfig, running_server
-from index.storage import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +49,13 @@ def _guarded(section: str, step: Callable[[], dict[str, Any]]) -> dict[str, Any]
 def cpu_plan() -> dict[str, set[int] | None]:
     """Server on the first usable CPU, load generator on the second (if there is one)."""
     usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
-    return {"server": {usable[0]}, "client": {usable[1]} if len(usable) > 1 else None,
-            "inprocess": {usable[0]}}
+    return {"server": {usable[0]}, "client": {usable[1]} if len(usable) > 1 else None, "inprocess": {usable[0]}}
 
 
 def make_encoder(threads: int):
     """The encoder the server uses with these settings (same model, backend and fingerprint)."""
-    from embed import create_encoder, prepare_model
-    from index.settings import AisleSettings
+    from aisle.embed import create_encoder, prepare_model
+    from aisle.settings import AisleSettings
 
     config = AisleSettings(threads=threads).encoder_config()
     prepare_model(config)
@@ -65,8 +64,14 @@ def make_encoder(threads: int):
 
 def prepare_catalogue(args: argparse.Namespace, encoder, products: Sequence[BaseProduct]) -> tuple[Path, dict]:
     """The published index for this recipe: re-used when it exists, else built now."""
-    recipe = CatalogueRecipe(size=args.size, base_products=len(products), sigma=args.sigma, seed=args.seed,
-                             fingerprint=encoder.fingerprint, index_type=args.index_type)
+    recipe = CatalogueRecipe(
+        size=args.size,
+        base_products=len(products),
+        sigma=args.sigma,
+        seed=args.seed,
+        fingerprint=encoder.fingerprint,
+        index_type=args.index_type,
+    )
     # One directory per index type asked for, so that runs with different types keep theirs.
     suffix = f"-{args.index_type}" if args.index_type else ""
     index_root = args.work_dir / f"index-{args.size}-{len(products)}{suffix}"
@@ -82,7 +87,9 @@ def prepare_catalogue(args: argparse.Namespace, encoder, products: Sequence[Base
     manifest = json.loads((path / "manifest.json").read_text())
     sources = sorted({p.source for p in products})
     return index_root, {
-        "recipe": recipe_file, "version": path.name, "built_now": built,
+        "recipe": recipe_file,
+        "version": path.name,
+        "built_now": built,
         "index": manifest.get("spaces", {}).get("text", {}).get("index"),
         "description": (
             f"{args.size:,} items made from {len(products):,} real product listings ({', '.join(sources)}): "
@@ -94,42 +101,77 @@ def prepare_catalogue(args: argparse.Namespace, encoder, products: Sequence[Base
     }
 
 
-def http_suite(args: argparse.Namespace, index_root: Path, queries: Sequence[str], ids: Sequence[str],
-               levels: LoadLevels, *, workers: int, scenarios: Sequence[str]) -> dict[str, Any]:
+def http_suite(
+    args: argparse.Namespace,
+    index_root: Path,
+    queries: Sequence[str],
+    ids: Sequence[str],
+    levels: LoadLevels,
+    *,
+    workers: int,
+    scenarios: Sequence[str],
+) -> dict[str, Any]:
     cpus = cpu_plan()
     tag = f"{workers}w-{int(time.time())}"
     data_dir = args.work_dir / "server-data" / tag
-    config = ServerConfig(index_root=index_root, data_dir=data_dir, workers=workers,
-                          cpus=tuple(cpus["server"]) if workers == 1 else None, threads=args.threads,
-                          log_level=args.server_log_level)
+    config = ServerConfig(
+        index_root=index_root,
+        data_dir=data_dir,
+        workers=workers,
+        cpus=tuple(cpus["server"]) if workers == 1 else None,
+        threads=args.threads,
+        log_level=args.server_log_level,
+    )
     plans = args.work_dir / "plans" / tag
     plans.mkdir(parents=True, exist_ok=True)
     try:
         with running_server(config, args.work_dir / "logs" / f"server-{tag}.log") as server:
-            outcome = run_http_suite(server, plans, queries, ids, levels, scenarios=scenarios,
-                                     client_cpus=cpus["client"] if workers == 1 else None, seed=args.seed)
+            outcome = run_http_suite(
+                server,
+                plans,
+                queries,
+                ids,
+                levels,
+                scenarios=scenarios,
+                client_cpus=cpus["client"] if workers == 1 else None,
+                seed=args.seed,
+            )
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)  # events written by the run; nothing to keep
         shutil.rmtree(plans, ignore_errors=True)
-    return {**outcome, "server": config.describe(),
-            "client_cpus": sorted(cpus["client"]) if workers == 1 and cpus["client"] else None}
+    return {
+        **outcome,
+        "server": config.describe(),
+        "client_cpus": sorted(cpus["client"]) if workers == 1 and cpus["client"] else None,
+    }
 
 
-def run_benchmark(args: argparse.Namespace, result: dict[str, Any], products: Sequence[BaseProduct],
-                  queries: Sequence[str], levels: LoadLevels, name: str) -> None:
+def run_benchmark(
+    args: argparse.Namespace,
+    result: dict[str, Any],
+    products: Sequence[BaseProduct],
+    queries: Sequence[str],
+    levels: LoadLevels,
+    name: str,
+) -> None:
     """Fills ``result`` with every section the arguments ask for."""
     cpus = cpu_plan()
     result["settings"] = {
-        "size": args.size, "threads": args.threads, "queries": len(queries), "k": 10,
-        "server_cpus": sorted(cpus["server"]), "client_cpus": sorted(cpus["client"]) if cpus["client"] else None,
-        "inprocess_cpus": sorted(cpus["inprocess"]), "skip": list(args.skip),
+        "size": args.size,
+        "threads": args.threads,
+        "queries": len(queries),
+        "k": 10,
+        "server_cpus": sorted(cpus["server"]),
+        "client_cpus": sorted(cpus["client"]) if cpus["client"] else None,
+        "inprocess_cpus": sorted(cpus["inprocess"]),
+        "skip": list(args.skip),
     }
     encoder = make_encoder(args.threads)
     result["encoder"] = {"name": encoder.name, "fingerprint": encoder.fingerprint, "dim": encoder.dim}
     index_root, result["catalogue"] = prepare_catalogue(args, encoder, products)
 
-    from service.app import create_holder
-    from service.settings import ServiceSettings
+    from aisle.service.app import create_holder
+    from aisle.service.settings import ServiceSettings
 
     settings = ServiceSettings(index_dir=index_root, threads=args.threads, verify_checksums=False)
     holder = create_holder(settings, lambda _settings: encoder)
@@ -137,25 +179,41 @@ def run_benchmark(args: argparse.Namespace, result: dict[str, Any], products: Se
     ids = list(engine.index.items.ids)
     result["http"] = {}
     if "http" not in args.skip:
-        result["http"]["one_worker"] = _guarded("http (1 worker)", lambda: http_suite(
-            args, index_root, queries, ids, levels, workers=1, scenarios=args.scenarios))
+        result["http"]["one_worker"] = _guarded(
+            "http (1 worker)",
+            lambda: http_suite(args, index_root, queries, ids, levels, workers=1, scenarios=args.scenarios),
+        )
     if "two-workers" not in args.skip:
-        result["http"]["two_workers"] = _guarded("http (2 workers)", lambda: http_suite(
-            args, index_root, queries, ids, levels, workers=2, scenarios=("search",)))
+        result["http"]["two_workers"] = _guarded(
+            "http (2 workers)",
+            lambda: http_suite(args, index_root, queries, ids, levels, workers=2, scenarios=("search",)),
+        )
     if "stages" not in args.skip:
         from benchmarks.stages import measure_stages
 
         def stages() -> dict[str, Any]:
             with pinned(cpus["inprocess"]):
                 return measure_stages(engine, queries)
+
         result["stages"] = _guarded("stages", stages)
     if "peers" not in args.skip:
         from benchmarks.compare import compare_peers
 
-        result["peers"] = _guarded("peers", lambda: compare_peers(
-            engine.index, encoder, queries, peers=args.peers, encodings=args.peer_encodings,
-            threads=args.threads, cpus=cpus["inprocess"], max_peer_items=args.max_peer_items,
-            peer_seconds=args.peer_seconds, candidates=settings.candidates))
+        result["peers"] = _guarded(
+            "peers",
+            lambda: compare_peers(
+                engine.index,
+                encoder,
+                queries,
+                peers=args.peers,
+                encodings=args.peer_encodings,
+                threads=args.threads,
+                cpus=cpus["inprocess"],
+                max_peer_items=args.max_peer_items,
+                peer_seconds=args.peer_seconds,
+                candidates=settings.candidates,
+            ),
+        )
 
 
 def publish_results(result: dict[str, Any], out: Path, name: str) -> list[Path]:

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from index.storage import atomic_write_bytes
+from aisle.index.storage import atomic_write_bytes
 
 RESULT_GLOB = "latency-*.json"
 SCENARIO_LABELS = {
@@ -57,12 +57,24 @@ def plot_concurrency(result: dict[str, Any], path: Path) -> bool:
     for name, scenario in scenarios.items():
         closed = [r for r in scenario["runs"] if r["mode"] == "closed"]
         levels = [r["concurrency"] for r in closed]
-        line = latency_axis.plot(levels, [r["latency_ms"]["p50"] for r in closed], marker="o",
-                                 label=f"{SCENARIO_LABELS.get(name, name)} p50")[0]
-        latency_axis.plot(levels, [r["latency_ms"]["p99"] for r in closed], marker="x", linestyle="--",
-                          color=line.get_color(), label=f"{SCENARIO_LABELS.get(name, name)} p99")
-        throughput_axis.plot(levels, [r["throughput_rps"] for r in closed], marker="o", color=line.get_color(),
-                             label=SCENARIO_LABELS.get(name, name))
+        line = latency_axis.plot(
+            levels, [r["latency_ms"]["p50"] for r in closed], marker="o", label=f"{SCENARIO_LABELS.get(name, name)} p50"
+        )[0]
+        latency_axis.plot(
+            levels,
+            [r["latency_ms"]["p99"] for r in closed],
+            marker="x",
+            linestyle="--",
+            color=line.get_color(),
+            label=f"{SCENARIO_LABELS.get(name, name)} p99",
+        )
+        throughput_axis.plot(
+            levels,
+            [r["throughput_rps"] for r in closed],
+            marker="o",
+            color=line.get_color(),
+            label=SCENARIO_LABELS.get(name, name),
+        )
     for axis in (latency_axis, throughput_axis):
         axis.set_xscale("log", base=2)
         axis.set_xticks(suite["levels"]["concurrency"], [str(c) for c in suite["levels"]["concurrency"]])
@@ -104,7 +116,9 @@ def plot_peers(result: dict[str, Any], path: Path) -> bool:
     axis.invert_yaxis()
     axis.legend(loc="upper right")
     axis.grid(alpha=0.3, axis="x")
-    axis.set_title(f"{result['settings']['size']:,} items, same vectors and queries, {result['settings']['threads']} thread(s)")
+    axis.set_title(
+        f"{result['settings']['size']:,} items, same vectors and queries, {result['settings']['threads']} thread(s)"
+    )
     figure.tight_layout()
     _save(figure, path)
     return True
@@ -118,14 +132,29 @@ def comparison_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     http = result.get("http", {}).get("one_worker", {}).get("scenarios", {}).get("search", {})
     first = next((r for r in http.get("runs", []) if r["mode"] == "closed" and r["concurrency"] == 1), None)
     if first:
-        rows.append({"label": "Aisle /search over HTTP (hybrid + rerank)", "p50": first["latency_ms"]["p50"],
-                     "p95": first["latency_ms"]["p95"], "p99": first["latency_ms"]["p99"],
-                     "cpu_p50": first.get("server_cpu_ms_per_request"), "recall": aisle_recall,
-                     "note": "ANN recall; BM25 fusion and reranking on top; CPU = server CPU per request (mean)"})
+        rows.append(
+            {
+                "label": "Aisle /search over HTTP (hybrid + rerank)",
+                "p50": first["latency_ms"]["p50"],
+                "p95": first["latency_ms"]["p95"],
+                "p99": first["latency_ms"]["p99"],
+                "cpu_p50": first.get("server_cpu_ms_per_request"),
+                "recall": aisle_recall,
+                "note": "ANN recall; BM25 fusion and reranking on top; CPU = server CPU per request (mean)",
+            }
+        )
     for entry in peers.get("results", []):
         if "latency_ms" not in entry:
-            rows.append({"label": f"{entry['system']} ({entry.get('encoding')})", "p50": None, "p95": None,
-                         "p99": None, "recall": None, "note": entry.get("skipped") or entry.get("error", "")})
+            rows.append(
+                {
+                    "label": f"{entry['system']} ({entry.get('encoding')})",
+                    "p50": None,
+                    "p95": None,
+                    "p99": None,
+                    "recall": None,
+                    "note": entry.get("skipped") or entry.get("error", ""),
+                }
+            )
             continue
         if entry["system"] == "aisle":
             label = "Aisle in-process: encoder + ANN top 10"
@@ -133,10 +162,17 @@ def comparison_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             label = f"Aisle in-process: encoder + ANN top {entry['index']['searched_k']}, best 10"
         else:
             label = f"{entry['system']} ({entry['encoding']})"
-        rows.append({"label": label, "p50": entry["latency_ms"]["p50"], "p95": entry["latency_ms"]["p95"],
-                     "p99": entry["latency_ms"]["p99"], "cpu_p50": entry.get("cpu_ms", {}).get("p50"),
-                     "recall": entry.get("recall_at_10"),
-                     "note": entry.get("index") if isinstance(entry.get("index"), str) else json.dumps(entry.get("index"))})
+        rows.append(
+            {
+                "label": label,
+                "p50": entry["latency_ms"]["p50"],
+                "p95": entry["latency_ms"]["p95"],
+                "p99": entry["latency_ms"]["p99"],
+                "cpu_p50": entry.get("cpu_ms", {}).get("p50"),
+                "recall": entry.get("recall_at_10"),
+                "note": entry.get("index") if isinstance(entry.get("index"), str) else json.dumps(entry.get("index")),
+            }
+        )
     return rows
 
 
@@ -160,8 +196,13 @@ def plot_stages(result: dict[str, Any], path: Path) -> bool:
     for position, (_, means) in enumerate(bars):
         left = 0.0
         for index, (name, mean) in enumerate(zip(names, means)):
-            axis.barh([position], [mean], left=left, color=colours[index % len(colours)],
-                      label=f"{name} ({mean:.2f} ms CPU)" if position == len(bars) - 1 else None)
+            axis.barh(
+                [position],
+                [mean],
+                left=left,
+                color=colours[index % len(colours)],
+                label=f"{name} ({mean:.2f} ms CPU)" if position == len(bars) - 1 else None,
+            )
             left += mean
     axis.set_yticks(range(len(bars)), [label for label, _ in bars])
     axis.invert_yaxis()

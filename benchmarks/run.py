@@ -30,11 +30,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: ``python benchmarks/run.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from aisle.index.ann import INDEX_TYPES
 from benchmarks.data import REPO_ROOT, load_base_products, load_queries
 from benchmarks.http_bench import LoadLevels
 from benchmarks.machine import describe_machine
 from benchmarks.measure import LoadMonitor, wait_for_quiet
-from index.ann import INDEX_TYPES
 
 log = logging.getLogger("benchmarks.run")
 
@@ -54,6 +54,7 @@ def size_label(size: int) -> str:
 def _csv(kind: type):
     def parse(text: str) -> tuple:
         return tuple(kind(part) for part in text.split(",") if part.strip())
+
     return parse
 
 
@@ -63,8 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1, help="encoder/OMP threads per process")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results", help="results directory")
     parser.add_argument("--name", help="result name (default latency-<size>-t<threads>)")
-    parser.add_argument("--work-dir", type=Path, default=REPO_ROOT / ".cache" / "aisle-bench",
-                        help="indexes, vector cache, server data and logs (re-used between runs)")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=REPO_ROOT / ".cache" / "aisle-bench",
+        help="indexes, vector cache, server data and logs (re-used between runs)",
+    )
     parser.add_argument("--sigma", type=float, default=0.025, help="noise of perturbed variants")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--index-type", choices=list(INDEX_TYPES), help="default: Aisle's choice by size")
@@ -75,20 +80,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--requests-per-level", type=int, default=2000)
     parser.add_argument("--seconds-per-level", type=float, default=20.0)
     parser.add_argument("--warmup", type=int, default=50, help="unmeasured requests before each level")
-    parser.add_argument("--max-steal", type=float, default=0.05, metavar="SHARE",
-                        help="run a load level again when the hypervisor stole more than this share of the "
-                             "CPU during it (0: never); every attempt is kept in the JSON")
+    parser.add_argument(
+        "--max-steal",
+        type=float,
+        default=0.05,
+        metavar="SHARE",
+        help="run a load level again when the hypervisor stole more than this share of the "
+        "CPU during it (0: never); every attempt is kept in the JSON",
+    )
     parser.add_argument("--steal-retries", type=int, default=2, help="at most this many repeats per level")
     parser.add_argument("--scenarios", type=_csv(str), default=SCENARIOS)
-    parser.add_argument("--server-log-level", default="INFO",
-                        help="AISLE_LOG_LEVEL of the server (INFO, the default, logs every request)")
+    parser.add_argument(
+        "--server-log-level",
+        default="INFO",
+        help="AISLE_LOG_LEVEL of the server (INFO, the default, logs every request)",
+    )
     parser.add_argument("--peers", type=_csv(str), default=("txtai", "chromadb", "chromadb-tuned", "qdrant"))
     parser.add_argument("--peer-encodings", type=_csv(str), default=("aisle-onnx-int8", "native"))
     parser.add_argument("--peer-seconds", type=float, default=60.0, help="query time budget per peer")
     parser.add_argument("--max-peer-items", type=int, help="skip peers above this catalogue size")
     parser.add_argument("--skip", type=_csv(str), default=(), help=f"parts to skip: {', '.join(PARTS)}")
-    parser.add_argument("--wait-quiet", type=float, metavar="LOAD",
-                        help="first wait until the 1-minute load average is at most LOAD")
+    parser.add_argument(
+        "--wait-quiet", type=float, metavar="LOAD", help="first wait until the 1-minute load average is at most LOAD"
+    )
     parser.add_argument("--wait-max-seconds", type=float, default=1800.0)
     return parser
 
@@ -115,13 +129,22 @@ def main(argv: list[str] | None = None) -> int:
         "machine": describe_machine(REPO_ROOT),
         # Service settings given through the environment (e.g. AISLE_NPROBE) apply to the server
         # and to the in-process engine alike; recorded so that a result says what it ran with.
-        "aisle_environment": {k: v for k, v in sorted(os.environ.items())
-                              if k.startswith("AISLE_") and k not in ("AISLE_CACHE_DIR", "AISLE_SHARED_DATA")},
+        "aisle_environment": {
+            k: v
+            for k, v in sorted(os.environ.items())
+            if k.startswith("AISLE_") and k not in ("AISLE_CACHE_DIR", "AISLE_SHARED_DATA")
+        },
         "wait_quiet": quiet,
     }
-    levels = LoadLevels(concurrency=args.concurrency, rates=args.rates, max_requests=args.requests_per_level,
-                        max_seconds=args.seconds_per_level, warmup=args.warmup,
-                        max_steal=args.max_steal if args.max_steal > 0 else None, steal_retries=args.steal_retries)
+    levels = LoadLevels(
+        concurrency=args.concurrency,
+        rates=args.rates,
+        max_requests=args.requests_per_level,
+        max_seconds=args.seconds_per_level,
+        warmup=args.warmup,
+        max_steal=args.max_steal if args.max_steal > 0 else None,
+        steal_retries=args.steal_retries,
+    )
     queries = load_queries()[: args.query_limit]
     products = load_base_products(args.base_limit)
     run_benchmark(args, result, products, queries, levels, name)

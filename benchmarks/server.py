@@ -31,7 +31,7 @@ class ServerConfig:
     Attributes:
         index_root: the index root holding the published version.
         data_dir: where the server keeps events and profiles (a fresh directory per run).
-        workers: ``aisle serve --workers``: each worker on its own core, one port (``service.workers``).
+        workers: ``aisle serve --workers``: each worker on its own core, one port (``aisle.service.workers``).
         cpus: CPU numbers the server is pinned to (``None``: not pinned).
         threads: AISLE_THREADS and OMP_NUM_THREADS of each worker.
         log_level: AISLE_LOG_LEVEL; the service's default (INFO) writes one access-log line per
@@ -46,8 +46,12 @@ class ServerConfig:
     log_level: str = "INFO"
 
     def describe(self) -> dict:
-        return {"workers": self.workers, "pinned_cpus": list(self.cpus) if self.cpus else None,
-                "threads_per_worker": self.threads, "log_level": self.log_level}
+        return {
+            "workers": self.workers,
+            "pinned_cpus": list(self.cpus) if self.cpus else None,
+            "threads_per_worker": self.threads,
+            "log_level": self.log_level,
+        }
 
 
 def pinned_command(command: Sequence[str], cpus: set[int] | None) -> list[str]:
@@ -65,22 +69,36 @@ def free_port() -> int:
 
 def server_command(config: ServerConfig, port: int) -> list[str]:
     """The command line: ``aisle serve``, with ``--workers N`` for several workers."""
-    command = [sys.executable, "-m", "index.cli", "serve", "--index", str(config.index_root),
-               "--data-dir", str(config.data_dir), "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "aisle",
+        "serve",
+        "--index",
+        str(config.index_root),
+        "--data-dir",
+        str(config.data_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     return command if config.workers == 1 else [*command, "--workers", str(config.workers)]
 
 
 def server_environment(config: ServerConfig) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "AISLE_THREADS": str(config.threads),
-        "OMP_NUM_THREADS": str(config.threads),
-        "AISLE_INDEX_DIR": str(config.index_root),
-        "AISLE_DATA_DIR": str(config.data_dir),
-        "AISLE_LOG_LEVEL": config.log_level,
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
-    })
+    env.update(
+        {
+            "AISLE_THREADS": str(config.threads),
+            "OMP_NUM_THREADS": str(config.threads),
+            "AISLE_INDEX_DIR": str(config.index_root),
+            "AISLE_DATA_DIR": str(config.data_dir),
+            "AISLE_LOG_LEVEL": config.log_level,
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
+        }
+    )
     return env
 
 
@@ -148,7 +166,11 @@ def running_server(config: ServerConfig, log_path: Path, startup_timeout: float 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=server_environment(config), stdout=log_file, stderr=subprocess.STDOUT,
+            command,
+            cwd=REPO_ROOT,
+            env=server_environment(config),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     server = RunningServer(f"http://127.0.0.1:{port}", process, command)
     try:

@@ -19,8 +19,18 @@ from typing import Any
 from benchmarks.measure import latency_stats
 
 #: Stage names in display order; a stage that could not be instrumented is left out.
-STAGE_ORDER = ("tokenize", "encode: onnx run", "encode: other", "filter", "retrieve: ANN", "retrieve: BM25",
-               "retrieve: fusion", "rerank", "serialize", "other")
+STAGE_ORDER = (
+    "tokenize",
+    "encode: onnx run",
+    "encode: other",
+    "filter",
+    "retrieve: ANN",
+    "retrieve: BM25",
+    "retrieve: fusion",
+    "rerank",
+    "serialize",
+    "other",
+)
 
 
 class StageClock:
@@ -50,6 +60,7 @@ class StageClock:
                 if self._depth[stage] == 0:
                     self.seconds[stage] += time.perf_counter() - tick
                     self.cpu_seconds[stage] += time.process_time() - cpu_tick
+
         return timed
 
 
@@ -96,7 +107,7 @@ def _find(obj: Any, names: Sequence[str], has: str) -> tuple[Any, str] | None:
 @contextmanager
 def instrumented(engine: Any, clock: StageClock) -> Iterator[list[str]]:
     """Wraps the engine's collaborators with ``clock``; yields what could be instrumented."""
-    import service.engine as engine_module
+    import aisle.service.engine as engine_module
 
     found: list[str] = []
     with ExitStack() as stack:
@@ -130,7 +141,7 @@ def instrumented(engine: Any, clock: StageClock) -> Iterator[list[str]]:
 
 def _serialize(engine: Any, hits: list) -> bytes:
     """The HTTP layer's work after ranking: result objects and JSON bytes, as the routes build them."""
-    from service.routers.responses import ranked_body
+    from aisle.service.routers.responses import ranked_body
 
     return ranked_body(engine, hits, "0" * 32, 0.0)
 
@@ -140,9 +151,14 @@ def exclusive_stages(seconds: dict[str, float], total: float) -> dict[str, float
     encode, onnx, tokenize = seconds.get("encode", 0.0), seconds.get("onnx", 0.0), seconds.get("tokenize", 0.0)
     retrieve, ann, bm25 = seconds.get("retrieve", 0.0), seconds.get("ann", 0.0), seconds.get("bm25", 0.0)
     stages = {
-        "tokenize": tokenize, "encode: onnx run": onnx, "encode: other": max(encode - onnx - tokenize, 0.0),
-        "filter": seconds.get("filter", 0.0), "retrieve: ANN": ann, "retrieve: BM25": bm25,
-        "retrieve: fusion": max(retrieve - ann - bm25, 0.0), "rerank": seconds.get("rerank", 0.0),
+        "tokenize": tokenize,
+        "encode: onnx run": onnx,
+        "encode: other": max(encode - onnx - tokenize, 0.0),
+        "filter": seconds.get("filter", 0.0),
+        "retrieve: ANN": ann,
+        "retrieve: BM25": bm25,
+        "retrieve: fusion": max(retrieve - ann - bm25, 0.0),
+        "rerank": seconds.get("rerank", 0.0),
         "serialize": seconds.get("serialize", 0.0),
     }
     stages["other"] = max(total - sum(stages.values()), 0.0)
@@ -184,6 +200,13 @@ def measure_stages(engine: Any, queries: Sequence[str], k: int = 10, warmup: int
     if "encode: onnx run" not in found:
         notes.append("the encoder's onnxruntime session was not found: the model run is inside 'encode: other'")
     notes.append(f"response body: mean {sum(result_sizes) / max(len(result_sizes), 1):.0f} bytes for k={k}")
-    return {"queries": len(queries), "k": k, "instrumented": found, "total_ms": latency_stats(totals),
-            "total_cpu_ms": latency_stats(cpu_totals), "stages_ms": stages, "stages_cpu_ms": stages_cpu,
-            "notes": notes}
+    return {
+        "queries": len(queries),
+        "k": k,
+        "instrumented": found,
+        "total_ms": latency_stats(totals),
+        "total_cpu_ms": latency_stats(cpu_totals),
+        "stages_ms": stages,
+        "stages_cpu_ms": stages_cpu,
+        "notes": notes,
+    }

@@ -7,13 +7,13 @@ Usage::
 Protocol (``../shared/data/dev/search/amazon_google``): queries in query-id order are split by
 position; the model is trained on the labelled pairs of the even half (``aisle train
 --search-set amazon_google --half even``) and the hybrid fusion weights are re-tuned on the
-same even half (``training.tune.tune_fusion``, through the service); MRR@10, recall@10 and
+same even half (``aisle.training.tune.tune_fusion``, through the service); MRR@10, recall@10 and
 NDCG@10 are reported on the odd half, which neither ever sees. Before = the bundled
 all-MiniLM-L6-v2 with the service's default settings; after = the trained model (ONNX int8, as
 served) with the tuned fusion. Every number comes from ``aisle eval search --engine service``:
 ``aisle serve`` runs on an index of the 3,226 products and answers ``POST /search`` in each
 retrieval mode (hybrid, dense, lexical). A query is the other shop's listing, title and
-manufacturer (``training.datasets``); the same runs with the title alone are reported too.
+manufacturer (``aisle.training.datasets``); the same runs with the title alone are reported too.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aisle.index.storage import atomic_write_json
 from benchmarks.machine import describe_machine
 from benchmarks.train_scientific import aisle_environment, run
-from index.storage import atomic_write_json
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_MRR = 0.90
@@ -36,11 +36,11 @@ TARGET_MRR = 0.90
 def tune_fusion(env: dict[str, str], model: Path, settings: Path) -> dict[str, Any]:
     """Fusion weights tuned on the even half with the trained model, written to ``settings``."""
     os.environ.update(env)
-    from training.datasets import load_search_set
-    from training.indexes import build_eval_index, create_encoder_for
-    from training.settings import TrainingSettings
-    from training.tune import tune_fusion as search
-    from training.tune import write_settings
+    from aisle.training.datasets import load_search_set
+    from aisle.training.indexes import build_eval_index, create_encoder_for
+    from aisle.training.settings import TrainingSettings
+    from aisle.training.tune import tune_fusion as search
+    from aisle.training.tune import write_settings
 
     base = TrainingSettings()
     search_set = load_search_set("amazon_google").half("even")
@@ -62,12 +62,39 @@ def main() -> int:
 
     env = aisle_environment()
     env.pop("AISLE_CONFIG", None)
-    aisle = [sys.executable, "-m", "index.cli"]
-    evaluate = [*aisle, "eval", "search", "--data", "amazon_google", "--half", "odd", "--engine", "service",
-                "--mode", "all", "--format", "json", "--no-progress"]
+    aisle = [sys.executable, "-m", "aisle"]
+    evaluate = [
+        *aisle,
+        "eval",
+        "search",
+        "--data",
+        "amazon_google",
+        "--half",
+        "odd",
+        "--engine",
+        "service",
+        "--mode",
+        "all",
+        "--format",
+        "json",
+        "--no-progress",
+    ]
     before, before_time = run(evaluate, env)
-    train = [*aisle, "train", "--search-set", "amazon_google", "--half", "even", "--output", str(args.model_dir),
-             "--overwrite", "--time-budget", str(args.time_budget), "--no-progress", *args.train_args.split()]
+    train = [
+        *aisle,
+        "train",
+        "--search-set",
+        "amazon_google",
+        "--half",
+        "even",
+        "--output",
+        str(args.model_dir),
+        "--overwrite",
+        "--time-budget",
+        str(args.time_budget),
+        "--no-progress",
+        *args.train_args.split(),
+    ]
     trained, train_time = run(train, env)
     default_command = [*evaluate, "--model", str(args.model_dir)]
     after_default, after_default_time = run(default_command, env)
@@ -87,8 +114,11 @@ def main() -> int:
         "protocol": __doc__.split("\n\n")[2].replace("\n", " "),
         "before": {"command": " ".join(evaluate[2:]), "metrics": metrics(before), "timing": before_time},
         "train": {"command": " ".join(train[2:]), "timing": train_time, "report": trained},
-        "after_default_fusion": {"command": " ".join(default_command[2:]), "metrics": metrics(after_default),
-                                 "timing": after_default_time},
+        "after_default_fusion": {
+            "command": " ".join(default_command[2:]),
+            "metrics": metrics(after_default),
+            "timing": after_default_time,
+        },
         "tuned_fusion": tuned,
         "after": {"command": " ".join(after_command[2:]), "metrics": metrics(after), "timing": after_time},
         "title_only_queries": {"before": metrics(title_before), "after": metrics(title_after)},
@@ -97,8 +127,17 @@ def main() -> int:
         "machine": describe_machine(REPO),
     }
     atomic_write_json(args.out, result)
-    print(json.dumps({"before": metrics(before)["hybrid"], "after": metrics(after)["hybrid"],
-                      "train_wall_s": train_time["wall_s"], "meets_target": result["meets_target"]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "before": metrics(before)["hybrid"],
+                "after": metrics(after)["hybrid"],
+                "train_wall_s": train_time["wall_s"],
+                "meets_target": result["meets_target"],
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -6,7 +6,7 @@ Usage::
 
 Protocol (the UniSRec split of ``../shared/data/dev/recsys/amazon_scientific_unisrec``): train on
 ``Scientific.train.inter`` only, measure on ``Scientific.valid.inter``: every one of the 8,442
-users' histories becomes a profile (``index.profile``, one ``purchase`` per history item, one day
+users' histories becomes a profile (``aisle.index.profile``, one ``purchase`` per history item, one day
 apart), all 4,385 items are ranked by cosine to it through the version's FAISS index, history
 items are NOT masked, and HR@10, NDCG@10, HR@50, NDCG@50 of the next item are reported. The
 half-life is tuned on the training rows (never on valid) with the bundled model and then kept
@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aisle.index.storage import atomic_write_json
 from benchmarks.machine import describe_machine
-from index.storage import atomic_write_json
 
 REPO = Path(__file__).resolve().parent.parent
 #: Published test-split results of UniSRec on this data (text + ID, pre-trained and fine-tuned).
@@ -56,19 +56,22 @@ def run(command: list[str], env: dict[str, str]) -> tuple[dict[str, Any], dict[s
 
 def aisle_environment() -> dict[str, str]:
     """This process's environment for the ``aisle`` subprocesses: offline, the repository's cache."""
-    return {**os.environ, "HF_HUB_OFFLINE": "1",
-            "AISLE_CACHE_DIR": os.environ.get("AISLE_CACHE_DIR", str(REPO / ".cache" / "aisle"))}
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "AISLE_CACHE_DIR": os.environ.get("AISLE_CACHE_DIR", str(REPO / ".cache" / "aisle")),
+    }
 
 
 def tune_half_life(env: dict[str, str], settings: Path) -> dict[str, Any]:
     """Half-life of the profile tuned on the training rows with the bundled model."""
     os.environ.update(env)
-    from training.datasets import load_sequence_set
-    from training.indexes import build_eval_index, create_encoder_for
-    from training.settings import TrainingSettings
-    from training.timeline import Timeline
-    from training.tune import tune_half_life as search
-    from training.tune import write_settings
+    from aisle.training.datasets import load_sequence_set
+    from aisle.training.indexes import build_eval_index, create_encoder_for
+    from aisle.training.settings import TrainingSettings
+    from aisle.training.timeline import Timeline
+    from aisle.training.tune import tune_half_life as search
+    from aisle.training.tune import write_settings
 
     base = TrainingSettings()
     data = load_sequence_set("scientific", "train")
@@ -95,14 +98,35 @@ def main() -> int:
     args = parser.parse_args()
 
     env = aisle_environment()
-    aisle = [sys.executable, "-m", "index.cli"]
+    aisle = [sys.executable, "-m", "aisle"]
     tuned = tune_half_life(env, args.settings)
     env["AISLE_CONFIG"] = str(args.settings)
-    evaluate = [*aisle, "eval", "recsys", "--data", "scientific", "--split", "valid", "--format", "json",
-                "--no-progress"]
+    evaluate = [
+        *aisle,
+        "eval",
+        "recsys",
+        "--data",
+        "scientific",
+        "--split",
+        "valid",
+        "--format",
+        "json",
+        "--no-progress",
+    ]
     before, before_time = run(evaluate, env)
-    train = [*aisle, "train", "--sequences", "scientific", "--output", str(args.model_dir), "--overwrite",
-             "--time-budget", str(args.time_budget), "--no-progress", *args.train_args.split()]
+    train = [
+        *aisle,
+        "train",
+        "--sequences",
+        "scientific",
+        "--output",
+        str(args.model_dir),
+        "--overwrite",
+        "--time-budget",
+        str(args.time_budget),
+        "--no-progress",
+        *args.train_args.split(),
+    ]
     trained, train_time = run(train, env)
     after, after_time = run([*evaluate, "--model", str(args.model_dir)], env)
 
@@ -112,18 +136,31 @@ def main() -> int:
         "command": "python -m benchmarks.train_scientific " + " ".join(sys.argv[1:]),
         "protocol": __doc__.split("\n\n")[2].replace("\n", " "),
         "tuned_half_life": tuned,
-        "before": {"command": " ".join(evaluate[2:]), "metrics": before_metrics, "timing": before_time,
-                   "model": before["runs"]["next_item"]["settings"]["model"]},
+        "before": {
+            "command": " ".join(evaluate[2:]),
+            "metrics": before_metrics,
+            "timing": before_time,
+            "model": before["runs"]["next_item"]["settings"]["model"],
+        },
         "train": {"command": " ".join(train[2:]), "timing": train_time, "report": trained},
-        "after": {"command": " ".join(evaluate[2:]) + f" --model {args.model_dir}", "metrics": after_metrics,
-                  "timing": after_time, "model": after["runs"]["next_item"]["settings"]["model"]},
+        "after": {
+            "command": " ".join(evaluate[2:]) + f" --model {args.model_dir}",
+            "metrics": after_metrics,
+            "timing": after_time,
+            "model": after["runs"]["next_item"]["settings"]["model"],
+        },
         "unisrec_published_test": UNISREC,
         "beats_unisrec": {key: after_metrics[key] > UNISREC[key] for key in METRICS},
         "machine": describe_machine(REPO),
     }
     atomic_write_json(args.out, result)
-    print(json.dumps({k: result[k] for k in ("beats_unisrec",)} | {
-        "before": before_metrics, "after": after_metrics, "train_wall_s": train_time["wall_s"]}, indent=2))
+    print(
+        json.dumps(
+            {k: result[k] for k in ("beats_unisrec",)}
+            | {"before": before_metrics, "after": after_metrics, "train_wall_s": train_time["wall_s"]},
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Typical use::
 
-    from embed import EncoderConfig, create_encoder
+    from aisle.embed import EncoderConfig, create_encoder
 
     encoder = create_encoder(EncoderConfig())          # bundled all-MiniLM-L6-v2, int8 ONNX
     vectors = encoder.encode_documents(["usb cable"])  # float32, unit rows
@@ -16,15 +16,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from embed.base import Encoder, ImageEncoder, l2_normalize
-from embed.config import BUNDLED_MODEL, EncoderConfig, ImageEncoderConfig
+from aisle.embed.base import Encoder, ImageEncoder, l2_normalize
+from aisle.embed.config import BUNDLED_MODEL, EncoderConfig, ImageEncoderConfig
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from embed.image_encoder import OnnxClipEncoder
-    from embed.onnx_text import OnnxTextEncoder
-    from embed.sbert import SentenceTransformerEncoder
+    from aisle.embed.image_encoder import OnnxClipEncoder
+    from aisle.embed.onnx_text import OnnxTextEncoder
+    from aisle.embed.sbert import SentenceTransformerEncoder
 
 __all__ = [
     "BUNDLED_MODEL",
@@ -57,10 +57,10 @@ def create_encoder(config: EncoderConfig) -> Encoder:
     if config.backend not in _BACKENDS:
         raise ValueError(f"unknown encoder backend {config.backend!r}; choose one of {_BACKENDS}")
     if config.backend == "sentence-transformers":
-        from embed.sbert import SentenceTransformerEncoder
+        from aisle.embed.sbert import SentenceTransformerEncoder
 
         return SentenceTransformerEncoder(config)
-    from embed.onnx_text import OnnxTextEncoder
+    from aisle.embed.onnx_text import OnnxTextEncoder
 
     return OnnxTextEncoder(
         prepare_model(config),
@@ -74,10 +74,10 @@ def create_encoder(config: EncoderConfig) -> Encoder:
 def prepare_model(config: EncoderConfig) -> Path:
     """Ensures the ONNX export for ``config`` is cached and returns its directory.
 
-    This is the only step that needs torch (``pip install 'aisle[export]'``); a cache hit needs
+    This is the only step that needs torch (``pip install 'aisle-search[export]'``); a cache hit needs
     only onnxruntime. See :func:`embed.export.prepare_model`.
     """
-    from embed.export import prepare_model as _prepare
+    from aisle.embed.export import prepare_model as _prepare
 
     return _prepare(config)
 
@@ -87,14 +87,14 @@ def create_image_encoder(config: ImageEncoderConfig) -> ImageEncoder | None:
 
     See :func:`embed.image_encoder.create_image_encoder`.
     """
-    from embed.image_encoder import create_image_encoder as _create
+    from aisle.embed.image_encoder import create_image_encoder as _create
 
     return _create(config)
 
 
 def prepare_image_model(config: ImageEncoderConfig) -> Path:
     """Ensures the ONNX export of the CLIP towers is cached; see :func:`embed.clip.prepare_clip_model`."""
-    from embed.clip import prepare_clip_model
+    from aisle.embed.clip import prepare_clip_model
 
     return prepare_clip_model(config)
 
@@ -102,15 +102,15 @@ def prepare_image_model(config: ImageEncoderConfig) -> Path:
 def __getattr__(name: str) -> Any:
     """Loads the onnxruntime/torch-backed classes on first access (PEP 562)."""
     if name == "OnnxTextEncoder":
-        from embed.onnx_text import OnnxTextEncoder
+        from aisle.embed.onnx_text import OnnxTextEncoder
 
         return OnnxTextEncoder
     if name == "OnnxClipEncoder":
-        from embed.image_encoder import OnnxClipEncoder
+        from aisle.embed.image_encoder import OnnxClipEncoder
 
         return OnnxClipEncoder
     if name == "SentenceTransformerEncoder":
-        from embed.sbert import SentenceTransformerEncoder
+        from aisle.embed.sbert import SentenceTransformerEncoder
 
         return SentenceTransformerEncoder
     raise AttributeError(f"module 'embed' has no attribute {name!r}")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from embed.cache import discard_dir, publish_dir, write_json_atomic
+from aisle.embed.cache import discard_dir, publish_dir, write_json_atomic
 
 #: Bumped whenever the export or quantisation recipe changes: cached exports written by an older
 #: recipe are rebuilt instead of silently served.
@@ -29,7 +29,7 @@ TOKENIZER_FILE = "tokenizer.json"
 SUPPORTED_POOLING = ("mean", "cls", "max")
 
 TORCH_INSTALL_HINT = (
-    "install the export extra (pip install 'aisle[export]') or run `aisle build` on a machine "
+    "install the export extra (pip install 'aisle-search[export]') or run `aisle build` on a machine "
     "where torch is available and copy the model cache"
 )
 

@@ -77,8 +77,13 @@ def split_fused_attention(model: Any) -> int:
             helper.make_node("Add", [f"{prefix}/xw", node.input[2]], [f"{prefix}/qkv"], name=f"{prefix}/Add"),
             helper.make_node("Split", [f"{prefix}/qkv", sizes.name], [q, k, v], axis=2, name=f"{prefix}/Split"),
             helper.make_node(
-                "Attention", [q, k, v, _ADDITIVE_MASK], list(node.output[:1]), name=f"{prefix}/Attention",
-                q_num_heads=heads, kv_num_heads=heads, **({} if scale is None else {"scale": scale}),
+                "Attention",
+                [q, k, v, _ADDITIVE_MASK],
+                list(node.output[:1]),
+                name=f"{prefix}/Attention",
+                q_num_heads=heads,
+                kv_num_heads=heads,
+                **({} if scale is None else {"scale": scale}),
             ),
         ]
         rewritten += 1
@@ -103,7 +108,7 @@ def runs_on_cpu(model: Any) -> bool:
 
     try:
         ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    except Exception as error:  # noqa: BLE001 - any load failure means "keep the fused graph"
+    except Exception as error:
         logger.info("keeping the fused attention: onnxruntime cannot run the split graph (%s)", error)
         return False
     return True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from embed.config import BUNDLED_MODEL
+from aisle.embed.config import BUNDLED_MODEL
 
 BUNDLED_NAME = "all-MiniLM-L6-v2"
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from embed.artifacts import (
+from aisle.embed.artifacts import (
     TOKENIZER_FILE,
     TORCH_INSTALL_HINT,
     ExportManifest,
@@ -27,13 +27,13 @@ from embed.artifacts import (
     publish_export,
     read_manifest_if_current,
 )
-from embed.bundled import resolve_model_dir
-from embed.cache import content_hash, discard_dir, export_dir, staging_dir
-from embed.config import ImageEncoderConfig
-from embed.images import PREPROCESSOR_FILE, ImagePreprocessor
-from embed.onnx_tools import export_to_onnx, import_torch, save_fast_tokenizer
-from embed.quantize import quantize_int8
-from embed.runtime import load_tokenizer, make_session
+from aisle.embed.bundled import resolve_model_dir
+from aisle.embed.cache import content_hash, discard_dir, export_dir, staging_dir
+from aisle.embed.config import ImageEncoderConfig
+from aisle.embed.images import PREPROCESSOR_FILE, ImagePreprocessor
+from aisle.embed.onnx_tools import export_to_onnx, import_torch, save_fast_tokenizer
+from aisle.embed.quantize import quantize_int8
+from aisle.embed.runtime import load_tokenizer, make_session
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ Feeds = list[dict[str, np.ndarray]]
 
 def _calibration(fp32_dir: Path, manifest: ExportManifest) -> tuple[Feeds, Feeds]:
     """Feeds that reveal activation outliers: noise images and everyday product texts."""
-    from embed.export import CALIBRATION_TEXTS
+    from aisle.embed.export import CALIBRATION_TEXTS
 
     size = int(manifest.extra["image_size"])
     rng = np.random.default_rng(0)

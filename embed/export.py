@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from embed.artifacts import (
+from aisle.embed.artifacts import (
     SUPPORTED_POOLING,
     TEXT_MODEL_FILE,
     TOKENIZER_FILE,
@@ -29,12 +29,12 @@ from embed.artifacts import (
     publish_export,
     read_manifest_if_current,
 )
-from embed.bundled import model_display_name, resolve_model_dir
-from embed.cache import content_hash, discard_dir, export_dir, staging_dir
-from embed.config import EncoderConfig
-from embed.onnx_text import OnnxTextEncoder
-from embed.onnx_tools import export_to_onnx, fuse_for_cpu, import_torch, save_fast_tokenizer
-from embed.quantize import quantize_int8
+from aisle.embed.bundled import model_display_name, resolve_model_dir
+from aisle.embed.cache import content_hash, discard_dir, export_dir, staging_dir
+from aisle.embed.config import EncoderConfig
+from aisle.embed.onnx_text import OnnxTextEncoder
+from aisle.embed.onnx_tools import export_to_onnx, fuse_for_cpu, import_torch, save_fast_tokenizer
+from aisle.embed.quantize import quantize_int8
 
 logger = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from embed.artifacts import TOKENIZER_FILE, ExportManifest, ManifestIdentity
-from embed.base import ImageEncoder, l2_normalize
-from embed.clip import TEXT_FILE, VISION_FILE, prepare_clip_model
-from embed.config import ImageEncoderConfig
-from embed.images import ImagePreprocessor
-from embed.runtime import load_tokenizer, make_session
+from aisle.embed.artifacts import TOKENIZER_FILE, ExportManifest, ManifestIdentity
+from aisle.embed.base import ImageEncoder, l2_normalize
+from aisle.embed.clip import TEXT_FILE, VISION_FILE, prepare_clip_model
+from aisle.embed.config import ImageEncoderConfig
+from aisle.embed.images import ImagePreprocessor
+from aisle.embed.runtime import load_tokenizer, make_session
 
 logger = logging.getLogger(__name__)
 

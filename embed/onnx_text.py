@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from embed.artifacts import MANIFEST_NAME, TEXT_MODEL_FILE, TOKENIZER_FILE, ExportManifest, ManifestIdentity
-from embed.base import Encoder, l2_normalize
-from embed.runtime import load_tokenizer, make_session
+from aisle.embed.artifacts import MANIFEST_NAME, TEXT_MODEL_FILE, TOKENIZER_FILE, ExportManifest, ManifestIdentity
+from aisle.embed.base import Encoder, l2_normalize
+from aisle.embed.runtime import load_tokenizer, make_session
 
 #: Documents are tokenised, sorted by length and padded this many at a time, which bounds
 #: memory for million-item catalogues while keeping padding low.

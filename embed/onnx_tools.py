@@ -1,7 +1,7 @@
 """Export-time ONNX helpers: torch → ONNX, CPU graph fusion, tokenizer files.
 
 Only the export step uses this module; serving never imports it. torch and onnx are imported
-inside the functions, so that a missing ``aisle[export]`` extra produces a clear message.
+inside the functions, so that a missing ``aisle-search[export]`` extra produces a clear message.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from embed.artifacts import TORCH_INSTALL_HINT
-from embed.attention import runs_on_cpu, split_fused_attention
+from aisle.embed.artifacts import TORCH_INSTALL_HINT
+from aisle.embed.attention import runs_on_cpu, split_fused_attention
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def fuse_for_cpu(source: Path, destination: Path, *, model_type: str, num_heads:
             use_gpu=False,
             optimization_options=options,
         )
-    except Exception as error:  # noqa: BLE001 - fusion is an optimisation, never a requirement
+    except Exception as error:
         logger.info("graph fusion skipped (%s): %s", type(error).__name__, error)
         return False
     finally:

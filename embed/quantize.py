@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from embed.onnx_tools import import_onnx
+from aisle.embed.onnx_tools import import_onnx
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 #: Runtime fusions left out: onnxruntime's ``SkipLayerNormalization`` and ``BiasGelu`` CPU kernels
-#: are slower than the nodes they would replace (see ``embed.onnx_tools.fuse_for_cpu``).
+#: are slower than the nodes they would replace (see ``aisle.embed.onnx_tools.fuse_for_cpu``).
 UNFUSED_PATTERNS = ["SkipLayerNormFusion", "BiasGeluFusion"]
 
 

@@ -7,17 +7,17 @@ from typing import Any
 
 import numpy as np
 
-from embed.artifacts import TORCH_INSTALL_HINT
-from embed.base import Encoder, l2_normalize
-from embed.bundled import model_display_name, resolve_model_dir
-from embed.cache import content_hash
-from embed.config import EncoderConfig
+from aisle.embed.artifacts import TORCH_INSTALL_HINT
+from aisle.embed.base import Encoder, l2_normalize
+from aisle.embed.bundled import model_display_name, resolve_model_dir
+from aisle.embed.cache import content_hash
+from aisle.embed.config import EncoderConfig
 
 
 class SentenceTransformerEncoder(Encoder):
     """Wraps a local ``SentenceTransformer`` on the CPU behind the :class:`Encoder` contract.
 
-    Slower than the ONNX encoders and needs ``aisle[export]``; serving should use ``onnx-int8``.
+    Slower than the ONNX encoders and needs ``aisle-search[export]``; serving should use ``onnx-int8``.
 
     Args:
         config: the model, thread count, truncation length and prefixes to use.

@@ -1,6 +1,6 @@
 """Approximate nearest-neighbour search over unit vectors (inner product = cosine) with FAISS.
 
-Index types, and how a build chooses one (``index.ann_build.choose_index_type``;
+Index types, and how a build chooses one (``aisle.index.ann_build.choose_index_type``;
 ``aisle build --index-type`` overrides it):
 
 * ``flat``: exact search. The default up to ``ann_build.FLAT_MAX_ITEMS`` (20,000) products. A query
@@ -37,7 +37,7 @@ Index types, and how a build chooses one (``index.ann_build.choose_index_type``;
   larger cells (1,000 instead of 4,000: the cell search fell from 0.28 to 0.12 ms a query, but
   recall@10 to 0.925 with the same 2.4 % of cells scanned, against 0.994).
 
-Filtered search (a set of allowed rows, see ``index.filters``) is correct by construction: rows
+Filtered search (a set of allowed rows, see ``aisle.index.filters``) is correct by construction: rows
 outside the filter are never returned, and ``k`` rows come back whenever at least ``k`` are
 allowed. ``flat`` scans only the allowed rows (``exact_subset``); the IVF types scan ``nprobe / share``
 cells with the selector, or the allowed rows when they are fewer. HNSW either walks the graph
@@ -61,7 +61,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from index.selection import RowSelection
+from aisle.index.selection import RowSelection
 
 IndexType = Literal["flat", "hnsw", "hnsw-sq8", "ivf", "ivf-pq"]
 INDEX_TYPES: tuple[str, ...] = ("flat", "hnsw", "hnsw-sq8", "ivf", "ivf-pq")
@@ -128,8 +128,8 @@ class AnnIndex:
 
     @classmethod
     def build(cls, vectors: np.ndarray, params: AnnParams, show_progress: bool = False) -> AnnIndex:
-        """Builds the FAISS index over ``vectors`` (see ``index.ann_build.build_faiss_index``)."""
-        from index.ann_build import build_faiss_index
+        """Builds the FAISS index over ``vectors`` (see ``aisle.index.ann_build.build_faiss_index``)."""
+        from aisle.index.ann_build import build_faiss_index
 
         return cls(build_faiss_index(vectors, params, show_progress), vectors, params)
 
@@ -258,9 +258,17 @@ class AnnIndex:
         found = np.empty(k, dtype=np.int64)
         with one_openmp_thread():
             faiss.knn_inner_products_by_idx(
-                faiss.swig_ptr(query), faiss.swig_ptr(vectors), faiss.swig_ptr(subset),
-                vectors.shape[1], 1, len(vectors), len(subset), k,
-                faiss.swig_ptr(scores), faiss.swig_ptr(found), len(subset),
+                faiss.swig_ptr(query),
+                faiss.swig_ptr(vectors),
+                faiss.swig_ptr(subset),
+                vectors.shape[1],
+                1,
+                len(vectors),
+                len(subset),
+                k,
+                faiss.swig_ptr(scores),
+                faiss.swig_ptr(found),
+                len(subset),
             )
         found, scores = _valid(found, scores)
         order = np.lexsort((found, -scores))

@@ -1,6 +1,6 @@
 """Building FAISS indexes: which type a catalogue gets, its cells and its memory estimate.
 
-The index types themselves, and what each costs at query time, are described in ``index.ann``.
+The index types themselves, and what each costs at query time, are described in ``aisle.index.ann``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from index.ann import GRAPH_TYPES, INDEX_TYPES, IVF_TYPES, AnnParams, IndexType
+from aisle.index.ann import GRAPH_TYPES, INDEX_TYPES, IVF_TYPES, AnnParams, IndexType
 
 #: Up to this many products the default index is an exact scan (``flat``).
 FLAT_MAX_ITEMS = 20_000
@@ -22,7 +22,9 @@ ADD_CHUNK = 50_000
 def estimate_memory_bytes(index_type: str, count: int, dim: int, hnsw_m: int = 32) -> int:
     """Approximate resident size of a FAISS index of ``count`` vectors of ``dim`` dimensions."""
     codes = (dim + 1) // 2  # ivf-pq: one 4-bit code per dimension
-    per_vector = {"flat": 4 * dim, "hnsw": 4 * dim, "hnsw-sq8": dim, "ivf": 4 * dim + 8, "ivf-pq": codes + 8}[index_type]
+    per_vector = {"flat": 4 * dim, "hnsw": 4 * dim, "hnsw-sq8": dim, "ivf": 4 * dim + 8, "ivf-pq": codes + 8}[
+        index_type
+    ]
     # HNSW keeps 2·M int32 neighbour ids on the bottom layer, ~M/(M-1)·... above: about 8·M bytes.
     graph = 8 * hnsw_m + 16 if index_type in GRAPH_TYPES else 0
     lists = ivf_lists_for(count) if index_type in IVF_TYPES else 0
@@ -37,9 +39,7 @@ def ivf_lists_for(count: int) -> int:
     return max(1, min(int(4 * math.sqrt(max(count, 1))), count // 39))
 
 
-def choose_index_type(
-    count: int, dim: int = 384, memory_budget_mb: float | None = None, hnsw_m: int = 32
-) -> IndexType:
+def choose_index_type(count: int, dim: int = 384, memory_budget_mb: float | None = None, hnsw_m: int = 32) -> IndexType:
     """The default index type for ``count`` products of ``dim`` dimensions.
 
     Args:
@@ -75,8 +75,7 @@ def build_faiss_index(vectors: np.ndarray, params: AnnParams, show_progress: boo
     elif params.type == "hnsw":
         index = faiss.IndexHNSWFlat(dim, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
     elif params.type == "hnsw-sq8":
-        index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, params.hnsw_m,
-                                  faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         if len(vectors):
             index.train(vectors)
     elif params.type in IVF_TYPES:
@@ -96,7 +95,7 @@ def build_faiss_index(vectors: np.ndarray, params: AnnParams, show_progress: boo
     # lets the bar move; each chunk is still added by all OpenMP threads.
     with tqdm(total=len(vectors), desc=f"{params.type} index", unit="vectors", unit_scale=True) as bar:
         for start in range(0, len(vectors), ADD_CHUNK):
-            chunk = vectors[start:start + ADD_CHUNK]
+            chunk = vectors[start : start + ADD_CHUNK]
             index.add(chunk)
             bar.update(len(chunk))
     return index

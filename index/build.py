@@ -1,10 +1,10 @@
 """The offline rebuild: catalogue → vectors (re-using unchanged ones) → indexes → published version.
 
-A build writes every file of the new version (see ``index.layout``) into a staging directory,
+A build writes every file of the new version (see ``aisle.index.layout``) into a staging directory,
 checksums them into ``manifest.json``, fsyncs, renames the directory into ``versions/`` and only
-then swaps the ``current`` pointer (``index.versions``): a crash at any point leaves the previous
+then swaps the ``current`` pointer (``aisle.index.versions``): a crash at any point leaves the previous
 version current and intact. Builds of one index root are serialised by a lock file. What a
-rebuild re-uses from the current version is described in ``index.reuse``.
+rebuild re-uses from the current version is described in ``aisle.index.reuse``.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from embed.base import Encoder
-from index.ann import INDEX_TYPES, AnnIndex, AnnParams
-from index.ann_build import choose_index_type, resolved_params
-from index.catalog import Catalog, Product
-from index.items import write_items
-from index.layout import (  # noqa: F401  (FAISS_FILE, VECTORS_FILE: re-exported for callers)
+from aisle.embed.base import Encoder
+from aisle.index.ann import INDEX_TYPES, AnnIndex, AnnParams
+from aisle.index.ann_build import choose_index_type, resolved_params
+from aisle.index.catalog import Catalog, Product
+from aisle.index.items import write_items
+from aisle.index.layout import (  # noqa: F401  (FAISS_FILE, VECTORS_FILE: re-exported for callers)
     FAISS_FILE,
     ID_MAP_FILE,
     ITEMS_FILE,
@@ -35,10 +35,10 @@ from index.layout import (  # noqa: F401  (FAISS_FILE, VECTORS_FILE: re-exported
     vectors_file,
     write_id_map,
 )
-from index.lexical import LexicalIndex
-from index.manifest import write_manifest
-from index.reuse import PreviousVersion
-from index.versions import VersionStore
+from aisle.index.lexical import LexicalIndex
+from aisle.index.manifest import write_manifest
+from aisle.index.reuse import PreviousVersion
+from aisle.index.versions import VersionStore
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,11 @@ class BuildOptions:
     """How to build a version.
 
     Attributes:
-        index_type: ``None`` picks by catalogue size and memory budget (see ``index.ann``),
+        index_type: ``None`` picks by catalogue size and memory budget (see ``aisle.index.ann``),
             else ``flat``, ``hnsw``, ``hnsw-sq8``, ``ivf`` or ``ivf-pq``.
         memory_budget_mb: the most memory the vector index may take when the type is chosen
             automatically; above it large catalogues get ``hnsw-sq8``. ``None``: no limit.
-        hnsw_m, ef_construction, ef_search: HNSW parameters (see ``index.ann.AnnParams``).
+        hnsw_m, ef_construction, ef_search: HNSW parameters (see ``aisle.index.ann.AnnParams``).
         ivf_lists, nprobe: IVF parameters (``ivf_lists`` 0: about 4·√count cells).
         keep_versions: how many published versions to keep on disk (at least 1).
         batch_size: encoder batch size.
@@ -144,13 +144,20 @@ def build_version(
             previous = PreviousVersion.open(store, encoder.fingerprint, encoder.dim) if options.reuse_vectors else None
         with timer.stage("encode"):
             vectors, encoded = _vectors(catalog, hashes, previous, encoder, options)
-        params = resolved_params(AnnParams(
-            type=options.index_type or choose_index_type(  # type: ignore[arg-type]
-                len(products), encoder.dim, options.memory_budget_mb, options.hnsw_m
+        params = resolved_params(
+            AnnParams(
+                type=options.index_type
+                or choose_index_type(  # type: ignore[arg-type]
+                    len(products), encoder.dim, options.memory_budget_mb, options.hnsw_m
+                ),
+                hnsw_m=options.hnsw_m,
+                ef_construction=options.ef_construction,
+                ef_search=options.ef_search,
+                ivf_lists=options.ivf_lists,
+                nprobe=options.nprobe,
             ),
-            hnsw_m=options.hnsw_m, ef_construction=options.ef_construction, ef_search=options.ef_search,
-            ivf_lists=options.ivf_lists, nprobe=options.nprobe,
-        ), len(products))
+            len(products),
+        )
         name, staging = store.stage()
         try:
             reused_files, checksums = _write_vectors_and_index(
@@ -174,10 +181,16 @@ def build_version(
         with timer.stage("prune"):
             store.prune(options.keep_versions)
     return BuildReport(
-        version=name, path=path, items=len(products), encoded=encoded,
-        reused=len(products) - encoded, skipped=len(catalog.skipped),
-        seconds=time.perf_counter() - started, index_type=params.type,
-        reused_files=sorted(reused_files), timings=timer.timings,
+        version=name,
+        path=path,
+        items=len(products),
+        encoded=encoded,
+        reused=len(products) - encoded,
+        skipped=len(catalog.skipped),
+        seconds=time.perf_counter() - started,
+        index_type=params.type,
+        reused_files=sorted(reused_files),
+        timings=timer.timings,
     )
 
 
@@ -201,7 +214,8 @@ def _vectors(
         log.info("encoding %d of %d products", len(new_rows), len(hashes))
         vectors[new_rows] = encoder.encode_documents(
             [catalog.products[row].embedding_text() for row in new_rows],
-            batch_size=options.batch_size, show_progress=options.show_progress,
+            batch_size=options.batch_size,
+            show_progress=options.show_progress,
         )
     if not np.isfinite(vectors).all():  # a broken model must not publish an unusable index
         raise ValueError(f"the encoder {encoder.name} produced non-finite vectors")
@@ -253,7 +267,7 @@ def lexical_signature() -> str:
     """
     from importlib.metadata import version
 
-    from index import lexical
+    from aisle.index import lexical
 
     digest = hashlib.sha256(Path(lexical.__file__).read_bytes())
     digest.update(version("bm25s").encode())
@@ -282,9 +296,7 @@ def _write_lexical(
     return {}
 
 
-def _manifest_fields(
-    name: str, catalog: Catalog, encoder: Encoder, params: AnnParams, encoded: int
-) -> dict:
+def _manifest_fields(name: str, catalog: Catalog, encoder: Encoder, params: AnnParams, encoded: int) -> dict:
     return {
         "version": name,
         "count": len(catalog.products),

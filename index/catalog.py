@@ -18,12 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from index.catalog_files import CatalogFileError, RowSource, open_rows
+from aisle.index.catalog_files import CatalogFileError, RowSource, open_rows
 
 #: Fields Aisle understands; any other column is kept as an attribute.
 KNOWN_FIELDS = (
-    "id", "title", "description", "brand", "category",
-    "price", "in_stock", "image", "margin", "boost",
+    "id",
+    "title",
+    "description",
+    "brand",
+    "category",
+    "price",
+    "in_stock",
+    "image",
+    "margin",
+    "boost",
 )
 NUMERIC_FIELDS = ("price", "margin", "boost")
 #: Fields whose text is embedded; a change in any of them means re-encoding the product.
@@ -32,8 +40,7 @@ CATEGORY_SEPARATOR = " > "
 
 # Includes the availability words of common shop feeds (e.g. Google Merchant's "in stock").
 _TRUE = {"1", "true", "t", "yes", "y", "in stock", "in_stock", "instock", "available"}
-_FALSE = {"0", "false", "f", "no", "n", "out of stock", "out_of_stock", "outofstock", "sold out",
-          "unavailable"}
+_FALSE = {"0", "false", "f", "no", "n", "out of stock", "out_of_stock", "outofstock", "sold out", "unavailable"}
 
 
 class CatalogError(ValueError):
@@ -175,9 +182,7 @@ def load_catalog(
         _check_columns(path, seen_columns, column_map)
     if problems and not skip_bad_rows:
         bad_rows = len({problem.row for problem in problems})
-        raise CatalogError(
-            f"catalogue {path}: {bad_rows} bad row(s); fix them or pass --skip-bad-rows", problems
-        )
+        raise CatalogError(f"catalogue {path}: {bad_rows} bad row(s); fix them or pass --skip-bad-rows", problems)
     # One entry per skipped row, naming its first problem.
     first_per_row: dict[int, RowProblem] = {}
     for problem in problems:
@@ -201,9 +206,9 @@ def _validate_rows(
         record.update({mapped_from[key]: value for key, value in raw.items() if key in mapped_from})
         product, row_problems = _to_product(record, row_number, base_dir)
         if product is not None and product.id in seen_ids:
-            row_problems.append(RowProblem(
-                row_number, "id", f"duplicate id '{product.id}' (first seen in row {seen_ids[product.id]})"
-            ))
+            row_problems.append(
+                RowProblem(row_number, "id", f"duplicate id '{product.id}' (first seen in row {seen_ids[product.id]})")
+            )
         if row_problems:
             problems.extend(RowProblem(p.row, p.field, p.message, line) for p in row_problems)
             continue
@@ -229,14 +234,14 @@ def _check_columns(path: Path, columns: set[str], column_map: Mapping[str, str])
 
 
 def _is_blank(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or (
-        isinstance(value, str) and not value.strip()
+    return (
+        value is None
+        or (isinstance(value, float) and math.isnan(value))
+        or (isinstance(value, str) and not value.strip())
     )
 
 
-def _to_product(
-    record: dict[str, Any], row: int, base_dir: Path
-) -> tuple[Product | None, list[RowProblem]]:
+def _to_product(record: dict[str, Any], row: int, base_dir: Path) -> tuple[Product | None, list[RowProblem]]:
     problems: list[RowProblem] = []
     raw_id = record.get("id")
     product_id = "" if _is_blank(raw_id) else _as_id(raw_id)
@@ -259,8 +264,7 @@ def _to_product(
     if problems:
         return (Product(product_id, title) if product_id else None), problems
     attributes = {
-        key: _plain(value) for key, value in record.items()
-        if key not in KNOWN_FIELDS and not _is_blank(value)
+        key: _plain(value) for key, value in record.items() if key not in KNOWN_FIELDS and not _is_blank(value)
     }
     return Product(
         id=product_id,

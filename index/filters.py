@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index.items import ItemTable
-from index.selection import RowSelection
+from aisle.index.items import ItemTable
+from aisle.index.selection import RowSelection
 
 
 @dataclass(frozen=True)

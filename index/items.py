@@ -1,6 +1,6 @@
 """Product metadata of a version: a Parquet table whose row r is row r of every index.
 
-See ``index.layout`` for how the files of a version line up.
+See ``aisle.index.layout`` for how the files of a version line up.
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from index.catalog import CATEGORY_SEPARATOR, Product
-from index.layout import ITEMS_FILE
-from index.selection import SelectionCache
+from aisle.index.catalog import CATEGORY_SEPARATOR, Product
+from aisle.index.layout import ITEMS_FILE
+from aisle.index.selection import SelectionCache
 
 __all__ = ["ITEMS_FILE", "ItemTable", "read_content_hashes", "write_items"]
-_COLUMNS = ("id", "title", "description", "brand", "category", "price", "in_stock", "image",
-            "margin", "boost")
+_COLUMNS = ("id", "title", "description", "brand", "category", "price", "in_stock", "image", "margin", "boost")
 
 
 def write_items(path: Path, products: list[Product], content_hashes: list[str]) -> None:
@@ -25,16 +24,29 @@ def write_items(path: Path, products: list[Product], content_hashes: list[str]) 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.table({
-        **{name: [getattr(p, name) for p in products] for name in _COLUMNS},
-        "attributes": [json.dumps(p.attributes, sort_keys=True) for p in products],
-        "content_hash": content_hashes,
-    }, schema=pa.schema([
-        ("id", pa.string()), ("title", pa.string()), ("description", pa.string()),
-        ("brand", pa.string()), ("category", pa.string()), ("price", pa.float64()),
-        ("in_stock", pa.bool_()), ("image", pa.string()), ("margin", pa.float64()),
-        ("boost", pa.float64()), ("attributes", pa.string()), ("content_hash", pa.string()),
-    ]))
+    table = pa.table(
+        {
+            **{name: [getattr(p, name) for p in products] for name in _COLUMNS},
+            "attributes": [json.dumps(p.attributes, sort_keys=True) for p in products],
+            "content_hash": content_hashes,
+        },
+        schema=pa.schema(
+            [
+                ("id", pa.string()),
+                ("title", pa.string()),
+                ("description", pa.string()),
+                ("brand", pa.string()),
+                ("category", pa.string()),
+                ("price", pa.float64()),
+                ("in_stock", pa.bool_()),
+                ("image", pa.string()),
+                ("margin", pa.float64()),
+                ("boost", pa.float64()),
+                ("attributes", pa.string()),
+                ("content_hash", pa.string()),
+            ]
+        ),
+    )
     pq.write_table(table, path)
 
 
@@ -62,10 +74,8 @@ class ItemTable:
         self.boost = np.array([0.0 if b is None else b for b in columns["boost"]], dtype=np.float32)
         self.brand_codes, self.brand_names = _factorize([b.casefold() for b in columns["brand"]])
         self.brand_code_of = {name: code for code, name in enumerate(self.brand_names)}
-        self.category_codes, self.category_names = _factorize(
-            [c.casefold() for c in columns["category"]]
-        )
-        #: Rows of recently used filters (see ``index.filters.select_rows``).
+        self.category_codes, self.category_names = _factorize([c.casefold() for c in columns["category"]])
+        #: Rows of recently used filters (see ``aisle.index.filters.select_rows``).
         self.selections = SelectionCache()
 
     @classmethod
@@ -88,8 +98,9 @@ class ItemTable:
         """The catalogue fields of a row, as returned in responses (blank fields left out)."""
         # Runs for every result of every response: columns are bound once in ``__init__`` and
         # the common empty attributes skip the JSON parser (5 → 2 µs a row, 10-result pages).
-        result = {name: value for name, column in self._result_columns
-                  if (value := column[row]) is not None and value != ""}
+        result = {
+            name: value for name, column in self._result_columns if (value := column[row]) is not None and value != ""
+        }
         attributes = self._attributes[row]
         if attributes != "{}":
             for key, value in json.loads(attributes).items():
@@ -101,8 +112,11 @@ class ItemTable:
         wanted = [part.strip().casefold() for part in prefix.split(">") if part.strip()]
         joined = CATEGORY_SEPARATOR.join(wanted)
         return np.array(
-            [code for code, name in enumerate(self.category_names)
-             if name == joined or name.startswith(joined + CATEGORY_SEPARATOR)],
+            [
+                code
+                for code, name in enumerate(self.category_names)
+                if name == joined or name.startswith(joined + CATEGORY_SEPARATOR)
+            ],
             dtype=np.int32,
         )
 

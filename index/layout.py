@@ -1,6 +1,6 @@
 """What an index root and a published version directory hold, file by file.
 
-Layout of an index root (see ``index.versions``)::
+Layout of an index root (see ``aisle.index.versions``)::
 
     ROOT/current -> versions/<name>       symlink, swapped atomically by rename
     ROOT/versions/<name>/                 one immutable directory per published version
@@ -17,7 +17,7 @@ Layout of a version directory::
                          content hash of each product's embedded fields
     vectors.text.npy     float32 matrix ``(count, dim)`` of unit vectors (``.npy``, no pickle)
     index.text.faiss     the FAISS index of those vectors
-    lexical/             the BM25 index of the products' text (``index.lexical``)
+    lexical/             the BM25 index of the products' text (``aisle.index.lexical``)
 
 Every file is aligned on the row number: row ``r`` of ``items.parquet``, of the vectors and of
 BM25, and FAISS's internal id ``r`` (vectors are added in row order, without an ``IDMap``), all
@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from index.storage import atomic_write_bytes
+from aisle.index.storage import atomic_write_bytes
 
 MANIFEST_FILE = "manifest.json"
 ID_MAP_FILE = "ids.json"

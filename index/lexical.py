@@ -6,7 +6,7 @@ them as a sparse column-per-token matrix, so a query only has to add up the post
 tokens: the cost is O(matching postings), not O(catalogue): a top-200 query over 100k products
 takes a fraction of a millisecond (``benchmarks/bench_rerank.py``, ``lexical_100k``).
 
-Tokens come from ``index.tokens`` (``tokenize`` for products, ``query_tokens`` for queries).
+Tokens come from ``aisle.index.tokens`` (``tokenize`` for products, ``query_tokens`` for queries).
 
 Scores are BM25 (Lucene variant, k1 = 1.5, b = 0.75; unbounded, > 0); rows with no matching token
 are never returned.
@@ -27,7 +27,7 @@ reaching the threshold are kept. Going deeper into the common tokens' heaviest p
 A filter (``allowed``) is applied late when it keeps most rows: the best rows are ranked first and
 only they are checked against it (``_top_allowed``).
 
-The tokenizer version is stored beside the index (``META_FILE``; see ``index.tokens``).
+The tokenizer version is stored beside the index (``META_FILE``; see ``aisle.index.tokens``).
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from index.selection import RowSelection
-from index.storage import atomic_write_json
-from index.tokens import KNOWN_VERSIONS, TOKENIZER_VERSION, query_tokens, tokenize
+from aisle.index.selection import RowSelection
+from aisle.index.storage import atomic_write_json
+from aisle.index.tokens import KNOWN_VERSIONS, TOKENIZER_VERSION, query_tokens, tokenize
 
 Allowed = np.ndarray | RowSelection | None
 
@@ -57,6 +57,8 @@ DENSE_LOOKUP_RATIO = 32
 LATE_FILTER_MARGIN = 1.25
 #: ...when the matching rows are at least this many times more (else it filters them all first).
 LATE_FILTER_MIN_RATIO = 4
+
+
 def _import_bm25s() -> Any:
     """``bm25s``, with its logger back under the application's log level.
 
@@ -304,9 +306,7 @@ class LexicalIndex:
                 rows, scores = rows[competitive], scores[competitive]
         return rows, scores.astype(np.float32, copy=False)
 
-    def search(
-        self, query: str, k: int, allowed: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` rows by BM25 (only rows with a positive score), best first, ties by row."""
         return self.top(query, k, allowed)
 

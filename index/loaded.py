@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from index.ann import INDEX_TYPES, AnnIndex, AnnParams
-from index.items import ItemTable
-from index.layout import read_id_map
-from index.lexical import LexicalIndex
-from index.manifest import IndexValidationError, read_manifest, require_listed, verify_files
+from aisle.index.ann import INDEX_TYPES, AnnIndex, AnnParams
+from aisle.index.items import ItemTable
+from aisle.index.layout import read_id_map
+from aisle.index.lexical import LexicalIndex
+from aisle.index.manifest import IndexValidationError, read_manifest, require_listed, verify_files
 
 
 @dataclass
@@ -119,7 +119,11 @@ def _check_id_map(path: Path, manifest: dict[str, Any], items: ItemTable) -> Non
 
 
 def _load_space(
-    path: Path, manifest: dict[str, Any], name: str, entry: dict[str, Any], count: int,
+    path: Path,
+    manifest: dict[str, Any],
+    name: str,
+    entry: dict[str, Any],
+    count: int,
     ef_search: int | None = None,
     nprobe: int | None = None,
 ) -> VectorSpace:

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from index.layout import MANIFEST_FILE
-from index.storage import atomic_write_json, sha256_file
+from aisle.index.layout import MANIFEST_FILE
+from aisle.index.storage import atomic_write_json, sha256_file
 
 MANIFEST_NAME = MANIFEST_FILE
 FORMAT_VERSION = 1

@@ -16,7 +16,7 @@ new event's exponent grows large it rebases ``ref_g`` (multiplying ``S_g`` down)
 overflows however long a profile lives. Everything is computed in log2 space up to the final
 scaling, so a profile whose events are all very old still has a direction (its mass tends to 0).
 
-Pure NumPy: ``training`` evaluates "exactly as served" through this module.
+Pure NumPy: ``aisle.training`` evaluates "exactly as served" through this module.
 """
 
 from __future__ import annotations
@@ -178,12 +178,12 @@ class ProfileAccumulator:
         exponent = 0.0 if math.isinf(half_life) else (timestamp - group.ref) / half_life
         if exponent > REBASE_EXPONENT:
             # Move the reference to this event so that the sums stay far from overflow.
-            shrink = 2.0 ** -exponent
+            shrink = 2.0**-exponent
             group.vector *= shrink
             group.mass *= shrink
             group.ref = timestamp
             exponent = 0.0
-        factor = weight * 2.0 ** exponent
+        factor = weight * 2.0**exponent
         group.vector += factor * np.asarray(vector, dtype=np.float64)
         group.mass += factor
         self.events += 1
@@ -219,8 +219,7 @@ class ProfileAccumulator:
         if not self._groups:
             return np.zeros(self.dim, dtype=np.float64), 0.0, 0.0
         exponents = {
-            key: 0.0 if math.isinf(g.half_life) else (g.ref - now) / g.half_life
-            for key, g in self._groups.items()
+            key: 0.0 if math.isinf(g.half_life) else (g.ref - now) / g.half_life for key, g in self._groups.items()
         }
         top = max(exponents.values())
         vector = np.zeros(self.dim, dtype=np.float64)

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from index.items import read_content_hashes
-from index.manifest import IndexValidationError, read_manifest, resolve_member
-from index.storage import sha256_file
-from index.versions import VersionError, VersionStore
+from aisle.index.items import read_content_hashes
+from aisle.index.manifest import IndexValidationError, read_manifest, resolve_member
+from aisle.index.storage import sha256_file
+from aisle.index.versions import VersionError, VersionStore
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +110,13 @@ class PreviousVersion:
             return None
         checksums: dict[str, str] = {}
         for relative in members:
-            target = destination / relative[len(prefix):]
+            target = destination / relative[len(prefix) :]
             target.parent.mkdir(parents=True, exist_ok=True)
             checksum = self.link_verified(relative, target)
             if checksum is None:
                 shutil.rmtree(destination, ignore_errors=True)
                 return None
-            checksums[relative[len(prefix):]] = checksum
+            checksums[relative[len(prefix) :]] = checksum
         return checksums
 
 

@@ -1,6 +1,6 @@
 """A set of allowed rows in the forms each search path needs, each computed once and kept.
 
-A filter becomes a boolean mask (``index.filters``); an exact scan wants the allowed row numbers,
+A filter becomes a boolean mask (``aisle.index.filters``); an exact scan wants the allowed row numbers,
 FAISS wants a bit-packed bitmap wrapped in an ``IDSelectorBitmap``. On a million rows each form
 costs about a millisecond to derive, so a ``RowSelection`` derives them lazily and keeps them,
 and a ``SelectionCache`` (one per index version, on its item table) keeps the selections of the

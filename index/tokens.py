@@ -1,4 +1,4 @@
-"""Product and query tokenisation for the BM25 index (``index.lexical``).
+"""Product and query tokenisation for the BM25 index (``aisle.index.lexical``).
 
 ``tokenize`` is the same for products and queries:
 
@@ -25,11 +25,41 @@ import unicodedata
 TOKENIZER_VERSION = 2
 #: English function words dropped from queries (Lucene's list without "no"/"not", which matter
 #: in product text such as "no-slip").
-QUERY_STOPWORDS = frozenset((
-    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it",
-    "of", "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this",
-    "to", "was", "will", "with",
-))
+QUERY_STOPWORDS = frozenset(
+    (
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "of",
+        "on",
+        "or",
+        "such",
+        "that",
+        "the",
+        "their",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "was",
+        "will",
+        "with",
+    )
+)
 
 _WORD = re.compile(r"[^\W_]+(?:[./+-][^\W_]+)*")
 _SEPARATORS = re.compile(r"[./+-]")

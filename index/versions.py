@@ -12,7 +12,7 @@ fully written and fsynced before it is renamed into ``versions/``, and ``current
 renaming a new symlink over it. Staging directories left by crashed builds are removed by a
 later build once they are ``STALE_STAGING_SECONDS`` old (so a build running on another host
 sharing the directory is never disturbed). The files of one version are described in
-``index.layout``.
+``aisle.index.layout``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from index.storage import fsync_dir, fsync_file
+from aisle.index.storage import fsync_dir, fsync_file
 
 VERSIONS_DIR = "versions"
 CURRENT_LINK = "current"
@@ -150,9 +150,7 @@ class VersionStore:
         """Published versions, oldest first (names sort by creation time)."""
         if not self.versions_dir.is_dir():
             return []
-        return sorted(
-            p.name for p in self.versions_dir.iterdir() if (p / "manifest.json").is_file()
-        )
+        return sorted(p.name for p in self.versions_dir.iterdir() if (p / "manifest.json").is_file())
 
     def list(self) -> list[VersionInfo]:
         """Every published version, oldest first, marking the current one."""
@@ -164,14 +162,16 @@ class VersionStore:
                 manifest = json.loads((path / "manifest.json").read_text())
             except (OSError, ValueError):
                 manifest = {}
-            infos.append(VersionInfo(
-                name=name,
-                path=path,
-                created=str(manifest.get("created", "?")),
-                items=int(manifest.get("count", 0)),
-                model=str(manifest.get("model", {}).get("name", "?")),
-                current=name == current,
-            ))
+            infos.append(
+                VersionInfo(
+                    name=name,
+                    path=path,
+                    created=str(manifest.get("created", "?")),
+                    items=int(manifest.get("count", 0)),
+                    model=str(manifest.get("model", {}).get("name", "?")),
+                    current=name == current,
+                )
+            )
         return infos
 
     def rollback(self, name: str | None = None) -> str:

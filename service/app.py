@@ -8,18 +8,18 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
-from embed.base import Encoder
-from service import metrics as metrics_routes
-from service.errors import install_error_handlers
-from service.holder import IndexHolder
-from service.metrics import ServiceMetrics
-from service.middleware import BodyLimitMiddleware, RequestContextMiddleware, TimeBudgetMiddleware
-from service.openapi import install_openapi
-from service.ranking.config import RankingConfig
-from service.personal.runtime import Personalization
-from service.routers import admin, events, health, items, search, users
-from service.settings import ServiceSettings
-from service.watch import IndexWatcher
+from aisle.embed.base import Encoder
+from aisle.service import metrics as metrics_routes
+from aisle.service.errors import install_error_handlers
+from aisle.service.holder import IndexHolder
+from aisle.service.metrics import ServiceMetrics
+from aisle.service.middleware import BodyLimitMiddleware, RequestContextMiddleware, TimeBudgetMiddleware
+from aisle.service.openapi import install_openapi
+from aisle.service.personal.runtime import Personalization
+from aisle.service.ranking.config import RankingConfig
+from aisle.service.routers import admin, events, health, items, search, users
+from aisle.service.settings import ServiceSettings
+from aisle.service.watch import IndexWatcher
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ BUDGET_EXEMPT_PREFIXES = ("/admin/", "/health", "/metrics")
 
 def default_encoder(settings: ServiceSettings) -> Encoder:
     """The configured ONNX encoder (the bundled MiniLM unless the settings name another)."""
-    from embed import create_encoder
+    from aisle.embed import create_encoder
 
     return create_encoder(settings.encoder_config())
 
@@ -75,9 +75,12 @@ def create_holder(settings: ServiceSettings, encoder_factory: EncoderFactory | N
     """
     limit_blas_threads(settings.threads)
     holder = IndexHolder(
-        settings.index_dir, (encoder_factory or default_encoder)(settings),
-        verify_checksums=settings.verify_checksums, candidates=settings.candidates,
-        ef_search=settings.ef_search, nprobe=settings.nprobe,
+        settings.index_dir,
+        (encoder_factory or default_encoder)(settings),
+        verify_checksums=settings.verify_checksums,
+        candidates=settings.candidates,
+        ef_search=settings.ef_search,
+        nprobe=settings.nprobe,
     )
     holder.reload()
     return holder
@@ -145,8 +148,9 @@ def create_app(
     app.state.metrics = ServiceMetrics(lambda: app.state.holder, lambda: _stored_events(app))
     install_error_handlers(app)
     # add_middleware wraps: the last added runs first.
-    app.add_middleware(TimeBudgetMiddleware, budget_s=settings.request_timeout_ms / 1000,
-                       exempt_prefixes=BUDGET_EXEMPT_PREFIXES)
+    app.add_middleware(
+        TimeBudgetMiddleware, budget_s=settings.request_timeout_ms / 1000, exempt_prefixes=BUDGET_EXEMPT_PREFIXES
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
 

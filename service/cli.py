@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from service.holder import IndexHolder
-    from service.settings import ServiceSettings
+    from aisle.service.holder import IndexHolder
+    from aisle.service.settings import ServiceSettings
 
 #: Seconds uvicorn waits for in-flight requests after SIGTERM before closing connections.
 GRACEFUL_SHUTDOWN_S = 30
@@ -29,10 +29,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def validated_holder(settings: ServiceSettings) -> IndexHolder:
     """The index holder, or a ``CommandError`` saying what is wrong with the model or the index."""
-    from index.cli import CommandError, load_encoder
-    from index.manifest import IndexValidationError
-    from index.versions import VersionError
-    from service.app import create_holder
+    from aisle.cli import CommandError, load_encoder
+    from aisle.index.manifest import IndexValidationError
+    from aisle.index.versions import VersionError
+    from aisle.service.app import create_holder
 
     try:
         return create_holder(settings, lambda settings: load_encoder(settings, prepare=False))
@@ -47,26 +47,34 @@ def _serve(args: argparse.Namespace) -> int:
     """
     import uvicorn
 
-    from index.cli import load_settings, log_level_from_env
-    from service.app import create_app
-    from service.logs import configure_json_logging
-    from service.settings import ServiceSettings
+    from aisle.cli import load_settings, log_level_from_env
+    from aisle.service.app import create_app
+    from aisle.service.logs import configure_json_logging
+    from aisle.service.settings import ServiceSettings
 
     log_level = log_level_from_env()
     configure_json_logging(log_level)
     settings = load_settings(
-        ServiceSettings, index_dir=args.index, host=args.host, port=args.port, data_dir=args.data_dir,
+        ServiceSettings,
+        index_dir=args.index,
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
         workers=args.workers,
     )
     # Validate before binding the port: a clear one-line error and exit status 2, no trace.
     holder = validated_holder(settings)
     if settings.workers > 1:
-        from service.workers import serve_workers
+        from aisle.service.workers import serve_workers
 
         del holder  # each worker loads its own; the supervisor keeps no index in memory
         return serve_workers(settings.model_dump(), settings.workers, log_level, GRACEFUL_SHUTDOWN_S)
     uvicorn.run(
-        create_app(settings, holder=holder), host=settings.host, port=settings.port,
-        log_config=None, access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        create_app(settings, holder=holder),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     return 0

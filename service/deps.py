@@ -14,9 +14,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from service.engine import Engine
-from service.errors import ApiError
-from service.settings import ServiceSettings
+from aisle.service.engine import Engine
+from aisle.service.errors import ApiError
+from aisle.service.settings import ServiceSettings
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -46,7 +46,7 @@ async def require_api_key(request: Request, settings: Annotated[ServiceSettings,
 def is_write_guarded(route: Any) -> bool:
     """Whether ``require_api_key`` runs for ``route`` (directly or through a sub-dependency).
 
-    ``route`` is an ``APIRoute`` or an effective route from ``service.routes.api_routes``.
+    ``route`` is an ``APIRoute`` or an effective route from ``aisle.service.routes.api_routes``.
     """
     pending: list[Any] = [route.dependant]
     while pending:
@@ -77,7 +77,8 @@ def check_batch_size(settings: ServiceSettings, count: int) -> None:
     """At most ``max_events_per_batch`` events in one ``POST /events``."""
     if count > settings.max_events_per_batch:
         raise ApiError(
-            413, f"events: at most {settings.max_events_per_batch} per batch, got {count}; split the batch",
+            413,
+            f"events: at most {settings.max_events_per_batch} per batch, got {count}; split the batch",
             "batch_too_large",
         )
 

@@ -1,7 +1,7 @@
 """One index version plus the query encoder: everything a request reads, swapped as one object.
 
-``search`` = hybrid candidates (``service.ranking.hybrid``) → the reranker
-(``service.ranking.rerank``); ``similar`` = the item's dense neighbours, leaning towards the
+``search`` = hybrid candidates (``aisle.service.ranking.hybrid``) → the reranker
+(``aisle.service.ranking.rerank``); ``similar`` = the item's dense neighbours, leaning towards the
 user → the same reranker. Hard rules that filter (in stock, exclusions, recent purchases) are
 already applied at retrieval, so that the N candidates are all showable; the reranker applies
 them again as the guarantee.
@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from embed.base import Encoder
-from index.filters import Filters, select_rows
-from index.loaded import LoadedIndex
-from service.ranking.hybrid import FusionParams, Retrieval, item_candidates, query_candidates
-from service.ranking.rerank import rerank
-from service.ranking.rules import RuleBook, RuleSet
-from service.ranking.types import ANONYMOUS, Hit, UserContext
+from aisle.embed.base import Encoder
+from aisle.index.filters import Filters, select_rows
+from aisle.index.loaded import LoadedIndex
+from aisle.service.ranking.hybrid import FusionParams, Retrieval, item_candidates, query_candidates
+from aisle.service.ranking.rerank import rerank
+from aisle.service.ranking.rules import RuleBook, RuleSet
+from aisle.service.ranking.types import ANONYMOUS, Hit, UserContext
 
 __all__ = ["Engine", "Hit", "RulesConflict"]
 
@@ -79,13 +79,27 @@ class Engine:
         selection = select_rows(self.index.items, self._effective_filters(filters, rules))
         vector = None if retrieval == "lexical" else self.encoder.encode_queries([query])[0]
         candidates = query_candidates(
-            self.index, query, vector, n=self.candidates, selection=selection,
-            exclude_rows=self._excluded_rows(rules, ctx), retrieval=retrieval, fusion=fusion, ctx=ctx,
+            self.index,
+            query,
+            vector,
+            n=self.candidates,
+            selection=selection,
+            exclude_rows=self._excluded_rows(rules, ctx),
+            retrieval=retrieval,
+            fusion=fusion,
+            ctx=ctx,
             extra_rows=self._pinned_rows(rules, query, category),
         )
         return rerank(
-            candidates, self.index.items, ctx, rules, k, request_id=request_id, explain=explain,
-            query=query, category=category,
+            candidates,
+            self.index.items,
+            ctx,
+            rules,
+            k,
+            request_id=request_id,
+            explain=explain,
+            query=query,
+            category=category,
         )
 
     def similar(
@@ -114,12 +128,22 @@ class Engine:
         category = self.index.items.category(row) or None
         selection = select_rows(self.index.items, self._effective_filters(filters, rules))
         candidates = item_candidates(
-            self.index, row, n=self.candidates, selection=selection,
-            exclude_rows=self._excluded_rows(rules, ctx), ctx=ctx,
+            self.index,
+            row,
+            n=self.candidates,
+            selection=selection,
+            exclude_rows=self._excluded_rows(rules, ctx),
+            ctx=ctx,
             extra_rows=self._pinned_rows(rules, None, category),
         )
         return rerank(
-            candidates, self.index.items, ctx, rules, k, request_id=request_id, explain=explain,
+            candidates,
+            self.index.items,
+            ctx,
+            rules,
+            k,
+            request_id=request_id,
+            explain=explain,
             category=category,
         )
 

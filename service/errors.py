@@ -13,15 +13,26 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.logs import current_request_id
+from aisle.service.logs import current_request_id
 
 log = logging.getLogger(__name__)
 
 _CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 406: "not_acceptable", 408: "timeout", 409: "conflict",
-    413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_request",
-    429: "too_many_requests", 500: "internal", 503: "unavailable", 504: "timeout",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    408: "timeout",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "too_many_requests",
+    500: "internal",
+    503: "unavailable",
+    504: "timeout",
 }
 
 
@@ -83,8 +94,10 @@ def storage_unavailable(request: Request, exc: BaseException) -> JSONResponse:
     if metrics is not None:
         metrics.storage_errors.inc()
     return error_response(
-        503, "storage is full or busy; nothing from this request was stored, retry later",
-        "storage_unavailable", headers={"Retry-After": str(STORAGE_RETRY_AFTER_S)},
+        503,
+        "storage is full or busy; nothing from this request was stored, retry later",
+        "storage_unavailable",
+        headers={"Retry-After": str(STORAGE_RETRY_AFTER_S)},
     )
 
 

@@ -17,11 +17,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from embed.base import Encoder
-from index.loaded import LoadedIndex
-from index.manifest import IndexValidationError
-from index.versions import VersionStore
-from service.engine import Engine
+from aisle.embed.base import Encoder
+from aisle.index.loaded import LoadedIndex
+from aisle.index.manifest import IndexValidationError
+from aisle.index.versions import VersionStore
+from aisle.service.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,11 @@ class IndexHolder:
             IndexValidationError: naming the version and what is wrong with it.
         """
         index = LoadedIndex.load(
-            path, expected_fingerprint=self.encoder.fingerprint, verify_checksums=self.verify_checksums,
-            ef_search=self.ef_search, nprobe=self.nprobe,
+            path,
+            expected_fingerprint=self.encoder.fingerprint,
+            verify_checksums=self.verify_checksums,
+            ef_search=self.ef_search,
+            nprobe=self.nprobe,
         )
         dim = int(index.text.vectors.shape[1])
         if dim != self.encoder.dim:
@@ -152,7 +155,10 @@ class IndexHolder:
             self.last_refusal = None
             log.info(
                 "serving index version %s (was %s, %d items, loaded in %.0f ms)",
-                engine.version, previous, len(engine.index), (time.perf_counter() - started) * 1000,
+                engine.version,
+                previous,
+                len(engine.index),
+                (time.perf_counter() - started) * 1000,
                 extra={"index_version": engine.version, "previous_version": previous},
             )
         for listener in self._listeners:
@@ -165,7 +171,9 @@ class IndexHolder:
     def _refuse(self, path: Path, reason: str) -> None:
         serving = self._engine.version if self._engine else None
         log.error(
-            "refused index version %s: %s; %s", path.name, reason,
+            "refused index version %s: %s; %s",
+            path.name,
+            reason,
             f"still serving {serving}" if serving else "no version is serving",
             extra={"refused_version": path.name, "index_version": serving},
         )

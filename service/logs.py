@@ -1,6 +1,6 @@
 """JSON log lines, each carrying the ``request_id`` of the request it was written for.
 
-The request id lives in a context variable set by ``service.middleware``; asyncio tasks and
+The request id lives in a context variable set by ``aisle.service.middleware``; asyncio tasks and
 Starlette's thread pool copy the context, so a log call anywhere below a request handler (the
 engine, the event store, a sync route running in a worker thread) is tagged with it. Lines
 written outside a request (start-up, the index watcher) carry ``"request_id": null``.
@@ -24,7 +24,10 @@ _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 #: Attributes every ``logging.LogRecord`` has; anything else was passed through ``extra=``.
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "request_id", "taskName",
+    "message",
+    "asctime",
+    "request_id",
+    "taskName",
     "color_message",  # uvicorn's copy of the message with terminal colour codes
 }
 #: Chatty third-party loggers whose INFO lines say nothing an operator needs.

@@ -44,7 +44,9 @@ class _StateCollector(Collector):
         self._stored_events_of = stored_events_of
 
     def collect(self) -> Iterator[Metric]:
-        info = GaugeMetricFamily("aisle_index_info", "Index version being served (value is always 1).", labels=["version"])
+        info = GaugeMetricFamily(
+            "aisle_index_info", "Index version being served (value is always 1).", labels=["version"]
+        )
         items = GaugeMetricFamily("aisle_index_items", "Products in the index version being served.")
         holder = self._holder_of()
         if holder is not None and holder.loaded:
@@ -72,15 +74,22 @@ class ServiceMetrics:
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.request_latency = Histogram(
-            "aisle_request_duration_seconds", "Request latency by route template.",
-            ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry,
+            "aisle_request_duration_seconds",
+            "Request latency by route template.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.requests = Counter(
-            "aisle_requests", "Responses by route template and status code.",
-            ["method", "route", "status"], registry=self.registry,
+            "aisle_requests",
+            "Responses by route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
         )
         self.in_flight = Gauge("aisle_requests_in_flight", "Requests being handled.", registry=self.registry)
-        self.index_swaps = Counter("aisle_index_swaps", "Index versions swapped in while serving.", registry=self.registry)
+        self.index_swaps = Counter(
+            "aisle_index_swaps", "Index versions swapped in while serving.", registry=self.registry
+        )
         self.index_refusals = Counter(
             "aisle_index_refusals", "Index versions refused at reload (invalid or corrupt).", registry=self.registry
         )
@@ -89,7 +98,8 @@ class ServiceMetrics:
             "aisle_events_duplicates", "Events re-sent with an event_id already stored.", registry=self.registry
         )
         self.storage_errors = Counter(
-            "aisle_storage_errors", "Requests refused with 503 because storage was full or locked.",
+            "aisle_storage_errors",
+            "Requests refused with 503 because storage was full or locked.",
             registry=self.registry,
         )
         self.registry.register(_StateCollector(holder_of, stored_events_of))
@@ -127,8 +137,12 @@ router = APIRouter(tags=["operations"])
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"description": "Prometheus text exposition format.",
-                     "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}},
+    responses={
+        200: {
+            "description": "Prometheus text exposition format.",
+            "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+        }
+    },
 )
 def metrics(request: Request) -> Response:
     """Metrics for Prometheus: latency per route, responses by status, index version and size, events."""

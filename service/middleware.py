@@ -20,10 +20,10 @@ from typing import Any
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_response
-from service.logs import bind_request_id, unbind_request_id
-from service.metrics import UNMATCHED_ROUTE, ServiceMetrics
-from service.routes import route_template
+from aisle.service.errors import error_response
+from aisle.service.logs import bind_request_id, unbind_request_id
+from aisle.service.metrics import UNMATCHED_ROUTE, ServiceMetrics
+from aisle.service.routes import route_template
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("aisle.access")
@@ -82,7 +82,9 @@ class RequestContextMiddleware:
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if not outcome["started"]:
-                await error_response(500, "internal error; see the server log", "internal")(scope, receive, send_with_id)
+                await error_response(500, "internal error; see the server log", "internal")(
+                    scope, receive, send_with_id
+                )
         finally:
             self.metrics.in_flight.dec()
             seconds = time.perf_counter() - started
@@ -91,9 +93,17 @@ class RequestContextMiddleware:
             status = int(outcome["status"] or CLIENT_CLOSED_REQUEST)
             self.metrics.observe_request(scope["method"], route, status, seconds)
             access_log.info(
-                "%s %s %s", scope["method"], scope["path"], status,
-                extra={"method": scope["method"], "path": scope["path"], "route": route,
-                       "status": status, "duration_ms": round(seconds * 1000, 3)},
+                "%s %s %s",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                },
             )
             unbind_request_id(token)
 
@@ -195,11 +205,12 @@ class TimeBudgetMiddleware:
         state["timed_out"] = True  # set before any await: the handler can no longer start a response
         log.warning("%s %s exceeded its time budget of %.0f ms", scope["method"], scope["path"], self.budget_s * 1000)
         await error_response(
-            503, f"the request did not complete within its time budget of {self.budget_s * 1000:.0f} ms; retry",
-            "timeout", headers={"Retry-After": "1"},
+            503,
+            f"the request did not complete within its time budget of {self.budget_s * 1000:.0f} ms; retry",
+            "timeout",
+            headers={"Retry-After": "1"},
         )(scope, receive, send)
         task.cancel()
         await asyncio.wait({task})  # returns without raising the task's own error or cancellation
         if not task.cancelled() and task.exception() is not None:
-            log.error("%s %s failed after its time budget", scope["method"], scope["path"],
-                      exc_info=task.exception())
+            log.error("%s %s failed after its time budget", scope["method"], scope["path"], exc_info=task.exception())

@@ -14,9 +14,9 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from service.deps import API_KEY_HEADER, is_write_guarded
-from service.errors import ErrorResponse
-from service.routes import api_routes
+from aisle.service.deps import API_KEY_HEADER, is_write_guarded
+from aisle.service.errors import ErrorResponse
+from aisle.service.routes import api_routes
 
 _MARK = "x-aisle-error-envelopes"
 _SCHEME = "ApiKeyHeader"
@@ -53,16 +53,16 @@ def _statuses(operation: dict[str, Any], route: Any, path: str) -> list[str]:
 
 def add_error_envelopes(schema: dict[str, Any], app: FastAPI) -> dict[str, Any]:
     """Adds the envelope responses, the API key scheme and drops FastAPI's unused 422 schemas."""
-    by_operation = {
-        (route.path, method.lower()): route for route in api_routes(app) for method in route.methods
-    }
+    by_operation = {(route.path, method.lower()): route for route in api_routes(app) for method in route.methods}
     components = schema.setdefault("components", {})
     definitions = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
     component_schemas = components.setdefault("schemas", {})
     component_schemas.update(definitions.pop("$defs", {}))
     component_schemas["ErrorResponse"] = definitions
     components.setdefault("securitySchemes", {})[_SCHEME] = {
-        "type": "apiKey", "in": "header", "name": API_KEY_HEADER,
+        "type": "apiKey",
+        "in": "header",
+        "name": API_KEY_HEADER,
         "description": "Required on write and admin routes when the service has an API key configured.",
     }
     for path, item in schema.get("paths", {}).items():

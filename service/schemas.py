@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.ranking.rules import RulesOverride
+from aisle.service.ranking.rules import RulesOverride
 
 
 class StrictModel(BaseModel):
@@ -38,13 +38,15 @@ class SearchRequest(StrictModel):
     filters: SearchFilters | None = None
     exclude_ids: list[str] = Field(default_factory=list, max_length=1000)
     explain: bool = Field(
-        False, description="Attach to each result the parts of its score (semantic, lexical, personal, "
-        "boosts, penalties, diversity, final) and the rules that moved it."
+        False,
+        description="Attach to each result the parts of its score (semantic, lexical, personal, "
+        "boosts, penalties, diversity, final) and the rules that moved it.",
     )
     rules: RulesOverride | None = Field(
-        None, description="This request's changes to the configured rules: in_stock_only, exclude_purchased, "
+        None,
+        description="This request's changes to the configured rules: in_stock_only, exclude_purchased, "
         "caps, pins, boosts, price_band, diversity ({'lambda': ...}), exploration. Each given list replaces "
-        "the configured one; each given object changes only the fields it sets."
+        "the configured one; each given object changes only the fields it sets.",
     )
     retrieval: Literal["hybrid", "dense", "lexical"] = Field(
         "hybrid", description="Candidate retrieval: dense and BM25 fused (default), dense only or BM25 only."

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from index.settings import AisleSettings
+from aisle.settings import AisleSettings
 
 
 class ServiceSettings(AisleSettings):
@@ -18,33 +18,53 @@ class ServiceSettings(AisleSettings):
     api_key: str | None = Field(None, description="Required in X-API-Key on write and admin routes when set.")
     data_dir: Path = Field(Path("aisle-data"), description="Where events and profiles are stored.")
     workers: int = Field(
-        1, ge=1, le=256,
+        1,
+        ge=1,
+        le=256,
         description="Worker processes of aisle serve, each pinned to its own core when there are enough.",
     )
     # Events, profiles and recommendations (index.profile, service.events, service.personal).
     event_weights: dict[str, float] = Field(
-        default_factory=dict, description="Event type → weight, over the defaults view 1, click 2, add_to_cart 4, purchase 8."
+        default_factory=dict,
+        description="Event type → weight, over the defaults view 1, click 2, add_to_cart 4, purchase 8.",
     )
     half_lives_s: dict[str, float] = Field(
-        default_factory=dict, description="Event type → profile half-life in seconds, over index.profile.DecayConfig's defaults."
+        default_factory=dict,
+        description="Event type → profile half-life in seconds, over index.profile.DecayConfig's defaults.",
     )
-    decay: bool = Field(True, description="Recency decay of profiles and popularity; false gives plain weighted averages.")
+    decay: bool = Field(
+        True, description="Recency decay of profiles and popularity; false gives plain weighted averages."
+    )
     popularity_half_life_s: float = Field(7 * 86400, gt=0, description="Half-life of the popular-items counts.")
     personal_half_mass: float = Field(
         4.0, gt=0, description="Decayed evidence at which the profile takes half of its maximum share of a score."
     )
     recommend_profile_cap: float = Field(
-        0.9, ge=0, le=1, description="Largest share of a recommendation score the profile takes; popularity keeps the rest."
+        0.9,
+        ge=0,
+        le=1,
+        description="Largest share of a recommendation score the profile takes; popularity keeps the rest.",
     )
-    bought_together_weight: float = Field(0.4, ge=0, le=10, description="Weight of 'frequently bought together' in recommendations.")
-    bought_together_window_s: float = Field(86400, gt=0, description="Events of one user this close in time count as bought together.")
+    bought_together_weight: float = Field(
+        0.4, ge=0, le=10, description="Weight of 'frequently bought together' in recommendations."
+    )
+    bought_together_window_s: float = Field(
+        86400, gt=0, description="Events of one user this close in time count as bought together."
+    )
     recommend_exclude: Literal["none", "purchased", "interacted"] = Field(
-        "purchased", description="Items left out of a user's recommendations: none, recent purchases, or everything interacted with."
+        "purchased",
+        description="Items left out of a user's recommendations: none, recent purchases, or everything interacted with.",
     )
-    purchase_exclusion_days: float = Field(30, ge=0, description="How long a purchase keeps the item out of recommendations.")
-    events_max_db_mb: float | None = Field(None, gt=0, description="Size quota of the event database; beyond it writes answer 503.")
+    purchase_exclusion_days: float = Field(
+        30, ge=0, description="How long a purchase keeps the item out of recommendations."
+    )
+    events_max_db_mb: float | None = Field(
+        None, gt=0, description="Size quota of the event database; beyond it writes answer 503."
+    )
     profile_refresh_s: float = Field(
-        0.5, ge=0, description="How often a worker reads the events other worker processes stored (multi-worker serving)."
+        0.5,
+        ge=0,
+        description="How often a worker reads the events other worker processes stored (multi-worker serving).",
     )
     verify_checksums: bool = Field(True, description="Check every file's sha256 when loading a version.")
     watch_interval_s: float = Field(2.0, ge=0, description="How often to check the current pointer; 0 disables.")
@@ -55,23 +75,30 @@ class ServiceSettings(AisleSettings):
     max_events_per_batch: int = Field(1000, ge=1)
     request_timeout_ms: float = Field(2000, gt=0, description="Per-request time budget.")
     handler_threads: int = Field(
-        4, ge=1, le=256,
+        4,
+        ge=1,
+        le=256,
         description="Requests whose handlers run at once in a worker; the others wait their turn (first come, first served).",
     )
     # Retrieval.
     candidates: int = Field(200, ge=10, le=2000, description="Candidates retrieved before reranking.")
     ef_search: int | None = Field(
-        None, ge=1, le=65536,
+        None,
+        ge=1,
+        le=65536,
         description="HNSW search beam width, overriding the one recorded by the build (None: the build's).",
     )
     nprobe: int | None = Field(
-        None, ge=1, le=65536,
+        None,
+        ge=1,
+        le=65536,
         description="IVF cells scanned per query, overriding the one recorded by the build (None: the build's).",
     )
     # Hybrid fusion (service.ranking.hybrid). The defaults were tuned on half of the
     # Amazon-Google dev queries and checked on the other half (benchmarks/eval_search_ag.py).
     fusion_method: Literal["weighted", "rrf"] = Field(
-        "weighted", description="weighted: dense_weight·cosine + lexical_weight·bm25/max bm25; rrf: reciprocal rank fusion."
+        "weighted",
+        description="weighted: dense_weight·cosine + lexical_weight·bm25/max bm25; rrf: reciprocal rank fusion.",
     )
     fusion_dense_weight: float = Field(0.6, ge=0, le=10, description="Weight of the dense (semantic) score.")
     fusion_lexical_weight: float = Field(0.4, ge=0, le=10, description="Weight of the BM25 (lexical) score.")

@@ -12,9 +12,9 @@ import logging
 import threading
 from pathlib import Path
 
-from index.manifest import IndexValidationError
-from index.versions import VersionError
-from service.holder import IndexHolder
+from aisle.index.manifest import IndexValidationError
+from aisle.index.versions import VersionError
+from aisle.service.holder import IndexHolder
 
 log = logging.getLogger(__name__)
 

@@ -74,11 +74,11 @@ def run_worker(fields: dict[str, Any], cpu: int | None, log_level: str, graceful
     """One worker process: pin, load the index, serve on its own ``SO_REUSEPORT`` socket."""
     import uvicorn
 
-    from index.cli import CommandError
-    from service.app import create_app
-    from service.cli import validated_holder
-    from service.logs import configure_json_logging
-    from service.settings import ServiceSettings
+    from aisle.cli import CommandError
+    from aisle.service.app import create_app
+    from aisle.service.cli import validated_holder
+    from aisle.service.logs import configure_json_logging
+    from aisle.service.settings import ServiceSettings
 
     _exit_with_parent(parent_pid)
     if cpu is not None:
@@ -92,7 +92,9 @@ def run_worker(fields: dict[str, Any], cpu: int | None, log_level: str, graceful
         sys.exit(INVALID_INDEX_STATUS)
     sock = reuseport_socket(settings.host, settings.port)
     config = uvicorn.Config(
-        create_app(settings, holder=holder), log_config=None, access_log=False,
+        create_app(settings, holder=holder),
+        log_config=None,
+        access_log=False,
         timeout_graceful_shutdown=graceful_s,
     )
     log.info("worker %d serving on cpu %s", os.getpid(), cpu)
@@ -114,8 +116,10 @@ class _Supervisor:
 
     def start(self, slot: int) -> None:
         worker = self.context.Process(
-            target=run_worker, args=(self.fields, self.cpus[slot], self.log_level, self.graceful_s, os.getpid()),
-            name=f"aisle-worker-{slot}", daemon=False,
+            target=run_worker,
+            args=(self.fields, self.cpus[slot], self.log_level, self.graceful_s, os.getpid()),
+            name=f"aisle-worker-{slot}",
+            daemon=False,
         )
         worker.start()
         self.workers[slot] = worker

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from embed.base import Encoder, l2_normalize
+from aisle.embed.base import Encoder, l2_normalize
 
 
 class HashingEncoder(Encoder):
@@ -34,7 +34,7 @@ class HashingEncoder(Encoder):
 
     def _features(self, text: str) -> list[str]:
         words = re.findall(r"\w+", text.lower())
-        grams = [w[i:i + 3] for w in words for i in range(max(1, len(w) - 2))]
+        grams = [w[i : i + 3] for w in words for i in range(max(1, len(w) - 2))]
         return words + grams
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -47,7 +47,9 @@ class HashingEncoder(Encoder):
                 out[row, bucket] += sign
         return l2_normalize(out)
 
-    def encode_documents(self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+    def encode_documents(
+        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
+    ) -> np.ndarray:
         return self._encode(texts)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:

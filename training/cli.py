@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from training.datasets import QUERY_COLUMNS_HELP, parse_query_columns
+from aisle.training.datasets import QUERY_COLUMNS_HELP, parse_query_columns
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -23,9 +23,9 @@ def _guard(handler: Handler) -> Handler:
     """Turns data and option errors into one-line messages (exit status 2), not tracebacks."""
 
     def run(args: argparse.Namespace) -> int:
-        from index.cli import CommandError
-        from index.manifest import IndexValidationError
-        from index.versions import VersionError
+        from aisle.cli import CommandError
+        from aisle.index.manifest import IndexValidationError
+        from aisle.index.versions import VersionError
 
         try:
             return handler(args)
@@ -36,7 +36,7 @@ def _guard(handler: Handler) -> Handler:
 
 
 def register_eval(commands: argparse._SubParsersAction) -> None:
-    from training import eval_cli
+    from aisle.training import eval_cli
 
     parser = commands.add_parser("eval", help="offline evaluation on real data (JSON + markdown table)")
     eval_cli.register(parser, _guard)
@@ -49,8 +49,12 @@ def register_train(commands: argparse._SubParsersAction) -> None:
     data = parser.add_argument_group("training data (one catalogue)")
     data.add_argument("--sequences", help="shared sequence set: scientific, fixture/scientific or a folder")
     data.add_argument("--search-set", help="shared search set: amazon_google, fixture/amazon_google or a folder")
-    data.add_argument("--half", choices=["all", "even", "odd"], default="all",
-                      help="train on these queries of --search-set (default all)")
+    data.add_argument(
+        "--half",
+        choices=["all", "even", "odd"],
+        default="all",
+        help="train on these queries of --search-set (default all)",
+    )
     data.add_argument("--catalog", type=Path, help="the shop's catalogue file")
     data.add_argument("--map", action="append", metavar="FIELD=COLUMN", help="catalogue column map")
     data.add_argument("--query-columns", help=QUERY_COLUMNS_HELP)
@@ -64,10 +68,15 @@ def register_train(commands: argparse._SubParsersAction) -> None:
     knobs.add_argument("--learning-rate", type=float, default=1e-4)
     knobs.add_argument("--temperature", type=float, default=0.05)
     knobs.add_argument("--trainable-layers", type=int, default=2, help="top transformer layers trained")
-    knobs.add_argument("--fresh-history", type=int, default=4,
-                       help="most recent history items in each training profile (default 4)")
-    knobs.add_argument("--hard-negatives", type=int, default=1, help="search: mined hard negatives per query (default 1)")
-    knobs.add_argument("--random-negatives", type=int, default=64, help="uniform negatives per step, both objectives (default 64)")
+    knobs.add_argument(
+        "--fresh-history", type=int, default=4, help="most recent history items in each training profile (default 4)"
+    )
+    knobs.add_argument(
+        "--hard-negatives", type=int, default=1, help="search: mined hard negatives per query (default 1)"
+    )
+    knobs.add_argument(
+        "--random-negatives", type=int, default=64, help="uniform negatives per step, both objectives (default 64)"
+    )
     knobs.add_argument("--refresh-every", type=int, default=25, help="steps between full re-encodings of the catalogue")
     knobs.add_argument("--dropout", action="store_true", help="train with the model's dropout (default off)")
     knobs.add_argument("--max-seq-length", type=int, default=64)
@@ -86,9 +95,9 @@ def register_train(commands: argparse._SubParsersAction) -> None:
 
 
 def _training_data(args: argparse.Namespace) -> Any:
-    from index.catalog import load_catalog, parse_column_map
-    from training import train_sources
-    from training.datasets import load_search_set, load_sequence_set
+    from aisle.index.catalog import load_catalog, parse_column_map
+    from aisle.training import train_sources
+    from aisle.training.datasets import load_search_set, load_sequence_set
 
     chosen = [name for name in ("sequences", "search_set", "catalog") if getattr(args, name)]
     if len(chosen) != 1:
@@ -96,7 +105,9 @@ def _training_data(args: argparse.Namespace) -> Any:
     if args.sequences:
         return train_sources.from_sequence_set(load_sequence_set(args.sequences, "train"))
     if args.search_set:
-        search_set = load_search_set(args.search_set, parse_column_map(args.map), parse_query_columns(args.query_columns)).half(args.half)
+        search_set = load_search_set(
+            args.search_set, parse_column_map(args.map), parse_query_columns(args.query_columns)
+        ).half(args.half)
         return train_sources.from_search_set(search_set)
     if bool(args.queries) != bool(args.qrels):
         raise ValueError("--queries and --qrels go together")
@@ -108,53 +119,70 @@ def _training_data(args: argparse.Namespace) -> Any:
 def _train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from training.settings import TrainingSettings
-    from training.timeline import Timeline
-    from training.train import TrainOptions, train_model
+    from aisle.training.settings import TrainingSettings
+    from aisle.training.timeline import Timeline
+    from aisle.training.train import TrainOptions, train_model
 
     settings = TrainingSettings()
     started = time.perf_counter()
     data = _training_data(args)
     options = TrainOptions(
-        base_model=args.base_model or settings.model, output=args.output,
-        trainable_layers=args.trainable_layers, max_seq_length=args.max_seq_length,
-        batch_size=args.batch_size, learning_rate=args.learning_rate, temperature=args.temperature,
-        fresh_history=args.fresh_history, hard_negatives=args.hard_negatives,
-        random_negatives=args.random_negatives, refresh_every=args.refresh_every, dropout=args.dropout,
-        time_budget_s=args.time_budget, max_steps=args.max_steps, eval_every=args.eval_every,
-        patience=args.patience, validation_fraction=args.validation_fraction, seed=args.seed,
-        threads=args.threads, overwrite=args.overwrite, show_progress=not args.no_progress,
+        base_model=args.base_model or settings.model,
+        output=args.output,
+        trainable_layers=args.trainable_layers,
+        max_seq_length=args.max_seq_length,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        temperature=args.temperature,
+        fresh_history=args.fresh_history,
+        hard_negatives=args.hard_negatives,
+        random_negatives=args.random_negatives,
+        refresh_every=args.refresh_every,
+        dropout=args.dropout,
+        time_budget_s=args.time_budget,
+        max_steps=args.max_steps,
+        eval_every=args.eval_every,
+        patience=args.patience,
+        validation_fraction=args.validation_fraction,
+        seed=args.seed,
+        threads=args.threads,
+        overwrite=args.overwrite,
+        show_progress=not args.no_progress,
     )
     timeline = Timeline(step_s=args.step_s, event_type=args.event_type)
     result = train_model(data, options, decay=settings.decay_config(), timeline=timeline)
     summary = result.to_dict()
     if not args.no_export:
-        from embed import prepare_model
+        from aisle.embed import prepare_model
 
         tick = time.perf_counter()
         config = replace(settings.encoder_config(), model=str(args.output.resolve()), backend="onnx-int8")
         summary["export"] = str(prepare_model(config))
         summary["seconds"]["export"] = round(time.perf_counter() - tick, 2)
     summary["seconds"]["total"] = round(time.perf_counter() - started, 2)
-    best = "no validation split" if result.best_score is None else (
-        f"best validation score {result.best_score:.4f} at step {result.best_step}")
+    best = (
+        "no validation split"
+        if result.best_score is None
+        else (f"best validation score {result.best_score:.4f} at step {result.best_step}")
+    )
     print(
         f"trained {args.output} in {summary['seconds']['total']:.0f} s: {result.steps} steps, stopped by "
         f"{result.stopped_because}, {best}.\n"
         f"Rebuild the index with it: aisle build --catalog FILE --model {args.output}"
-        f"  (or AISLE_MODEL={args.output})", file=sys.stderr,
+        f"  (or AISLE_MODEL={args.output})",
+        file=sys.stderr,
     )
     print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     return 0
 
 
 def register_tune(commands: argparse._SubParsersAction) -> None:
-    from training import tune_cli
+    from aisle.training import tune_cli
 
     tune_cli.register(commands, _guard)
 
 
 def register_gate(commands: argparse._SubParsersAction) -> None:
-    from training import gate_cli
+    from aisle.training import gate_cli
 
     gate_cli.register(commands, _guard)

@@ -19,19 +19,28 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from index.catalog import Catalog, Product, load_catalog
-from training.recsys_data import UNISREC_DIR, load_unisrec, shared_data_dir
+from aisle.index.catalog import Catalog, Product, load_catalog
+from aisle.training.recsys_data import UNISREC_DIR, load_unisrec, shared_data_dir
 
 _SEARCH_SETS: dict[str, tuple[str, dict[str, str], tuple[str, ...]]] = {
     # An Amazon-Google query is the other shop's listing of the product: its title and its
     # manufacturer (the catalogue side embeds title and brand too). ``query_columns=("query",)``
     # gives the title alone.
-    "amazon_google": ("dev/search/amazon_google", {"id": "product_id", "brand": "manufacturer"},
-                      ("query", "manufacturer")),
-    "esci_fragments": ("dev/search/esci_fragments", {
-        "id": "product_id", "title": "product_title", "description": "product_description",
-        "brand": "product_brand",
-    }, ("query",)),
+    "amazon_google": (
+        "dev/search/amazon_google",
+        {"id": "product_id", "brand": "manufacturer"},
+        ("query", "manufacturer"),
+    ),
+    "esci_fragments": (
+        "dev/search/esci_fragments",
+        {
+            "id": "product_id",
+            "title": "product_title",
+            "description": "product_description",
+            "brand": "product_brand",
+        },
+        ("query",),
+    ),
 }
 DEFAULT_QUERY_COLUMNS = ("query",)
 _CATALOG_FILES = ("corpus.csv", "products.csv", "catalog.csv", "corpus.jsonl", "products.jsonl")
@@ -80,8 +89,14 @@ class SearchSet:
         if which not in ("even", "odd"):
             raise DatasetError(f"unknown half '{which}': choose even, odd or all")
         start = 0 if which == "even" else 1
-        return SearchSet(f"{self.name}[{which}]", self.catalog_path, self.column_map,
-                         self.queries[start::2], self.unlabelled, self.catalog_name or self.name)
+        return SearchSet(
+            f"{self.name}[{which}]",
+            self.catalog_path,
+            self.column_map,
+            self.queries[start::2],
+            self.unlabelled,
+            self.catalog_name or self.name,
+        )
 
 
 def _resolve(spec: str, relative: str | None) -> Path:
@@ -104,8 +119,10 @@ def parse_query_columns(text: str | None) -> tuple[str, ...] | None:
     return columns or None
 
 
-QUERY_COLUMNS_HELP = ("queries.csv columns joined into the query text, comma-separated (default: the set's "
-                      "own; amazon_google: query,manufacturer, the listing's title and maker)")
+QUERY_COLUMNS_HELP = (
+    "queries.csv columns joined into the query text, comma-separated (default: the set's "
+    "own; amazon_google: query,manufacturer, the listing's title and maker)"
+)
 
 
 def load_search_set(
@@ -162,7 +179,7 @@ class SequenceCase:
     """A user's history of item ids (oldest first) and the id of the next item.
 
     Event logs also give each history event's ``timestamps`` and ``types`` and the moment
-    ``now`` of the next one; untimed sequences are placed on ``training.timeline.Timeline``.
+    ``now`` of the next one; untimed sequences are placed on ``aisle.training.timeline.Timeline``.
     """
 
     user: str
@@ -209,12 +226,15 @@ def load_sequence_set(spec: str, split: str = "valid") -> SequenceSet:
         data = load_unisrec(folder, domain)
 
         def convert(cases):
-            return [SequenceCase(str(c.user), tuple(data.item_ids[r] for r in c.history),
-                                 data.item_ids[c.target]) for c in cases]
+            return [
+                SequenceCase(str(c.user), tuple(data.item_ids[r] for r in c.history), data.item_ids[c.target])
+                for c in cases
+            ]
 
         train = convert(data.train)
-        return SequenceSet(domain, data.item_ids, data.item_texts,
-                           train if split == "train" else convert(data.valid), train)
+        return SequenceSet(
+            domain, data.item_ids, data.item_texts, train if split == "train" else convert(data.valid), train
+        )
     return _load_interactions(folder, split)
 
 
@@ -240,8 +260,9 @@ def _load_interactions(folder: Path, split: str) -> SequenceSet:
     return SequenceSet(folder.name, item_ids, texts, train if split == "train" else valid, train)
 
 
-def events_sequence_set(catalog: Catalog, events: list[tuple[str, str, float, str]], name: str,
-                        split: str = "valid") -> SequenceSet:
+def events_sequence_set(
+    catalog: Catalog, events: list[tuple[str, str, float, str]], name: str, split: str = "valid"
+) -> SequenceSet:
     """Leave-one-out cases from an event log ``(user, item, timestamp, type)`` over ``catalog``.
 
     ``valid``: each user's last event is the target of the events before it; ``train``: every
@@ -257,10 +278,16 @@ def events_sequence_set(catalog: Catalog, events: list[tuple[str, str, float, st
         ordered = sorted(by_user[user])
         for end in range(1, len(ordered)):
             history = ordered[:end]
-            case = SequenceCase(user, tuple(i for _, i, _ in history), ordered[end][1],
-                                tuple(t for t, _, _ in history), tuple(k for _, _, k in history),
-                                ordered[end][0])
+            case = SequenceCase(
+                user,
+                tuple(i for _, i, _ in history),
+                ordered[end][1],
+                tuple(t for t, _, _ in history),
+                tuple(k for _, _, k in history),
+                ordered[end][0],
+            )
             (valid if end == len(ordered) - 1 else train).append(case)
     items = catalog.products
-    return SequenceSet(name, [p.id for p in items], [p.embedding_text() for p in items],
-                       train if split == "train" else valid, train)
+    return SequenceSet(
+        name, [p.id for p in items], [p.embedding_text() for p in items], train if split == "train" else valid, train
+    )

@@ -5,7 +5,7 @@
 ``aisle eval personal``  personalized search lift (MovieLens tags).
 
 ``--engine index`` (default for search and recsys) evaluates in process on a version built from
-the data set (``training.indexes``); ``--engine service`` starts ``aisle serve`` on that version and
+the data set (``aisle.training.indexes``); ``--engine service`` starts ``aisle serve`` on that version and
 evaluates through HTTP; ``--via-http URL`` evaluates a service already running on the same data.
 """
 
@@ -19,22 +19,30 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from training.datasets import QUERY_COLUMNS_HELP, parse_query_columns
-from training.report import FORMATS, emit, metric_rows
+from aisle.training.datasets import QUERY_COLUMNS_HELP, parse_query_columns
+from aisle.training.report import FORMATS, emit, metric_rows
 
 SEARCH_MODES = ("dense", "lexical", "hybrid")
 Handler = Callable[[argparse.Namespace], int]
 
 
 def add_engine_options(parser: argparse.ArgumentParser, default_engine: str) -> None:
-    parser.add_argument("--engine", choices=["index", "service"], default=default_engine,
-                        help=f"index: in process; service: a local `aisle serve` over HTTP (default {default_engine})")
+    parser.add_argument(
+        "--engine",
+        choices=["index", "service"],
+        default=default_engine,
+        help=f"index: in process; service: a local `aisle serve` over HTTP (default {default_engine})",
+    )
     parser.add_argument("--via-http", metavar="URL", help="evaluate a running service (same catalogue indexed)")
     parser.add_argument("--index", type=Path, help="existing index root (default: build one for the data set)")
     parser.add_argument("--model", help="model to build the evaluation index with (default: settings)")
     parser.add_argument("--config", type=Path, help="YAML settings file (also $AISLE_CONFIG)")
-    parser.add_argument("--format", choices=FORMATS, default="both",
-                        help="json (stdout), markdown (stdout) or both (table on stderr, JSON on stdout)")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="both",
+        help="json (stdout), markdown (stdout) or both (table on stderr, JSON on stdout)",
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON to this file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -47,14 +55,25 @@ def register(eval_parser: argparse.ArgumentParser, guard: Callable[[Handler], Ha
     kinds = eval_parser.add_subparsers(dest="eval_kind", required=True, metavar="KIND")
 
     search = kinds.add_parser("search", help="search relevance against qrels")
-    search.add_argument("--data", default="amazon_google",
-                        help="amazon_google, esci_fragments, fixture/<name> or a folder (default amazon_google)")
-    search.add_argument("--half", choices=["all", "even", "odd"], default="all",
-                        help="queries at even or odd positions in id order (default all)")
+    search.add_argument(
+        "--data",
+        default="amazon_google",
+        help="amazon_google, esci_fragments, fixture/<name> or a folder (default amazon_google)",
+    )
+    search.add_argument(
+        "--half",
+        choices=["all", "even", "odd"],
+        default="all",
+        help="queries at even or odd positions in id order (default all)",
+    )
     search.add_argument("--map", action="append", metavar="FIELD=COLUMN", help="catalogue column map")
     search.add_argument("--query-columns", help=QUERY_COLUMNS_HELP)
-    search.add_argument("--mode", action="append", choices=[*SEARCH_MODES, "all"],
-                        help="retrieval mode(s); default dense+lexical in process, hybrid over HTTP")
+    search.add_argument(
+        "--mode",
+        action="append",
+        choices=[*SEARCH_MODES, "all"],
+        help="retrieval mode(s); default dense+lexical in process, hybrid over HTTP",
+    )
     add_engine_options(search, "index")
     search.set_defaults(handler=guard(run_search))
 
@@ -78,26 +97,29 @@ def register(eval_parser: argparse.ArgumentParser, guard: Callable[[Handler], Ha
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from training.settings import TrainingSettings
+    from aisle.training.settings import TrainingSettings
 
     return TrainingSettings()
 
 
 def _http_context(args: argparse.Namespace, index_root: Path | None) -> Any:
     """A client for ``--via-http``, or a local service on ``index_root``."""
-    from training.local_service import http_client, local_service
+    from aisle.training.local_service import http_client, local_service
 
     if args.via_http:
         return nullcontext(http_client(args.via_http))
     assert index_root is not None
     # The service encodes queries with its configured model: the one the index was built with.
-    environment = {"AISLE_MODEL": str(Path(args.model).resolve()) if Path(args.model).exists() else args.model} \
-        if args.model else None
+    environment = (
+        {"AISLE_MODEL": str(Path(args.model).resolve()) if Path(args.model).exists() else args.model}
+        if args.model
+        else None
+    )
     return local_service(index_root, settings_file=args.config, environment=environment)
 
 
 def _index(args: argparse.Namespace, catalog: Any, name: str, settings: Any) -> Any:
-    from training.indexes import build_eval_index, create_encoder_for, load_eval_index
+    from aisle.training.indexes import build_eval_index, create_encoder_for, load_eval_index
 
     encoder = create_encoder_for(settings, args.model)
     if args.index:
@@ -106,11 +128,13 @@ def _index(args: argparse.Namespace, catalog: Any, name: str, settings: Any) -> 
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from index.catalog import parse_column_map
-    from training.datasets import load_search_set
-    from training.eval_search import evaluate_http, evaluate_in_process
+    from aisle.index.catalog import parse_column_map
+    from aisle.training.datasets import load_search_set
+    from aisle.training.eval_search import evaluate_http, evaluate_in_process
 
-    search_set = load_search_set(args.data, parse_column_map(args.map), parse_query_columns(args.query_columns)).half(args.half)
+    search_set = load_search_set(args.data, parse_column_map(args.map), parse_query_columns(args.query_columns)).half(
+        args.half
+    )
     over_http = args.via_http or args.engine == "service"
     modes = _modes(args.mode, over_http)
     settings = _settings(args)
@@ -137,16 +161,16 @@ def _modes(requested: list[str] | None, over_http: bool) -> list[str]:
     if "all" in requested:
         return list(SEARCH_MODES) if over_http else ["dense", "lexical"]
     if "hybrid" in requested and not over_http:
-        from index.cli import CommandError
+        from aisle.cli import CommandError
 
         raise CommandError("hybrid retrieval is the service's fusion: add --engine service or --via-http URL")
     return list(dict.fromkeys(requested))
 
 
 def run_recsys(args: argparse.Namespace) -> int:
-    from training.datasets import load_sequence_set
-    from training.eval_recsys import evaluate_http, evaluate_profiles
-    from training.timeline import Timeline
+    from aisle.training.datasets import load_sequence_set
+    from aisle.training.eval_recsys import evaluate_http, evaluate_profiles
+    from aisle.training.timeline import Timeline
 
     data = load_sequence_set(args.data, args.split)
     settings = _settings(args)
@@ -154,14 +178,20 @@ def run_recsys(args: argparse.Namespace) -> int:
     built = None if args.via_http else _index(args, data.catalog(), f"sequences-{data.name}", settings)
     if args.via_http or args.engine == "service":
         if args.mask_seen:
-            from index.cli import CommandError
+            from aisle.cli import CommandError
 
             raise CommandError("over HTTP the service's recommend_exclude setting decides masking; drop --mask-seen")
         with _http_context(args, built.root if built else None) as client:
             report = evaluate_http(client, data, timeline=timeline, run_id=secrets.token_hex(4), limit=args.limit)
     else:
-        report = evaluate_profiles(built.index, data, decay=settings.decay_config(), timeline=timeline,
-                                   mask_seen=args.mask_seen, limit=args.limit)
+        report = evaluate_profiles(
+            built.index,
+            data,
+            decay=settings.decay_config(),
+            timeline=timeline,
+            mask_seen=args.mask_seen,
+            limit=args.limit,
+        )
     runs = {"next_item": report.to_dict()}
     payload = {"kind": "recsys", "data": data.name, "split": args.split, "runs": runs}
     emit(payload, metric_rows(runs), args.format, args.out)
@@ -169,11 +199,11 @@ def run_recsys(args: argparse.Namespace) -> int:
 
 
 def run_personal(args: argparse.Namespace) -> int:
-    from training.eval_personal import evaluate_lift, movie_catalog
-    from training.recsys_data import load_movielens
+    from aisle.training.eval_personal import evaluate_lift, movie_catalog
+    from aisle.training.recsys_data import load_movielens
 
     if args.engine == "index" and not args.via_http:
-        from index.cli import CommandError
+        from aisle.cli import CommandError
 
         raise CommandError("personalized search is the service's blend: use --engine service or --via-http URL")
     data = load_movielens(None if args.data == "movielens" else args.data)

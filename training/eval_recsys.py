@@ -1,7 +1,7 @@
 """Next-item recommendation evaluation: HR@k and NDCG@k over the full catalogue.
 
-In process (``ProfileRanker``), each user's history becomes timed events (``training.timeline``),
-the profile is ``index.profile.profile_from_events`` over the index's stored item vectors — the
+In process (``ProfileRanker``), each user's history becomes timed events (``aisle.training.timeline``),
+the profile is ``aisle.index.profile.profile_from_events`` over the index's stored item vectors — the
 function the service computes profiles with — and the catalogue is ranked by cosine to it
 through the version's own ANN index, exactly as the service's profile retrieval does. Through
 HTTP (``HttpRecommender``) the histories are posted to ``POST /events`` and the service's
@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from index.loaded import LoadedIndex
-from index.profile import DecayConfig, profile_from_events
-from training.datasets import SequenceCase, SequenceSet
-from training.metrics import summarize_ranks, target_rank
-from training.timeline import Timeline
+from aisle.index.loaded import LoadedIndex
+from aisle.index.profile import DecayConfig, profile_from_events
+from aisle.training.datasets import SequenceCase, SequenceSet
+from aisle.training.metrics import summarize_ranks, target_rank
+from aisle.training.timeline import Timeline
 
 CUTOFFS = (10, 50)
 
@@ -86,8 +86,11 @@ def evaluate_profiles(
             "data": data.name,
             "items": len(index),
             "history_items_masked": mask_seen,
-            "timeline": {"step_s": timeline.step_s, "event_type": timeline.event_type,
-                         "max_events": timeline.max_events},
+            "timeline": {
+                "step_s": timeline.step_s,
+                "event_type": timeline.event_type,
+                "max_events": timeline.max_events,
+            },
             "decay": _describe_decay(decay),
             "model": index.manifest.get("model", {}),
         },
@@ -116,15 +119,17 @@ class HttpRecommender:
         for number, case in enumerate(cases):
             placed, then = self.timeline.events(list(range(len(case.history))), case.timestamps, case.types, case.now)
             for event in placed:
-                events.append({
-                    "event_id": f"{self.run_id}-{number}-{event.row}",
-                    "user_id": self.user_id(case.user),
-                    "item_id": case.history[event.row],
-                    "type": event.type,
-                    "timestamp": now - (then - event.timestamp),
-                })
+                events.append(
+                    {
+                        "event_id": f"{self.run_id}-{number}-{event.row}",
+                        "user_id": self.user_id(case.user),
+                        "item_id": case.history[event.row],
+                        "type": event.type,
+                        "timestamp": now - (then - event.timestamp),
+                    }
+                )
         for start in range(0, len(events), self.batch):
-            response = self.client.post("/events", json={"events": events[start:start + self.batch]})
+            response = self.client.post("/events", json={"events": events[start : start + self.batch]})
             response.raise_for_status()
 
     def rank(self, case: SequenceCase, depth: int) -> list[str]:
@@ -149,8 +154,11 @@ def evaluate_http(
             "engine": "service over HTTP (GET /users/{id}/recommendations)",
             "data": data.name,
             "history_items_masked": "as configured on the service (recommend_exclude)",
-            "timeline": {"step_s": timeline.step_s, "event_type": timeline.event_type,
-                         "max_events": timeline.max_events},
+            "timeline": {
+                "step_s": timeline.step_s,
+                "event_type": timeline.event_type,
+                "max_events": timeline.max_events,
+            },
             "run_id": run_id,
         },
         seconds=time.perf_counter() - started,
@@ -158,11 +166,10 @@ def evaluate_http(
 
 
 def _describe_decay(decay: DecayConfig) -> dict[str, Any]:
-    from index.profile import EVENT_TYPES
+    from aisle.index.profile import EVENT_TYPES
 
     return {
         "decay": decay.decay,
         "weights": {t: decay.weight(t) for t in EVENT_TYPES},
         "half_lives_s": {t: decay.for_type(t).half_life_s for t in EVENT_TYPES},
     }
-

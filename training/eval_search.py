@@ -2,9 +2,9 @@
 
 In process, a loaded version answers with its dense ANN index (the query encoded by the same
 encoder the service uses) or its BM25 index. Hybrid fusion and personalization are the service's
-(``service.ranking``), which ``training`` must not import: those are measured through HTTP,
+(``aisle.service.ranking``), which ``aisle.training`` must not import: those are measured through HTTP,
 either against a running service (``--via-http URL``) or against a local ``aisle serve`` that
-the evaluation starts itself on the evaluated index (``training.local_service``).
+the evaluation starts itself on the evaluated index (``aisle.training.local_service``).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from embed.base import Encoder
-from index.loaded import LoadedIndex
-from training.datasets import SearchQuery, SearchSet
-from training.search_metrics import search_summary
+from aisle.embed.base import Encoder
+from aisle.index.loaded import LoadedIndex
+from aisle.training.datasets import SearchQuery, SearchSet
+from aisle.training.search_metrics import search_summary
 
 K = 10
 IN_PROCESS_MODES = ("dense", "lexical")
@@ -74,30 +74,42 @@ def rank_over_http(client: Any, queries: Sequence[SearchQuery], mode: str, depth
     return rankings
 
 
-def summarize(search_set: SearchSet, rankings: dict[str, list[str]], settings: dict[str, Any],
-              started: float) -> SearchReport:
+def summarize(
+    search_set: SearchSet, rankings: dict[str, list[str]], settings: dict[str, Any], started: float
+) -> SearchReport:
     queries = search_set.queries
     metrics = search_summary([rankings[q.id] for q in queries], [q.gains for q in queries], K)
     metrics["unlabelled_queries_skipped"] = search_set.unlabelled
-    return SearchReport(metrics, {"data": search_set.name, **settings},
-                        time.perf_counter() - started, rankings)
+    return SearchReport(metrics, {"data": search_set.name, **settings}, time.perf_counter() - started, rankings)
 
 
-def evaluate_in_process(
-    index: LoadedIndex, encoder: Encoder | None, search_set: SearchSet, mode: str
-) -> SearchReport:
+def evaluate_in_process(index: LoadedIndex, encoder: Encoder | None, search_set: SearchSet, mode: str) -> SearchReport:
     started = time.perf_counter()
     rankings = rank_in_process(index, encoder, search_set.queries, mode)
-    return summarize(search_set, rankings, {
-        "engine": "index (in process)", "retrieval": mode,
-        "model": index.manifest.get("model", {}), "index_version": index.version,
-    }, started)
+    return summarize(
+        search_set,
+        rankings,
+        {
+            "engine": "index (in process)",
+            "retrieval": mode,
+            "model": index.manifest.get("model", {}),
+            "index_version": index.version,
+        },
+        started,
+    )
 
 
 def evaluate_http(client: Any, search_set: SearchSet, mode: str, engine: str) -> SearchReport:
     started = time.perf_counter()
     rankings = rank_over_http(client, search_set.queries, mode)
     health = client.get("/health").json()
-    return summarize(search_set, rankings, {
-        "engine": engine, "retrieval": mode, "index_version": health.get("index_version"),
-    }, started)
+    return summarize(
+        search_set,
+        rankings,
+        {
+            "engine": engine,
+            "retrieval": mode,
+            "index_version": health.get("index_version"),
+        },
+        started,
+    )

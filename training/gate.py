@@ -1,6 +1,6 @@
 """The quality gate of a rebuild: a new version goes live only if it is not worse on an eval set.
 
-``gated_build`` builds the candidate version with ``index.build.build_version`` into a scratch
+``gated_build`` builds the candidate version with ``aisle.index.build.build_version`` into a scratch
 index root beside the real one (so nothing a service watches changes), evaluates the candidate
 and the current version on the same eval set — each queried with its own model — and compares:
 
@@ -22,18 +22,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embed.base import Encoder
-from index.build import BuildOptions, build_version
-from index.catalog import Catalog
-from index.loaded import LoadedIndex
-from index.profile import DecayConfig
-from index.versions import STAGING_PREFIX, VersionStore
-from training.datasets import SearchSet, SequenceSet
-from training.eval_recsys import ProfileRanker
-from training.eval_search import rank_in_process
-from training.metrics import summarize_ranks, target_rank
-from training.search_metrics import search_summary
-from training.timeline import Timeline
+from aisle.embed.base import Encoder
+from aisle.index.build import BuildOptions, build_version
+from aisle.index.catalog import Catalog
+from aisle.index.loaded import LoadedIndex
+from aisle.index.profile import DecayConfig
+from aisle.index.versions import STAGING_PREFIX, VersionStore
+from aisle.training.datasets import SearchSet, SequenceSet
+from aisle.training.eval_recsys import ProfileRanker
+from aisle.training.eval_search import rank_in_process
+from aisle.training.metrics import summarize_ranks, target_rank
+from aisle.training.search_metrics import search_summary
+from aisle.training.timeline import Timeline
 
 K = 10
 
@@ -93,10 +93,10 @@ class EvalSet:
             return float(summary[self.metric]), rankings
         assert self.sequences is not None
         ranker = ProfileRanker(index, self.decay, self.timeline)
-        rankings = {f"{n}:{case.user}": ranker.rank(case, K, mask_seen=False)
-                    for n, case in enumerate(self.sequences.cases)}
-        ranks = [target_rank(rankings[f"{n}:{case.user}"], case.target)
-                 for n, case in enumerate(self.sequences.cases)]
+        rankings = {
+            f"{n}:{case.user}": ranker.rank(case, K, mask_seen=False) for n, case in enumerate(self.sequences.cases)
+        }
+        ranks = [target_rank(rankings[f"{n}:{case.user}"], case.target) for n, case in enumerate(self.sequences.cases)]
         return float(summarize_ranks(ranks, (K,))[self.metric]), rankings
 
 
@@ -109,8 +109,10 @@ def overlap_at_k(first: dict[str, list[str]], second: dict[str, list[str]], k: i
 
 
 def compare_versions(
-    current: tuple[LoadedIndex, Encoder], candidate: tuple[LoadedIndex, Encoder],
-    eval_set: EvalSet, margin: float,
+    current: tuple[LoadedIndex, Encoder],
+    candidate: tuple[LoadedIndex, Encoder],
+    eval_set: EvalSet,
+    margin: float,
 ) -> GateReport:
     """Evaluates both versions and decides (see the module docstring)."""
     if margin < 0:
@@ -120,14 +122,22 @@ def compare_versions(
     delta = candidate_value - current_value
     passed = delta >= -margin
     verdict = "passes" if passed else "is refused"
-    reason = (f"candidate {eval_set.metric} {candidate_value:.4f} vs current {current_value:.4f} "
-              f"(change {delta:+.4f}, margin {margin:.4f}): the candidate {verdict}")
+    reason = (
+        f"candidate {eval_set.metric} {candidate_value:.4f} vs current {current_value:.4f} "
+        f"(change {delta:+.4f}, margin {margin:.4f}): the candidate {verdict}"
+    )
     return GateReport(
-        metric=eval_set.metric, current=round(current_value, 4), candidate=round(candidate_value, 4),
-        delta=round(delta, 4), margin=margin,
-        overlap_at_k=round(overlap_at_k(current_rankings, candidate_rankings), 4), k=K,
-        passed=passed, reason=reason,
-        current_version=current[0].version, candidate_version=candidate[0].version,
+        metric=eval_set.metric,
+        current=round(current_value, 4),
+        candidate=round(candidate_value, 4),
+        delta=round(delta, 4),
+        margin=margin,
+        overlap_at_k=round(overlap_at_k(current_rankings, candidate_rankings), 4),
+        k=K,
+        passed=passed,
+        reason=reason,
+        current_version=current[0].version,
+        candidate_version=candidate[0].version,
     )
 
 
@@ -160,9 +170,20 @@ def gated_build(
     store = VersionStore(root)
     if store.current_name() is None:
         report = build_version(catalog, root, encoder, options)
-        return GateReport(eval_set.metric, 0.0, 0.0, 0.0, margin, 0.0, K, True,
-                          "no current version to compare with: published without a gate",
-                          None, report.version, True)
+        return GateReport(
+            eval_set.metric,
+            0.0,
+            0.0,
+            0.0,
+            margin,
+            0.0,
+            K,
+            True,
+            "no current version to compare with: published without a gate",
+            None,
+            report.version,
+            True,
+        )
     current_encoder = current_encoder or encoder
     current_index = LoadedIndex.load(store.current_path())
     if current_index.text.fingerprint != current_encoder.fingerprint:
@@ -175,8 +196,7 @@ def gated_build(
     try:
         built = build_version(catalog, scratch, encoder, options)
         candidate_index = LoadedIndex.load(built.path, expected_fingerprint=encoder.fingerprint)
-        report = compare_versions((current_index, current_encoder), (candidate_index, encoder),
-                                  eval_set, margin)
+        report = compare_versions((current_index, current_encoder), (candidate_index, encoder), eval_set, margin)
         if not report.passed:
             raise GateRefused(report)
         with store.build_lock():

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from training.datasets import QUERY_COLUMNS_HELP, parse_query_columns
+from aisle.training.datasets import QUERY_COLUMNS_HELP, parse_query_columns
 
 Handler = Callable[[argparse.Namespace], int]
 REFUSED_STATUS = 3
@@ -44,13 +44,13 @@ def register(commands: argparse._SubParsersAction, guard: Callable[[Handler], Ha
 def _gate(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from index.build import BuildOptions
-    from index.catalog import load_catalog, parse_column_map
-    from index.settings import with_overrides
-    from training.datasets import load_search_set, load_sequence_set
-    from training.gate import EvalSet, GateRefused, gated_build
-    from training.indexes import create_encoder_for
-    from training.settings import TrainingSettings
+    from aisle.index.build import BuildOptions
+    from aisle.index.catalog import load_catalog, parse_column_map
+    from aisle.settings import with_overrides
+    from aisle.training.datasets import load_search_set, load_sequence_set
+    from aisle.training.gate import EvalSet, GateRefused, gated_build
+    from aisle.training.indexes import create_encoder_for
+    from aisle.training.settings import TrainingSettings
 
     if bool(args.search_set) == bool(args.sequences):
         raise ValueError("give one eval set: --search-set or --sequences")
@@ -71,8 +71,9 @@ def _gate(args: argparse.Namespace) -> int:
     current_encoder = create_encoder_for(settings, args.current_model) if args.current_model else None
     options = BuildOptions(show_progress=not args.no_progress)
     try:
-        report = gated_build(catalog, settings.index_dir, encoder, current_encoder, eval_set,
-                             margin=args.margin, options=options)
+        report = gated_build(
+            catalog, settings.index_dir, encoder, current_encoder, eval_set, margin=args.margin, options=options
+        )
     except GateRefused as refused:
         print(json.dumps(refused.report.to_dict(), indent=2, sort_keys=True))
         print(f"aisle gate: {refused.report.reason}; nothing was published", file=sys.stderr)

@@ -1,7 +1,7 @@
 """The index an evaluation runs on: an existing index root, or one built for the data set.
 
 Built indexes live under ``<cache>/eval-indexes/<data set>/<model fingerprint>/`` and are
-ordinary index roots made by ``index.build.build_version`` (the code ``aisle build`` runs), so a
+ordinary index roots made by ``aisle.index.build.build_version`` (the code ``aisle build`` runs), so a
 second evaluation with the same model re-uses every vector and only re-publishes.
 """
 
@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from embed.base import Encoder
-from index.catalog import Catalog
-from index.loaded import LoadedIndex
-from index.settings import AisleSettings
+from aisle.embed.base import Encoder
+from aisle.index.catalog import Catalog
+from aisle.index.loaded import LoadedIndex
+from aisle.settings import AisleSettings
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def create_encoder_for(settings: AisleSettings, model: str | None = None) -> Enc
     """The text encoder of ``settings`` (or of ``model``), its ONNX export prepared if needed."""
     from dataclasses import replace
 
-    from embed import create_encoder, prepare_model
+    from aisle.embed import create_encoder, prepare_model
 
     config = settings.encoder_config()
     if model is not None:
@@ -52,16 +52,26 @@ def eval_index_root(settings: AisleSettings, data_name: str, encoder: Encoder) -
 
 
 def build_eval_index(
-    catalog: Catalog, data_name: str, encoder: Encoder, settings: AisleSettings,
-    *, root: Path | None = None, show_progress: bool = True,
+    catalog: Catalog,
+    data_name: str,
+    encoder: Encoder,
+    settings: AisleSettings,
+    *,
+    root: Path | None = None,
+    show_progress: bool = True,
 ) -> EvalIndex:
     """Builds (re-using unchanged vectors) and loads the evaluation index of ``catalog``."""
-    from index.build import BuildOptions, build_version
+    from aisle.index.build import BuildOptions, build_version
 
     root = root or eval_index_root(settings, data_name, encoder)
     report = build_version(catalog, root, encoder, BuildOptions(show_progress=show_progress, keep_versions=2))
-    log.info("evaluation index %s: %d items (%d encoded) in %.1f s", report.version, report.items,
-             report.encoded, report.seconds)
+    log.info(
+        "evaluation index %s: %d items (%d encoded) in %.1f s",
+        report.version,
+        report.items,
+        report.encoded,
+        report.seconds,
+    )
     return EvalIndex(LoadedIndex.load(report.path, expected_fingerprint=encoder.fingerprint), encoder, root)
 
 
@@ -72,7 +82,7 @@ def load_eval_index(root: Path, encoder: Encoder, catalog: Catalog | None = None
         ValueError: the index lacks products of the data set (it was built from another
             catalogue) or was built with another model.
     """
-    from index.versions import VersionStore
+    from aisle.index.versions import VersionStore
 
     index = LoadedIndex.load(VersionStore(root).current_path(), expected_fingerprint=encoder.fingerprint)
     if catalog is not None:

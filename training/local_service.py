@@ -1,6 +1,6 @@
 """Evaluating through the real service without importing it: ``aisle serve`` in a subprocess.
 
-``training`` must not import ``service`` (dependencies point one way), yet hybrid fusion,
+``aisle.training`` must not import ``aisle.service`` (dependencies point one way), yet hybrid fusion,
 recommendation blending and personalized search are the service's code. The evaluation therefore
 starts the service as a separate process on the evaluated index — exactly what a shop runs —
 and talks to it over HTTP, or talks to a service the user already runs (``--via-http URL``).
@@ -70,12 +70,29 @@ def local_service(
     with tempfile.TemporaryDirectory(prefix="aisle-eval-service-") as scratch:
         events_dir = data_dir or Path(scratch) / "data"
         log_path = Path(scratch) / "serve.log"
-        env = {**os.environ, "AISLE_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1",
-               "AISLE_WATCH_INTERVAL_S": "0", **(environment or {})}
+        env = {
+            **os.environ,
+            "AISLE_LOG_LEVEL": "WARNING",
+            "HF_HUB_OFFLINE": "1",
+            "AISLE_WATCH_INTERVAL_S": "0",
+            **(environment or {}),
+        }
         if settings_file is not None:
             env["AISLE_CONFIG"] = str(Path(settings_file).resolve())
-        command = [sys.executable, "-m", "index.cli", "serve", "--index", str(index_root),
-                   "--data-dir", str(events_dir), "--host", "127.0.0.1", "--port", str(port)]
+        command = [
+            sys.executable,
+            "-m",
+            "aisle",
+            "serve",
+            "--index",
+            str(index_root),
+            "--data-dir",
+            str(events_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
         with open(log_path, "wb") as log:
             process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         client = http_client(f"http://127.0.0.1:{port}")
@@ -100,7 +117,7 @@ def _wait_healthy(client: Any, process: subprocess.Popen, log_path: Path) -> Non
             raise ServiceError(f"aisle serve exited with status {process.returncode}:\n{_tail(log_path)}")
         try:
             healthy = client.get("/health").status_code == 200
-        except Exception:  # noqa: BLE001 - connection refused until the port is bound
+        except Exception:
             healthy = False
         if healthy:
             return

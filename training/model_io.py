@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from embed.bundled import resolve_model_dir
-from index.storage import fsync_dir, fsync_file
+from aisle.embed.bundled import resolve_model_dir
+from aisle.index.storage import fsync_dir, fsync_file
 
 #: Written into a trained model directory: how it was trained, for reproducibility.
 TRAINING_REPORT = "aisle-training.json"
@@ -42,9 +42,7 @@ def load_sentence_transformer(spec: str, max_seq_length: int | None = None) -> A
     return model
 
 
-def save_model_atomically(
-    model: Any, output: Path, report: dict[str, Any], *, overwrite: bool = False
-) -> Path:
+def save_model_atomically(model: Any, output: Path, report: dict[str, Any], *, overwrite: bool = False) -> Path:
     """Saves ``model`` and ``report`` to ``output`` so that readers never see a partial directory.
 
     The model is written into a hidden sibling directory, every file is fsynced, and the

@@ -44,8 +44,11 @@ class PartialEncoder:
         self.model = model
         modules = list(model)
         names = [type(module).__name__ for module in modules]
-        if len(modules) < 2 or names[0] != "Transformer" or names[1] != "Pooling" or any(
-            name != "Normalize" for name in names[2:]
+        if (
+            len(modules) < 2
+            or names[0] != "Transformer"
+            or names[1] != "Pooling"
+            or any(name != "Normalize" for name in names[2:])
         ):
             raise UnsupportedModelError(
                 f"training supports Transformer → Pooling (→ Normalize) models, not {' → '.join(names)}"
@@ -61,7 +64,7 @@ class PartialEncoder:
             raise ValueError(f"trainable_layers must be within 1..{len(layers)}, not {trainable_layers}")
         self.backbone = backbone
         self.lower_layers = list(layers[: len(layers) - trainable_layers])
-        self.upper_layers = list(layers[len(layers) - trainable_layers:])
+        self.upper_layers = list(layers[len(layers) - trainable_layers :])
         for parameter in backbone.parameters():
             parameter.requires_grad_(False)
         for layer in self.upper_layers:
@@ -83,7 +86,7 @@ class PartialEncoder:
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
         for i, layer in enumerate(self.upper_layers):
             prefix = f"{i}."
-            layer.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+            layer.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
 
     def train(self, mode: bool = True) -> None:
         """Dropout on in the upper layers while training; the frozen part always runs in eval mode."""
@@ -161,11 +164,12 @@ class ItemStates:
     smaller in memory and faster than padding everything to the longest item.
     """
 
-    def __init__(self, encoder: PartialEncoder, texts: Sequence[str], batch_size: int = 64,
-                 progress: Any = None) -> None:
+    def __init__(
+        self, encoder: PartialEncoder, texts: Sequence[str], batch_size: int = 64, progress: Any = None
+    ) -> None:
         self.hidden: list[torch.Tensor] = []
         for start in range(0, len(texts), batch_size):
-            hidden, mask = encoder.lower(texts[start:start + batch_size])
+            hidden, mask = encoder.lower(texts[start : start + batch_size])
             for row in range(len(hidden)):
                 length = int(mask[row].sum())
                 self.hidden.append(hidden[row, :length].clone())

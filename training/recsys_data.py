@@ -6,7 +6,7 @@
   case (the tag text as the query, the tagged movie as the target, the user's earlier ratings as
   the history).
 
-Nothing here imports ``service``: the training package and the HTTP benchmark share it.
+Nothing here imports ``aisle.service``: the training package and the HTTP benchmark share it.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from index.storage import atomic_write_json
+from aisle.index.storage import atomic_write_json
 
 FORMATS = ("json", "markdown", "both")
 

@@ -42,9 +42,7 @@ def ndcg_at(ranked: Sequence[Item], gains: Mapping[Item, float], k: int) -> floa
     return dcg / idcg
 
 
-def mean_reciprocal_rank(
-    rankings: Sequence[Sequence[Item]], relevant: Sequence[Collection[Item]], k: int
-) -> float:
+def mean_reciprocal_rank(rankings: Sequence[Sequence[Item]], relevant: Sequence[Collection[Item]], k: int) -> float:
     """Mean of ``reciprocal_rank_at`` over queries (0.0 for no query)."""
     if not rankings:
         return 0.0
@@ -61,8 +59,6 @@ def search_summary(
     if n == 0:
         return {f"recall@{k}": 0.0, f"MRR@{k}": 0.0, f"NDCG@{k}": 0.0, "queries": 0}
     recall = sum(recall_at(r, g, k) for r, g in zip(rankings, qrels)) / n
-    mrr = sum(
-        reciprocal_rank_at(r, {i for i, gain in g.items() if gain > 0}, k) for r, g in zip(rankings, qrels)
-    ) / n
+    mrr = sum(reciprocal_rank_at(r, {i for i, gain in g.items() if gain > 0}, k) for r, g in zip(rankings, qrels)) / n
     ndcg = sum(ndcg_at(r, g, k) for r, g in zip(rankings, qrels)) / n
     return {f"recall@{k}": round(recall, 4), f"MRR@{k}": round(mrr, 4), f"NDCG@{k}": round(ndcg, 4), "queries": n}

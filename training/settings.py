@@ -2,7 +2,7 @@
 
 The service reads the same keys (``event_weights``, ``half_lives_s``, ``decay`` in the YAML
 settings file or ``AISLE_*`` variables); reading them here, rather than importing the service's
-settings class, keeps ``training`` independent of ``service`` while evaluating and training with
+settings class, keeps ``aisle.training`` independent of ``aisle.service`` while evaluating and training with
 exactly the decay the service will apply.
 """
 
@@ -12,8 +12,8 @@ from dataclasses import replace
 
 from pydantic import Field
 
-from index.profile import EVENT_TYPES, DecayConfig, TypeDecay
-from index.settings import AisleSettings
+from aisle.index.profile import EVENT_TYPES, DecayConfig, TypeDecay
+from aisle.settings import AisleSettings
 
 
 class TrainingSettings(AisleSettings):
@@ -40,8 +40,10 @@ def decay_config(weights: dict[str, float], half_lives: dict[str, float], decay:
             raise ValueError(f"{name}: unknown event types {unknown}; expected some of {list(EVENT_TYPES)}")
     base = DecayConfig()
     changes = {
-        kind: TypeDecay(float(weights.get(kind, base.for_type(kind).weight)),
-                        float(half_lives.get(kind, base.for_type(kind).half_life_s)))
+        kind: TypeDecay(
+            float(weights.get(kind, base.for_type(kind).weight)),
+            float(half_lives.get(kind, base.for_type(kind).half_life_s)),
+        )
         for kind in EVENT_TYPES
     }
     return replace(base, decay=decay, **changes)

@@ -4,7 +4,7 @@ Sequence data such as UniSRec's Amazon splits carries the order of interactions 
 Evaluation and training both place them on one synthetic timeline: the ``j``-th of ``n`` history
 items (oldest first) happened at ``j · step_s`` seconds, and the profile is asked for at
 ``n · step_s``, the moment of the next interaction. The per-event weights then come from
-``index.profile.DecayConfig.log2_weight``, the very function the service uses, so that a half-life
+``aisle.index.profile.DecayConfig.log2_weight``, the very function the service uses, so that a half-life
 of one ``step_s`` halves the weight of each older item.
 """
 
@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from index.profile import DAY_S, DecayConfig, ProfileEvent
+from aisle.index.profile import DAY_S, DecayConfig, ProfileEvent
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class Timeline:
         rows = list(history)[start:]
         return [ProfileEvent(row, kind, t) for row, kind, t in zip(rows, kinds, times)], now
 
+
 def log2_weights(events: Sequence[ProfileEvent], config: DecayConfig, now: float) -> np.ndarray:
     """``log2`` of every event's decayed weight at ``now``, exactly as the service weighs it."""
     return np.array([config.log2_weight(e.type, e.timestamp, now) for e in events], dtype=np.float64)
@@ -82,7 +83,7 @@ class PaddedHistories:
 
 
 class TimedHistory(Protocol):
-    """A history as training cases carry it (``training.train_data.NextItemCase``)."""
+    """A history as training cases carry it (``aisle.training.train_data.NextItemCase``)."""
 
     history: tuple[int, ...]
     timestamps: tuple[float, ...] | None
@@ -90,9 +91,7 @@ class TimedHistory(Protocol):
     now: float | None
 
 
-def pad_histories(
-    cases: Sequence[TimedHistory], timeline: Timeline, config: DecayConfig
-) -> PaddedHistories:
+def pad_histories(cases: Sequence[TimedHistory], timeline: Timeline, config: DecayConfig) -> PaddedHistories:
     """Events and weights of many histories, right-aligned so the newest event is last."""
     width = max(1, min(timeline.max_events, max((len(c.history) for c in cases), default=1)))
     rows = np.zeros((len(cases), width), dtype=np.int64)
@@ -107,4 +106,3 @@ def pad_histories(
         weights[case, start:] = log2_weights(events, config, now)
         valid[case, start:] = True
     return PaddedHistories(rows, weights, valid)
-

@@ -1,9 +1,9 @@
-"""The served profile, differentiable: torch's version of ``index.profile.profile_from_events``.
+"""The served profile, differentiable: torch's version of ``aisle.index.profile.profile_from_events``.
 
 Training must optimise the vector the service will actually compute, so this is the same sum
 ``Σ 2^(e_i − max e) · v_i`` normalised to unit length, with the per-event exponents ``e_i`` taken
-from ``training.timeline`` (itself ``DecayConfig.log2_weight``). A test asserts equality with
-``index.profile`` on random data.
+from ``aisle.training.timeline`` (itself ``DecayConfig.log2_weight``). A test asserts equality with
+``aisle.index.profile`` on random data.
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ from __future__ import annotations
 import torch
 
 
-def decayed_profiles(
-    item_vectors: torch.Tensor, log2_weight: torch.Tensor, valid: torch.Tensor
-) -> torch.Tensor:
+def decayed_profiles(item_vectors: torch.Tensor, log2_weight: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Unit profile vectors of a batch of histories.
 
     Args:

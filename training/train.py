@@ -2,11 +2,11 @@
 
 The loop (CPU only, fixed seeds): load the sentence-transformers model, freeze all but its top
 layers, cache the frozen layers' output for every catalogue item, then alternate next-item and
-query steps (``training.trainer``) until the time budget, the step limit or early stopping ends
+query steps (``aisle.training.trainer``) until the time budget, the step limit or early stopping ends
 it. Every ``eval_every`` steps the whole catalogue is re-encoded and the held-out validation split
 is scored; the best weights are kept and restored at the end. The model is saved as a
 sentence-transformers directory (written to a temporary directory, fsynced, then renamed into
-place) and exported to ONNX int8 through ``embed.prepare_model``, so that ``aisle build --model
+place) and exported to ONNX int8 through ``aisle.embed.prepare_model``, so that ``aisle build --model
 DIR`` serves it.
 """
 
@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from index.profile import DecayConfig
-from training.metrics import summarize_ranks
-from training.model_io import load_sentence_transformer, save_model_atomically
-from training.timeline import Timeline
-from training.train_data import Split, TrainingData, split_for_validation
+from aisle.index.profile import DecayConfig
+from aisle.training.metrics import summarize_ranks
+from aisle.training.model_io import load_sentence_transformer, save_model_atomically
+from aisle.training.timeline import Timeline
+from aisle.training.train_data import Split, TrainingData, split_for_validation
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,8 @@ def train_model(
         ValueError: bad options, nothing to learn from, or an output that exists.
         UnsupportedModelError: the model cannot be trained layer-wise.
     """
-    from training.partial_encoder import PartialEncoder
-    from training.trainer import CatalogTrainer
+    from aisle.training.partial_encoder import PartialEncoder
+    from aisle.training.trainer import CatalogTrainer
 
     options.validate()
     if data.is_empty():
@@ -167,9 +167,16 @@ def train_model(
     encoder.self_check(data.item_texts[:8])
     progress = _progress(options, len(data.item_texts), "caching frozen layers")
     trainer = CatalogTrainer(
-        encoder, data.item_texts, decay, timeline, options.temperature,
-        fresh_history=options.fresh_history, hard_negatives=options.hard_negatives,
-        random_negatives=options.random_negatives, seed=options.seed, progress=progress,
+        encoder,
+        data.item_texts,
+        decay,
+        timeline,
+        options.temperature,
+        fresh_history=options.fresh_history,
+        hard_negatives=options.hard_negatives,
+        random_negatives=options.random_negatives,
+        seed=options.seed,
+        progress=progress,
     )
     if progress is not None:
         progress.close()
@@ -180,9 +187,14 @@ def train_model(
     encoder.load_state(loop.best_state)
     seconds["train"] = time.perf_counter() - started - seconds["prepare"]
     result = TrainResult(
-        output=options.output, steps=loop.step, stopped_because=loop.stopped_because,
-        best_step=loop.best_step, best_score=loop.best_score, history=loop.history,
-        split=split.summary(), seconds={k: round(v, 2) for k, v in seconds.items()},
+        output=options.output,
+        steps=loop.step,
+        stopped_because=loop.stopped_because,
+        best_step=loop.best_step,
+        best_score=loop.best_score,
+        history=loop.history,
+        split=split.summary(),
+        seconds={k: round(v, 2) for k, v in seconds.items()},
         options={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
         profile={"decay": asdict(decay), "timeline": asdict(timeline)},
     )
@@ -261,10 +273,13 @@ class _Loop:
         while True:
             self.rng.shuffle(sequences)
             self.rng.shuffle(queries)
-            plan = [("sequences", sequences[i:i + options.batch_size])
-                    for i in range(0, len(sequences), options.batch_size)]
-            plan += [("queries", queries[i:i + options.batch_size])
-                     for i in range(0, len(queries), options.batch_size)]
+            plan = [
+                ("sequences", sequences[i : i + options.batch_size])
+                for i in range(0, len(sequences), options.batch_size)
+            ]
+            plan += [
+                ("queries", queries[i : i + options.batch_size]) for i in range(0, len(queries), options.batch_size)
+            ]
             plan = [(kind, batch) for kind, batch in plan if len(batch) >= 2]
             if not plan:
                 raise ValueError("too little training data: fewer than two cases of each kind to learn from")
@@ -304,9 +319,11 @@ class _Loop:
             texts = [text for text, _ in self.split.valid_queries.values()]
             relevant = [targets for _, targets in self.split.valid_queries.values()]
             ranks = self.trainer.query_ranks(texts, relevant)
-            entry["search"] = {"MRR@10": round(float(np.mean([1 / (r + 1) if r < 10 else 0.0 for r in ranks])), 4),
-                               "MRR": round(float(np.mean([1 / (r + 1) for r in ranks])), 4),
-                               "queries": len(texts)}
+            entry["search"] = {
+                "MRR@10": round(float(np.mean([1 / (r + 1) if r < 10 else 0.0 for r in ranks])), 4),
+                "MRR": round(float(np.mean([1 / (r + 1) for r in ranks])), 4),
+                "queries": len(texts),
+            }
             scores.append(entry["search"]["MRR"])
         self.history.append(entry)
         if not scores:
@@ -338,5 +355,6 @@ def _progress(options: TrainOptions, total: int, description: str) -> Any:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=description, unit="s" if "budget" in description else "item",
-                dynamic_ncols=True, leave=False)
+    return tqdm(
+        total=total, desc=description, unit="s" if "budget" in description else "item", dynamic_ncols=True, leave=False
+    )

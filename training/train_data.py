@@ -21,7 +21,7 @@ class NextItemCase:
     """A history of item rows (oldest first) and the row of the item that came next.
 
     ``timestamps`` and ``types`` (one per history item) and ``now`` (the time of the next
-    interaction) come from real event logs; without them ``training.timeline.Timeline`` places
+    interaction) come from real event logs; without them ``aisle.training.timeline.Timeline`` places
     the history on its synthetic timeline.
     """
 
@@ -91,9 +91,7 @@ class Split:
         }
 
 
-def split_for_validation(
-    data: TrainingData, fraction: float, seed: int, max_valid_cases: int = 2000
-) -> Split:
+def split_for_validation(data: TrainingData, fraction: float, seed: int, max_valid_cases: int = 2000) -> Split:
     """Holds out a seeded sample for early stopping.
 
     Next-item cases: for a ``fraction`` of users (at most ``max_valid_cases``) the user's
@@ -129,9 +127,7 @@ def split_for_validation(
     return Split(train_sequences, valid_sequences, train_queries, valid_queries)
 
 
-def cases_from_histories(
-    histories: dict[str, Sequence[int]], min_history: int = 1
-) -> list[NextItemCase]:
+def cases_from_histories(histories: dict[str, Sequence[int]], min_history: int = 1) -> list[NextItemCase]:
     """Every prefix of every user's history as a next-item case (the train-file convention).
 
     Args:

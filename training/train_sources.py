@@ -20,25 +20,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from index.catalog import Catalog
-from index.profile import EVENT_TYPES
-from training.datasets import DatasetError, SearchSet, SequenceSet
-from training.train_data import NextItemCase, QueryPair, TrainingData
+from aisle.index.catalog import Catalog
+from aisle.index.profile import EVENT_TYPES
+from aisle.training.datasets import DatasetError, SearchSet, SequenceSet
+from aisle.training.train_data import NextItemCase, QueryPair, TrainingData
 
 
 def from_sequence_set(data: SequenceSet) -> TrainingData:
     """The set's items and its training rows (never its evaluation targets)."""
     row_of = {item: row for row, item in enumerate(data.item_ids)}
-    cases = [NextItemCase(c.user, tuple(row_of[i] for i in c.history), row_of[c.target])
-             for c in data.train_cases]
+    cases = [NextItemCase(c.user, tuple(row_of[i] for i in c.history), row_of[c.target]) for c in data.train_cases]
     return TrainingData(list(data.item_ids), list(data.item_texts), sequences=cases)
 
 
 def from_search_set(search_set: SearchSet) -> TrainingData:
     """The set's catalogue and its queries' labelled pairs."""
-    return from_catalog(search_set.load_catalog(), queries=[
-        (q.id, q.text, q.gains) for q in search_set.queries
-    ])
+    return from_catalog(search_set.load_catalog(), queries=[(q.id, q.text, q.gains) for q in search_set.queries])
 
 
 def from_catalog(
@@ -91,7 +88,9 @@ def read_events(path: Path) -> list[tuple[str, str, float, str]]:
                 raise ValueError(f"unknown type '{kind}'")
             events.append((str(row["user_id"]), str(row["item_id"]), _timestamp(row["timestamp"]), kind))
         except (KeyError, ValueError) as exc:
-            raise DatasetError(f"{path} line {line}: bad event ({exc}); expected user_id, item_id, timestamp[, type]") from None
+            raise DatasetError(
+                f"{path} line {line}: bad event ({exc}); expected user_id, item_id, timestamp[, type]"
+            ) from None
     return events
 
 
@@ -105,11 +104,16 @@ def _cases_from_events(events: list[tuple[str, str, float, str]], row_of: dict[s
         ordered = sorted(by_user[user])
         for end in range(1, len(ordered)):
             history = ordered[:end]
-            cases.append(NextItemCase(
-                user, tuple(r for _, r, _ in history), ordered[end][1],
-                timestamps=tuple(t for t, _, _ in history), types=tuple(k for _, _, k in history),
-                now=ordered[end][0],
-            ))
+            cases.append(
+                NextItemCase(
+                    user,
+                    tuple(r for _, r, _ in history),
+                    ordered[end][1],
+                    timestamps=tuple(t for t, _, _ in history),
+                    types=tuple(k for _, _, k in history),
+                    now=ordered[end][0],
+                )
+            )
     return cases
 
 

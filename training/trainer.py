@@ -1,6 +1,6 @@
 """One optimisation step of the encoder, for next-item histories and for labelled queries.
 
-Next item: the query side is the served profile of the history (``training.torch_profile``: the
+Next item: the query side is the served profile of the history (``aisle.training.torch_profile``: the
 recency-decayed, type-weighted average of the history items' vectors) over its ``fresh_history``
 most recent items (older ones weigh little after decay), scored against in-batch candidates:
 the batch's next items, the histories' items and a few random items. Every vector in a score is
@@ -27,11 +27,11 @@ from collections.abc import Sequence
 
 import torch
 
-from index.profile import DecayConfig
-from training.partial_encoder import ItemStates, PartialEncoder
-from training.timeline import Timeline, pad_histories
-from training.torch_profile import decayed_profiles
-from training.train_data import NextItemCase, QueryPair
+from aisle.index.profile import DecayConfig
+from aisle.training.partial_encoder import ItemStates, PartialEncoder
+from aisle.training.timeline import Timeline, pad_histories
+from aisle.training.torch_profile import decayed_profiles
+from aisle.training.train_data import NextItemCase, QueryPair
 
 
 class CatalogTrainer:
@@ -92,7 +92,7 @@ class CatalogTrainer:
             order = sorted(range(len(rows)), key=lambda i: len(self.item_texts[rows[i]]))
         parts = []
         for start in range(0, len(order), chunk):
-            chosen = [rows[i] for i in order[start:start + chunk]]
+            chosen = [rows[i] for i in order[start : start + chunk]]
             if states is not None:
                 parts.append(self.encoder.upper(*states.batch(chosen)))
             else:
@@ -145,8 +145,9 @@ class CatalogTrainer:
         own = [set(r[v].tolist()) for r, v in zip(padded.rows, padded.valid)]
         candidates = set(rows[valid].tolist()) | set(targets) | set(self._random_rows())
         ordered, fresh, position = self._fresh(candidates)
-        local = torch.tensor([[position[r] if ok else 0 for r, ok in zip(rs, vs)] for rs, vs in zip(rows, valid)],
-                             dtype=torch.long)
+        local = torch.tensor(
+            [[position[r] if ok else 0 for r, ok in zip(rs, vs)] for rs, vs in zip(rows, valid)], dtype=torch.long
+        )
         profiles = decayed_profiles(fresh[local], log2_weight, torch.from_numpy(valid))
         logits = profiles @ fresh.T / self.temperature
         # Own history items are out of the softmax (see the module docstring).
@@ -184,24 +185,26 @@ class CatalogTrainer:
         """0-based full-catalogue rank of each case's target under the current bank."""
         ranks: list[int] = []
         for start in range(0, len(cases), batch_size):
-            chunk = cases[start:start + batch_size]
+            chunk = cases[start : start + batch_size]
             padded = pad_histories(chunk, self.timeline, self.decay)
             profiles = decayed_profiles(
                 self.bank[torch.from_numpy(padded.rows)],
-                torch.from_numpy(padded.log2_weight).float(), torch.from_numpy(padded.valid),
+                torch.from_numpy(padded.log2_weight).float(),
+                torch.from_numpy(padded.valid),
             )
             ranks.extend(_ranks(profiles @ self.bank.T, [c.target for c in chunk]))
         return ranks
 
     @torch.no_grad()
-    def query_ranks(self, queries: Sequence[str], relevant: Sequence[frozenset[int]],
-                    batch_size: int = 256) -> list[int]:
+    def query_ranks(
+        self, queries: Sequence[str], relevant: Sequence[frozenset[int]], batch_size: int = 256
+    ) -> list[int]:
         """0-based full-catalogue rank of each query's best-placed relevant item."""
         self.encoder.train(False)
         ranks: list[int] = []
         for start in range(0, len(queries), batch_size):
-            scores = self.encoder.encode(queries[start:start + batch_size]) @ self.bank.T
-            for row, targets in zip(scores, relevant[start:start + batch_size]):
+            scores = self.encoder.encode(queries[start : start + batch_size]) @ self.bank.T
+            for row, targets in zip(scores, relevant[start : start + batch_size]):
                 best = max(float(row[t]) for t in targets)
                 ranks.append(int((row > best).sum()))
         return ranks
@@ -211,4 +214,3 @@ def _ranks(scores: torch.Tensor, targets: list[int]) -> list[int]:
     """Rank of each target: how many items score strictly higher (ties favour the target)."""
     target_scores = scores[torch.arange(len(targets)), torch.tensor(targets)]
     return (scores > target_scores[:, None]).sum(dim=1).tolist()
-

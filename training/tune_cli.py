@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from training.datasets import QUERY_COLUMNS_HELP, parse_query_columns
+from aisle.training.datasets import QUERY_COLUMNS_HELP, parse_query_columns
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -32,10 +32,15 @@ def register(commands: argparse._SubParsersAction, guard: Callable[[Handler], Ha
     parser.add_argument("--map", action="append", metavar="FIELD=COLUMN", help="catalogue column map")
     parser.add_argument("--events", type=Path, help="the shop's event log: user_id, item_id, timestamp[, type]")
     parser.add_argument("--trials", type=int, default=40, help="random-search trials with several event types")
-    parser.add_argument("--split", choices=["train", "valid"], default="train",
-                        help="cases to tune on (default train: each user's training rows)")
-    parser.add_argument("--blend", action="store_true",
-                        help="also tune the recommendation blend through a local service (slow)")
+    parser.add_argument(
+        "--split",
+        choices=["train", "valid"],
+        default="train",
+        help="cases to tune on (default train: each user's training rows)",
+    )
+    parser.add_argument(
+        "--blend", action="store_true", help="also tune the recommendation blend through a local service (slow)"
+    )
     parser.add_argument("--search-set", help="labelled queries for the fusion weights (through a local service)")
     parser.add_argument("--half", choices=["all", "even", "odd"], default="even")
     parser.add_argument("--query-columns", help=QUERY_COLUMNS_HELP)
@@ -59,9 +64,9 @@ def _sample(items: list, limit: int | None, seed: int) -> list:
 
 
 def _sequences(args: argparse.Namespace) -> Any:
-    from index.catalog import load_catalog, parse_column_map
-    from training.datasets import events_sequence_set, load_sequence_set
-    from training.train_sources import read_events
+    from aisle.index.catalog import load_catalog, parse_column_map
+    from aisle.training.datasets import events_sequence_set, load_sequence_set
+    from aisle.training.train_sources import read_events
 
     if args.sequences:
         return load_sequence_set(args.sequences, args.split)
@@ -72,11 +77,11 @@ def _sequences(args: argparse.Namespace) -> Any:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from training import tune
-    from training.datasets import load_search_set
-    from training.indexes import build_eval_index, create_encoder_for
-    from training.settings import TrainingSettings
-    from training.timeline import Timeline
+    from aisle.training import tune
+    from aisle.training.datasets import load_search_set
+    from aisle.training.indexes import build_eval_index, create_encoder_for
+    from aisle.training.settings import TrainingSettings
+    from aisle.training.timeline import Timeline
 
     if not (args.sequences or args.events) and not args.search_set:
         raise ValueError("give --sequences (or --catalog with --events) and/or --search-set to tune on")
@@ -92,10 +97,12 @@ def _tune(args: argparse.Namespace) -> int:
         data = _sequences(args)
         data = replace(data, cases=_sample(data.cases, args.limit, args.seed))
         timeline = Timeline(step_s=args.step_s, event_type=args.event_type)
-        built = build_eval_index(data.catalog(), f"sequences-{data.name}", encoder, settings,
-                                 show_progress=not args.no_progress)
-        best, trials = tune.tune_decay(built.index, data, timeline, settings.decay_config(),
-                                       trials=args.trials, seed=args.seed)
+        built = build_eval_index(
+            data.catalog(), f"sequences-{data.name}", encoder, settings, show_progress=not args.no_progress
+        )
+        best, trials = tune.tune_decay(
+            built.index, data, timeline, settings.decay_config(), trials=args.trials, seed=args.seed
+        )
         tuned.update(best)
         report["half_life"] = {"data": f"{data.name}/{args.split}", "cases": len(data.cases), "trials": trials}
         if args.blend:
@@ -104,14 +111,20 @@ def _tune(args: argparse.Namespace) -> int:
             tuned.update(blend)
             report["blend"] = {"trials": trials}
     if args.search_set:
-        search_set = load_search_set(args.search_set, query_columns=parse_query_columns(args.query_columns)).half(args.half)
-        built = build_eval_index(search_set.load_catalog(), search_set.catalog_name, encoder, settings,
-                                 show_progress=not args.no_progress)
+        search_set = load_search_set(args.search_set, query_columns=parse_query_columns(args.query_columns)).half(
+            args.half
+        )
+        built = build_eval_index(
+            search_set.load_catalog(), search_set.catalog_name, encoder, settings, show_progress=not args.no_progress
+        )
         fusion, trials = tune.tune_fusion(built.root, search_set, tuned, model)
         tuned.update(fusion)
         report["fusion"] = {"data": search_set.name, "queries": len(search_set.queries), "trials": trials}
     report["seconds"] = round(time.perf_counter() - started, 1)
-    tune.write_settings(args.output, tuned, {"tuned_on": {k: v.get("data") for k, v in report.items()
-                                                           if isinstance(v, dict) and "data" in v}})
+    tune.write_settings(
+        args.output,
+        tuned,
+        {"tuned_on": {k: v.get("data") for k, v in report.items() if isinstance(v, dict) and "data" in v}},
+    )
     print(json.dumps({"settings": tuned, "written_to": str(args.output), **report}, indent=2, sort_keys=True))
     return 0

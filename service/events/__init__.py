@@ -1,7 +1,7 @@
 """Event intake: durable, idempotent storage of interactions with hashed user and session ids."""
 
-from service.events.identity import IdHasher, load_or_create_secret
-from service.events.store import (
+from aisle.service.events.identity import IdHasher, load_or_create_secret
+from aisle.service.events.store import (
     AppendResult,
     EventStore,
     EventStoreError,
@@ -10,6 +10,11 @@ from service.events.store import (
 )
 
 __all__ = [
-    "AppendResult", "EventStore", "EventStoreError", "EventStoreUnavailable", "IdHasher",
-    "StoredEvent", "load_or_create_secret",
+    "AppendResult",
+    "EventStore",
+    "EventStoreError",
+    "EventStoreUnavailable",
+    "IdHasher",
+    "StoredEvent",
+    "load_or_create_secret",
 ]

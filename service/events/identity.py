@@ -15,7 +15,7 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from index.storage import fsync_dir
+from aisle.index.storage import fsync_dir
 
 SECRET_FILE = "id-secret.key"
 #: Hex characters kept of each HMAC-SHA256 (128 bits: collisions are not a practical concern).

@@ -119,8 +119,10 @@ class EventStore:
             conn.execute("PRAGMA busy_timeout=5000")
             conn.executescript(_SCHEMA)
             # OR IGNORE: several worker processes may open a new store at once; the first wins.
-            conn.executemany("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
-                             [("schema", SCHEMA_VERSION), ("id_check", id_check)])
+            conn.executemany(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
+                [("schema", SCHEMA_VERSION), ("id_check", id_check)],
+            )
             stored = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             if stored.get("id_check") != id_check:
                 conn.close()
@@ -203,8 +205,15 @@ class EventStore:
                     cursor = self._conn.execute(
                         "INSERT OR IGNORE INTO events(event_key, user_key, session_key, item_id, type, ts, received)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (event.event_key, event.user_key, event.session_key, event.item_id,
-                         event.type, event.timestamp, event.received),
+                        (
+                            event.event_key,
+                            event.user_key,
+                            event.session_key,
+                            event.item_id,
+                            event.type,
+                            event.timestamp,
+                            event.received,
+                        ),
                     )
                     if cursor.rowcount == 1:
                         accepted.append(replace(event, seq=int(cursor.lastrowid)))
@@ -256,7 +265,8 @@ class EventStore:
                 f"SELECT {_COLUMNS} FROM events WHERE user_key = ?1 UNION ALL "
                 f"SELECT {_COLUMNS} FROM events WHERE user_key IS NULL AND session_key IN "
                 "(SELECT session_key FROM events WHERE user_key = ?1 AND session_key IS NOT NULL) "
-                "ORDER BY 1", (user_key,),
+                "ORDER BY 1",
+                (user_key,),
             ).fetchall()
         return [_to_event(row) for row in rows]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
-from index.profile import DAY_S, EVENT_TYPES, DecayConfig, TypeDecay
+from aisle.index.profile import DAY_S, EVENT_TYPES, DecayConfig, TypeDecay
 
 if TYPE_CHECKING:
-    from service.settings import ServiceSettings
+    from aisle.service.settings import ServiceSettings
 
 Exclusion = Literal["none", "purchased", "interacted"]
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from index.profile import EMPTY_PROFILE, EVENT_TYPES
-from service.engine import Engine
-from service.personal.profiles import ProfileView
-from service.ranking.types import ANONYMOUS, UserContext
+from aisle.index.profile import EMPTY_PROFILE, EVENT_TYPES
+from aisle.service.engine import Engine
+from aisle.service.personal.profiles import ProfileView
+from aisle.service.ranking.types import ANONYMOUS, UserContext
 
 #: Event types whose items define the price band: what people pay (or mean to), not browse.
 PRICE_TYPES = ("purchase", "add_to_cart")
@@ -103,9 +103,18 @@ def describe_profile(view: ProfileView | None, user_id: str, top: int = 10) -> d
     counts = {event_type: 0 for event_type in EVENT_TYPES}
     if view is None:
         return {
-            "user_id": user_id, "known": False, "events": {"total": 0, **counts}, "evidence": 0.0,
-            "top_items": [], "price_band": None, "top_categories": [], "top_brands": [],
-            "linked_sessions": 0, "first_event": None, "last_event": None, "spaces": [],
+            "user_id": user_id,
+            "known": False,
+            "events": {"total": 0, **counts},
+            "evidence": 0.0,
+            "top_items": [],
+            "price_band": None,
+            "top_categories": [],
+            "top_brands": [],
+            "linked_sessions": 0,
+            "first_event": None,
+            "last_event": None,
+            "spaces": [],
         }
     counts.update(view.counts)
     items = view.engine.index.items
@@ -122,7 +131,8 @@ def describe_profile(view: ProfileView | None, user_id: str, top: int = 10) -> d
         "evidence": significant(view.text.mass),
         "top_items": [
             {
-                "id": items.ids[row], "title": items.titles[row],
+                "id": items.ids[row],
+                "title": items.titles[row],
                 "weight": significant(sum(types.values())),
                 "by_type": {event_type: significant(weight) for event_type, weight in sorted(types.items())},
             }

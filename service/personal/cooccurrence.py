@@ -15,7 +15,7 @@ from collections import deque
 
 import numpy as np
 
-from index.profile import DecayConfig
+from aisle.index.profile import DecayConfig
 
 
 class CoOccurrence:

@@ -10,12 +10,12 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
-from service.deps import EngineDep
-from service.engine import Engine
-from service.errors import ApiError
-from service.personal.context import user_context
-from service.personal.runtime import Personalization
-from service.ranking.types import ANONYMOUS, UserContext
+from aisle.service.deps import EngineDep
+from aisle.service.engine import Engine
+from aisle.service.errors import ApiError
+from aisle.service.personal.context import user_context
+from aisle.service.personal.runtime import Personalization
+from aisle.service.ranking.types import ANONYMOUS, UserContext
 
 
 async def get_personalization(request: Request) -> Personalization:

@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-from index.profile import REBASE_EXPONENT, DecayConfig, exp2
+from aisle.index.profile import REBASE_EXPONENT, DecayConfig, exp2
 
 
 class Popularity:
@@ -36,11 +36,11 @@ class Popularity:
                 self._ref = timestamp
             exponent = 0.0 if math.isinf(self.half_life) else (timestamp - self._ref) / self.half_life
             if exponent > REBASE_EXPONENT:
-                self._counts *= 2.0 ** -exponent
-                self._peak *= 2.0 ** -exponent
+                self._counts *= 2.0**-exponent
+                self._peak *= 2.0**-exponent
                 self._ref = timestamp
                 exponent = 0.0
-            self._counts[row] += self.config.weight(event_type) * 2.0 ** exponent
+            self._counts[row] += self.config.weight(event_type) * 2.0**exponent
             self._peak = max(self._peak, float(self._counts[row]))
             self._top = None
 

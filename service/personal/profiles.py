@@ -26,14 +26,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index.profile import ProfileVector, combine_profiles
-from service.engine import Engine
-from service.events.identity import IdHasher
-from service.events.store import EventStore, StoredEvent
-from service.personal.config import PersonalConfig
-from service.personal.cooccurrence import CoOccurrence
-from service.personal.popularity import Popularity
-from service.personal.state import ProfileState, SessionState, merged_item_weights
+from aisle.index.profile import ProfileVector, combine_profiles
+from aisle.service.engine import Engine
+from aisle.service.events.identity import IdHasher
+from aisle.service.events.store import EventStore, StoredEvent
+from aisle.service.personal.config import PersonalConfig
+from aisle.service.personal.cooccurrence import CoOccurrence
+from aisle.service.personal.popularity import Popularity
+from aisle.service.personal.state import ProfileState, SessionState, merged_item_weights
 
 log = logging.getLogger(__name__)
 TEXT_SPACE = "text"
@@ -191,9 +191,14 @@ class ProfileService:
                 replayed += self._replay(derived, self.store.iter_events(after_seq=derived.floor))
             self._derived = derived
             self._refreshed = time.monotonic()
-        log.info("profiles of %d users and %d sessions built from %d events for version %s in %.2f s",
-                 len(derived.users), len(derived.sessions), replayed, engine.version,
-                 time.perf_counter() - started)
+        log.info(
+            "profiles of %d users and %d sessions built from %d events for version %s in %.2f s",
+            len(derived.users),
+            len(derived.sessions),
+            replayed,
+            engine.version,
+            time.perf_counter() - started,
+        )
 
     @staticmethod
     def _replay(derived: _Derived, events: Iterable[StoredEvent]) -> int:
@@ -228,8 +233,7 @@ class ProfileService:
         return self._derived is not None
 
     def keys(self, user_id: str | None, session_id: str | None) -> tuple[str | None, str | None]:
-        return (self.hasher.user(user_id) if user_id else None,
-                self.hasher.session(session_id) if session_id else None)
+        return (self.hasher.user(user_id) if user_id else None, self.hasher.session(session_id) if session_id else None)
 
     def view(self, user_id: str | None, session_id: str | None) -> ProfileView | None:
         """The requester's profile now, or None when nothing is known about them."""
@@ -244,9 +248,7 @@ class ProfileService:
             states = derived.states(user_key, session_key)
             if not states:
                 return None
-            profiles = {
-                name: combine_profiles([state.spaces[name] for state in states], now) for name in derived.dims
-            }
+            profiles = {name: combine_profiles([state.spaces[name] for state in states], now) for name in derived.dims}
             counts: dict[str, int] = {}
             for state in states:
                 for event_type, count in state.counts.items():
@@ -259,10 +261,14 @@ class ProfileService:
             first = min(state.first_ts for state in states)
             last = max(state.last_ts for state in states)
             return ProfileView(
-                engine=derived.engine, profiles=profiles, item_weights=merged_item_weights(states, now),
+                engine=derived.engine,
+                profiles=profiles,
+                item_weights=merged_item_weights(states, now),
                 last_purchase=last_purchase,
-                counts=counts, linked_sessions=sum(state.linked_sessions for state in states),
-                first_ts=first if np.isfinite(first) else None, last_ts=last if np.isfinite(last) else None,
+                counts=counts,
+                linked_sessions=sum(state.linked_sessions for state in states),
+                first_ts=first if np.isfinite(first) else None,
+                last_ts=last if np.isfinite(last) else None,
                 now=now,
             )
 

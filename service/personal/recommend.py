@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from index.profile import personal_share
-from service.engine import Engine
-from service.personal.config import PersonalConfig
-from service.personal.profiles import ProfileService, ProfileView
-from service.ranking.types import Candidates
+from aisle.index.profile import personal_share
+from aisle.service.engine import Engine
+from aisle.service.personal.config import PersonalConfig
+from aisle.service.personal.profiles import ProfileService, ProfileView
+from aisle.service.ranking.types import Candidates
 
 SOURCES = ("profile", "popular", "bought_together")
 #: Strongest profile items used as co-occurrence seeds.
@@ -120,8 +120,13 @@ def _catalogue_candidates(engine: Engine, n: int) -> Candidates:
     rows = order.astype(np.int64)
     relevance = 1.0 - np.arange(len(rows)) / max(len(rows), 1)
     vectors = np.asarray(engine.index.text.vectors[rows], dtype=np.float32)
-    return Candidates(rows=rows, relevance=relevance, parts={"catalogue": relevance.copy()},
-                      sources=np.full(len(rows), "catalogue", dtype=object), vectors=vectors)
+    return Candidates(
+        rows=rows,
+        relevance=relevance,
+        parts={"catalogue": relevance.copy()},
+        sources=np.full(len(rows), "catalogue", dtype=object),
+        vectors=vectors,
+    )
 
 
 def _lookup(rows: np.ndarray, scores: np.ndarray, wanted: np.ndarray) -> np.ndarray:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from service.events.identity import IdHasher, load_or_create_secret
-from service.events.store import EVENTS_FILE, EventStore
-from service.holder import IndexHolder
-from service.personal.config import PersonalConfig
-from service.personal.profiles import ProfileService
-from service.settings import ServiceSettings
+from aisle.service.events.identity import IdHasher, load_or_create_secret
+from aisle.service.events.store import EVENTS_FILE, EventStore
+from aisle.service.holder import IndexHolder
+from aisle.service.personal.config import PersonalConfig
+from aisle.service.personal.profiles import ProfileService
+from aisle.service.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from index.profile import DecayConfig, ProfileAccumulator, exp2
+from aisle.index.profile import DecayConfig, ProfileAccumulator, exp2
 
 
 def log2_add(a: float, b: float) -> float:
@@ -40,7 +40,8 @@ class ItemStat:
 
     def merged(self, other: ItemStat) -> ItemStat:
         return ItemStat(
-            log2_add(self.log2_weight, other.log2_weight), max(self.last_ts, other.last_ts),
+            log2_add(self.log2_weight, other.log2_weight),
+            max(self.last_ts, other.last_ts),
             self.count + other.count,
         )
 

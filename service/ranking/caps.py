@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from index.items import ItemTable
-from service.ranking.rules import Cap
+from aisle.index.items import ItemTable
+from aisle.service.ranking.rules import Cap
 
 
 @dataclass
@@ -38,7 +38,7 @@ class _CapState:
         return group is not None and self.counts.get(group, 0) >= self.cap.max
 
     def count(self, index: int) -> bool:
-        """Counts candidate ``index``; True when that fills its group (``blocked`` changed)."""
+        """Counts candidate ``aisle.index``; True when that fills its group (``blocked`` changed)."""
         group = self.group(index)
         if group is None:
             return False
@@ -111,11 +111,11 @@ class CapTracker:
         return self._cached
 
     def allows(self, index: int, position: int) -> bool:
-        """Whether candidate ``index`` may go at ``position``."""
+        """Whether candidate ``aisle.index`` may go at ``position``."""
         return not any(state.counts_at(position) and state.full(index) for state in self._states)
 
     def add(self, index: int, position: int) -> None:
-        """Records candidate ``index`` placed at ``position``."""
+        """Records candidate ``aisle.index`` placed at ``position``."""
         for state in self._states:
             if state.counts_at(position) and state.count(index):
                 self._changes += 1
@@ -135,7 +135,7 @@ class CapTracker:
         return True
 
     def remove(self, index: int, position: int) -> None:
-        """Forgets candidate ``index`` recorded at ``position`` (a pin that could not be placed)."""
+        """Forgets candidate ``aisle.index`` recorded at ``position`` (a pin that could not be placed)."""
         self._changes += 1
         for state in self._states:
             if state.counts_at(position):
@@ -146,7 +146,6 @@ class CapTracker:
         if best == choice:
             return []
         names = [
-            f"cap:{state.cap.field}" for state in self._states
-            if state.counts_at(position) and state.blocked[best]
+            f"cap:{state.cap.field}" for state in self._states if state.counts_at(position) and state.blocked[best]
         ]
         return list(dict.fromkeys(names))

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from service.ranking.hybrid import FusionParams
-from service.ranking.rules import RuleBook, load_rule_book
+from aisle.service.ranking.hybrid import FusionParams
+from aisle.service.ranking.rules import RuleBook, load_rule_book
 
 if TYPE_CHECKING:
-    from service.settings import ServiceSettings
+    from aisle.service.settings import ServiceSettings
 
 
 @dataclass(frozen=True)

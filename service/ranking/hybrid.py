@@ -10,7 +10,7 @@ the fusion never has to guess a missing score:
 * ``rrf``: reciprocal rank fusion, ``dense_weight/(rrf_k + dense rank) + lexical_weight/(rrf_k
   + lexical rank)`` (0 for a list the candidate is not in).
 
-Defaults (``weighted``, 0.6 dense / 0.4 lexical, the same in ``service.settings``) are the
+Defaults (``weighted``, 0.6 dense / 0.4 lexical, the same in ``aisle.service.settings``) are the
 best MRR@10 on half of the Amazon-Google dev queries (even positions by query id) with the
 bundled MiniLM; weights from 0.3 to 0.6 score within 0.002 there, and RRF slightly lower.
 Results on the other half and on all queries: ``benchmarks/results/search_ag.json``.
@@ -30,10 +30,10 @@ from typing import Literal
 
 import numpy as np
 
-from index.loaded import LoadedIndex
-from index.profile import personal_share
-from index.selection import RowSelection
-from service.ranking.types import Candidates, UserContext
+from aisle.index.loaded import LoadedIndex
+from aisle.index.profile import personal_share
+from aisle.index.selection import RowSelection
+from aisle.service.ranking.types import Candidates, UserContext
 
 Retrieval = Literal["hybrid", "dense", "lexical"]
 RETRIEVALS: tuple[str, ...] = ("hybrid", "dense", "lexical")

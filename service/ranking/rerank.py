@@ -6,11 +6,11 @@
    (``in_stock_only``), ``exclude_ids`` and, with ``exclude_purchased``, the user's recent
    purchases are removed. Nothing removed here is ever shown, pins included: a pinned item that
    is out of stock stays hidden (pin it again with ``in_stock_only: false`` to override).
-2. **Soft scores**: ``base = relevance + boosts − penalties`` (``service.ranking.scoring``).
+2. **Soft scores**: ``base = relevance + boosts − penalties`` (``aisle.service.ranking.scoring``).
 3. **Pins** (hard): each applicable pin (``RuleSet.pins_for``) whose item is an eligible
    candidate takes its position, in position order, first rule first; a pin that would break a
    cap given the pins already placed is dropped. The service adds pinned items to the
-   candidates (``service.ranking.hybrid``), so a pin works even when retrieval missed its item.
+   candidates (``aisle.service.ranking.hybrid``), so a pin works even when retrieval missed its item.
 4. **Greedy fill**, position by position: a pinned slot gets its pin; an exploration slot gets a
    seeded random pick among the ``exploration.pool`` best candidates outside the user's
    affinities (if any fits); any other slot gets the candidate maximising the MMR score
@@ -40,11 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from index.items import ItemTable
-from service.ranking.caps import CapTracker
-from service.ranking.rules import RuleSet
-from service.ranking.scoring import SoftScores, affinity_mask, eligible_mask, soft_scores
-from service.ranking.types import Candidates, Hit, UserContext
+from aisle.index.items import ItemTable
+from aisle.service.ranking.caps import CapTracker
+from aisle.service.ranking.rules import RuleSet
+from aisle.service.ranking.scoring import SoftScores, affinity_mask, eligible_mask, soft_scores
+from aisle.service.ranking.types import Candidates, Hit, UserContext
 
 RELEVANCE_PARTS = ("semantic", "lexical", "personal")
 
@@ -149,9 +149,16 @@ def rerank(
 class _State:
     """The eligible candidates, sorted by base score (descending, then row), and their parts."""
 
-    def __init__(self, rows: np.ndarray, relevance: np.ndarray, parts: dict[str, np.ndarray],
-                 soft: SoftScores, vectors: np.ndarray | None, vector_index: np.ndarray | None,
-                 sources: np.ndarray | None) -> None:
+    def __init__(
+        self,
+        rows: np.ndarray,
+        relevance: np.ndarray,
+        parts: dict[str, np.ndarray],
+        soft: SoftScores,
+        vectors: np.ndarray | None,
+        vector_index: np.ndarray | None,
+        sources: np.ndarray | None,
+    ) -> None:
         self.rows = rows
         self.relevance = relevance
         self.parts = parts
@@ -182,7 +189,10 @@ class _State:
 
 
 def _prepare(
-    candidates: Candidates, items: ItemTable, ctx: UserContext, rules: RuleSet,
+    candidates: Candidates,
+    items: ItemTable,
+    ctx: UserContext,
+    rules: RuleSet,
     item_vectors: np.ndarray | None,
 ) -> _State | None:
     rows = np.asarray(candidates.rows, dtype=np.int64)
@@ -215,8 +225,13 @@ def _prepare(
 
 
 def _place_pins(
-    rules: RuleSet, items: ItemTable, state: _State, caps: CapTracker, k: int,
-    query: str | None, category: str | None,
+    rules: RuleSet,
+    items: ItemTable,
+    state: _State,
+    caps: CapTracker,
+    k: int,
+    query: str | None,
+    category: str | None,
 ) -> dict[int, int]:
     """Position → candidate index of every pin honoured (see step 3 of the module docstring)."""
     pin_at: dict[int, int] = {}
@@ -235,9 +250,7 @@ def _place_pins(
     return pin_at
 
 
-def _pull_pin_forward(
-    pending: list[tuple[int, int]], caps: CapTracker, position: int
-) -> tuple[int | None, list[int]]:
+def _pull_pin_forward(pending: list[tuple[int, int]], caps: CapTracker, position: int) -> tuple[int | None, list[int]]:
     """The next pin that fits ``position`` (nothing else does), and the pins skipped for it."""
     dropped: list[int] = []
     while pending:
@@ -285,8 +298,7 @@ def _hits(state: _State, picks: list[tuple[int, float, list[str]]], explain: boo
         return [Hit(row, final) for row, final in zip(rows, finals)]
     count = len(chosen)
     parts = {
-        name: state.parts[name][chosen].tolist() if name in state.parts else [0.0] * count
-        for name in RELEVANCE_PARTS
+        name: state.parts[name][chosen].tolist() if name in state.parts else [0.0] * count for name in RELEVANCE_PARTS
     }
     relevance = state.relevance[chosen].tolist()
     boosts = state.soft.boosts[chosen].tolist()
@@ -302,16 +314,18 @@ def _hits(state: _State, picks: list[tuple[int, float, list[str]]], explain: boo
         rules = picks[n][2] + [name for name, flags in applied.items() if flags[n]]
         if diversity[n] > 0:
             rules.append("diversity")
-        details.update({
-            "relevance": round(relevance[n], 6),
-            "boosts": round(boosts[n], 6),
-            "penalties": round(penalties[n], 6),
-            "diversity": round(float(diversity[n]), 6),
-            "final": round(final, 6),
-            "relevance_rank": ranks[n],
-            "position": n + 1,
-            "rules": rules,
-        })
+        details.update(
+            {
+                "relevance": round(relevance[n], 6),
+                "boosts": round(boosts[n], 6),
+                "penalties": round(penalties[n], 6),
+                "diversity": round(float(diversity[n]), 6),
+                "final": round(final, 6),
+                "relevance_rank": ranks[n],
+                "position": n + 1,
+                "rules": rules,
+            }
+        )
         if state.sources is not None:
             details["retrieved_by"] = str(state.sources[int(chosen[n])])
         hits.append(Hit(row, final, details))

@@ -1,7 +1,7 @@
 """Business rules of the reranker: a rules file, per-surface sections and per-request overrides.
 
 A rule set has hard rules, which every ranked list satisfies, and soft rules, which only move
-scores (see ``service.ranking.rerank`` for exactly how each one acts):
+scores (see ``aisle.service.ranking.rerank`` for exactly how each one acts):
 
 * hard: ``in_stock_only``, ``exclude_purchased`` (the user's purchases within the window the
   personalization computes ``UserContext.purchased_recently`` with), ``exclude_ids``,
@@ -191,10 +191,7 @@ class RuleBook:
         rules_file = rules_file or RulesFile()
         top = rules_file.model_copy(update={"surfaces": {}})
         self.surfaces: dict[str, RuleSet] = {
-            surface: RuleSet()
-            .merged(DEFAULT_SURFACES[surface])
-            .merged(top)
-            .merged(rules_file.surfaces.get(surface))  # type: ignore[arg-type]
+            surface: RuleSet().merged(DEFAULT_SURFACES[surface]).merged(top).merged(rules_file.surfaces.get(surface))  # type: ignore[arg-type]
             for surface in SURFACES
         }
 

@@ -1,7 +1,7 @@
 """The vectorised parts of reranking: which candidates may be shown, and the soft-rule scores.
 
 Everything here works on the candidates' arrays at once (NumPy), so that reranking a few
-hundred candidates costs microseconds; ``service.ranking.rerank`` only loops over the k picks.
+hundred candidates costs microseconds; ``aisle.service.ranking.rerank`` only loops over the k picks.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index.items import ItemTable
-from service.ranking.rules import RuleSet
-from service.ranking.types import UserContext
+from aisle.index.items import ItemTable
+from aisle.service.ranking.rules import RuleSet
+from aisle.service.ranking.types import UserContext
 
 
 def eligible_mask(rows: np.ndarray, items: ItemTable, ctx: UserContext, rules: RuleSet) -> np.ndarray:

@@ -8,10 +8,10 @@ import logging
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from index.manifest import IndexValidationError
-from index.versions import VersionError
-from service.deps import WRITE_GUARD
-from service.errors import ApiError, ErrorResponse
+from aisle.index.manifest import IndexValidationError
+from aisle.index.versions import VersionError
+from aisle.service.deps import WRITE_GUARD
+from aisle.service.errors import ApiError, ErrorResponse
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,9 @@ async def reload_index(request: Request) -> ReloadResponse:
     except IndexValidationError as exc:
         raise ApiError(409, f"new index version refused, still serving {previous}: {exc}", "invalid_index") from None
     return ReloadResponse(
-        request_id=request.state.request_id, swapped=swapped, index_version=version,
-        previous_version=previous, items=len(holder.engine.index),
+        request_id=request.state.request_id,
+        swapped=swapped,
+        index_version=version,
+        previous_version=previous,
+        items=len(holder.engine.index),
     )

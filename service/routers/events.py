@@ -6,12 +6,12 @@ import time
 
 from fastapi import APIRouter, Request
 
-from service.deps import WRITE_GUARD, SettingsDep, check_batch_size
-from service.errors import ApiError
-from service.events.schemas import EventsRequest, EventsResponse
-from service.events.store import EventStoreUnavailable, StoredEvent
-from service.metrics import record_events
-from service.personal.deps import PersonalizationDep
+from aisle.service.deps import WRITE_GUARD, SettingsDep, check_batch_size
+from aisle.service.errors import ApiError
+from aisle.service.events.schemas import EventsRequest, EventsResponse
+from aisle.service.events.store import EventStoreUnavailable, StoredEvent
+from aisle.service.metrics import record_events
+from aisle.service.personal.deps import PersonalizationDep
 
 router = APIRouter(tags=["events"])
 #: Seconds a client should wait before retrying after a failed commit (disk full, I/O error).
@@ -37,20 +37,26 @@ def post_events(request: Request, body: EventsRequest, settings: SettingsDep, pe
     for event in body.events:
         if event.item_id not in known:
             unknown[event.item_id] = None
-        stored.append(StoredEvent(
-            event_key=hasher.event(event.event_id),
-            user_key=hasher.user(event.user_id) if event.user_id else None,
-            session_key=hasher.session(event.session_id) if event.session_id else None,
-            item_id=event.item_id,
-            type=event.type,
-            timestamp=event.seconds(arrival),
-            received=arrival,
-        ))
+        stored.append(
+            StoredEvent(
+                event_key=hasher.event(event.event_id),
+                user_key=hasher.user(event.user_id) if event.user_id else None,
+                session_key=hasher.session(event.session_id) if event.session_id else None,
+                item_id=event.item_id,
+                type=event.type,
+                timestamp=event.seconds(arrival),
+                received=arrival,
+            )
+        )
     try:
         result = personal.store.append(stored)
     except EventStoreUnavailable as exc:
-        raise ApiError(503, f"{exc}; nothing of this batch was stored, retry it later",
-                       "storage_unavailable", headers={"Retry-After": RETRY_AFTER_S}) from None
+        raise ApiError(
+            503,
+            f"{exc}; nothing of this batch was stored, retry it later",
+            "storage_unavailable",
+            headers={"Retry-After": RETRY_AFTER_S},
+        ) from None
     record_events(request, len(result.accepted), result.duplicates)
     return {
         "accepted": len(result.accepted),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from pydantic import Field
 
-from service.schemas import HealthResponse
+from aisle.service.schemas import HealthResponse
 
 router = APIRouter(tags=["health"])
 
@@ -34,8 +34,14 @@ async def health(request: Request, response: Response) -> HealthStatus:
     refused = refusal.path.name if refusal is not None else None
     if not holder.loaded:
         response.status_code = 503
-        return HealthStatus(status="loading", index_version=None, items=0,
-                            request_id=request.state.request_id, refused_version=refused)
+        return HealthStatus(
+            status="loading", index_version=None, items=0, request_id=request.state.request_id, refused_version=refused
+        )
     engine = holder.engine
-    return HealthStatus(status="ok", index_version=engine.version, items=len(engine.index),
-                        request_id=request.state.request_id, refused_version=refused)
+    return HealthStatus(
+        status="ok",
+        index_version=engine.version,
+        items=len(engine.index),
+        request_id=request.state.request_id,
+        refused_version=refused,
+    )

@@ -7,13 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from service.deps import EngineDep, SettingsDep, check_k
-from service.engine import RulesConflict
-from service.errors import ApiError
-from service.personal.deps import context_for
-from service.routers.responses import ranked_response
-from service.routers.search import RankingDep
-from service.schemas import RankedResponse
+from aisle.service.deps import EngineDep, SettingsDep, check_k
+from aisle.service.engine import RulesConflict
+from aisle.service.errors import ApiError
+from aisle.service.personal.deps import context_for
+from aisle.service.routers.responses import ranked_response
+from aisle.service.routers.search import RankingDep
+from aisle.service.schemas import RankedResponse
 
 router = APIRouter(tags=["items"])
 
@@ -40,8 +40,12 @@ def similar(
         raise ApiError(404, f"unknown item id '{item_id}' in index version {engine.version}")
     try:
         hits = engine.similar(
-            item_id, k, explain=explain, ctx=context_for(request, user_id, session_id, engine),
-            rules=ranking.rule_book.for_surface("similar"), request_id=request.state.request_id,
+            item_id,
+            k,
+            explain=explain,
+            ctx=context_for(request, user_id, session_id, engine),
+            rules=ranking.rule_book.for_surface("similar"),
+            request_id=request.state.request_id,
         )
     except RulesConflict as exc:
         raise ApiError(422, str(exc)) from None

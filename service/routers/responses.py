@@ -8,13 +8,13 @@ from collections.abc import Sequence
 import pydantic_core
 from fastapi import Request, Response
 
-from service.engine import Engine, Hit
+from aisle.service.engine import Engine, Hit
 
 
 def ranked_body(
     engine: Engine, hits: list[Hit], request_id: str, took_ms: float, sources: Sequence[str] | None = None
 ) -> bytes:
-    """The JSON body of a ranked response (``service.schemas.RankedResponse``).
+    """The JSON body of a ranked response (``aisle.service.schemas.RankedResponse``).
 
     Serialized straight from the result dicts: they are built here with the model's fields and
     types and hold no ``None`` (``Engine.result`` leaves blank fields out), so validating them
@@ -24,9 +24,14 @@ def ranked_body(
     results = [engine.result(hit) for hit in hits]
     for result, source in zip(results, sources or ()):
         result["source"] = source
-    return pydantic_core.to_json({
-        "request_id": request_id, "index_version": engine.version, "took_ms": took_ms, "results": results,
-    })
+    return pydantic_core.to_json(
+        {
+            "request_id": request_id,
+            "index_version": engine.version,
+            "took_ms": took_ms,
+            "results": results,
+        }
+    )
 
 
 def ranked_response(

@@ -7,14 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from index.filters import Filters
-from service.deps import EngineDep, SettingsDep, check_k, check_query
-from service.engine import Engine, RulesConflict
-from service.errors import ApiError
-from service.personal.deps import context_for
-from service.ranking.config import RankingConfig
-from service.routers.responses import ranked_response
-from service.schemas import RankedResponse, SearchFilters, SearchRequest
+from aisle.index.filters import Filters
+from aisle.service.deps import EngineDep, SettingsDep, check_k, check_query
+from aisle.service.engine import Engine, RulesConflict
+from aisle.service.errors import ApiError
+from aisle.service.personal.deps import context_for
+from aisle.service.ranking.config import RankingConfig
+from aisle.service.routers.responses import ranked_response
+from aisle.service.schemas import RankedResponse, SearchFilters, SearchRequest
 
 router = APIRouter(tags=["search"])
 
@@ -47,9 +47,15 @@ def run_search(
     rules = ranking.rule_book.for_surface("search", body.rules)
     try:
         hits = engine.search(
-            body.query, body.k, filters=to_filters(body.filters), exclude_ids=body.exclude_ids,
-            explain=body.explain, ctx=context_for(request, body.user_id, body.session_id, engine),
-            rules=rules, fusion=ranking.fusion, retrieval=body.retrieval,
+            body.query,
+            body.k,
+            filters=to_filters(body.filters),
+            exclude_ids=body.exclude_ids,
+            explain=body.explain,
+            ctx=context_for(request, body.user_id, body.session_id, engine),
+            rules=rules,
+            fusion=ranking.fusion,
+            retrieval=body.retrieval,
             request_id=request.state.request_id,
         )
     except RulesConflict as exc:

@@ -7,17 +7,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from service.deps import EngineDep, SettingsDep, check_k
-from service.engine import Engine
-from service.personal.context import describe_profile, user_context
-from service.personal.deps import PersonalizationDep
-from service.personal.profiles import ProfileView
-from service.personal.recommend import recommendation_candidates
-from service.personal.runtime import Personalization
-from service.ranking.rerank import rerank
-from service.ranking.rules import RuleSet, RulesOverride
-from service.routers.responses import ranked_response
-from service.schemas import RankedResponse
+from aisle.service.deps import EngineDep, SettingsDep, check_k
+from aisle.service.engine import Engine
+from aisle.service.personal.context import describe_profile, user_context
+from aisle.service.personal.deps import PersonalizationDep
+from aisle.service.personal.profiles import ProfileView
+from aisle.service.personal.recommend import recommendation_candidates
+from aisle.service.personal.runtime import Personalization
+from aisle.service.ranking.rerank import rerank
+from aisle.service.ranking.rules import RuleSet, RulesOverride
+from aisle.service.routers.responses import ranked_response
+from aisle.service.schemas import RankedResponse
 
 router = APIRouter(tags=["users"])
 UserId = Annotated[
@@ -65,10 +65,21 @@ def recommendations(
     row_of = engine.index.items.row_of
     excluded = [row_of[item] for item in rules.exclude_ids if item in row_of]
     candidates = recommendation_candidates(
-        engine, personal.profiles, view, personal.config, n=settings.candidates, exclude_rows=excluded,
+        engine,
+        personal.profiles,
+        view,
+        personal.config,
+        n=settings.candidates,
+        exclude_rows=excluded,
     )
     hits = rerank(
-        candidates, engine.index.items, ctx, rules, k, request_id=request.state.request_id, explain=explain,
+        candidates,
+        engine.index.items,
+        ctx,
+        rules,
+        k,
+        request_id=request.state.request_id,
+        explain=explain,
     )
     sources = candidates.sources if candidates.sources is not None else []
     source_of = dict(zip(candidates.rows.tolist(), (str(source) for source in sources)))

@@ -76,8 +76,17 @@ def test_steal_fraction_is_the_stolen_share_of_all_cpu_time() -> None:
 
 
 def test_exclusive_stages_add_up_to_the_total() -> None:
-    nested = {"encode": 0.004, "onnx": 0.003, "tokenize": 0.0005, "retrieve": 0.002, "ann": 0.001,
-              "bm25": 0.0005, "rerank": 0.001, "serialize": 0.0005, "filter": 0.0001}
+    nested = {
+        "encode": 0.004,
+        "onnx": 0.003,
+        "tokenize": 0.0005,
+        "retrieve": 0.002,
+        "ann": 0.001,
+        "bm25": 0.0005,
+        "rerank": 0.001,
+        "serialize": 0.0005,
+        "filter": 0.0001,
+    }
     stages = exclusive_stages(nested, total=0.010)
     assert stages["encode: other"] == pytest.approx(0.0005)
     assert stages["retrieve: fusion"] == pytest.approx(0.0005)
@@ -115,13 +124,34 @@ def test_peer_target_needs_speed_and_recall() -> None:
     def run(aisle_recall: float, peer_p50: float, peer_recall: float) -> bool | None:
         result = {
             "settings": {"size": 1_000_000},
-            "http": {"one_worker": {"scenarios": {"search": {"runs": [
-                {"mode": "closed", "concurrency": 1, "errors": 0, "latency_ms": {"p50": 3.0, "p99": 8.0}}]}}}},
-            "peers": {"results": [
-                {"system": "aisle-candidates", "recall_at_10": aisle_recall},
-                {"system": "chromadb", "encoding": "native", "latency_ms": {"p50": peer_p50},
-                 "recall_at_10": peer_recall},
-                {"system": "txtai", "encoding": "native", "latency_ms": {"p50": 50.0}, "recall_at_10": 0.99}]},
+            "http": {
+                "one_worker": {
+                    "scenarios": {
+                        "search": {
+                            "runs": [
+                                {
+                                    "mode": "closed",
+                                    "concurrency": 1,
+                                    "errors": 0,
+                                    "latency_ms": {"p50": 3.0, "p99": 8.0},
+                                }
+                            ]
+                        }
+                    }
+                }
+            },
+            "peers": {
+                "results": [
+                    {"system": "aisle-candidates", "recall_at_10": aisle_recall},
+                    {
+                        "system": "chromadb",
+                        "encoding": "native",
+                        "latency_ms": {"p50": peer_p50},
+                        "recall_at_10": peer_recall,
+                    },
+                    {"system": "txtai", "encoding": "native", "latency_ms": {"p50": 50.0}, "recall_at_10": 0.99},
+                ]
+            },
         }
         targets = evaluate_targets(result)
         assert targets[0]["met"] and targets[1]["met"]
@@ -138,7 +168,7 @@ def _real_encoder_or_skip() -> None:
     except MissingDataError as exc:
         pytest.skip(f"shared evaluation data absent: {exc}")
     try:
-        from embed import create_encoder, prepare_model  # noqa: F401
+        from aisle.embed import create_encoder, prepare_model  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"the ONNX encoder (embed.create_encoder) is not available: {exc}")
 
@@ -148,16 +178,46 @@ def test_tiny_run_writes_json_plots_and_summary(tmp_path: Path) -> None:
     _real_encoder_or_skip()
     from benchmarks.run import main
 
-    peers = [name for name, module in (("txtai", "txtai"), ("chromadb", "chromadb"), ("qdrant", "qdrant_client"))
-             if importlib.util.find_spec(module)]
+    peers = [
+        name
+        for name, module in (("txtai", "txtai"), ("chromadb", "chromadb"), ("qdrant", "qdrant_client"))
+        if importlib.util.find_spec(module)
+    ]
     out = tmp_path / "results"
-    code = main([
-        "--size", "2000", "--base-limit", "300", "--query-limit", "30", "--threads", "1",
-        "--out", str(out), "--work-dir", str(tmp_path / "work"), "--name", "latency-smoke",
-        "--concurrency", "1,2", "--rates", "20", "--requests-per-level", "25", "--seconds-per-level", "3",
-        "--warmup", "2", "--peers", ",".join(peers) or "qdrant", "--peer-encodings", "aisle-onnx-int8",
-        "--peer-seconds", "5",
-    ])
+    code = main(
+        [
+            "--size",
+            "2000",
+            "--base-limit",
+            "300",
+            "--query-limit",
+            "30",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--name",
+            "latency-smoke",
+            "--concurrency",
+            "1,2",
+            "--rates",
+            "20",
+            "--requests-per-level",
+            "25",
+            "--seconds-per-level",
+            "3",
+            "--warmup",
+            "2",
+            "--peers",
+            ",".join(peers) or "qdrant",
+            "--peer-encodings",
+            "aisle-onnx-int8",
+            "--peer-seconds",
+            "5",
+        ]
+    )
     assert code == 0
     result = json.loads((out / "latency-smoke.json").read_text())
     assert result["settings"]["size"] == 2000
@@ -196,7 +256,9 @@ def test_tiny_run_writes_json_plots_and_summary(tmp_path: Path) -> None:
     assert len(result["targets"]) == 5
     for plot in result["plots"]:
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert {"latency-smoke-concurrency.png", "latency-smoke-peers.png", "latency-smoke-stages.png"} <= set(result["plots"])
+    assert {"latency-smoke-concurrency.png", "latency-smoke-peers.png", "latency-smoke-stages.png"} <= set(
+        result["plots"]
+    )
     summary = (out / "SUMMARY.md").read_text()
     assert "latency-smoke.json" in summary and result["machine"]["cpu_model"] in summary
     assert "| POST /search | 1 concurrent |" in summary
@@ -227,8 +289,15 @@ def test_a_level_disturbed_by_host_steal_is_run_again(
     from benchmarks import http_bench
 
     remaining = list(steals)
-    monkeypatch.setattr(http_bench, "run_loadgen", lambda *args, **kwargs: {
-        "host_steal_fraction": remaining.pop(0), "throughput_rps": 1.0, "latency_ms": {"p50": 1.0}})
+    monkeypatch.setattr(
+        http_bench,
+        "run_loadgen",
+        lambda *args, **kwargs: {
+            "host_steal_fraction": remaining.pop(0),
+            "throughput_rps": 1.0,
+            "latency_ms": {"p50": 1.0},
+        },
+    )
     levels = http_bench.LoadLevels(max_steal=0.05, steal_retries=2)
     result = http_bench.run_level(None, Path("plan"), mode="closed", level=1, levels=levels, cycle=cycle, cpus=None)  # type: ignore[arg-type]
     assert result["host_steal_fraction"] == chosen and not remaining

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from embed import EncoderConfig
-from embed.config import ImageEncoderConfig
+from aisle.embed import EncoderConfig
+from aisle.embed.config import ImageEncoderConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ def shared_data_dir() -> Path:
 def require_export_stack() -> None:
     """Skips the calling test when torch / sentence-transformers / transformers are missing."""
     for module in ("torch", "transformers", "sentence_transformers", "onnx"):
-        pytest.importorskip(module, reason=f"{module} is needed to export models (pip install 'aisle[export]')")
+        pytest.importorskip(module, reason=f"{module} is needed to export models (pip install 'aisle-search[export]')")
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +76,7 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def bundled_exports(model_cache: Path) -> dict[str, EncoderConfig]:
     """Configs of the bundled model whose fp32 and int8 exports exist in ``model_cache``."""
-    from embed import prepare_model
+    from aisle.embed import prepare_model
 
     configs = {backend: EncoderConfig(backend=backend, cache_dir=model_cache) for backend in ("onnx-fp32", "onnx-int8")}
     if not all(_cached(config) for config in configs.values()):
@@ -87,9 +87,9 @@ def bundled_exports(model_cache: Path) -> dict[str, EncoderConfig]:
 
 
 def _cached(config: EncoderConfig) -> bool:
-    from embed.artifacts import read_manifest_if_current
-    from embed.bundled import resolve_model_dir
-    from embed.cache import content_hash, export_dir
+    from aisle.embed.artifacts import read_manifest_if_current
+    from aisle.embed.bundled import resolve_model_dir
+    from aisle.embed.cache import content_hash, export_dir
 
     source = resolve_model_dir(config.model)
     return read_manifest_if_current(export_dir(config.cache_dir, content_hash(source), config.backend)) is not None

@@ -10,9 +10,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from embed.attention import ATTENTION_OPSET, runs_on_cpu, split_fused_attention
+from aisle.embed.attention import ATTENTION_OPSET, runs_on_cpu, split_fused_attention
 
-onnx = pytest.importorskip("onnx", reason="the export extra (aisle[export]) is not installed")
+onnx = pytest.importorskip("onnx", reason="the export extra (aisle-search[export]) is not installed")
 helper, numpy_helper, TensorProto = onnx.helper, onnx.numpy_helper, onnx.TensorProto
 
 HIDDEN, HEADS = 8, 2
@@ -25,16 +25,23 @@ def _fused_attention_model(rng: np.random.Generator, *, mask_input: str = "atten
     nodes = [
         helper.make_node("Cast", [mask_input], ["mask32"], to=TensorProto.INT32),
         helper.make_node("ReduceSum", ["mask32", "axis1"], ["lengths"], keepdims=0),
-        helper.make_node("Attention", ["x", "w", "b", "lengths"], ["y"], domain="com.microsoft",
-                         num_heads=HEADS, **attributes),
+        helper.make_node(
+            "Attention", ["x", "w", "b", "lengths"], ["y"], domain="com.microsoft", num_heads=HEADS, **attributes
+        ),
     ]
     graph = helper.make_graph(
-        nodes, "fused",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", HIDDEN]),
-         helper.make_tensor_value_info(mask_input, TensorProto.INT64, ["batch", "seq"])],
+        nodes,
+        "fused",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", HIDDEN]),
+            helper.make_tensor_value_info(mask_input, TensorProto.INT64, ["batch", "seq"]),
+        ],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", HIDDEN])],
-        [numpy_helper.from_array(weights, "w"), numpy_helper.from_array(bias, "b"),
-         numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1")],
+        [
+            numpy_helper.from_array(weights, "w"),
+            numpy_helper.from_array(bias, "b"),
+            numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
+        ],
     )
     opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
     # IR 8, what torch's exporter writes for opset 17 (onnx's newest may be beyond onnxruntime's).
@@ -89,8 +96,9 @@ def test_split_graph_matches_the_fused_kernel_and_numpy() -> None:
     ids=["causal", "no-attention_mask-input", "no-padding-mask"],
 )
 def test_blocks_outside_the_known_case_stay_fused(attributes: dict[str, int], mask_input: str | None) -> None:
-    model, _, _ = _fused_attention_model(np.random.default_rng(1), mask_input=mask_input or "attention_mask",
-                                         **attributes)
+    model, _, _ = _fused_attention_model(
+        np.random.default_rng(1), mask_input=mask_input or "attention_mask", **attributes
+    )
     if mask_input is None:  # the fused block attends to padding too: not what the rewrite computes
         del model.graph.node[-1].input[3:]
     before = model.SerializeToString()
@@ -99,7 +107,7 @@ def test_blocks_outside_the_known_case_stay_fused(attributes: dict[str, int], ma
 
 
 def test_int8_quantisation_of_the_split_graph_keeps_onnx_attention(tmp_path) -> None:
-    from embed.quantize import quantize_int8
+    from aisle.embed.quantize import quantize_int8
 
     rng = np.random.default_rng(2)
     model, _, _ = _fused_attention_model(rng)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from embed.artifacts import EXPORT_RECIPE, ExportManifest, publish_export, read_manifest_if_current
-from embed.cache import content_hash, publish_dir, staging_dir, write_json_atomic
+from aisle.embed.artifacts import EXPORT_RECIPE, ExportManifest, publish_export, read_manifest_if_current
+from aisle.embed.cache import content_hash, publish_dir, staging_dir, write_json_atomic
 
 
 def _fake_model(directory: Path, weights: bytes = b"\x00\x01weights") -> Path:

@@ -10,8 +10,15 @@ from pathlib import Path
 
 import pytest
 
-import embed
-from embed import BUNDLED_MODEL, EncoderConfig, ImageEncoderConfig, create_encoder, create_image_encoder, prepare_model
+from aisle import embed
+from aisle.embed import (
+    BUNDLED_MODEL,
+    EncoderConfig,
+    ImageEncoderConfig,
+    create_encoder,
+    create_image_encoder,
+    prepare_model,
+)
 from tests.embed.conftest import REPO_ROOT
 
 
@@ -30,7 +37,7 @@ def test_unknown_image_backend_is_a_clear_value_error(tmp_path: Path) -> None:
 
 
 def test_no_image_model_returns_none_and_logs_one_line(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="embed"):
+    with caplog.at_level(logging.INFO, logger="aisle.embed"):
         assert create_image_encoder(ImageEncoderConfig(model=None)) is None
     messages = [record.getMessage() for record in caplog.records]
     assert messages == ["no image model configured: product images are ignored"]
@@ -53,7 +60,7 @@ def test_configs_are_frozen_and_hashable(tmp_path: Path) -> None:
 
 def test_import_embed_does_not_import_torch() -> None:
     code = (
-        "import sys, embed, embed.images, embed.image_encoder, embed.onnx_text, embed.export, embed.clip\n"
+        "import sys, aisle.embed, aisle.embed.images, aisle.embed.image_encoder, aisle.embed.onnx_text, aisle.embed.export, aisle.embed.clip\n"
         "heavy = sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from embed import ImageEncoderConfig, create_image_encoder, prepare_image_model
-from embed.artifacts import ExportManifest
-from embed.image_encoder import OnnxClipEncoder
-from embed.images import ImagePreprocessor
+from aisle.embed import ImageEncoderConfig, create_image_encoder, prepare_image_model
+from aisle.embed.artifacts import ExportManifest
+from aisle.embed.image_encoder import OnnxClipEncoder
+from aisle.embed.images import ImagePreprocessor
 
 
 def _reference_processor(model_dir: Path) -> Any:
@@ -130,7 +130,7 @@ def test_unreadable_images_are_skipped_not_fatal(
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(fashion_images[0].read_bytes()[:300])
     paths = [fashion_images[0], tmp_path / "missing.jpg", corrupt, truncated, tmp_path, fashion_images[1]]
-    with caplog.at_level(logging.WARNING, logger="embed"):
+    with caplog.at_level(logging.WARNING, logger="aisle.embed"):
         vectors, ok = encoder.encode_images(paths, batch_size=2)
     assert ok.tolist() == [True, False, False, False, False, True]
     assert np.all(vectors[~ok] == 0)

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import embed.export
-from embed import EncoderConfig, create_encoder, prepare_model
-from embed.artifacts import MANIFEST_NAME, TEXT_MODEL_FILE, ExportManifest
-from embed.onnx_text import OnnxTextEncoder
+from aisle.embed import EncoderConfig, create_encoder, prepare_model
+from aisle.embed import export as embed_export
+from aisle.embed.artifacts import MANIFEST_NAME, TEXT_MODEL_FILE, ExportManifest
+from aisle.embed.onnx_text import OnnxTextEncoder
 from tests.embed.conftest import require_export_stack
 from tests.embed.tiny_models import build_tiny_sentence_transformer
 
@@ -69,8 +69,8 @@ def test_second_call_is_a_cache_hit(tiny_config: EncoderConfig, monkeypatch: pyt
     def no_export(*args: object, **kwargs: object) -> None:
         raise AssertionError("cache hit expected, but the model was exported again")
 
-    monkeypatch.setattr(embed.export, "_export_fp32", no_export)
-    monkeypatch.setattr(embed.export, "_quantize_export", no_export)
+    monkeypatch.setattr(embed_export, "_export_fp32", no_export)
+    monkeypatch.setattr(embed_export, "_quantize_export", no_export)
     assert prepare_model(tiny_config) == first
     assert create_encoder(tiny_config).encode_queries(["red shirt"]).shape == (1, 32)
     for name, stat in before.items():

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embed.artifacts import cosine_rows
-from embed.quantize import quantize_int8
-from embed.runtime import make_session
+from aisle.embed.artifacts import cosine_rows
+from aisle.embed.quantize import quantize_int8
+from aisle.embed.runtime import make_session
 
-onnx = pytest.importorskip("onnx", reason="quantisation needs onnx (pip install 'aisle[export]')")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+onnx = pytest.importorskip("onnx", reason="quantisation needs onnx (pip install 'aisle-search[export]')")
+from onnx import TensorProto, helper, numpy_helper
 
 HIDDEN, INNER, OUTLIERS = 64, 256, (7, 100)
 

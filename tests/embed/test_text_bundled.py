@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from embed import EncoderConfig, create_encoder
-from embed.onnx_text import OnnxTextEncoder
+from aisle.embed import EncoderConfig, create_encoder
+from aisle.embed.onnx_text import OnnxTextEncoder
 from tests.embed.conftest import require_export_stack
 
 GOLDEN_TEXTS = ("wireless mouse", "Stainless steel 12-cup coffee maker", "Organic cotton T-shirt, navy, XL")
@@ -63,7 +63,7 @@ def test_slow_fused_kernels_stay_out_of_the_graph(
     import onnx
     import onnxruntime as ort
 
-    from embed.runtime import UNFUSED_PATTERNS
+    from aisle.embed.runtime import UNFUSED_PATTERNS
 
     model_path = (fp32 if backend == "onnx-fp32" else int8).model_dir / "model.onnx"
     options = ort.SessionOptions()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embed import EncoderConfig, ImageEncoderConfig, create_encoder, create_image_encoder, prepare_image_model
+from aisle.embed import EncoderConfig, ImageEncoderConfig, create_encoder, create_image_encoder, prepare_image_model
 from tests.embed.conftest import REPO_ROOT
 
 # Installed as sitecustomize.py: every interpreter started with it on sys.path behaves as if the
@@ -37,7 +37,7 @@ sys.meta_path.insert(0, _Blocker())
 _SERVE_TEXT = """
 import json, sys
 from pathlib import Path
-from embed import EncoderConfig, create_encoder
+from aisle.embed import EncoderConfig, create_encoder
 encoder = create_encoder(EncoderConfig(backend="onnx-int8", cache_dir=Path(sys.argv[1])))
 vectors = encoder.encode_queries(["wireless mouse"]).tolist() + encoder.encode_documents(["usb cable", "desk"]).tolist()
 heavy = [name for name in ("torch", "transformers", "sentence_transformers") if name in sys.modules]
@@ -47,7 +47,7 @@ print(json.dumps({"vectors": vectors, "heavy": heavy, "fingerprint": encoder.fin
 _SERVE_IMAGES = """
 import json, sys
 from pathlib import Path
-from embed import ImageEncoderConfig, create_image_encoder
+from aisle.embed import ImageEncoderConfig, create_image_encoder
 config = ImageEncoderConfig(model=sys.argv[1], backend="onnx-fp32", cache_dir=Path(sys.argv[2]))
 encoder = create_image_encoder(config)
 vectors, ok = encoder.encode_images([sys.argv[3]])
@@ -89,7 +89,7 @@ def test_cache_miss_without_torch_says_how_to_fix_it(tmp_path: Path) -> None:
     code += "create_encoder(EncoderConfig(backend='onnx-int8', cache_dir=Path(sys.argv[1])))"
     result = _run_without_torch(tmp_path, code, str(tmp_path / "empty-cache"))
     assert result.returncode != 0
-    assert "ImportError" in result.stderr and "aisle[export]" in result.stderr and "aisle build" in result.stderr
+    assert "ImportError" in result.stderr and "aisle-search[export]" in result.stderr and "aisle build" in result.stderr
 
 
 def test_clip_encoder_serves_without_torch(
@@ -105,7 +105,7 @@ def test_clip_encoder_serves_without_torch(
     np.testing.assert_allclose(payload["text"], encoder.encode_queries(["red shirt"]), atol=1e-6)
 
 
-@pytest.mark.parametrize("module", ["embed.onnx_text", "embed.image_encoder"])
+@pytest.mark.parametrize("module", ["aisle.embed.onnx_text", "aisle.embed.image_encoder"])
 def test_serving_modules_import_without_torch(module: str, tmp_path: Path) -> None:
     result = _run_without_torch(tmp_path, f"import {module}")
     assert result.returncode == 0, result.stderr

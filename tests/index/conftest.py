@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embed.base import Encoder, ForwardingEncoder, l2_normalize
-from index.build import BuildOptions, BuildReport, build_version
-from index.catalog import Catalog, Product
+from aisle.embed.base import Encoder, ForwardingEncoder, l2_normalize
+from aisle.index.build import BuildOptions, BuildReport, build_version
+from aisle.index.catalog import Catalog, Product
+from benchmarks import realdata
 from tests.fakes import HashingEncoder
-from tests.index import realdata
 
 
 class CountingEncoder(ForwardingEncoder):
@@ -70,9 +70,13 @@ def small_products(count: int = 40) -> list[Product]:
     categories = ["Home > Kitchen > Knives", "Home > Kitchen", "Home > Kitchenware", "Garden > Tools"]
     return [
         Product(
-            id=f"p{i}", title=f"product {i} {['knife', 'pan', 'bowl', 'rake'][i % 4]}",
-            description=f"item number {i}", brand=brands[i % 4], category=categories[i // 4 % 4],
-            price=None if i % 10 == 9 else float(i), in_stock=i % 3 != 0,
+            id=f"p{i}",
+            title=f"product {i} {['knife', 'pan', 'bowl', 'rake'][i % 4]}",
+            description=f"item number {i}",
+            brand=brands[i % 4],
+            category=categories[i // 4 % 4],
+            price=None if i % 10 == 9 else float(i),
+            in_stock=i % 3 != 0,
         )
         for i in range(count)
     ]
@@ -91,7 +95,10 @@ def hashing_encoder() -> HashingEncoder:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    return realdata.require_shared_data()
+    root = realdata.shared_data_dir()
+    if root is None:
+        pytest.skip("shared evaluation data not found (set AISLE_SHARED_DATA or put it at ../shared/data)")
+    return root
 
 
 @pytest.fixture(scope="session")
@@ -119,5 +126,6 @@ def real_queries(real_encoder, shared_data: Path) -> np.ndarray:
     """MiniLM vectors of the WANDS queries (encoded as queries), cached."""
     texts = realdata.load_wands_queries(shared_data)
     return realdata.encode_cached(real_encoder, texts, realdata.vector_cache_dir(), queries=True)
+
 
 REPO = realdata.REPO

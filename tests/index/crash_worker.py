@@ -9,15 +9,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from index.build import BuildOptions, build_version
-from index.catalog import Catalog, Product
+from aisle.index.build import BuildOptions, build_version
+from aisle.index.catalog import Catalog, Product
 from tests.index.conftest import TextSeedEncoder
 
 
 def main(root: str, count: int) -> None:
     products = [Product(id=f"item-{i}", title=f"product number {i}", price=float(i % 500)) for i in range(count)]
-    build_version(Catalog(products), Path(root), TextSeedEncoder(64),
-                  BuildOptions(index_type="hnsw", show_progress=False))
+    build_version(
+        Catalog(products), Path(root), TextSeedEncoder(64), BuildOptions(index_type="hnsw", show_progress=False)
+    )
 
 
 if __name__ == "__main__":

@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index import ann
-from index import ann_build
-from index.ann import AnnIndex, AnnParams, exact_search
-from index.ann_build import choose_index_type, estimate_memory_bytes
-from index.selection import RowSelection
+from aisle.index import ann, ann_build
+from aisle.index.ann import AnnIndex, AnnParams, exact_search
+from aisle.index.ann_build import choose_index_type, estimate_memory_bytes
+from aisle.index.selection import RowSelection
 
 
 def clustered(count: int, dim: int = 32, seed: int = 0) -> np.ndarray:
@@ -117,7 +116,11 @@ def test_save_and_load_round_trip(tmp_path: Path, index: AnnIndex, data) -> None
 
 def test_ivf_cells_follow_the_catalogue_size_and_are_recorded(data) -> None:
     vectors, _ = data
-    assert ann_build.ivf_lists_for(1_000_000) == 4000 and ann_build.ivf_lists_for(100) == 2 and ann_build.ivf_lists_for(10) == 1
+    assert (
+        ann_build.ivf_lists_for(1_000_000) == 4000
+        and ann_build.ivf_lists_for(100) == 2
+        and ann_build.ivf_lists_for(10) == 1
+    )
     params = ann_build.resolved_params(AnnParams(type="ivf"), len(vectors))
     assert params.ivf_lists == ann_build.ivf_lists_for(len(vectors))
     built = AnnIndex.build(vectors, params)

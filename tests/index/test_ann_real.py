@@ -13,11 +13,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from index import ann, ann_build
-from index.ann import INDEX_TYPES, AnnIndex, AnnParams
-from index.filters import Filters, select_rows
-from index.items import ItemTable, write_items
-from tests.index import realdata
+from aisle.index import ann, ann_build
+from aisle.index.ann import INDEX_TYPES, AnnIndex, AnnParams
+from aisle.index.filters import Filters, select_rows
+from aisle.index.items import ItemTable, write_items
+from benchmarks import realdata
 
 pytestmark = pytest.mark.slow
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.ann import AnnParams
-from index.build import BuildOptions, build_version
-from index.catalog import Catalog, Product
-from index.loaded import LoadedIndex
+from aisle.index.ann import AnnParams
+from aisle.index.build import BuildOptions, build_version
+from aisle.index.catalog import Catalog, Product
+from aisle.index.loaded import LoadedIndex
+from benchmarks import realdata
 from tests.fakes import HashingEncoder
-from tests.index import realdata
 from tests.index.conftest import CountingEncoder, TextSeedEncoder, build, small_products
 
 LINKED = ["index.text.faiss", "lexical", "vectors.text.npy"]
@@ -73,7 +73,8 @@ def test_added_removed_and_reordered_products(tmp_path: Path) -> None:
     loaded = LoadedIndex.load(report.path)
     assert loaded.items.ids == [p.id for p in changed]
     np.testing.assert_allclose(
-        loaded.text.vectors, encoder.inner.encode_documents([p.embedding_text() for p in changed]), atol=1e-6)
+        loaded.text.vectors, encoder.inner.encode_documents([p.embedding_text() for p in changed]), atol=1e-6
+    )
 
 
 def test_another_model_re_encodes_everything(tmp_path: Path) -> None:
@@ -86,7 +87,9 @@ def test_changed_index_parameters_rebuild_the_index_but_keep_the_vectors(tmp_pat
     first = build(tmp_path, small_products())
     report = build(tmp_path, small_products(), index_type="hnsw", ef_search=64)
     assert report.encoded == 0 and report.reused_files == ["lexical", "vectors.text.npy"]
-    assert report.index_type == "hnsw" and not same_inode(first.path / "index.text.faiss", report.path / "index.text.faiss")
+    assert report.index_type == "hnsw" and not same_inode(
+        first.path / "index.text.faiss", report.path / "index.text.faiss"
+    )
     assert LoadedIndex.load(report.path).text.ann.params.ef_search == 64
     # A serving-time override changes the beam without a rebuild, in Aisle's params and FAISS's.
     ann = LoadedIndex.load(report.path, ef_search=300, nprobe=3).text.ann
@@ -133,7 +136,7 @@ def test_bad_options_and_empty_catalogues_are_refused(tmp_path: Path) -> None:
 
 
 def test_large_catalogues_default_to_hnsw_and_a_memory_budget_to_sq8(tmp_path: Path, monkeypatch) -> None:
-    from index import ann_build
+    from aisle.index import ann_build
 
     monkeypatch.setattr(ann_build, "FLAT_MAX_ITEMS", 30)
     assert build(tmp_path / "a", small_products(40)).index_type == "hnsw"

@@ -10,19 +10,28 @@ from pathlib import Path
 
 import pytest
 
-from index.versions import VersionStore
+from aisle.index.versions import VersionStore
 from tests.index.conftest import REPO
 from tests.test_catalog import BAD_ROWS, write_csv
 
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     env = {
-        **os.environ, "AISLE_LOG_LEVEL": "ERROR", "HF_HUB_OFFLINE": "1",
+        **os.environ,
+        "AISLE_LOG_LEVEL": "ERROR",
+        "HF_HUB_OFFLINE": "1",
         "AISLE_CACHE_DIR": os.environ.get("AISLE_CACHE_DIR", str(REPO / ".cache" / "aisle")),
     }
     env.pop("AISLE_CONFIG", None)
-    return subprocess.run([sys.executable, "-m", "index.cli", *args], check=False, cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "aisle", *args],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def assert_clean_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -35,7 +44,7 @@ def assert_clean_error(result: subprocess.CompletedProcess[str], *fragments: str
 @pytest.fixture
 def cli(capsys, monkeypatch):
     """Runs ``aisle`` in this process (same code as the script, without interpreter start-up)."""
-    from index.cli import main
+    from aisle.cli import main
 
     # --config sets AISLE_CONFIG in this process; recording it first makes the teardown undo that.
     monkeypatch.setenv("AISLE_CONFIG", "")
@@ -56,8 +65,11 @@ def test_bad_catalogue_prints_one_line_per_bad_row(tmp_path: Path) -> None:
     catalogue = write_csv(tmp_path / "bad.csv", BAD_ROWS)
     result = run_cli("build", "--catalog", str(catalogue), "--out", str(tmp_path / "index"))
     assert_clean_error(
-        result, "aisle build: error: catalogue", "3 bad row(s); fix them or pass --skip-bad-rows",
-        "row 2 (line 3), field 'id': duplicate id 'a'", "row 3 (line 4), field 'title': missing title",
+        result,
+        "aisle build: error: catalogue",
+        "3 bad row(s); fix them or pass --skip-bad-rows",
+        "row 2 (line 3), field 'id': duplicate id 'a'",
+        "row 3 (line 4), field 'title': missing title",
         "row 4 (line 5), field 'price': not a number: 'abc'",
     )
     assert not (tmp_path / "index" / "versions").exists()
@@ -65,30 +77,34 @@ def test_bad_catalogue_prints_one_line_per_bad_row(tmp_path: Path) -> None:
 
 def test_missing_catalogue_bad_map_and_bad_options(tmp_path: Path, cli) -> None:
     out = str(tmp_path / "index")
-    assert_clean_error(cli("build", "--catalog", str(tmp_path / "nope.csv"), "--out", out),
-                       "catalogue file not found")
+    assert_clean_error(cli("build", "--catalog", str(tmp_path / "nope.csv"), "--out", out), "catalogue file not found")
     catalogue = str(write_csv(tmp_path / "c.csv", BAD_ROWS[:1]))
-    assert_clean_error(cli("build", "--catalog", catalogue, "--out", out, "--map", "titel=name"),
-                       "cannot map a column to 'titel'")
-    assert_clean_error(cli("build", "--catalog", catalogue, "--out", out, "--keep", "0"),
-                       "--keep: must be at least 1")
-    assert_clean_error(cli("build", "--catalog", catalogue, "--out", out, "--index-type", "ivf-sq4"),
-                       "invalid choice: 'ivf-sq4'")
+    assert_clean_error(
+        cli("build", "--catalog", catalogue, "--out", out, "--map", "titel=name"), "cannot map a column to 'titel'"
+    )
+    assert_clean_error(cli("build", "--catalog", catalogue, "--out", out, "--keep", "0"), "--keep: must be at least 1")
+    assert_clean_error(
+        cli("build", "--catalog", catalogue, "--out", out, "--index-type", "ivf-sq4"), "invalid choice: 'ivf-sq4'"
+    )
 
 
 def test_invalid_config_is_reported_not_raised(tmp_path: Path, cli) -> None:
     catalogue = str(write_csv(tmp_path / "c.csv", BAD_ROWS[:1]))
     out = str(tmp_path / "index")
-    assert_clean_error(cli("build", "--catalog", catalogue, "--out", out, "--config", str(tmp_path / "none.yaml")),
-                       "config file not found")
+    assert_clean_error(
+        cli("build", "--catalog", catalogue, "--out", out, "--config", str(tmp_path / "none.yaml")),
+        "config file not found",
+    )
     bad_value = tmp_path / "bad.yaml"
     bad_value.write_text("threads: 0\n")
-    assert_clean_error(cli("build", "--catalog", catalogue, "--out", out, "--config", str(bad_value)),
-                       "invalid settings", "threads")
+    assert_clean_error(
+        cli("build", "--catalog", catalogue, "--out", out, "--config", str(bad_value)), "invalid settings", "threads"
+    )
     bad_yaml = tmp_path / "broken.yaml"
     bad_yaml.write_text("columns: [unclosed\n")
-    assert_clean_error(cli("build", "--catalog", catalogue, "--out", out, "--config", str(bad_yaml)),
-                       "invalid config file")
+    assert_clean_error(
+        cli("build", "--catalog", catalogue, "--out", out, "--config", str(bad_yaml)), "invalid config file"
+    )
 
 
 def test_unwritable_index_root_is_reported(tmp_path: Path, cli) -> None:
@@ -124,21 +140,45 @@ def test_real_build_with_skipped_rows_then_an_unchanged_rebuild(tmp_path: Path, 
 def test_log_level_is_read_in_any_case_and_a_bad_one_is_a_clear_error(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("AISLE_CONFIG", None)
-    command = [sys.executable, "-m", "index.cli", "versions", "--index", str(tmp_path / "index")]
+    command = [sys.executable, "-m", "aisle", "versions", "--index", str(tmp_path / "index")]
     for level in ("warning", "Error"):
-        result = subprocess.run(command, check=False, cwd=REPO, capture_output=True, text=True, timeout=120,
-                                env={**env, "AISLE_LOG_LEVEL": level})
+        result = subprocess.run(
+            command,
+            check=False,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**env, "AISLE_LOG_LEVEL": level},
+        )
         assert "Traceback" not in result.stderr and "AISLE_LOG_LEVEL" not in result.stderr, result.stderr
-    result = subprocess.run(command, check=False, cwd=REPO, capture_output=True, text=True, timeout=120,
-                            env={**env, "AISLE_LOG_LEVEL": "loud"})
-    assert_clean_error(result, "aisle: error: AISLE_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not 'loud'")
+    result = subprocess.run(
+        command,
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "AISLE_LOG_LEVEL": "loud"},
+    )
+    assert_clean_error(
+        result, "aisle: error: AISLE_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not 'loud'"
+    )
 
 
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("AISLE_CONFIG", "/nonexistent/aisle.yaml", "aisle serve: error: invalid settings: AISLE_CONFIG names a missing config file"),
-        ("AISLE_MODEL", "/nonexistent/model", "aisle serve: error: cannot load the model '/nonexistent/model': model directory"),
+        (
+            "AISLE_CONFIG",
+            "/nonexistent/aisle.yaml",
+            "aisle serve: error: invalid settings: AISLE_CONFIG names a missing config file",
+        ),
+        (
+            "AISLE_MODEL",
+            "/nonexistent/model",
+            "aisle serve: error: cannot load the model '/nonexistent/model': model directory",
+        ),
     ],
     ids=["missing-config-file", "missing-model"],
 )

@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from index.loaded import LoadedIndex
-from index.versions import STALE_STAGING_SECONDS, VersionStore
+from aisle.index.loaded import LoadedIndex
+from aisle.index.versions import STALE_STAGING_SECONDS, VersionStore
 from tests.index.conftest import REPO, TextSeedEncoder, build, small_products
 
 WORKER_PRODUCTS = 20_000
@@ -21,7 +21,10 @@ ATTEMPTS = 3
 def start_worker(root: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.index.crash_worker", str(root), str(WORKER_PRODUCTS)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -73,7 +76,8 @@ def test_killed_builds_leave_the_previous_version_current_and_loadable(tmp_path:
         previous = store.current_name()
     assert leftovers, "no attempt was killed while writing"
     assert any(any(path.is_file() for path in staging.rglob("*")) for staging in leftovers), (
-        "no attempt was killed after it had written a file")
+        "no attempt was killed after it had written a file"
+    )
 
     # A later build succeeds; fresh leftovers may be a build still running elsewhere: kept.
     later = build(tmp_path, small_products(), encoder)

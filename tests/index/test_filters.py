@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.catalog import Product
-from index.filters import Filters, filter_mask, select_rows
-from index.items import ItemTable, write_items
+from aisle.index.catalog import Product
+from aisle.index.filters import Filters, filter_mask, select_rows
+from aisle.index.items import ItemTable, write_items
 from tests.index.conftest import small_products
 
 
@@ -35,7 +35,8 @@ def test_category_prefix_matches_whole_components_case_insensitively(items: Item
     assert kitchen == expected(lambda p: p.category in ("Home > Kitchen > Knives", "Home > Kitchen"))
     assert not kitchen & expected(lambda p: p.category == "Home > Kitchenware")
     assert ids_of(items, Filters(category="Home > Kitchen > Knives")) == expected(
-        lambda p: p.category == "Home > Kitchen > Knives")
+        lambda p: p.category == "Home > Kitchen > Knives"
+    )
     assert ids_of(items, Filters(category="Home > Kit")) == set()
 
 
@@ -47,7 +48,8 @@ def test_brand_one_or_several_case_insensitive(items: ItemTable) -> None:
 
 def test_price_bounds_are_inclusive_and_exclude_unpriced(items: ItemTable) -> None:
     assert ids_of(items, Filters(price_min=10, price_max=20)) == expected(
-        lambda p: p.price is not None and 10 <= p.price <= 20)
+        lambda p: p.price is not None and 10 <= p.price <= 20
+    )
     assert ids_of(items, Filters(price_min=0)) == expected(lambda p: p.price is not None)
 
 
@@ -56,8 +58,14 @@ def test_stock_and_combined_filters(items: ItemTable) -> None:
     assert ids_of(items, Filters(in_stock=False)) == expected(lambda p: not p.in_stock)
     combined = Filters(category="Home", brand=("acme", "zeta"), price_max=30, in_stock=True)
     assert ids_of(items, combined) == expected(
-        lambda p: p.category.startswith("Home") and p.brand in ("Acme", "Zeta")
-        and p.price is not None and p.price <= 30 and p.in_stock)
+        lambda p: (
+            p.category.startswith("Home")
+            and p.brand in ("Acme", "Zeta")
+            and p.price is not None
+            and p.price <= 30
+            and p.in_stock
+        )
+    )
 
 
 def test_no_constraint_means_no_mask(items: ItemTable) -> None:

@@ -4,21 +4,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from index.catalog import Product
-from index.items import ItemTable, write_items
+from aisle.index.catalog import Product
+from aisle.index.items import ItemTable, write_items
 
 
 def test_results_leave_blanks_out_and_merge_attributes_under_the_columns(tmp_path: Path) -> None:
     products = [
         Product("p-1", "Oak desk", description="", brand="Acme", price=None, attributes={}),
-        Product("p-2", "Pine desk", category="Office > Desks", price=120.5, in_stock=False, margin=0.3,
-                attributes={"colour": "pine", "legs": 4, "title": "not the title"}),
+        Product(
+            "p-2",
+            "Pine desk",
+            category="Office > Desks",
+            price=120.5,
+            in_stock=False,
+            margin=0.3,
+            attributes={"colour": "pine", "legs": 4, "title": "not the title"},
+        ),
     ]
     write_items(tmp_path / "items.parquet", products, ["h1", "h2"])
     items = ItemTable.read(tmp_path / "items.parquet")
 
     assert items.to_result(0) == {"id": "p-1", "title": "Oak desk", "brand": "Acme", "in_stock": True}
     assert items.to_result(1) == {
-        "id": "p-2", "title": "Pine desk", "category": "Office > Desks", "price": 120.5, "in_stock": False,
-        "margin": 0.3, "colour": "pine", "legs": 4,
+        "id": "p-2",
+        "title": "Pine desk",
+        "category": "Office > Desks",
+        "price": 120.5,
+        "in_stock": False,
+        "margin": 0.3,
+        "colour": "pine",
+        "legs": 4,
     }

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.ann import AnnParams
-from index.loaded import LoadedIndex
-from index.manifest import IndexValidationError
+from aisle.index.ann import AnnParams
+from aisle.index.loaded import LoadedIndex
+from aisle.index.manifest import IndexValidationError
 from tests.fakes import HashingEncoder
 from tests.index.conftest import build, small_products
 
@@ -93,13 +93,15 @@ def test_wrong_dimension(version: Path) -> None:
 
 
 def test_vectors_of_another_dimension_are_refused_even_with_valid_checksums(version: Path) -> None:
-    from index.storage import sha256_file
+    from aisle.index.storage import sha256_file
 
     np.save(version / "vectors.text.npy", np.zeros((40, 16), dtype=np.float32))
 
     def resign(manifest: dict) -> None:
         entry = manifest["files"]["vectors.text.npy"]
-        entry.update(sha256=sha256_file(version / "vectors.text.npy"), bytes=(version / "vectors.text.npy").stat().st_size)
+        entry.update(
+            sha256=sha256_file(version / "vectors.text.npy"), bytes=(version / "vectors.text.npy").stat().st_size
+        )
 
     edit_manifest(version, resign)
     assert "the manifest says float32 (*, 32)" in refused(version)
@@ -134,13 +136,17 @@ def test_wrong_model_fingerprint(version: Path) -> None:
 
 
 def test_id_map_disagreeing_with_the_items(version: Path) -> None:
-    from index.storage import sha256_file
+    from aisle.index.storage import sha256_file
 
     ids = json.loads((version / "ids.json").read_text())
     ids[0], ids[1] = ids[1], ids[0]
     (version / "ids.json").write_text(json.dumps(ids))
-    edit_manifest(version, lambda m: m["files"]["ids.json"].update(
-        sha256=sha256_file(version / "ids.json"), bytes=(version / "ids.json").stat().st_size))
+    edit_manifest(
+        version,
+        lambda m: m["files"]["ids.json"].update(
+            sha256=sha256_file(version / "ids.json"), bytes=(version / "ids.json").stat().st_size
+        ),
+    )
     assert "the id map does not match the item table's ids" in refused(version)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from index.versions import BuildLockedError, VersionError, VersionStore
+from aisle.index.versions import BuildLockedError, VersionError, VersionStore
 from tests.index.conftest import REPO, build, small_products
 
 
@@ -78,13 +78,18 @@ def test_a_second_concurrent_build_is_refused(tmp_path: Path) -> None:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "index.cli", *args], check=False, cwd=REPO, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "aisle", *args],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "AISLE_LOG_LEVEL": "ERROR"},
     )
 
 
 def test_versions_and_rollback_commands(tmp_path: Path, capsys, monkeypatch) -> None:
-    from index.cli import main
+    from aisle.cli import main
 
     # --config sets AISLE_CONFIG in this process; recording it first makes the teardown undo that.
     monkeypatch.setenv("AISLE_CONFIG", "")

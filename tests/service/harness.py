@@ -1,6 +1,6 @@
 """Builders shared by the service tests: small catalogues, published versions, apps.
 
-The catalogues are written as real JSON Lines files and indexed by ``index.build.build_version``
+The catalogues are written as real JSON Lines files and indexed by ``aisle.index.build.build_version``
 exactly as ``aisle build`` does; only the encoder is the fast ``HashingEncoder``.
 """
 
@@ -12,11 +12,11 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from embed.base import Encoder
-from index.build import BuildOptions, BuildReport, build_version
-from index.catalog import load_catalog
-from service.app import create_app
-from service.settings import ServiceSettings
+from aisle.embed.base import Encoder
+from aisle.index.build import BuildOptions, BuildReport, build_version
+from aisle.index.catalog import load_catalog
+from aisle.service.app import create_app
+from aisle.service.settings import ServiceSettings
 from tests.fakes import HashingEncoder
 
 PRODUCTS = [
@@ -58,10 +58,20 @@ def write_catalog(path: Path, marker: str = "a", count: int = len(PRODUCTS)) -> 
     with path.open("w", encoding="utf-8") as handle:
         for number in range(count):
             title, category, brand, price = PRODUCTS[number % len(PRODUCTS)]
-            handle.write(json.dumps({
-                "id": f"{marker}-{number}", "title": f"{title} [{marker}]", "category": category,
-                "brand": brand, "price": price, "in_stock": number % 7 != 3, "color": "black",
-            }) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "id": f"{marker}-{number}",
+                        "title": f"{title} [{marker}]",
+                        "category": category,
+                        "brand": brand,
+                        "price": price,
+                        "in_stock": number % 7 != 3,
+                        "color": "black",
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -74,7 +84,9 @@ def publish(index_root: Path, encoder: Encoder, marker: str = "a", count: int = 
 
 def settings_for(tmp_path: Path, **overrides: Any) -> ServiceSettings:
     values: dict[str, Any] = {
-        "index_dir": tmp_path / "index", "data_dir": tmp_path / "data", "watch_interval_s": 0,
+        "index_dir": tmp_path / "index",
+        "data_dir": tmp_path / "data",
+        "watch_interval_s": 0,
     }
     values.update(overrides)
     return ServiceSettings(**values)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.deps import is_write_guarded
-from service.routes import api_routes
+from aisle.service.deps import is_write_guarded
+from aisle.service.routes import api_routes
 from tests.service.harness import make_app
 
 KEY = "s3cret-key"
@@ -46,7 +46,9 @@ def needs_key(route, method: str) -> bool:
 def guarded_operations(app) -> list[tuple[str, str]]:
     operations = [
         (method, route.path)
-        for route in api_routes(app) for method in sorted(route.methods) if needs_key(route, method)
+        for route in api_routes(app)
+        for method in sorted(route.methods)
+        if needs_key(route, method)
     ]
     assert operations, "no write or admin route found: the app lost its routes?"
     return operations
@@ -64,7 +66,8 @@ def test_guard_is_declared_on_every_write_route(client: TestClient) -> None:
     unguarded = [
         f"{method} {route.path}"
         for route in api_routes(client.app)
-        for method in route.methods if needs_key(route, method) and not is_write_guarded(route)
+        for method in route.methods
+        if needs_key(route, method) and not is_write_guarded(route)
     ]
     assert unguarded == []
 

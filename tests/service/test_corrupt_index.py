@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-import service.app
-from index.cli import main as aisle_main
-from index.manifest import IndexValidationError
-from index.storage import sha256_file
+from aisle.cli import main as aisle_main
+from aisle.index.manifest import IndexValidationError
+from aisle.index.storage import sha256_file
+from aisle.service import app as service_app
 from tests.fakes import HashingEncoder
 from tests.service.harness import make_app, publish
 
@@ -160,15 +160,19 @@ def restore_logging() -> Iterator[None]:
 @pytest.mark.parametrize("workers", ["1", "2"])
 @pytest.mark.parametrize("case", ["truncated file", "manifest pointing outside"])
 def test_aisle_serve_exits_2_with_one_clear_line(
-    tmp_path: Path, case: str, workers: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    case: str,
+    workers: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
     restore_logging: None,
 ) -> None:
     corrupt, expected = CORRUPTIONS[case]
     publish_corrupt(tmp_path / "index", corrupt)
-    monkeypatch.setattr(service.app, "default_encoder", lambda settings: ENCODER)
+    monkeypatch.setattr(service_app, "default_encoder", lambda settings: ENCODER)
     served = []
     monkeypatch.setattr("uvicorn.run", lambda *args, **kwargs: served.append(args))
-    monkeypatch.setattr("service.workers.serve_workers", lambda *args, **kwargs: served.append(args))
+    monkeypatch.setattr("aisle.service.workers.serve_workers", lambda *args, **kwargs: served.append(args))
     status = aisle_main(["serve", "--index", str(tmp_path / "index"), "--port", "1", "--workers", workers])
     assert status == 2 and served == []  # refused before binding the port or starting a worker
     err = capsys.readouterr().err
@@ -177,7 +181,9 @@ def test_aisle_serve_exits_2_with_one_clear_line(
 
 
 def test_aisle_serve_names_invalid_settings_in_one_line(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], restore_logging: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    restore_logging: None,
 ) -> None:
     monkeypatch.setenv("AISLE_PORT", "abc")
     assert aisle_main(["serve", "--index", "anywhere", "--workers", "0"]) == 2

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.deps import get_engine
-from service.logs import json_handler
+from aisle.service.deps import get_engine
+from aisle.service.logs import json_handler
 from tests.fakes import HashingEncoder
 from tests.service.harness import make_app, publish
 
@@ -70,13 +70,16 @@ def test_malformed_bodies_are_4xx_envelopes(client: TestClient, body: bytes) -> 
     assert response.json()["error"]["code"] in {"bad_request", "invalid_request"}
 
 
-@pytest.mark.parametrize("payload, field", [
-    ({"query": "knife", "k": "ten"}, "k"),
-    ({"query": 42}, "query"),
-    ({"query": "knife", "filters": {"price_min": -1}}, "filters.price_min"),
-    ({"query": "knife", "filters": {"colour": "red"}}, "filters.colour"),
-    ({}, "query"),
-])
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        ({"query": "knife", "k": "ten"}, "k"),
+        ({"query": 42}, "query"),
+        ({"query": "knife", "filters": {"price_min": -1}}, "filters.price_min"),
+        ({"query": "knife", "filters": {"colour": "red"}}, "filters.colour"),
+        ({}, "query"),
+    ],
+)
 def test_validation_errors_name_the_field(client: TestClient, payload: dict, field: str) -> None:
     error = assert_envelope(client.post("/search", json=payload), 422, "invalid_request")
     assert field in error["message"]
@@ -116,8 +119,8 @@ def test_client_request_id_is_kept_when_safe_and_replaced_when_not(client: TestC
     kept = client.get("/health", headers={"X-Request-ID": "shop-frontend.42:abc"})
     assert kept.headers["x-request-id"] == "shop-frontend.42:abc"
     assert kept.json()["request_id"] == "shop-frontend.42:abc"
-    hostile = client.get("/health", headers={"X-Request-ID": "x\" injected {json}" + "y" * 300})
-    assert hostile.headers["x-request-id"] != "x\" injected {json}" + "y" * 300
+    hostile = client.get("/health", headers={"X-Request-ID": 'x" injected {json}' + "y" * 300})
+    assert hostile.headers["x-request-id"] != 'x" injected {json}' + "y" * 300
     assert len(hostile.headers["x-request-id"]) == 32
 
 
@@ -126,11 +129,14 @@ def test_every_response_has_a_distinct_request_id(client: TestClient) -> None:
     assert len(ids) == 4
 
 
-@pytest.mark.parametrize("error", [
-    sqlite3.OperationalError("database or disk is full"),
-    OSError(errno.ENOSPC, "No space left on device"),
-    sqlite3.OperationalError("database is locked"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        sqlite3.OperationalError("database or disk is full"),
+        OSError(errno.ENOSPC, "No space left on device"),
+        sqlite3.OperationalError("database is locked"),
+    ],
+)
 def test_full_or_locked_storage_is_503_with_retry_after(tmp_path: Path, error: Exception) -> None:
     app = make_app(tmp_path)
 
@@ -157,9 +163,7 @@ def test_other_storage_errors_stay_500(tmp_path: Path) -> None:
         assert_envelope(client.post("/test-write"), 500, "internal")
 
 
-def test_log_lines_written_in_worker_threads_carry_the_request_id(
-    tmp_path: Path, log_lines: io.StringIO
-) -> None:
+def test_log_lines_written_in_worker_threads_carry_the_request_id(tmp_path: Path, log_lines: io.StringIO) -> None:
     encoder = HashingEncoder()
     with TestClient(make_app(tmp_path, encoder=encoder)) as client:
         bad = publish(tmp_path / "index", encoder, "b")
@@ -167,7 +171,7 @@ def test_log_lines_written_in_worker_threads_carry_the_request_id(
         response = client.post("/admin/reload")  # the reload runs in a worker thread
         assert response.status_code == 409
     records = [json.loads(line) for line in log_lines.getvalue().splitlines()]
-    refusal = next(r for r in records if r["logger"] == "service.holder" and r["level"] == "ERROR")
+    refusal = next(r for r in records if r["logger"] == "aisle.service.holder" and r["level"] == "ERROR")
     assert refusal["request_id"] == response.headers["x-request-id"]
     assert refusal["refused_version"] == bad.version
 
@@ -175,12 +179,14 @@ def test_log_lines_written_in_worker_threads_carry_the_request_id(
 def test_malformed_json_and_an_inverted_price_range_are_named(client: TestClient) -> None:
     error = assert_envelope(
         client.post("/search", content=b"not json", headers={"content-type": "application/json"}),
-        422, "invalid_request",
+        422,
+        "invalid_request",
     )
     assert error["message"].startswith("the request body is not valid JSON")
     error = assert_envelope(
         client.post("/search", json={"query": "lamp", "filters": {"price_min": 50, "price_max": 10}}),
-        422, "invalid_request",
+        422,
+        "invalid_request",
     )
     assert "price_min (50) is above price_max (10)" in error["message"]
     equal = client.post("/search", json={"query": "lamp", "filters": {"price_min": 10, "price_max": 10}})

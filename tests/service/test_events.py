@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.events.identity import SECRET_FILE
-from service.events.store import EventStoreError
+from aisle.service.app import create_app
+from aisle.service.events.identity import SECRET_FILE
+from aisle.service.events.store import EventStoreError
 from tests.fakes import HashingEncoder
 from tests.service.harness import make_app, publish, settings_for
 
@@ -80,10 +80,18 @@ def test_unknown_items_are_reported_not_fatal(client: TestClient) -> None:
     assert [item["id"] for item in profile["top_items"]] == ["a-5"]  # only indexed items shape it
 
 
-@pytest.mark.parametrize("timestamp", [
-    "2024-05-01T12:00:00Z", "2024-05-01T14:00:00+02:00", "2024-05-01T12:00:00", "2024-05-01 12:00:00Z",
-    MAY_FIRST, int(MAY_FIRST), "1714564800",
-])
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "2024-05-01T12:00:00Z",
+        "2024-05-01T14:00:00+02:00",
+        "2024-05-01T12:00:00",
+        "2024-05-01 12:00:00Z",
+        MAY_FIRST,
+        int(MAY_FIRST),
+        "1714564800",
+    ],
+)
 def test_iso_8601_and_unix_seconds_are_accepted(client: TestClient, timestamp) -> None:
     response = post(client, event("t", timestamp=timestamp))
     assert response.status_code == 200, response.text
@@ -99,15 +107,18 @@ def test_missing_or_slightly_future_timestamps_take_the_arrival_time(client: Tes
         assert stored_event.timestamp <= stored_event.received
 
 
-@pytest.mark.parametrize(("timestamp", "message"), [
-    ("yesterday", "neither ISO-8601"),
-    (True, "not a boolean"),
-    (-5, "before 1970"),
-    (1_714_564_800_000, "milliseconds"),
-    (time.time() + 86400, "in the future"),
-    ("nan", "finite"),
-    ({"seconds": 1}, "ISO-8601 string or Unix seconds"),
-])
+@pytest.mark.parametrize(
+    ("timestamp", "message"),
+    [
+        ("yesterday", "neither ISO-8601"),
+        (True, "not a boolean"),
+        (-5, "before 1970"),
+        (1_714_564_800_000, "milliseconds"),
+        (time.time() + 86400, "in the future"),
+        ("nan", "finite"),
+        ({"seconds": 1}, "ISO-8601 string or Unix seconds"),
+    ],
+)
 def test_bad_timestamps_are_refused_with_a_message(client: TestClient, timestamp, message) -> None:
     response = post(client, event("ok", timestamp=MAY_FIRST), event("bad", timestamp=timestamp))
     assert response.status_code == 422, response.text
@@ -117,13 +128,16 @@ def test_bad_timestamps_are_refused_with_a_message(client: TestClient, timestamp
     assert stored(client) == []  # the whole batch is refused
 
 
-@pytest.mark.parametrize("bad", [
-    {"event_id": "x", "item_id": "a-0", "type": "like", "user_id": "u"},
-    {"event_id": "", "item_id": "a-0", "type": "view", "user_id": "u"},
-    {"event_id": "x", "type": "view", "user_id": "u"},
-    {"event_id": "x", "item_id": "a-0", "type": "view", "user_id": "u", "colour": "red"},
-    {"event_id": "x", "item_id": "a-0", "type": "view", "user_id": "u" * 300},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"event_id": "x", "item_id": "a-0", "type": "like", "user_id": "u"},
+        {"event_id": "", "item_id": "a-0", "type": "view", "user_id": "u"},
+        {"event_id": "x", "type": "view", "user_id": "u"},
+        {"event_id": "x", "item_id": "a-0", "type": "view", "user_id": "u", "colour": "red"},
+        {"event_id": "x", "item_id": "a-0", "type": "view", "user_id": "u" * 300},
+    ],
+)
 def test_malformed_events_are_422(client: TestClient, bad: dict) -> None:
     response = post(client, bad)
     assert response.status_code == 422 and "error" in response.json()

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.deps import get_engine
-from service.middleware import BodyLimitMiddleware, TimeBudgetMiddleware
+from aisle.service.deps import get_engine
+from aisle.service.middleware import BodyLimitMiddleware, TimeBudgetMiddleware
 from tests.service.harness import make_app
 
 BODY_LIMIT = 4096
@@ -31,7 +31,9 @@ def padded_search(size: int) -> bytes:
 
 
 def test_body_over_the_limit_is_413_by_content_length(client: TestClient) -> None:
-    response = client.post("/search", content=padded_search(BODY_LIMIT + 1), headers={"Content-Type": "application/json"})
+    response = client.post(
+        "/search", content=padded_search(BODY_LIMIT + 1), headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
     assert str(BODY_LIMIT) in response.json()["error"]["message"]
@@ -55,8 +57,9 @@ def test_chunked_body_over_the_limit_is_413(client: TestClient) -> None:
 
 
 def test_chunked_body_under_the_limit_is_served(client: TestClient) -> None:
-    response = client.post("/search", content=iter([b'{"query": ', b'"chef knife", "k": 3}']),
-                           headers={"Content-Type": "application/json"})
+    response = client.post(
+        "/search", content=iter([b'{"query": ', b'"chef knife", "k": 3}']), headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 200, response.text
     assert len(response.json()["results"]) == 3
 
@@ -126,11 +129,14 @@ def test_query_length_cap(client: TestClient) -> None:
     assert client.post("/search", json={"query": ""}).status_code == 422
 
 
-@pytest.mark.parametrize("payload", [
-    {"query": "knife", "colour": "red"},
-    {"query": "knife", "filters": {"category": "Kitchen", "material": "steel"}},
-    {"query": "knife", "K": 5},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"query": "knife", "colour": "red"},
+        {"query": "knife", "filters": {"category": "Kitchen", "material": "steel"}},
+        {"query": "knife", "K": 5},
+    ],
+)
 def test_unknown_fields_are_rejected(client: TestClient, payload: dict) -> None:
     response = client.post("/search", json=payload)
     assert response.status_code == 422
@@ -160,6 +166,7 @@ def test_handlers_run_at_most_handler_threads_at_once(tmp_path: Path) -> None:
     state = {"running": 0, "most": 0}
     lock = threading.Lock()
     with TestClient(make_app(tmp_path, handler_threads=2)) as client:
+
         def slow_engine():  # a sync dependency runs in the same pool as the handlers
             with lock:
                 state["running"] += 1
@@ -219,6 +226,7 @@ def test_time_budget_never_cuts_a_started_response() -> None:
 
 def test_events_per_batch_cap(tmp_path: Path) -> None:
     with TestClient(make_app(tmp_path, max_events_per_batch=10)) as client:
+
         def batch(size: int) -> dict:
             return {"events": [{"event_id": f"cap-{size}-{n}", "item_id": "a-1", "type": "view"} for n in range(size)]}
 
@@ -232,9 +240,11 @@ def test_events_per_batch_cap(tmp_path: Path) -> None:
 def test_operator_can_tighten_k_and_query_length(tmp_path: Path) -> None:
     with TestClient(make_app(tmp_path, max_k=20, max_query_chars=40)) as client:
         assert client.post("/search", json={"query": "knife", "k": 20}).status_code == 200
-        for response in (client.post("/search", json={"query": "knife", "k": 21}),
-                         client.get("/search", params={"q": "knife", "k": 21}),
-                         client.get("/items/a-0/similar", params={"k": 21})):
+        for response in (
+            client.post("/search", json={"query": "knife", "k": 21}),
+            client.get("/search", params={"q": "knife", "k": 21}),
+            client.get("/items/a-0/similar", params={"k": 21}),
+        ):
             assert response.status_code == 422 and "between 1 and 20" in response.json()["error"]["message"]
         assert client.post("/search", json={"query": "k" * 40}).status_code == 200
         too_long = client.post("/search", json={"query": "k" * 41})

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.metrics import ServiceMetrics
+from aisle.service.metrics import ServiceMetrics
 from tests.fakes import HashingEncoder
 from tests.service.harness import make_app, publish
 

@@ -18,16 +18,16 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 pytest.importorskip("schemathesis")
 
-import schemathesis  # noqa: E402
-from schemathesis import GenerationMode  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
+import schemathesis
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
 
-from tests.service.harness import make_app  # noqa: E402
+from tests.service.harness import make_app
 
 KEY = "fuzz-key"
 #: Generated cases across all operations; the issue asks for at least 500.
@@ -46,8 +46,12 @@ def run_operation(operation, mode: GenerationMode, max_examples: int) -> tuple[i
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
-        max_examples=max_examples, deadline=None, database=None, derandomize=False,
-        suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate],
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],
     )
     def fuzz(case) -> None:
         nonlocal sent

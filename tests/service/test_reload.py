@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from index.manifest import IndexValidationError
-from index.versions import VersionStore
-from service.holder import IndexHolder
-from service.watch import IndexWatcher
+from aisle.index.manifest import IndexValidationError
+from aisle.index.versions import VersionStore
+from aisle.service.holder import IndexHolder
+from aisle.service.watch import IndexWatcher
 from tests.fakes import HashingEncoder
 from tests.service.harness import make_app, publish
 
@@ -36,7 +36,9 @@ def served_marker(response) -> set[str]:
     return {result["id"].split("-")[0] for result in response.json()["results"]}
 
 
-def test_reload_swaps_to_the_newly_published_version(client: TestClient, tmp_path: Path, encoder: HashingEncoder) -> None:
+def test_reload_swaps_to_the_newly_published_version(
+    client: TestClient, tmp_path: Path, encoder: HashingEncoder
+) -> None:
     before = client.get("/health").json()["index_version"]
     assert served_marker(client.post("/search", json={"query": "knife"})) == {"a"}
     report = publish(tmp_path / "index", encoder, "b")
@@ -135,8 +137,10 @@ def test_concurrent_requests_during_swaps_each_come_from_one_version(
     def hammer() -> None:
         nonlocal seen
         while not stop.is_set():
-            for response in (client.post("/search", json={"query": "chef knife", "k": 20}),
-                             client.get("/items/a-3/similar")):
+            for response in (
+                client.post("/search", json={"query": "chef knife", "k": 20}),
+                client.get("/items/a-3/similar"),
+            ):
                 if response.status_code == 404 and "a-3" in response.text:
                     continue  # item a-3 only exists in catalogue a
                 if response.status_code != 200:

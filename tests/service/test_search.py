@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.ranking.rules import RulesError
-from service.schemas import RankedResponse
+from aisle.service.ranking.rules import RulesError
+from aisle.service.schemas import RankedResponse
 from tests.service.harness import make_app
 
 # Catalogue "a" of the harness: a-3 (cast iron skillet), a-10, a-17 and a-24 are out of stock.
@@ -49,8 +49,14 @@ def test_explain_parts_compose_to_the_score(client: TestClient) -> None:
         assert RankedResponse.model_validate_json(response.content).model_dump(exclude_none=True) == response.json()
         for result in response.json()["results"]:
             parts = result["explain"]
-            composed = (parts["semantic"] + parts["lexical"] + parts["personal"] + parts["boosts"]
-                        - parts["penalties"] - parts["diversity"])
+            composed = (
+                parts["semantic"]
+                + parts["lexical"]
+                + parts["personal"]
+                + parts["boosts"]
+                - parts["penalties"]
+                - parts["diversity"]
+            )
             assert composed == pytest.approx(parts["final"], abs=1e-5) == pytest.approx(result["score"], abs=1e-5)
             assert parts["retrieved_by"] in ("dense", "lexical", "dense+lexical", "pin")
 
@@ -63,7 +69,10 @@ def test_lexical_retrieval_finds_exact_words(client: TestClient) -> None:
 
 def test_request_rules_pin_cap_and_exclude(client: TestClient) -> None:
     body = {
-        "query": "knife", "k": 5, "explain": True, "exclude_ids": ["a-1"],
+        "query": "knife",
+        "k": 5,
+        "explain": True,
+        "exclude_ids": ["a-1"],
         "rules": {
             "pins": [{"item_id": "a-29", "position": 2}],
             "caps": [{"field": "category", "max": 1, "within": 5}],
@@ -81,21 +90,30 @@ def test_request_rules_pin_cap_and_exclude(client: TestClient) -> None:
 def test_boost_rule_moves_results(client: TestClient) -> None:
     plain = ids(client.post("/search", json={"query": "coffee", "k": 5}))
     assert plain[0] != "a-8"
-    boosted = client.post("/search", json={
-        "query": "coffee", "k": 5, "explain": True, "rules": {"boosts": {"brands": {"Bodum": 5.0}}},
-    })
+    boosted = client.post(
+        "/search",
+        json={
+            "query": "coffee",
+            "k": 5,
+            "explain": True,
+            "rules": {"boosts": {"brands": {"Bodum": 5.0}}},
+        },
+    )
     assert ids(boosted)[0] == "a-8"  # Bodum's French press
     assert "boost:brand" in boosted.json()["results"][0]["explain"]["rules"]
 
 
-@pytest.mark.parametrize(("body", "fragment"), [
-    ({"query": "knife", "filters": {"in_stock": False}}, "in_stock_only"),
-    ({"query": "knife", "rules": {"diversity": {"lambda": 0}}}, "lambda"),
-    ({"query": "knife", "rules": {"caps": [{"field": "brand", "max": 0}]}}, "max"),
-    ({"query": "knife", "rules": {"colour": "red"}}, "colour"),
-    ({"query": "knife", "rules": {"exploration": {"share": 2}}}, "share"),
-    ({"query": "knife", "retrieval": "sparse"}, "retrieval"),
-])
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"query": "knife", "filters": {"in_stock": False}}, "in_stock_only"),
+        ({"query": "knife", "rules": {"diversity": {"lambda": 0}}}, "lambda"),
+        ({"query": "knife", "rules": {"caps": [{"field": "brand", "max": 0}]}}, "max"),
+        ({"query": "knife", "rules": {"colour": "red"}}, "colour"),
+        ({"query": "knife", "rules": {"exploration": {"share": 2}}}, "share"),
+        ({"query": "knife", "retrieval": "sparse"}, "retrieval"),
+    ],
+)
 def test_bad_rules_are_422_with_the_envelope(client: TestClient, body: dict, fragment: str) -> None:
     response = client.post("/search", json=body)
     assert response.status_code == 422
@@ -136,8 +154,10 @@ def test_invalid_rules_file_stops_the_start(tmp_path: Path) -> None:
 
 def test_personalized_search_blends_the_profile_and_hides_purchases(tmp_path: Path) -> None:
     with TestClient(make_app(tmp_path)) as client:
-        events = [{"event_id": f"e{n}", "user_id": "u1", "item_id": item, "type": "purchase"}
-                  for n, item in enumerate(["a-0", "a-1", "a-2"])]
+        events = [
+            {"event_id": f"e{n}", "user_id": "u1", "item_id": item, "type": "purchase"}
+            for n, item in enumerate(["a-0", "a-1", "a-2"])
+        ]
         assert client.post("/events", json={"events": events}).status_code == 200
         anonymous = client.post("/search", json={"query": "stainless steel", "k": 5, "explain": True})
         assert "a-0" in ids(anonymous)
@@ -153,9 +173,9 @@ def test_personalized_search_blends_the_profile_and_hides_purchases(tmp_path: Pa
 
 
 def test_ef_search_setting_overrides_the_built_beam(tmp_path: Path) -> None:
-    from index.build import BuildOptions, build_version
-    from index.catalog import load_catalog
-    from service.app import create_app
+    from aisle.index.build import BuildOptions, build_version
+    from aisle.index.catalog import load_catalog
+    from aisle.service.app import create_app
     from tests.fakes import HashingEncoder
     from tests.service.harness import settings_for, write_catalog
 
@@ -163,7 +183,9 @@ def test_ef_search_setting_overrides_the_built_beam(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, ef_search=77)
     settings.index_dir.mkdir(parents=True)
     catalog = load_catalog(write_catalog(tmp_path / "catalog.jsonl"))
-    build_version(catalog, settings.index_dir, encoder, BuildOptions(show_progress=False, index_type="hnsw", ef_search=16))
+    build_version(
+        catalog, settings.index_dir, encoder, BuildOptions(show_progress=False, index_type="hnsw", ef_search=16)
+    )
     app = create_app(settings, encoder_factory=lambda _settings: encoder)
     with TestClient(app) as client:
         ann = app.state.holder.engine.index.text.ann

@@ -24,8 +24,13 @@ def send(client: TestClient, events: list[dict]) -> None:
 
 
 def event(number: int, item: str, user: str | None = None, kind: str = "view", ago_s: float = 0, **extra) -> dict:
-    body = {"event_id": f"{user}-{number}-{item}-{kind}", "item_id": item, "type": kind,
-            "timestamp": time.time() - ago_s, **extra}
+    body = {
+        "event_id": f"{user}-{number}-{item}-{kind}",
+        "item_id": item,
+        "type": kind,
+        "timestamp": time.time() - ago_s,
+        **extra,
+    }
     if user is not None:
         body["user_id"] = user
     return body
@@ -73,8 +78,10 @@ def test_history_moves_recommendations_towards_the_profile(client: TestClient) -
 def test_bought_together_is_offered(client: TestClient) -> None:
     pairs = []
     for n in range(5):
-        pairs += [event(n, "a-13", f"maker{n}", "purchase", ago_s=100),
-                  event(n, "a-15", f"maker{n}", "purchase", ago_s=50)]
+        pairs += [
+            event(n, "a-13", f"maker{n}", "purchase", ago_s=100),
+            event(n, "a-15", f"maker{n}", "purchase", ago_s=50),
+        ]
     send(client, pairs)
     send(client, [event(n, "a-20", f"crowd{n}", "purchase") for n in range(30)])  # the best seller
     send(client, [event(1, "a-13", "newcomer", "add_to_cart")])
@@ -85,8 +92,11 @@ def test_bought_together_is_offered(client: TestClient) -> None:
 
 def test_purchases_are_excluded_by_default_and_the_setting_changes_it(tmp_path: Path) -> None:
     events = [event(1, "a-7", "buyer", "purchase"), event(2, "a-6", "buyer", "view")]
-    for exclude, kept, dropped in (("purchased", {"a-6"}, {"a-7"}), ("none", {"a-6", "a-7"}, set()),
-                                   ("interacted", set(), {"a-6", "a-7"})):
+    for exclude, kept, dropped in (
+        ("purchased", {"a-6"}, {"a-7"}),
+        ("none", {"a-6", "a-7"}, set()),
+        ("interacted", set(), {"a-6", "a-7"}),
+    ):
         with TestClient(make_app(tmp_path / exclude, recommend_exclude=exclude)) as client:
             send(client, events)
             ids = {r["id"] for r in recommend(client, "buyer", k=29)}
@@ -94,13 +104,16 @@ def test_purchases_are_excluded_by_default_and_the_setting_changes_it(tmp_path: 
 
 
 def test_profile_endpoint_reports_counts_items_weights_and_price_band(client: TestClient) -> None:
-    send(client, [
-        event(1, "a-6", "pat", "view", ago_s=3 * 86400),
-        event(2, "a-6", "pat", "click", ago_s=86400),
-        event(3, "a-8", "pat", "add_to_cart", ago_s=3600),  # 25.0
-        event(4, "a-7", "pat", "purchase", ago_s=60),  # 139.0
-        event(5, "no-such-item", "pat", "view"),
-    ])
+    send(
+        client,
+        [
+            event(1, "a-6", "pat", "view", ago_s=3 * 86400),
+            event(2, "a-6", "pat", "click", ago_s=86400),
+            event(3, "a-8", "pat", "add_to_cart", ago_s=3600),  # 25.0
+            event(4, "a-7", "pat", "purchase", ago_s=60),  # 139.0
+            event(5, "no-such-item", "pat", "view"),
+        ],
+    )
     body = client.get("/users/pat/profile").json()
     assert body["known"] is True
     assert body["events"] == {"total": 5, "view": 2, "click": 1, "add_to_cart": 1, "purchase": 1}
@@ -144,10 +157,16 @@ def test_long_user_ids_are_refused(client: TestClient) -> None:
 
 
 def test_items_bought_together_for_a_product_page(client: TestClient) -> None:
-    from service.personal.recommend import bought_with_item
+    from aisle.service.personal.recommend import bought_with_item
 
-    send(client, [event(n, item, f"maker{n}", "purchase", ago_s=10 * i) for n in range(4)
-                  for i, item in enumerate(("a-13", "a-15"))])
+    send(
+        client,
+        [
+            event(n, item, f"maker{n}", "purchase", ago_s=10 * i)
+            for n in range(4)
+            for i, item in enumerate(("a-13", "a-15"))
+        ],
+    )
     send(client, [event(9, "a-13", "solo", "purchase", ago_s=5 * 86400), event(9, "a-1", "solo", "purchase")])
     engine = client.app.state.holder.engine
     rows, scores = bought_with_item(client.app.state.personal.profiles, engine, engine.item_row("a-13"), 5)

@@ -1,4 +1,4 @@
-"""``service.workers``: the core each worker gets and the shared-port sockets (no processes here;
+"""``aisle.service.workers``: the core each worker gets and the shared-port sockets (no processes here;
 ``tests/system/test_workers.py`` runs real ones)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from service import workers
+from aisle.service import workers
 
 
 def test_each_worker_gets_its_own_core_while_there_are_enough(monkeypatch: pytest.MonkeyPatch) -> None:

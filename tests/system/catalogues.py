@@ -15,14 +15,21 @@ def write_catalogues(shared_data: Path, out: Path) -> dict[str, Path]:
         rows = list(csv.DictReader(handle))
     paths = {}
     for number, marker in enumerate(("a", "b")):
-        chosen = rows[number * PRODUCTS_PER_CATALOGUE:(number + 1) * PRODUCTS_PER_CATALOGUE]
+        chosen = rows[number * PRODUCTS_PER_CATALOGUE : (number + 1) * PRODUCTS_PER_CATALOGUE]
         path = out / f"catalog-{marker}.jsonl"
         with path.open("w", encoding="utf-8") as handle:
             for row_number, row in enumerate(chosen):
-                handle.write(json.dumps({
-                    "id": f"p-{row_number}", "title": f"{row['title']} [{marker}]",
-                    "brand": row["manufacturer"], "price": row["price"] or None,
-                }) + "\n")
+                handle.write(
+                    json.dumps(
+                        {
+                            "id": f"p-{row_number}",
+                            "title": f"{row['title']} [{marker}]",
+                            "brand": row["manufacturer"],
+                            "price": row["price"] or None,
+                        }
+                    )
+                    + "\n"
+                )
         paths[marker] = path
     return paths
 

@@ -1,6 +1,6 @@
 """System tests run real ``aisle serve`` processes with the real ONNX encoder.
 
-They skip, saying why, when ``embed.create_encoder`` is not importable or the shared evaluation
+They skip, saying why, when ``aisle.embed.create_encoder`` is not importable or the shared evaluation
 data is absent; any other failure to prepare the model fails them. The ONNX export is cached under ``.cache/aisle`` of the
 repository, shared with the server processes and every other test.
 """
@@ -25,10 +25,10 @@ def real_encoder():
     os.environ.setdefault("AISLE_CACHE_DIR", str(CACHE_DIR))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        from embed import create_encoder, prepare_model
+        from aisle.embed import create_encoder, prepare_model
     except ImportError as exc:
         pytest.skip(f"system tests need the real encoder (embed.create_encoder): {exc}")
-    from service.settings import ServiceSettings
+    from aisle.service.settings import ServiceSettings
 
     config = ServiceSettings().encoder_config()
     prepare_model(config)
@@ -49,9 +49,13 @@ def demo_index(tmp_path_factory: pytest.TempPathFactory, real_encoder) -> Path:
     """The demo catalogue built by the real `aisle build` command (the model export is cached)."""
     out = tmp_path_factory.mktemp("demo") / "index"
     result = subprocess.run(
-        [sys.executable, "-m", "index.cli", "build", "--catalog", str(DEMO_CATALOG), "--out", str(out),
-         "--no-progress"],
-        cwd=REPO_ROOT, env=server_environment(), capture_output=True, text=True, timeout=900, check=False,
+        [sys.executable, "-m", "aisle", "build", "--catalog", str(DEMO_CATALOG), "--out", str(out), "--no-progress"],
+        cwd=REPO_ROOT,
+        env=server_environment(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "382 items" in result.stdout, result.stdout

@@ -44,7 +44,7 @@ class ServerProcess:
     """One ``aisle serve`` process; usable as a context manager that always kills it."""
 
     #: How ``aisle`` is invoked: the module, so the tests need no installed console script.
-    launcher: tuple[str, ...] = (sys.executable, "-m", "index.cli")
+    launcher: tuple[str, ...] = (sys.executable, "-m", "aisle")
 
     def __init__(self, index_dir: Path, data_dir: Path, log_path: Path, **settings: Any) -> None:
         self.index_dir = index_dir
@@ -63,13 +63,25 @@ class ServerProcess:
         if self.process is not None and self.process.poll() is None:
             raise RuntimeError("the server is already running")
         command = [
-            *self.launcher, "serve", "--index", str(self.index_dir),
-            "--data-dir", str(self.data_dir), "--host", "127.0.0.1", "--port", str(self.port),
+            *self.launcher,
+            "serve",
+            "--index",
+            str(self.index_dir),
+            "--data-dir",
+            str(self.data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
         ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=server_environment(**self.settings),
-                cwd=REPO_ROOT, start_new_session=True,
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=server_environment(**self.settings),
+                cwd=REPO_ROOT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -119,13 +131,20 @@ def get_json(url: str, timeout: float = 5.0) -> tuple[int, Any]:
     return request_json("GET", url, None, timeout)
 
 
-def request_json(method: str, url: str, payload: Any = None, timeout: float = 5.0,
-                 headers: dict[str, str] | None = None) -> tuple[int, Any]:
+def request_json(
+    method: str, url: str, payload: Any = None, timeout: float = 5.0, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
     """One HTTP request; returns (status, parsed JSON body). Connection errors raise OSError."""
     data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={
-        "Content-Type": "application/json", **(headers or {}),
-    })
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={
+            "Content-Type": "application/json",
+            **(headers or {}),
+        },
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"null")

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import httpx
 
-from index.build import BuildOptions, build_version
-from index.catalog import load_catalog
-from service.events import EventStore, IdHasher, load_or_create_secret
-from service.events.store import EVENTS_FILE
+from aisle.index.build import BuildOptions, build_version
+from aisle.index.catalog import load_catalog
+from aisle.service.events import EventStore, IdHasher, load_or_create_secret
+from aisle.service.events.store import EVENTS_FILE
 from tests.system.catalogues import PRODUCTS_PER_CATALOGUE, write_catalogues
 from tests.system.server import ServerProcess
 
@@ -51,11 +51,15 @@ class EventStreamer:
         batch = []
         for _ in range(BATCH):
             self._next += 1
-            batch.append({
-                "event_id": f"evt-{self._next}", "user_id": f"user-{self.rng.randrange(40)}",
-                "item_id": f"p-{self.rng.randrange(PRODUCTS_PER_CATALOGUE)}", "type": self.rng.choice(TYPES),
-                "timestamp": time.time() - self.rng.uniform(0, 86400),
-            })
+            batch.append(
+                {
+                    "event_id": f"evt-{self._next}",
+                    "user_id": f"user-{self.rng.randrange(40)}",
+                    "item_id": f"p-{self.rng.randrange(PRODUCTS_PER_CATALOGUE)}",
+                    "type": self.rng.choice(TYPES),
+                    "timestamp": time.time() - self.rng.uniform(0, 86400),
+                }
+            )
         return batch
 
     def run(self) -> None:
@@ -118,13 +122,22 @@ def test_sigkill_loses_no_acknowledged_event(tmp_path: Path, real_encoder, share
     lost = [event_id for key, event_id in acknowledged_keys.items() if key not in stored_set]
     duplicated = len(stored) - len(stored_set)
     never_sent = stored_set - {hasher.event(event_id) for event_id in streamer.sent_ids}
-    print(json.dumps({
-        "kills": kills, "events_acknowledged": len(streamer.acknowledged),
-        "batches_acknowledged": streamer.batches_acknowledged, "events_stored": len(stored),
-        "lost": len(lost), "duplicated": duplicated, "never_sent_but_stored": len(never_sent),
-        "duplicates_reported_on_resend": streamer.duplicates_reported,
-        "failed_attempts_while_down": streamer.failed_attempts, "sigterm_exit_status": exit_status,
-    }))
+    print(
+        json.dumps(
+            {
+                "kills": kills,
+                "events_acknowledged": len(streamer.acknowledged),
+                "batches_acknowledged": streamer.batches_acknowledged,
+                "events_stored": len(stored),
+                "lost": len(lost),
+                "duplicated": duplicated,
+                "never_sent_but_stored": len(never_sent),
+                "duplicates_reported_on_resend": streamer.duplicates_reported,
+                "failed_attempts_while_down": streamer.failed_attempts,
+                "sigterm_exit_status": exit_status,
+            }
+        )
+    )
     assert kills >= 10
     assert streamer.batches_acknowledged >= kills  # the stream really ran across the restarts
     assert len(set(streamer.acknowledged)) == len(streamer.acknowledged)

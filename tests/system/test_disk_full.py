@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.events import EventStore, IdHasher, load_or_create_secret
-from service.events.store import EVENTS_FILE
+from aisle.service.events import EventStore, IdHasher, load_or_create_secret
+from aisle.service.events.store import EVENTS_FILE
 from tests.fakes import HashingEncoder
 from tests.service.harness import make_app
 
@@ -36,8 +36,13 @@ def batches(prefix: str) -> Iterator[list[dict]]:
     counter = itertools.count()
     while True:
         yield [
-            {"event_id": f"{prefix}-{n}-{'x' * 40}", "user_id": f"user-{n % 37}", "session_id": f"s-{n % 11}",
-             "item_id": f"a-{n % 30}", "type": ("view", "click", "add_to_cart", "purchase")[n % 4]}
+            {
+                "event_id": f"{prefix}-{n}-{'x' * 40}",
+                "user_id": f"user-{n % 37}",
+                "session_id": f"s-{n % 11}",
+                "item_id": f"a-{n % 30}",
+                "type": ("view", "click", "add_to_cart", "purchase")[n % 4],
+            }
             for n in (next(counter) for _ in range(BATCH))
         ]
 
@@ -95,7 +100,9 @@ def test_disk_full_on_a_real_tmpfs(tmp_path: Path) -> None:
         pytest.skip("no mount command: cannot create a small tmpfs here")
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr.strip()}")
     try:
@@ -114,6 +121,7 @@ def test_disk_full_by_the_database_quota(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     app = make_app(tmp_path, encoder=HashingEncoder(), data_dir=data_dir, events_max_db_mb=0.25)
     with TestClient(app) as client:
+
         def raise_quota() -> None:
             client.app.state.personal.store._conn.execute("PRAGMA max_page_count=100000")
 

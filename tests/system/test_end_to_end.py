@@ -42,8 +42,9 @@ def test_build_serve_search_without_torch(demo_index: Path, tmp_path: Path, monk
     import_log = tmp_path / "imports.log"
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     monkeypatch.setenv("AISLE_TEST_IMPORT_LOG", str(import_log))
-    probe = subprocess.run([sys.executable, "-c", "import torch"], env=server_environment(),
-                           capture_output=True, text=True, timeout=120)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import torch"], env=server_environment(), capture_output=True, text=True, timeout=120
+    )
     assert probe.returncode != 0 and "blocked" in probe.stderr, "the import blocker is not active"
     import_log.unlink()
 
@@ -51,10 +52,15 @@ def test_build_serve_search_without_torch(demo_index: Path, tmp_path: Path, monk
         status, health = get_json(f"{server.url}/health")
         assert status == 200 and health["status"] == "ok" and health["items"] == 382
 
-        status, found = request_json("POST", f"{server.url}/search", {
-            "query": "espresso machine", "k": 5,
-            "filters": {"category": "Home > Kitchen", "in_stock": True},
-        })
+        status, found = request_json(
+            "POST",
+            f"{server.url}/search",
+            {
+                "query": "espresso machine",
+                "k": 5,
+                "filters": {"category": "Home > Kitchen", "in_stock": True},
+            },
+        )
         assert status == 200, found
         assert len(found["results"]) == 5
         assert all(r["category"].startswith("Home > Kitchen") and r["in_stock"] for r in found["results"])
@@ -67,9 +73,15 @@ def test_build_serve_search_without_torch(demo_index: Path, tmp_path: Path, monk
         status, similar = get_json(f"{server.url}/items/KIT-0001/similar?k=5")
         assert status == 200 and "KIT-0001" not in [r["id"] for r in similar["results"]]
 
-        status, accepted = request_json("POST", f"{server.url}/events", {"events": [
-            {"event_id": "e2e-1", "user_id": "shopper", "item_id": "KIT-0003", "type": "purchase"},
-        ]})
+        status, accepted = request_json(
+            "POST",
+            f"{server.url}/events",
+            {
+                "events": [
+                    {"event_id": "e2e-1", "user_id": "shopper", "item_id": "KIT-0003", "type": "purchase"},
+                ]
+            },
+        )
         assert status == 200 and accepted["accepted"] == 1, accepted
         status, recs = get_json(f"{server.url}/users/shopper/recommendations?k=5")
         assert status == 200 and len(recs["results"]) == 5

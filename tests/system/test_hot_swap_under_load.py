@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 
-from index.build import BuildOptions, build_version
-from index.catalog import load_catalog
+from aisle.index.build import BuildOptions, build_version
+from aisle.index.catalog import load_catalog
 from tests.system.catalogues import PRODUCTS_PER_CATALOGUE, load_queries, write_catalogues
 from tests.system.server import ServerProcess, request_json
 
@@ -125,11 +125,20 @@ def test_swaps_under_load_fail_no_request(tmp_path: Path, real_encoder, shared_d
             thread.join(timeout=30)
         server.kill()
     seconds = time.monotonic() - started
-    print(json.dumps({
-        "swaps": SWAPS, "swapped_by": swaps_by, "requests": clients.sent, "failed": len(clients.failures),
-        "mixed_or_unknown_version": len(clients.mixed_answers()), "versions_served": len(clients.served),
-        "seconds": round(seconds, 1), "requests_per_second": round(clients.sent / seconds, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "swaps": SWAPS,
+                "swapped_by": swaps_by,
+                "requests": clients.sent,
+                "failed": len(clients.failures),
+                "mixed_or_unknown_version": len(clients.mixed_answers()),
+                "versions_served": len(clients.served),
+                "seconds": round(seconds, 1),
+                "requests_per_second": round(clients.sent / seconds, 1),
+            }
+        )
+    )
     assert clients.failures == [], clients.failures[:10]
     assert clients.mixed_answers() == [], clients.mixed_answers()[:10]
     assert set(clients.served) <= set(versions)

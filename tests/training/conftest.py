@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embed.base import Encoder
+from aisle.embed.base import Encoder
+from aisle.training.recsys_data import shared_data_dir
 from tests.fakes import HashingEncoder
-from training.recsys_data import shared_data_dir
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +40,9 @@ class ShuffledEncoder(Encoder):
     def fingerprint(self) -> str:
         return f"shuffled:{self.seed}:{self.inner.fingerprint}"
 
-    def encode_documents(self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+    def encode_documents(
+        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
+    ) -> np.ndarray:
         vectors = self.inner.encode_documents(texts)
         return np.ascontiguousarray(vectors[np.random.default_rng(self.seed).permutation(len(texts))])
 
@@ -55,27 +57,26 @@ def hashing() -> HashingEncoder:
 
 #: The subcommands this package adds, as pyproject.toml declares them in ``aisle.commands``.
 TRAINING_COMMANDS = {
-    "eval": "training.cli:register_eval",
-    "train": "training.cli:register_train",
-    "tune": "training.cli:register_tune",
-    "gate": "training.cli:register_gate",
+    "eval": "aisle.training.cli:register_eval",
+    "train": "aisle.training.cli:register_train",
+    "tune": "aisle.training.cli:register_tune",
+    "gate": "aisle.training.cli:register_gate",
 }
 
 
 @pytest.fixture
 def aisle_commands(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Makes ``index.cli.main`` see every training subcommand, even from an older install."""
+    """Makes ``aisle.cli.main`` see every training subcommand, even from an older install."""
     from importlib.metadata import EntryPoint, entry_points
 
     def patched(group: str):
         found = list(entry_points(group=group))
         if group == "aisle.commands":
             names = {entry.name for entry in found}
-            found += [EntryPoint(name, value, group) for name, value in TRAINING_COMMANDS.items()
-                      if name not in names]
+            found += [EntryPoint(name, value, group) for name, value in TRAINING_COMMANDS.items() if name not in names]
         return found
 
-    monkeypatch.setattr("index.cli.entry_points", lambda group: patched(group))
+    monkeypatch.setattr("aisle.cli.entry_points", lambda group: patched(group))
 
 
 @pytest.fixture(scope="session")

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from index.cli import main
+from aisle.cli import main
+from aisle.training.datasets import load_sequence_set
 from tests.fakes import HashingEncoder
-from training.datasets import load_sequence_set
 
 
 @pytest.fixture
 def fast_encoder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> HashingEncoder:
     """Evaluation indexes built with the hashing encoder, under a private cache."""
     encoder = HashingEncoder(dim=96)
-    monkeypatch.setattr("training.indexes.create_encoder_for", lambda settings, model=None: encoder)
+    monkeypatch.setattr("aisle.training.indexes.create_encoder_for", lambda settings, model=None: encoder)
     monkeypatch.setenv("AISLE_CACHE_DIR", str(tmp_path / "cache"))
     return encoder
 
@@ -29,8 +29,9 @@ def _run(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, dict
 
 def test_search_in_process(shared_data: Path, fast_encoder, capsys, tmp_path: Path) -> None:
     out = tmp_path / "search.json"
-    status, payload, err = _run(capsys, ["eval", "search", "--data", "fixture/amazon_google", "--no-progress",
-                                         "--out", str(out)])
+    status, payload, err = _run(
+        capsys, ["eval", "search", "--data", "fixture/amazon_google", "--no-progress", "--out", str(out)]
+    )
     assert status == 0
     assert set(payload["runs"]) == {"dense", "lexical"}
     for run in payload["runs"].values():
@@ -47,8 +48,22 @@ def test_search_in_process(shared_data: Path, fast_encoder, capsys, tmp_path: Pa
 def test_search_halves_partition_the_queries(shared_data: Path, fast_encoder, capsys) -> None:
     counts = []
     for half in ("even", "odd"):
-        status, payload, _ = _run(capsys, ["eval", "search", "--data", "fixture/amazon_google", "--half", half,
-                                           "--mode", "lexical", "--format", "json", "--no-progress"])
+        status, payload, _ = _run(
+            capsys,
+            [
+                "eval",
+                "search",
+                "--data",
+                "fixture/amazon_google",
+                "--half",
+                half,
+                "--mode",
+                "lexical",
+                "--format",
+                "json",
+                "--no-progress",
+            ],
+        )
         assert status == 0
         counts.append(payload["runs"]["lexical"]["metrics"]["queries"])
     assert counts == [50, 50]

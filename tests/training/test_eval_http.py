@@ -7,23 +7,24 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from index.build import BuildOptions, build_version
-from service.app import create_app
-from service.settings import ServiceSettings
+from aisle.index.build import BuildOptions, build_version
+from aisle.service.app import create_app
+from aisle.service.settings import ServiceSettings
+from aisle.training.datasets import load_sequence_set
+from aisle.training.eval_personal import evaluate_lift
+from aisle.training.eval_recsys import evaluate_http
+from aisle.training.recsys_data import Rating, TagCase
+from aisle.training.timeline import Timeline
 from tests.fakes import HashingEncoder
-from training.datasets import load_sequence_set
-from training.eval_personal import evaluate_lift
-from training.eval_recsys import evaluate_http
-from training.recsys_data import Rating, TagCase
-from training.timeline import Timeline
 
 
 @pytest.fixture
 def client(shared_data: Path, tmp_path: Path, hashing: HashingEncoder):
     data = load_sequence_set("fixture/scientific")
     build_version(data.catalog(), tmp_path / "index", hashing, BuildOptions(show_progress=False))
-    settings = ServiceSettings(index_dir=tmp_path / "index", data_dir=tmp_path / "data", watch_interval_s=0,
-                               recommend_exclude="none")
+    settings = ServiceSettings(
+        index_dir=tmp_path / "index", data_dir=tmp_path / "data", watch_interval_s=0, recommend_exclude="none"
+    )
     with TestClient(create_app(settings, encoder_factory=lambda _settings: hashing)) as test_client:
         yield data, test_client
 
@@ -52,4 +53,5 @@ def test_personalized_search_lift_over_http(client) -> None:
     runs = result["runs"]
     assert runs["search"]["metrics"]["cases"] == runs["personalized_search"]["metrics"]["cases"] == 15
     assert result["lift"]["MRR"] == pytest.approx(
-        runs["personalized_search"]["metrics"]["MRR"] - runs["search"]["metrics"]["MRR"], abs=2e-4)
+        runs["personalized_search"]["metrics"]["MRR"] - runs["search"]["metrics"]["MRR"], abs=2e-4
+    )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from index.cli import main
+from aisle.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -16,8 +16,23 @@ def test_hybrid_search_through_a_local_service(shared_data: Path, capsys, tmp_pa
     """The bundled model (ONNX int8) serves the fixture catalogue; every mode answers over HTTP."""
     pytest.importorskip("httpx")
     out = tmp_path / "service.json"
-    status = main(["eval", "search", "--data", "fixture/amazon_google", "--engine", "service", "--mode", "all",
-                   "--format", "json", "--no-progress", "--out", str(out)])
+    status = main(
+        [
+            "eval",
+            "search",
+            "--data",
+            "fixture/amazon_google",
+            "--engine",
+            "service",
+            "--mode",
+            "all",
+            "--format",
+            "json",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     assert status == 0
     payload = json.loads(capsys.readouterr().out)
     runs = payload["runs"]
@@ -29,5 +44,6 @@ def test_hybrid_search_through_a_local_service(shared_data: Path, capsys, tmp_pa
         assert run["settings"]["engine"] == "local aisle serve (HTTP)"
     # Real product-matching queries: hybrid retrieval finds the labelled listing almost always.
     assert runs["hybrid"]["metrics"]["recall@10"] > 0.9
-    assert runs["hybrid"]["metrics"]["MRR@10"] >= min(runs["dense"]["metrics"]["MRR@10"],
-                                                      runs["lexical"]["metrics"]["MRR@10"])
+    assert runs["hybrid"]["metrics"]["MRR@10"] >= min(
+        runs["dense"]["metrics"]["MRR@10"], runs["lexical"]["metrics"]["MRR@10"]
+    )

@@ -7,20 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from index.build import BuildOptions, build_version
-from index.cli import main
-from index.loaded import LoadedIndex
-from index.versions import VersionStore
-from tests.fakes import HashingEncoder
-from tests.training.conftest import ShuffledEncoder
-from training.datasets import load_search_set, load_sequence_set
-from training.gate import (
+from aisle.cli import main
+from aisle.index.build import BuildOptions, build_version
+from aisle.index.loaded import LoadedIndex
+from aisle.index.versions import VersionStore
+from aisle.training.datasets import load_search_set, load_sequence_set
+from aisle.training.gate import (
     EvalSet,
     GateRefused,
     compare_versions,
     gated_build,
     overlap_at_k,
 )
+from tests.fakes import HashingEncoder
+from tests.training.conftest import ShuffledEncoder
 
 OPTIONS = BuildOptions(show_progress=False)
 
@@ -51,8 +51,9 @@ def test_refuses_a_shuffled_model_and_keeps_the_current_version(search_root, has
 
 def test_publishes_an_equal_model(search_root, hashing: HashingEncoder) -> None:
     search_set, catalog, root, current = search_root
-    report = gated_build(catalog, root, HashingEncoder(dim=96), None, EvalSet(search=search_set),
-                         margin=0.0, options=OPTIONS)
+    report = gated_build(
+        catalog, root, HashingEncoder(dim=96), None, EvalSet(search=search_set), margin=0.0, options=OPTIONS
+    )
     assert report.passed and report.published
     assert report.delta == 0.0 and report.overlap_at_k == 1.0
     store = VersionStore(root)
@@ -86,8 +87,9 @@ def test_next_item_gate_refuses_shuffled_vectors(tmp_path: Path, shared_data: Pa
 
 def test_first_build_publishes_without_comparison(tmp_path: Path, shared_data: Path, hashing: HashingEncoder) -> None:
     search_set = load_search_set("fixture/amazon_google")
-    report = gated_build(search_set.load_catalog(), tmp_path / "fresh", hashing, None,
-                         EvalSet(search=search_set), options=OPTIONS)
+    report = gated_build(
+        search_set.load_catalog(), tmp_path / "fresh", hashing, None, EvalSet(search=search_set), options=OPTIONS
+    )
     assert report.published and "no current version" in report.reason
 
 
@@ -99,11 +101,25 @@ def test_overlap_at_k() -> None:
 def test_gate_command(search_root, hashing: HashingEncoder, monkeypatch, capsys, aisle_commands) -> None:
     search_set, _, root, current = search_root
     bad = ShuffledEncoder(hashing)
-    monkeypatch.setattr("training.indexes.create_encoder_for",
-                        lambda settings, model=None: bad if model == "bad" else hashing)
-    argv = ["gate", "--catalog", str(search_set.catalog_path), "--map", "id=product_id",
-            "--map", "brand=manufacturer", "--index", str(root), "--search-set", "fixture/amazon_google",
-            "--current-model", "good", "--no-progress"]
+    monkeypatch.setattr(
+        "aisle.training.indexes.create_encoder_for", lambda settings, model=None: bad if model == "bad" else hashing
+    )
+    argv = [
+        "gate",
+        "--catalog",
+        str(search_set.catalog_path),
+        "--map",
+        "id=product_id",
+        "--map",
+        "brand=manufacturer",
+        "--index",
+        str(root),
+        "--search-set",
+        "fixture/amazon_google",
+        "--current-model",
+        "good",
+        "--no-progress",
+    ]
     assert main([*argv, "--model", "bad"]) == 3
     refused = json.loads(capsys.readouterr().out)
     assert refused["passed"] is False and refused["published"] is False

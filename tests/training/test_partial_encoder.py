@@ -10,14 +10,20 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sentence_transformers")
 
-from index.profile import DecayConfig
-from training.model_io import load_sentence_transformer
-from training.partial_encoder import PartialEncoder, UnsupportedModelError
-from training.timeline import Timeline
-from training.trainer import CatalogTrainer
+from aisle.index.profile import DecayConfig
+from aisle.training.model_io import load_sentence_transformer
+from aisle.training.partial_encoder import PartialEncoder, UnsupportedModelError
+from aisle.training.timeline import Timeline
+from aisle.training.trainer import CatalogTrainer
 
-TEXTS = ["usb cable", "wireless mouse for laptop", "black leather shoes", "coffee maker",
-         "a", "adobe software for windows and microsoft office"]
+TEXTS = [
+    "usb cable",
+    "wireless mouse for laptop",
+    "black leather shoes",
+    "coffee maker",
+    "a",
+    "adobe software for windows and microsoft office",
+]
 
 
 @pytest.fixture

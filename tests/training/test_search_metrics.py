@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from training.metrics import summarize_ranks
-from training.search_metrics import (
+from aisle.training.metrics import summarize_ranks
+from aisle.training.search_metrics import (
     mean_reciprocal_rank,
     ndcg_at,
     recall_at,

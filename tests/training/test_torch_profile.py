@@ -1,4 +1,4 @@
-"""The differentiable profile used in training equals the served one (``index.profile``)."""
+"""The differentiable profile used in training equals the served one (``aisle.index.profile``)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from index.profile import (
+from aisle.index.profile import (
     DAY_S,
     EVENT_TYPES,
     DecayConfig,
     TypeDecay,
     profile_from_events,
 )
-from training.timeline import Timeline, pad_histories
-from training.torch_profile import decayed_profiles
-from training.train_data import NextItemCase
+from aisle.training.timeline import Timeline, pad_histories
+from aisle.training.torch_profile import decayed_profiles
+from aisle.training.train_data import NextItemCase
 
 
 def _served(case: NextItemCase, vectors: np.ndarray, config: DecayConfig, timeline: Timeline) -> np.ndarray:
@@ -30,7 +30,8 @@ def _trained(cases: list[NextItemCase], vectors: np.ndarray, config: DecayConfig
     padded = pad_histories(cases, timeline, config)
     table = torch.from_numpy(vectors)
     return decayed_profiles(
-        table[torch.from_numpy(padded.rows)], torch.from_numpy(padded.log2_weight).float(),
+        table[torch.from_numpy(padded.rows)],
+        torch.from_numpy(padded.log2_weight).float(),
         torch.from_numpy(padded.valid),
     ).numpy()
 
@@ -47,33 +48,42 @@ def test_synthetic_timeline_matches_index_profile(vectors: np.ndarray) -> None:
     timeline = Timeline(step_s=DAY_S, event_type="purchase", max_events=12)
     config = DecayConfig(purchase=TypeDecay(8.0, 1.5 * DAY_S))
     cases = [
-        NextItemCase(str(n), tuple(int(r) for r in rng.integers(0, 60, size=rng.integers(1, 20))), 0)
-        for n in range(40)
+        NextItemCase(str(n), tuple(int(r) for r in rng.integers(0, 60, size=rng.integers(1, 20))), 0) for n in range(40)
     ]
     np.testing.assert_allclose(
         _trained(cases, vectors, config, timeline),
-        np.stack([_served(c, vectors, config, timeline) for c in cases]), atol=1e-5,
+        np.stack([_served(c, vectors, config, timeline) for c in cases]),
+        atol=1e-5,
     )
 
 
 def test_real_times_and_mixed_types_match_index_profile(vectors: np.ndarray) -> None:
     rng = np.random.default_rng(2)
-    config = DecayConfig(view=TypeDecay(1.0, 0.5 * DAY_S), click=TypeDecay(2.5, 2 * DAY_S),
-                         add_to_cart=TypeDecay(4.0, 5 * DAY_S), purchase=TypeDecay(9.0, 40 * DAY_S))
+    config = DecayConfig(
+        view=TypeDecay(1.0, 0.5 * DAY_S),
+        click=TypeDecay(2.5, 2 * DAY_S),
+        add_to_cart=TypeDecay(4.0, 5 * DAY_S),
+        purchase=TypeDecay(9.0, 40 * DAY_S),
+    )
     cases = []
     for n in range(30):
         length = int(rng.integers(1, 15))
         times = np.sort(rng.uniform(0, 60 * DAY_S, size=length))
-        cases.append(NextItemCase(
-            str(n), tuple(int(r) for r in rng.integers(0, 60, size=length)), 1,
-            timestamps=tuple(float(t) for t in times),
-            types=tuple(str(t) for t in rng.choice(EVENT_TYPES, size=length)),
-            now=float(times[-1] + rng.uniform(0, 3 * DAY_S)),
-        ))
+        cases.append(
+            NextItemCase(
+                str(n),
+                tuple(int(r) for r in rng.integers(0, 60, size=length)),
+                1,
+                timestamps=tuple(float(t) for t in times),
+                types=tuple(str(t) for t in rng.choice(EVENT_TYPES, size=length)),
+                now=float(times[-1] + rng.uniform(0, 3 * DAY_S)),
+            )
+        )
     timeline = Timeline(max_events=50)
     np.testing.assert_allclose(
         _trained(cases, vectors, config, timeline),
-        np.stack([_served(c, vectors, config, timeline) for c in cases]), atol=1e-5,
+        np.stack([_served(c, vectors, config, timeline) for c in cases]),
+        atol=1e-5,
     )
 
 

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from index.catalog import Catalog, Product
-from training.datasets import DatasetError, load_sequence_set
-from training.train_data import (
+from aisle.index.catalog import Catalog, Product
+from aisle.training.datasets import DatasetError, load_sequence_set
+from aisle.training.train_data import (
     NextItemCase,
     QueryPair,
     TrainingData,
     split_for_validation,
 )
-from training.train_sources import (
+from aisle.training.train_sources import (
     from_catalog,
     from_sequence_set,
     read_labelled_queries,
@@ -63,15 +63,16 @@ def test_event_log_becomes_timed_cases(tmp_path: Path) -> None:
     log.write_text(
         "user_id,item_id,timestamp,type\n"
         "u1,p2,2024-01-02T00:00:00Z,purchase\n"
-        "u1,p0,1704067200,view\n"          # 2024-01-01, earlier although listed later
+        "u1,p0,1704067200,view\n"  # 2024-01-01, earlier although listed later
         "u1,p3,1704240000,click\n"
         "u2,p1,1704067200,view\n"
-        "u2,gone,1704067300,view\n",       # not in the catalogue any more: skipped
+        "u2,gone,1704067300,view\n",  # not in the catalogue any more: skipped
         encoding="utf-8",
     )
     data = from_catalog(catalog, events_file=log)
     assert [(c.user, c.history, c.target) for c in data.sequences] == [
-        ("u1", (0,), 2), ("u1", (0, 2), 3),
+        ("u1", (0,), 2),
+        ("u1", (0, 2), 3),
     ]
     second = data.sequences[1]
     assert second.types == ("view", "purchase")
@@ -107,7 +108,7 @@ def test_training_rows_are_prefixes_of_the_valid_history(shared_data: Path) -> N
 
 
 def test_amazon_google_queries_are_whole_listings_unless_columns_are_given(shared_data: Path) -> None:
-    from training.datasets import load_search_set
+    from aisle.training.datasets import load_search_set
 
     listing = {q.id: q.text for q in load_search_set("fixture/amazon_google").queries}
     titles = {q.id: q.text for q in load_search_set("fixture/amazon_google", query_columns=("query",)).queries}

@@ -12,14 +12,14 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("sentence_transformers")
 
-from embed import EncoderConfig, create_encoder
-from index.build import BuildOptions, build_version
-from index.cli import main
-from index.manifest import read_manifest
-from training.datasets import load_sequence_set
-from training.model_io import TRAINING_REPORT, load_sentence_transformer
-from training.train import TrainOptions, train_model
-from training.train_sources import from_sequence_set
+from aisle.cli import main
+from aisle.embed import EncoderConfig, create_encoder
+from aisle.index.build import BuildOptions, build_version
+from aisle.index.manifest import read_manifest
+from aisle.training.datasets import load_sequence_set
+from aisle.training.model_io import TRAINING_REPORT, load_sentence_transformer
+from aisle.training.train import TrainOptions, train_model
+from aisle.training.train_sources import from_sequence_set
 
 
 @pytest.fixture
@@ -29,13 +29,34 @@ def cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 def _train_args(tiny: Path, output: Path, *extra: str) -> list[str]:
-    return ["train", "--sequences", "fixture/scientific", "--base-model", str(tiny), "--output", str(output),
-            "--batch-size", "16", "--trainable-layers", "1", "--eval-every", "2", "--max-steps", "4",
-            "--no-progress", "--seed", "5", "--threads", "1", *extra]
+    return [
+        "train",
+        "--sequences",
+        "fixture/scientific",
+        "--base-model",
+        str(tiny),
+        "--output",
+        str(output),
+        "--batch-size",
+        "16",
+        "--trainable-layers",
+        "1",
+        "--eval-every",
+        "2",
+        "--max-steps",
+        "4",
+        "--no-progress",
+        "--seed",
+        "5",
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
-def test_train_exports_and_a_rebuild_uses_the_new_model(shared_data, tiny_model: Path, cache: Path,
-                                                        tmp_path: Path, capsys) -> None:
+def test_train_exports_and_a_rebuild_uses_the_new_model(
+    shared_data, tiny_model: Path, cache: Path, tmp_path: Path, capsys
+) -> None:
     output = tmp_path / "models" / "trained"
     # Without a validation split the last weights are kept, so the model surely changed.
     assert main(_train_args(tiny_model, output, "--validation-fraction", "0")) == 0
@@ -63,9 +84,21 @@ def test_train_exports_and_a_rebuild_uses_the_new_model(shared_data, tiny_model:
 def test_only_the_top_layers_change(shared_data, tiny_model: Path, tmp_path: Path) -> None:
     data = from_sequence_set(load_sequence_set("fixture/scientific", "train"))
     output = tmp_path / "top-only"
-    train_model(data, TrainOptions(base_model=str(tiny_model), output=output, trainable_layers=1,
-                                   batch_size=16, max_steps=3, eval_every=3, show_progress=False, seed=1, threads=1,
-                                   validation_fraction=0.0))
+    train_model(
+        data,
+        TrainOptions(
+            base_model=str(tiny_model),
+            output=output,
+            trainable_layers=1,
+            batch_size=16,
+            max_steps=3,
+            eval_every=3,
+            show_progress=False,
+            seed=1,
+            threads=1,
+            validation_fraction=0.0,
+        ),
+    )
     before = load_sentence_transformer(str(tiny_model))[0].auto_model.state_dict()
     after = load_sentence_transformer(str(output))[0].auto_model.state_dict()
     changed = {name for name in before if not bool((before[name] == after[name]).all())}
@@ -76,11 +109,26 @@ def test_fixed_seeds_reproduce_the_run(shared_data, tiny_model: Path, tmp_path: 
     data = from_sequence_set(load_sequence_set("fixture/scientific", "train"))
     runs = []
     for name in ("first", "second"):
-        result = train_model(data, TrainOptions(base_model=str(tiny_model), output=tmp_path / name,
-                                                trainable_layers=1, batch_size=16, max_steps=3,
-                                                eval_every=3, show_progress=False, seed=9, threads=1))
-        runs.append(([entry["score"] for entry in result.history],
-                     load_sentence_transformer(str(tmp_path / name)).encode(["glue", "sanding roll"])))
+        result = train_model(
+            data,
+            TrainOptions(
+                base_model=str(tiny_model),
+                output=tmp_path / name,
+                trainable_layers=1,
+                batch_size=16,
+                max_steps=3,
+                eval_every=3,
+                show_progress=False,
+                seed=9,
+                threads=1,
+            ),
+        )
+        runs.append(
+            (
+                [entry["score"] for entry in result.history],
+                load_sentence_transformer(str(tmp_path / name)).encode(["glue", "sanding roll"]),
+            )
+        )
     assert runs[0][0] == runs[1][0]
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
 
@@ -89,9 +137,21 @@ def test_early_stopping_restores_the_best_weights(shared_data, tiny_model: Path,
     data = from_sequence_set(load_sequence_set("fixture/scientific", "train"))
     # A learning rate this small cannot improve the validation score: the first validation
     # after step 0 stops the run, and the saved weights must be exactly the initial ones.
-    result = train_model(data, TrainOptions(base_model=str(tiny_model), output=tmp_path / "early",
-                                            trainable_layers=1, batch_size=16, learning_rate=1e-12,
-                                            eval_every=1, patience=1, max_steps=50, show_progress=False, threads=1))
+    result = train_model(
+        data,
+        TrainOptions(
+            base_model=str(tiny_model),
+            output=tmp_path / "early",
+            trainable_layers=1,
+            batch_size=16,
+            learning_rate=1e-12,
+            eval_every=1,
+            patience=1,
+            max_steps=50,
+            show_progress=False,
+            threads=1,
+        ),
+    )
     assert result.stopped_because == "early_stopping" and result.steps == 1 and result.best_step == 0
     before = load_sentence_transformer(str(tiny_model))[0].auto_model.state_dict()
     after = load_sentence_transformer(str(tmp_path / "early"))[0].auto_model.state_dict()
@@ -100,9 +160,18 @@ def test_early_stopping_restores_the_best_weights(shared_data, tiny_model: Path,
 
 def test_time_budget_stops_training(shared_data, tiny_model: Path, tmp_path: Path) -> None:
     data = from_sequence_set(load_sequence_set("fixture/scientific", "train"))
-    result = train_model(data, TrainOptions(base_model=str(tiny_model), output=tmp_path / "budget",
-                                            trainable_layers=1, batch_size=16, time_budget_s=0.01,
-                                            show_progress=False, threads=1))
+    result = train_model(
+        data,
+        TrainOptions(
+            base_model=str(tiny_model),
+            output=tmp_path / "budget",
+            trainable_layers=1,
+            batch_size=16,
+            time_budget_s=0.01,
+            show_progress=False,
+            threads=1,
+        ),
+    )
     assert result.stopped_because == "time_budget"
     assert result.steps == 1
     assert (tmp_path / "budget" / "modules.json").is_file()

@@ -1,4 +1,4 @@
-"""The training loss is the served computation: profile from ``index.profile``, cosine to fresh items."""
+"""The training loss is the served computation: profile from ``aisle.index.profile``, cosine to fresh items."""
 
 from __future__ import annotations
 
@@ -10,15 +10,25 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sentence_transformers")
 
-from index.profile import DAY_S, DecayConfig, TypeDecay, profile_from_events  # noqa: E402
-from training.model_io import load_sentence_transformer  # noqa: E402
-from training.partial_encoder import PartialEncoder  # noqa: E402
-from training.timeline import Timeline  # noqa: E402
-from training.train_data import NextItemCase, QueryPair  # noqa: E402
-from training.trainer import CatalogTrainer  # noqa: E402
+from aisle.index.profile import DAY_S, DecayConfig, TypeDecay, profile_from_events
+from aisle.training.model_io import load_sentence_transformer
+from aisle.training.partial_encoder import PartialEncoder
+from aisle.training.timeline import Timeline
+from aisle.training.train_data import NextItemCase, QueryPair
+from aisle.training.trainer import CatalogTrainer
 
-TEXTS = ["usb cable", "wireless mouse", "laptop charger", "black leather shoes", "red dress",
-         "coffee maker", "steel watch", "blue jeans", "sports bag", "cotton shirt"]
+TEXTS = [
+    "usb cable",
+    "wireless mouse",
+    "laptop charger",
+    "black leather shoes",
+    "red dress",
+    "coffee maker",
+    "steel watch",
+    "blue jeans",
+    "sports bag",
+    "cotton shirt",
+]
 CASES = [NextItemCase("a", (0, 1), 2), NextItemCase("b", (3, 4, 7), 8), NextItemCase("c", (5,), 6)]
 DECAY = DecayConfig(purchase=TypeDecay(8.0, 1.5 * DAY_S))
 TEMPERATURE = 0.1
@@ -29,8 +39,16 @@ def trainer(tiny_model: Path) -> CatalogTrainer:
     torch.set_num_threads(1)
     model = load_sentence_transformer(str(tiny_model))
     # Every history item fresh, so the whole profile side carries gradients.
-    return CatalogTrainer(PartialEncoder(model, 1), TEXTS, DECAY, Timeline(), TEMPERATURE,
-                          fresh_history=10, hard_negatives=0, random_negatives=0)
+    return CatalogTrainer(
+        PartialEncoder(model, 1),
+        TEXTS,
+        DECAY,
+        Timeline(),
+        TEMPERATURE,
+        fresh_history=10,
+        hard_negatives=0,
+        random_negatives=0,
+    )
 
 
 def _served_loss(vectors: np.ndarray, candidates: list[int] | None = None, *, mask_own: bool = True) -> float:
@@ -38,8 +56,11 @@ def _served_loss(vectors: np.ndarray, candidates: list[int] | None = None, *, ma
     the user's own history items unless ``mask_own`` is False, ranked by the served profile."""
     total = 0.0
     for case in CASES:
-        rows = [r for r in (range(len(vectors)) if candidates is None else candidates)
-                if r == case.target or not mask_own or r not in case.history]
+        rows = [
+            r
+            for r in (range(len(vectors)) if candidates is None else candidates)
+            if r == case.target or not mask_own or r not in case.history
+        ]
         events, now = Timeline().events(case.history)
         profile = profile_from_events(events, vectors, DECAY, now).vector
         logits = vectors[rows] @ profile / TEMPERATURE

@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from index.build import BuildOptions, build_version
-from index.cli import main
-from index.loaded import LoadedIndex
-from index.profile import DAY_S, DecayConfig
+from aisle.cli import main
+from aisle.index.build import BuildOptions, build_version
+from aisle.index.loaded import LoadedIndex
+from aisle.index.profile import DAY_S, DecayConfig
+from aisle.training.datasets import load_sequence_set
+from aisle.training.eval_recsys import evaluate_profiles
+from aisle.training.settings import TrainingSettings
+from aisle.training.timeline import Timeline
+from aisle.training.tune import tune_half_life, write_settings
 from tests.fakes import HashingEncoder
-from training.datasets import load_sequence_set
-from training.eval_recsys import evaluate_profiles
-from training.settings import TrainingSettings
-from training.timeline import Timeline
-from training.tune import tune_half_life, write_settings
 
 
 def test_half_life_search_picks_the_best_trial(shared_data: Path, hashing: HashingEncoder, tmp_path: Path) -> None:
@@ -37,16 +37,18 @@ def test_half_life_search_picks_the_best_trial(shared_data: Path, hashing: Hashi
 
 def test_settings_file_round_trips_through_aisle_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "tuned.yaml"
-    write_settings(path, {"half_lives_s": {"purchase": 1.5 * DAY_S}, "fusion_dense_weight": 0.5},
-                   {"tuned_on": "test"})
+    write_settings(path, {"half_lives_s": {"purchase": 1.5 * DAY_S}, "fusion_dense_weight": 0.5}, {"tuned_on": "test"})
     assert yaml.safe_load(path.read_text())["fusion_dense_weight"] == 0.5
     monkeypatch.setenv("AISLE_CONFIG", str(path))
     assert TrainingSettings().decay_config().half_life("purchase") == 1.5 * DAY_S
 
 
-def test_tune_command_writes_a_usable_file(shared_data: Path, tmp_path: Path, monkeypatch, capsys,
-                                           aisle_commands) -> None:
-    monkeypatch.setattr("training.indexes.create_encoder_for", lambda settings, model=None: HashingEncoder(dim=96))
+def test_tune_command_writes_a_usable_file(
+    shared_data: Path, tmp_path: Path, monkeypatch, capsys, aisle_commands
+) -> None:
+    monkeypatch.setattr(
+        "aisle.training.indexes.create_encoder_for", lambda settings, model=None: HashingEncoder(dim=96)
+    )
     monkeypatch.setenv("AISLE_CACHE_DIR", str(tmp_path / "cache"))
     output = tmp_path / "tuned.yaml"
     assert main(["tune", "--sequences", "fixture/scientific", "--output", str(output), "--no-progress"]) == 0
@@ -83,11 +85,30 @@ def _topic_shop(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_event_weights_are_tuned_from_a_log(tmp_path: Path, monkeypatch, capsys, aisle_commands) -> None:
     catalog, log = _topic_shop(tmp_path)
-    monkeypatch.setattr("training.indexes.create_encoder_for", lambda settings, model=None: HashingEncoder(dim=128))
+    monkeypatch.setattr(
+        "aisle.training.indexes.create_encoder_for", lambda settings, model=None: HashingEncoder(dim=128)
+    )
     monkeypatch.setenv("AISLE_CACHE_DIR", str(tmp_path / "cache"))
     output = tmp_path / "tuned.yaml"
-    assert main(["tune", "--catalog", str(catalog), "--events", str(log), "--split", "valid",
-                 "--trials", "25", "--output", str(output), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "tune",
+                "--catalog",
+                str(catalog),
+                "--events",
+                str(log),
+                "--split",
+                "valid",
+                "--trials",
+                "25",
+                "--output",
+                str(output),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     trials = report["half_life"]["trials"]
     default, best = trials[0], max(trials, key=lambda t: t["NDCG@10"])
@@ -99,8 +120,8 @@ def test_event_weights_are_tuned_from_a_log(tmp_path: Path, monkeypatch, capsys,
 
 def test_every_tuned_setting_is_a_service_setting() -> None:
     """Trials pass settings as ``AISLE_*`` variables, which a misspelt name would silently miss."""
-    from service.settings import ServiceSettings
-    from training.tune import BLEND_GRID, FUSION_GRID
+    from aisle.service.settings import ServiceSettings
+    from aisle.training.tune import BLEND_GRID, FUSION_GRID
 
     names = {name for trial in (*BLEND_GRID, *FUSION_GRID) for name in trial}
     assert "personal_half_mass" in names

@@ -19,13 +19,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from index.profile import DAY_S, EVENT_TYPES, DecayConfig, ProfileEvent, TypeDecay, profile_from_events
-from service.engine import Engine
-from service.events.identity import IdHasher
-from service.events.store import EventStore, StoredEvent
-from service.holder import IndexHolder
-from service.personal.config import PersonalConfig
-from service.personal.profiles import ProfileService
+from aisle.index.profile import DAY_S, EVENT_TYPES, DecayConfig, ProfileEvent, TypeDecay, profile_from_events
+from aisle.service.engine import Engine
+from aisle.service.events.identity import IdHasher
+from aisle.service.events.store import EventStore, StoredEvent
+from aisle.service.holder import IndexHolder
+from aisle.service.personal.config import PersonalConfig
+from aisle.service.personal.profiles import ProfileService
 from tests.fakes import HashingEncoder
 from tests.service.harness import publish
 
@@ -58,15 +58,17 @@ def event_streams(draw) -> list[StoredEvent]:
     for number in range(count):
         user = draw(st.sampled_from((None, *USERS)))
         session = draw(st.sampled_from((None, *SESSIONS)) if user else st.sampled_from(SESSIONS))
-        events.append(StoredEvent(
-            event_key=HASHER.event(f"e{number}"),
-            user_key=HASHER.user(user) if user else None,
-            session_key=HASHER.session(session) if session else None,
-            item_id=draw(st.sampled_from(ITEMS)),
-            type=draw(st.sampled_from(EVENT_TYPES)),
-            timestamp=NOW - draw(st.floats(0, 60 * DAY_S, allow_nan=False)),
-            received=NOW,
-        ))
+        events.append(
+            StoredEvent(
+                event_key=HASHER.event(f"e{number}"),
+                user_key=HASHER.user(user) if user else None,
+                session_key=HASHER.session(session) if session else None,
+                item_id=draw(st.sampled_from(ITEMS)),
+                type=draw(st.sampled_from(EVENT_TYPES)),
+                timestamp=NOW - draw(st.floats(0, 60 * DAY_S, allow_nan=False)),
+                received=NOW,
+            )
+        )
     return events
 
 
@@ -84,7 +86,7 @@ class Harness:
         accepted = duplicates = 0
         size = max(1, len(events) // batches)
         for start in range(0, len(events), size):
-            result = self.store.append(events[start:start + size])
+            result = self.store.append(events[start : start + size])
             accepted += len(result.accepted)
             duplicates += result.duplicates
         return accepted, duplicates
@@ -212,8 +214,15 @@ def test_session_history_joins_the_user_at_login(engine) -> None:
 def check_login_merge(harness: Harness, engine: Engine) -> None:
 
     def event(number: int, item: str, user: str | None, session: str | None) -> StoredEvent:
-        return StoredEvent(HASHER.event(f"x{number}"), HASHER.user(user) if user else None,
-                           HASHER.session(session) if session else None, item, "view", NOW - 100 + number, NOW)
+        return StoredEvent(
+            HASHER.event(f"x{number}"),
+            HASHER.user(user) if user else None,
+            HASHER.session(session) if session else None,
+            item,
+            "view",
+            NOW - 100 + number,
+            NOW,
+        )
 
     harness.send([event(0, "a-6", None, "s1"), event(1, "a-7", None, "s1")], batches=1)
     anonymous = harness.profiles.view(None, "s1")

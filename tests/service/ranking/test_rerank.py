@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.ranking.rerank import rerank
-from service.ranking.rules import Boosts, Cap, Diversity, Exploration, Pin, PriceBand, RuleSet
-from service.ranking.scoring import price_band_distance
-from service.ranking.types import ANONYMOUS, UserContext
-from tests.ranking.builders import Item, candidates, item_table, unit_vectors
+from aisle.service.ranking.rerank import rerank
+from aisle.service.ranking.rules import Boosts, Cap, Diversity, Exploration, Pin, PriceBand, RuleSet
+from aisle.service.ranking.scoring import price_band_distance
+from aisle.service.ranking.types import ANONYMOUS, UserContext
+from tests.service.ranking.builders import Item, candidates, item_table, unit_vectors
 
 NO_SOFT_RULES = RuleSet(boosts=Boosts(boost=0.0), exploration=Exploration(share=0.0))
 
@@ -22,8 +22,13 @@ def test_lambda_one_is_pure_relevance_order() -> None:
     items = item_table([Item(f"i{r}") for r in range(30)])
     relevance = np.random.default_rng(3).uniform(0, 1, 30)
     vectors = unit_vectors(30, seed=3)
-    hits = rerank(candidates(range(30), relevance, vectors), items, ANONYMOUS,
-                  NO_SOFT_RULES.model_copy(update={"diversity": Diversity(lambda_=1.0)}), 10)
+    hits = rerank(
+        candidates(range(30), relevance, vectors),
+        items,
+        ANONYMOUS,
+        NO_SOFT_RULES.model_copy(update={"diversity": Diversity(lambda_=1.0)}),
+        10,
+    )
     assert [hit.row for hit in hits] == list(np.argsort(-relevance)[:10])
     assert [hit.score for hit in hits] == pytest.approx(sorted(relevance, reverse=True)[:10])
 
@@ -34,7 +39,9 @@ def test_diversity_pushes_near_duplicates_down() -> None:
     vectors = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float32)
     cands = candidates([0, 1, 2, 3], [1.0, 0.99, 0.9, 0.5], vectors)
     plain = rerank(cands, items, ANONYMOUS, NO_SOFT_RULES, 3)
-    diverse = rerank(cands, items, ANONYMOUS, NO_SOFT_RULES.model_copy(update={"diversity": Diversity(lambda_=0.5)}), 3, explain=True)
+    diverse = rerank(
+        cands, items, ANONYMOUS, NO_SOFT_RULES.model_copy(update={"diversity": Diversity(lambda_=0.5)}), 3, explain=True
+    )
     assert [h.row for h in plain] == [0, 1, 2]
     assert [h.row for h in diverse] == [0, 2, 3]
     assert diverse[1].explain["diversity"] == 0.0  # orthogonal to row 0
@@ -55,7 +62,9 @@ def test_margin_boost_moves_an_item_up() -> None:
 
 def test_brand_and_category_boosts() -> None:
     items = item_table([Item("a", brand="Acme", category="Home > Kitchen"), Item("b", brand="Other", category="Tools")])
-    rules = NO_SOFT_RULES.model_copy(update={"boosts": Boosts(boost=0.0, brands={"acme": 0.1}, categories={"Home": 0.05})})
+    rules = NO_SOFT_RULES.model_copy(
+        update={"boosts": Boosts(boost=0.0, brands={"acme": 0.1}, categories={"Home": 0.05})}
+    )
     hits = rerank(candidates([0, 1], [0.5, 0.6]), items, ANONYMOUS, rules, 2, explain=True)
     assert ids_of(hits, items) == ["a", "b"]
     assert hits[0].explain["boosts"] == pytest.approx(0.15)
@@ -94,15 +103,22 @@ def test_exploration_is_deterministic_per_request_id_and_varies_across_ids() -> 
     assert len(first) == 2 and all(row >= 20 and position > 1 for position, row in first)
     assert explored("request-1") == first
     assert len({tuple(explored(f"request-{n}")) for n in range(20)}) > 5
-    assert explored("anonymous") != [] and rerank(cands, items, ANONYMOUS, rules, 10, request_id="x") == \
-        rerank(cands, items, ANONYMOUS, NO_SOFT_RULES, 10)  # no affinities, no exploration
+    assert explored("anonymous") != [] and rerank(cands, items, ANONYMOUS, rules, 10, request_id="x") == rerank(
+        cands, items, ANONYMOUS, NO_SOFT_RULES, 10
+    )  # no affinities, no exploration
 
 
 def test_pins_override_relevance_but_not_stock() -> None:
     items = item_table([Item(f"i{r}") for r in range(5)] + [Item("sold-out", in_stock=False)])
-    rules = NO_SOFT_RULES.model_copy(update={"pins": (
-        Pin(item_id="i4", position=1), Pin(item_id="sold-out", position=2), Pin(item_id="i3", position=2, query="kettle"),
-    )})
+    rules = NO_SOFT_RULES.model_copy(
+        update={
+            "pins": (
+                Pin(item_id="i4", position=1),
+                Pin(item_id="sold-out", position=2),
+                Pin(item_id="i3", position=2, query="kettle"),
+            )
+        }
+    )
     cands = candidates(range(6), [0.9, 0.8, 0.7, 0.6, 0.1, 1.0])
     hits = rerank(cands, items, ANONYMOUS, rules, 4, explain=True, query="Kettle ")
     assert ids_of(hits, items) == ["i4", "i3", "i0", "i1"]
@@ -113,7 +129,9 @@ def test_pins_override_relevance_but_not_stock() -> None:
 
 
 def test_caps_limit_a_brand_within_the_window_only() -> None:
-    items = item_table([Item(f"a{r}", brand="Acme") for r in range(6)] + [Item(f"b{r}", brand="Bolt") for r in range(2)])
+    items = item_table(
+        [Item(f"a{r}", brand="Acme") for r in range(6)] + [Item(f"b{r}", brand="Bolt") for r in range(2)]
+    )
     rules = NO_SOFT_RULES.model_copy(update={"caps": (Cap(field="brand", max=2, within=4),)})
     cands = candidates(range(8), [1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.2, 0.1])
     hits = rerank(cands, items, ANONYMOUS, rules, 6, explain=True)

@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from index.build import BuildOptions, build_version
-from index.catalog import load_catalog
-from service.app import create_app
+from aisle.index.build import BuildOptions, build_version
+from aisle.index.catalog import load_catalog
+from aisle.service.app import create_app
+from aisle.training.metrics import summarize_ranks, target_rank
+from aisle.training.recsys_data import shared_data_dir
 from tests.fakes import HashingEncoder
 from tests.service.harness import settings_for
-from training.metrics import summarize_ranks, target_rank
-from training.recsys_data import shared_data_dir
 
 FIXTURE = Path("fixture/recsys/amazon_scientific")
 DAY_S = 86_400.0
@@ -50,8 +50,9 @@ def fixture_app(tmp_path_factory: pytest.TempPathFactory):
     catalog = root / "catalog.jsonl"
     catalog.write_text("".join(json.dumps(item) + "\n" for item in items), encoding="utf-8")
     encoder = HashingEncoder(dim=256)
-    settings = settings_for(root, recommend_exclude="none", half_lives_s={"purchase": DAY_S},
-                            bought_together_window_s=3 * DAY_S)
+    settings = settings_for(
+        root, recommend_exclude="none", half_lives_s={"purchase": DAY_S}, bought_together_window_s=3 * DAY_S
+    )
     build_version(load_catalog(catalog), settings.index_dir, encoder, BuildOptions(show_progress=False))
     return create_app(settings, encoder_factory=lambda _s: encoder), sequences
 
@@ -60,13 +61,19 @@ def test_personal_recommendations_beat_the_popular_list(fixture_app) -> None:
     app, sequences = fixture_app
     now = time.time()
     events = [
-        {"event_id": f"{user}-{position}", "user_id": user, "item_id": asin, "type": "purchase",
-         "timestamp": now - (len(sequence) - 1 - position) * DAY_S}
-        for user, sequence in sequences.items() for position, asin in enumerate(sequence[:-1])
+        {
+            "event_id": f"{user}-{position}",
+            "user_id": user,
+            "item_id": asin,
+            "type": "purchase",
+            "timestamp": now - (len(sequence) - 1 - position) * DAY_S,
+        }
+        for user, sequence in sequences.items()
+        for position, asin in enumerate(sequence[:-1])
     ]
     with TestClient(app) as client:
         for start in range(0, len(events), 1000):
-            response = client.post("/events", json={"events": events[start:start + 1000]})
+            response = client.post("/events", json={"events": events[start : start + 1000]})
             assert response.status_code == 200 and response.json()["unknown_items"] == []
         popular = [r["id"] for r in client.get("/users/nobody/recommendations", params={"k": 50}).json()["results"]]
         personal, cold = [], []

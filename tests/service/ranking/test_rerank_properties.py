@@ -13,10 +13,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.ranking.rerank import rerank
-from service.ranking.rules import Boosts, Cap, Diversity, Exploration, Pin, PriceBand, RuleSet
-from service.ranking.types import Hit, UserContext
-from tests.ranking.builders import Item, candidates, item_table, unit_vectors
+from aisle.service.ranking.rerank import rerank
+from aisle.service.ranking.rules import Boosts, Cap, Diversity, Exploration, Pin, PriceBand, RuleSet
+from aisle.service.ranking.types import Hit, UserContext
+from tests.service.ranking.builders import Item, candidates, item_table, unit_vectors
 
 BRANDS = ["", "acme", "globex", "initech"]
 CATEGORIES = ["", "Home > Kitchen", "Home > Bath", "Tools"]
@@ -51,14 +51,29 @@ def scenarios(draw: st.DrawFn) -> dict:
     size = draw(st.integers(0, 60))
     rows = rng.integers(0, count, size=size).tolist()  # duplicates allowed
     relevance = rng.uniform(-1, 2, size=size).tolist()
-    caps = draw(st.lists(st.builds(
-        Cap, field=st.sampled_from(["brand", "category"]), max=st.integers(1, 3),
-        within=st.one_of(st.none(), st.integers(1, 12)),
-    ), max_size=2))
-    pins = draw(st.lists(st.builds(
-        Pin, item_id=st.sampled_from(ids + ["unknown"]), position=st.integers(1, 17),
-        query=st.sampled_from(QUERIES[:2]), category=st.sampled_from([None, "Home", "Tools"]),
-    ), max_size=4))
+    caps = draw(
+        st.lists(
+            st.builds(
+                Cap,
+                field=st.sampled_from(["brand", "category"]),
+                max=st.integers(1, 3),
+                within=st.one_of(st.none(), st.integers(1, 12)),
+            ),
+            max_size=2,
+        )
+    )
+    pins = draw(
+        st.lists(
+            st.builds(
+                Pin,
+                item_id=st.sampled_from(ids + ["unknown"]),
+                position=st.integers(1, 17),
+                query=st.sampled_from(QUERIES[:2]),
+                category=st.sampled_from([None, "Home", "Tools"]),
+            ),
+            max_size=4,
+        )
+    )
     rules = RuleSet(
         in_stock_only=draw(st.booleans()),
         exclude_purchased=draw(st.booleans()),
@@ -66,7 +81,8 @@ def scenarios(draw: st.DrawFn) -> dict:
         caps=tuple(caps),
         pins=tuple(pins),
         boosts=Boosts(
-            margin=draw(st.floats(-1, 1)), boost=draw(st.floats(-1, 1)),
+            margin=draw(st.floats(-1, 1)),
+            boost=draw(st.floats(-1, 1)),
             brands=draw(st.dictionaries(st.sampled_from(BRANDS[1:]), st.floats(-0.5, 0.5), max_size=2)),
             categories=draw(st.dictionaries(st.sampled_from(["Home", "Tools"]), st.floats(-0.5, 0.5), max_size=2)),
         ),
@@ -82,9 +98,15 @@ def scenarios(draw: st.DrawFn) -> dict:
         top_brands=tuple(draw(st.lists(st.sampled_from(BRANDS[1:]), max_size=2, unique=True))),
     )
     return {
-        "items": items, "rows": rows, "relevance": relevance, "rules": rules, "ctx": ctx,
-        "k": draw(st.integers(1, 15)), "request_id": draw(st.text(max_size=12)),
-        "query": draw(st.sampled_from(QUERIES)), "category": draw(st.sampled_from([None, "Home > Kitchen", "Tools"])),
+        "items": items,
+        "rows": rows,
+        "relevance": relevance,
+        "rules": rules,
+        "ctx": ctx,
+        "k": draw(st.integers(1, 15)),
+        "request_id": draw(st.text(max_size=12)),
+        "query": draw(st.sampled_from(QUERIES)),
+        "category": draw(st.sampled_from([None, "Home > Kitchen", "Tools"])),
         "seed": seed,
     }
 
@@ -92,9 +114,15 @@ def scenarios(draw: st.DrawFn) -> dict:
 def run(scenario: dict, explain: bool = False) -> list[Hit]:
     vectors = unit_vectors(len(scenario["items"]), seed=scenario["seed"])
     return rerank(
-        candidates(scenario["rows"], scenario["relevance"], vectors), item_table(scenario["items"]),
-        scenario["ctx"], scenario["rules"], scenario["k"], request_id=scenario["request_id"],
-        explain=explain, query=scenario["query"], category=scenario["category"],
+        candidates(scenario["rows"], scenario["relevance"], vectors),
+        item_table(scenario["items"]),
+        scenario["ctx"],
+        scenario["rules"],
+        scenario["k"],
+        request_id=scenario["request_id"],
+        explain=explain,
+        query=scenario["query"],
+        category=scenario["category"],
     )
 
 
@@ -103,7 +131,8 @@ def eligible_rows(scenario: dict) -> set[int]:
     rules, ctx, items = scenario["rules"], scenario["ctx"], scenario["items"]
     banned = set(rules.exclude_ids) | (set(ctx.purchased_recently) if rules.exclude_purchased else set())
     return {
-        row for row in scenario["rows"]
+        row
+        for row in scenario["rows"]
         if (items[row].in_stock or not rules.in_stock_only) and items[row].id not in banned
     }
 

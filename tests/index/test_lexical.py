@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index import lexical
-from index.lexical import META_FILE, LexicalIndex, top_k
-from index.selection import RowSelection
-from index.tokens import query_tokens, tokenize
+from aisle.index import lexical
+from aisle.index.lexical import META_FILE, LexicalIndex, top_k
+from aisle.index.selection import RowSelection
+from aisle.index.tokens import query_tokens, tokenize
 
 TEXTS = [
     "DeWalt DW4524 angle grinder 4-1/2-inch",
@@ -92,7 +92,9 @@ def test_top_equals_the_top_k_of_every_match(monkeypatch: pytest.MonkeyPatch) ->
     index = LexicalIndex.build(texts)
     read: list[int] = []
     accumulate = index._accumulate
-    monkeypatch.setattr(index, "_accumulate", lambda spans, *floor: read.append(len(spans)) or accumulate(spans, *floor))
+    monkeypatch.setattr(
+        index, "_accumulate", lambda spans, *floor: read.append(len(spans)) or accumulate(spans, *floor)
+    )
     rng = np.random.default_rng(1)
     shortcut_kept = 0
     for number in range(200):
@@ -119,7 +121,9 @@ def test_top_under_a_filter_checks_the_best_rows_first_and_falls_back(monkeypatc
     # rows is checked on the best rows only; one hiding exactly the best rows defeats that
     # and must fall back to filtering every row. Both must equal the top k of the filtered match.
     rng = np.random.default_rng(3)
-    texts = ["chair " + " ".join(rng.choice(["oak", "red", "tall", "soft"], size=rng.integers(0, 30))) for _ in range(3000)]
+    texts = [
+        "chair " + " ".join(rng.choice(["oak", "red", "tall", "soft"], size=rng.integers(0, 30))) for _ in range(3000)
+    ]
     index = LexicalIndex.build(texts)
     fetched: list[int] = []
     monkeypatch.setattr(lexical, "top_k", lambda rows, scores, k: fetched.append(k) or top_k(rows, scores, k))

@@ -9,18 +9,48 @@ from typing import Any
 
 import pytest
 
-from index.catalog import CatalogError, load_catalog, normalize_category, parse_column_map
+from aisle.index.catalog import CatalogError, load_catalog, normalize_category, parse_column_map
 
 ROWS: list[dict[str, Any]] = [
-    {"id": "p1", "title": "Chef's knife 20 cm", "description": "Forged  steel\nblade",
-     "brand": "Wüsthof", "category": "Home>Kitchen >  Knives", "price": 89.5, "in_stock": True,
-     "image": "img/p1.jpg", "margin": 0.3, "boost": 1.0, "colour": "black"},
-    {"id": "p2", "title": "Bread knife", "description": "", "brand": "Victorinox",
-     "category": "Home > Kitchen > Knives", "price": 35.0, "in_stock": False,
-     "image": "/srv/images/p2.png", "margin": 0.25, "boost": 0.0, "colour": "red"},
-    {"id": "3", "title": "Cutting board", "description": "Oak", "brand": "",
-     "category": "Home > Kitchen", "price": 12.0, "in_stock": True, "image": "",
-     "margin": 0.5, "boost": 0.0, "colour": ""},
+    {
+        "id": "p1",
+        "title": "Chef's knife 20 cm",
+        "description": "Forged  steel\nblade",
+        "brand": "Wüsthof",
+        "category": "Home>Kitchen >  Knives",
+        "price": 89.5,
+        "in_stock": True,
+        "image": "img/p1.jpg",
+        "margin": 0.3,
+        "boost": 1.0,
+        "colour": "black",
+    },
+    {
+        "id": "p2",
+        "title": "Bread knife",
+        "description": "",
+        "brand": "Victorinox",
+        "category": "Home > Kitchen > Knives",
+        "price": 35.0,
+        "in_stock": False,
+        "image": "/srv/images/p2.png",
+        "margin": 0.25,
+        "boost": 0.0,
+        "colour": "red",
+    },
+    {
+        "id": "3",
+        "title": "Cutting board",
+        "description": "Oak",
+        "brand": "",
+        "category": "Home > Kitchen",
+        "price": 12.0,
+        "in_stock": True,
+        "image": "",
+        "margin": 0.5,
+        "boost": 0.0,
+        "colour": "",
+    },
 ]
 
 
@@ -71,8 +101,9 @@ def test_unknown_columns_are_kept_as_attributes(tmp_path: Path) -> None:
 
 
 def test_column_map_loads_a_shop_export_without_editing_it(tmp_path: Path) -> None:
-    shop_rows = [{"sku": r["id"], "productDisplayName": r["title"], "cost": r["price"], "colour": r["colour"]}
-                 for r in ROWS]
+    shop_rows = [
+        {"sku": r["id"], "productDisplayName": r["title"], "cost": r["price"], "colour": r["colour"]} for r in ROWS
+    ]
     path = write_csv(tmp_path / "export.csv", shop_rows)
     mapping = parse_column_map(["id=sku", "title=productDisplayName", "price=cost"])
     catalog = load_catalog(path, mapping)
@@ -108,9 +139,11 @@ def test_category_given_as_a_list_becomes_a_path(tmp_path: Path) -> None:
 def test_image_paths_are_relative_to_the_catalogue_file(tmp_path: Path) -> None:
     folder = tmp_path / "exports"
     folder.mkdir()
-    rows = [{"id": "a", "title": "A", "image": "img/a.jpg"},
-            {"id": "b", "title": "B", "image": "/srv/b.png"},
-            {"id": "c", "title": "C", "image": "https://cdn.example.com/c.jpg"}]
+    rows = [
+        {"id": "a", "title": "A", "image": "img/a.jpg"},
+        {"id": "b", "title": "B", "image": "/srv/b.png"},
+        {"id": "c", "title": "C", "image": "https://cdn.example.com/c.jpg"},
+    ]
     products = load_catalog(write_csv(folder / "c.csv", rows)).products
     assert products[0].image == str((folder / "img" / "a.jpg").resolve())
     assert products[1].image == "/srv/b.png"
@@ -118,10 +151,12 @@ def test_image_paths_are_relative_to_the_catalogue_file(tmp_path: Path) -> None:
 
 
 def test_prices_and_stock_in_shop_spellings(tmp_path: Path) -> None:
-    rows = [{"id": "a", "title": "A", "price": "1,299.00", "in_stock": "In stock"},
-            {"id": "b", "title": "B", "price": "$5", "in_stock": "out of stock"},
-            {"id": "c", "title": "C", "price": "", "in_stock": ""},
-            {"id": "d", "title": "D", "price": "1e2", "in_stock": "0"}]
+    rows = [
+        {"id": "a", "title": "A", "price": "1,299.00", "in_stock": "In stock"},
+        {"id": "b", "title": "B", "price": "$5", "in_stock": "out of stock"},
+        {"id": "c", "title": "C", "price": "", "in_stock": ""},
+        {"id": "d", "title": "D", "price": "1e2", "in_stock": "0"},
+    ]
     products = load_catalog(write_csv(tmp_path / "c.csv", rows)).products
     assert [(p.price, p.in_stock) for p in products] == [(1299.0, True), (5.0, False), (None, True), (100.0, False)]
 
@@ -186,6 +221,7 @@ def test_content_hash_changes_only_with_embedded_fields(tmp_path: Path) -> None:
     repriced = [dict(row, price=row["price"] + 1, in_stock=not row["in_stock"]) for row in ROWS]
     retitled = [dict(ROWS[0], title="Chef's knife 21 cm"), *ROWS[1:]]
     assert [p.content_hash() for p in load_catalog(write_csv(tmp_path / "b.csv", repriced)).products] == [
-        p.content_hash() for p in base]
+        p.content_hash() for p in base
+    ]
     changed = [p.content_hash() for p in load_catalog(write_csv(tmp_path / "c.csv", retitled)).products]
     assert changed[0] != base[0].content_hash() and changed[1:] == [p.content_hash() for p in base[1:]]

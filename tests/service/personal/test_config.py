@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from index.profile import DAY_S, DecayConfig
-from service.personal.config import PersonalConfig, decay_from_overrides
-from service.settings import ServiceSettings
+from aisle.index.profile import DAY_S, DecayConfig
+from aisle.service.personal.config import PersonalConfig, decay_from_overrides
+from aisle.service.settings import ServiceSettings
 
 
 def test_defaults_are_the_settings_defaults() -> None:
@@ -29,11 +29,14 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.exclude == "none"
 
 
-@pytest.mark.parametrize(("weights", "half_lives", "message"), [
-    ({"like": 2}, {}, "unknown event types"),
-    ({}, {"purchase": 0}, "half-life must be positive"),
-    ({"view": -1}, {}, "weight must be a positive"),
-])
+@pytest.mark.parametrize(
+    ("weights", "half_lives", "message"),
+    [
+        ({"like": 2}, {}, "unknown event types"),
+        ({}, {"purchase": 0}, "half-life must be positive"),
+        ({"view": -1}, {}, "weight must be a positive"),
+    ],
+)
 def test_bad_values_name_the_setting(weights, half_lives, message) -> None:
     with pytest.raises(ValueError, match=message):
         decay_from_overrides(weights, half_lives)

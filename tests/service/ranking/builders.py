@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index.items import ItemTable
-from service.ranking.types import Candidates
+from aisle.index.items import ItemTable
+from aisle.service.ranking.types import Candidates
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,9 @@ def unit_vectors(count: int, dim: int = 8, seed: int = 0) -> np.ndarray:
 
 
 def candidates(
-    rows: Sequence[int], relevance: Sequence[float], vectors: np.ndarray | None = None,
+    rows: Sequence[int],
+    relevance: Sequence[float],
+    vectors: np.ndarray | None = None,
     parts: dict[str, Sequence[float]] | None = None,
 ) -> Candidates:
     """Candidates whose relevance is all ``semantic`` unless ``parts`` are given."""
@@ -59,9 +61,12 @@ def candidates(
     relevance_array = np.asarray(relevance, dtype=np.float64)
     parts_arrays = (
         {name: np.asarray(values, dtype=np.float64) for name, values in parts.items()}
-        if parts is not None else {"semantic": relevance_array.copy()}
+        if parts is not None
+        else {"semantic": relevance_array.copy()}
     )
     return Candidates(
-        rows=rows_array, relevance=relevance_array, parts=parts_arrays,
+        rows=rows_array,
+        relevance=relevance_array,
+        parts=parts_arrays,
         vectors=None if vectors is None else vectors[rows_array],
     )

@@ -1,6 +1,6 @@
 """Real product texts and queries from the shared evaluation data, and vectors made from them.
 
-Used by the index tests and by ``benchmarks/bench_index.py`` / ``bench_rebuild.py``. The data
+Used by ``benchmarks/bench_index.py`` / ``bench_rebuild.py`` and by the index tests. The data
 lives beside the repository (``<repo>/../shared/data`` or ``$AISLE_SHARED_DATA``) and is never
 copied into it; callers skip, with a clear message, when it is absent.
 
@@ -21,25 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from index.catalog import Product
+from aisle.index.catalog import Product
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_data_dir() -> Path | None:
     """The shared evaluation data directory, or None when it is not there."""
     root = Path(os.environ.get("AISLE_SHARED_DATA", REPO.parent / "shared" / "data"))
     return root if (root / "dev").is_dir() else None
-
-
-def require_shared_data() -> Path:
-    """The shared data directory; skips the calling test when it is absent."""
-    root = shared_data_dir()
-    if root is None:
-        import pytest
-
-        pytest.skip("shared evaluation data not found (set AISLE_SHARED_DATA or put it at ../shared/data)")
-    return root
 
 
 @dataclass(frozen=True)
@@ -80,12 +70,16 @@ def load_real_products(root: Path) -> list[RealProduct]:
             products.append(RealProduct(f"sci-{asin}", title, brand, description, None))
     with (root / "dev/search/esci_fragments/products.csv").open(encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
-            description = " ".join(
-                part for part in (row["product_color"], row["product_bullet_point"][:300]) if part
+            description = " ".join(part for part in (row["product_color"], row["product_bullet_point"][:300]) if part)
+            products.append(
+                RealProduct(
+                    f"esci-{row['product_id']}",
+                    row["product_title"],
+                    row["product_brand"],
+                    description,
+                    None,
+                )
             )
-            products.append(RealProduct(
-                f"esci-{row['product_id']}", row["product_title"], row["product_brand"], description, None,
-            ))
     return [product for product in products if product.text.strip()]
 
 
@@ -113,10 +107,17 @@ def to_catalog_products(real: list[RealProduct]) -> list[Product]:
         price = item.price if item.price is not None else round(5 + h % 50_000 / 100, 2)
         # A few ESCI rows have no title; a shop would list them by the start of their text.
         title = item.title.strip() or item.text[:120]
-        products.append(Product(
-            id=item.id, title=title, description=item.description, brand=item.brand,
-            category=synthetic_category(item.id), price=price, in_stock=h % 10 < 8,
-        ))
+        products.append(
+            Product(
+                id=item.id,
+                title=title,
+                description=item.description,
+                brand=item.brand,
+                category=synthetic_category(item.id),
+                price=price,
+                in_stock=h % 10 < 8,
+            )
+        )
     return products
 
 
@@ -131,11 +132,17 @@ def catalog_of_size(real: list[RealProduct], count: int) -> list[Product]:
     while len(products) < count:
         variant = VARIANTS[round_number % len(VARIANTS)]
         for product in base[: count - len(products)]:
-            products.append(Product(
-                id=f"{product.id}-{variant}-{round_number}", title=f"{product.title}, {variant}",
-                description=product.description, brand=product.brand, category=product.category,
-                price=product.price, in_stock=product.in_stock,
-            ))
+            products.append(
+                Product(
+                    id=f"{product.id}-{variant}-{round_number}",
+                    title=f"{product.title}, {variant}",
+                    description=product.description,
+                    brand=product.brand,
+                    category=product.category,
+                    price=product.price,
+                    in_stock=product.in_stock,
+                )
+            )
         round_number += 1
     return products
 
@@ -214,11 +221,16 @@ def products_for_rows(real: list[RealProduct], sources: np.ndarray) -> list[Prod
         original = base[source]
         product_id = f"{original.id}~{row}"
         h = _unit_hash("copy" + product_id)
-        products.append(Product(
-            id=product_id, title=original.title, brand=original.brand,
-            category=synthetic_category(product_id), price=round(5 + h % 50_000 / 100, 2),
-            in_stock=h % 10 < 8,
-        ))
+        products.append(
+            Product(
+                id=product_id,
+                title=original.title,
+                brand=original.brand,
+                category=synthetic_category(product_id),
+                price=round(5 + h % 50_000 / 100, 2),
+                in_stock=h % 10 < 8,
+            )
+        )
     return products
 
 
@@ -233,10 +245,10 @@ def vector_cache_dir() -> Path:
 
 
 def real_encoder():
-    """The bundled MiniLM encoder (ONNX int8), or None while ``embed`` does not provide it."""
+    """The bundled MiniLM encoder (ONNX int8), or None while ``aisle.embed`` does not provide it."""
     try:
-        from embed import create_encoder, prepare_model
-        from embed.config import EncoderConfig
+        from aisle.embed import create_encoder, prepare_model
+        from aisle.embed.config import EncoderConfig
     except ImportError:
         return None
     # The shared export cache saves a torch export per test run.

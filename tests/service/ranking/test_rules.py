@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from service.ranking.rules import (
+from aisle.service.ranking.rules import (
     Pin,
     RuleBook,
     RulesError,
@@ -61,10 +61,14 @@ def test_builtin_surface_defaults_without_a_file() -> None:
 
 def test_request_override_merges_objects_and_replaces_lists(tmp_path: Path) -> None:
     book = load_rule_book(write(tmp_path, RULES_YAML))
-    override = RulesOverride.model_validate({
-        "boosts": {"boost": 0.5}, "caps": [{"field": "category", "max": 1}], "pins": None,
-        "diversity": {"lambda": 0.3},
-    })
+    override = RulesOverride.model_validate(
+        {
+            "boosts": {"boost": 0.5},
+            "caps": [{"field": "category", "max": 1}],
+            "pins": None,
+            "diversity": {"lambda": 0.3},
+        }
+    )
     rules = book.for_surface("search", override)
     assert rules.boosts.margin == 0.2 and rules.boosts.boost == 0.5 and rules.boosts.brands == {"acme": 0.05}
     assert [cap.field for cap in rules.caps] == ["category"]
@@ -73,14 +77,17 @@ def test_request_override_merges_objects_and_replaces_lists(tmp_path: Path) -> N
     assert book.for_surface("search").diversity.lambda_ == 0.9  # the book itself is unchanged
 
 
-@pytest.mark.parametrize(("text", "field"), [
-    ("caps: [{field: colour, max: 2}]", "caps.0.field"),
-    ("diversity: {lambda: 0}", "diversity.lambda"),
-    ("exploration: {share: 0.9}", "exploration.share"),
-    ("pins: [{item_id: x, position: 0}]", "pins.0.position"),
-    ("surprise: true", "surprise"),
-    ("surfaces: {checkout: {}}", "surfaces.checkout"),
-])
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("caps: [{field: colour, max: 2}]", "caps.0.field"),
+        ("diversity: {lambda: 0}", "diversity.lambda"),
+        ("exploration: {share: 0.9}", "exploration.share"),
+        ("pins: [{item_id: x, position: 0}]", "pins.0.position"),
+        ("surprise: true", "surprise"),
+        ("surfaces: {checkout: {}}", "surfaces.checkout"),
+    ],
+)
 def test_invalid_files_name_the_field(tmp_path: Path, text: str, field: str) -> None:
     with pytest.raises(RulesError, match=field.replace(".", r"\.")):
         load_rule_book(write(tmp_path, text))

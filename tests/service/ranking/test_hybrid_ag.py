@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from aisle.service.ranking.hybrid import FusionParams
 from benchmarks.data import MissingDataError, shared_data_dir
 from benchmarks.eval_search_ag import CachingEncoder, build_engine, load_queries, metrics, rank_all
-from service.ranking.hybrid import FusionParams
 
 pytestmark = pytest.mark.slow
 

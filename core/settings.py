@@ -13,8 +13,7 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from embed.config import BUNDLED_MODEL, EncoderConfig
-from embed.config import default_cache_dir
+from aisle.embed.config import BUNDLED_MODEL, EncoderConfig, default_cache_dir
 
 CONFIG_ENV = "AISLE_CONFIG"
 
@@ -25,14 +24,18 @@ class AisleSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AISLE_", extra="ignore", protected_namespaces=())
 
     index_dir: Path = Field(Path("aisle-index"), description="Root of the published index versions.")
-    model: str = Field(BUNDLED_MODEL, description="Text model: the bundled MiniLM or a local sentence-transformers dir.")
+    model: str = Field(
+        BUNDLED_MODEL, description="Text model: the bundled MiniLM or a local sentence-transformers dir."
+    )
     encoder_backend: Literal["onnx-int8", "onnx-fp32", "sentence-transformers"] = "onnx-int8"
     image_model: str | None = Field(None, description="Local CLIP-style model dir; None ignores images.")
     threads: int = Field(1, ge=1, le=64, description="Encoder threads per process; one is fastest per worker.")
     cache_dir: Path = Field(default_factory=default_cache_dir, description="Cache of exported ONNX models.")
     query_prefix: str = ""
     document_prefix: str = ""
-    columns: dict[str, str] = Field(default_factory=dict, description="Catalogue column map: aisle field → shop column.")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="Catalogue column map: aisle field → shop column."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -55,8 +58,11 @@ class AisleSettings(BaseSettings):
 
     def encoder_config(self) -> EncoderConfig:
         return EncoderConfig(
-            model=self.model, backend=self.encoder_backend, threads=self.threads,
-            cache_dir=self.cache_dir, query_prefix=self.query_prefix,
+            model=self.model,
+            backend=self.encoder_backend,
+            threads=self.threads,
+            cache_dir=self.cache_dir,
+            query_prefix=self.query_prefix,
             document_prefix=self.document_prefix,
         )
 

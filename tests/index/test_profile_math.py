@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from index.profile import (
+from aisle.index.profile import (
     DAY_S,
     EVENT_TYPES,
     DecayConfig,
@@ -32,13 +32,16 @@ NOW = 1_700_000_000.0
 timestamps = st.floats(min_value=NOW - 3 * 365 * DAY_S, max_value=NOW, allow_nan=False)
 events_strategy = st.lists(
     st.builds(ProfileEvent, st.integers(0, ROWS - 1), st.sampled_from(EVENT_TYPES), timestamps),
-    min_size=1, max_size=40,
+    min_size=1,
+    max_size=40,
 )
-configs = st.sampled_from([
-    DecayConfig(),
-    DecayConfig(decay=False),
-    DecayConfig(view=TypeDecay(1.0, 3600.0), purchase=TypeDecay(8.0, 600.0)),  # short: many rebases
-])
+configs = st.sampled_from(
+    [
+        DecayConfig(),
+        DecayConfig(decay=False),
+        DecayConfig(view=TypeDecay(1.0, 3600.0), purchase=TypeDecay(8.0, 600.0)),  # short: many rebases
+    ]
+)
 
 
 def accumulate(events: list[ProfileEvent], config: DecayConfig) -> ProfileAccumulator:
@@ -61,8 +64,12 @@ def test_incremental_equals_recomputed_in_any_order(events, config, seed) -> Non
     expected = profile_from_events(events, VECTORS, config, NOW)
     shuffled = list(events)
     random.Random(seed).shuffle(shuffled)
-    for order in (events, shuffled, sorted(events, key=lambda e: e.timestamp),
-                  sorted(events, key=lambda e: -e.timestamp)):
+    for order in (
+        events,
+        shuffled,
+        sorted(events, key=lambda e: e.timestamp),
+        sorted(events, key=lambda e: -e.timestamp),
+    ):
         assert_same(accumulate(order, config).profile(NOW), expected)
 
 
@@ -82,7 +89,7 @@ def test_recency_decay_favours_recent_events() -> None:
     old, new = ProfileEvent(0, "view", NOW - 10 * DAY_S), ProfileEvent(1, "view", NOW)
     profile = profile_from_events([old, new], VECTORS, config, NOW)
     assert profile.vector @ VECTORS[1] > profile.vector @ VECTORS[0]
-    assert profile.mass == pytest.approx(1.0 + 2.0 ** -10)
+    assert profile.mass == pytest.approx(1.0 + 2.0**-10)
     flat = profile_from_events([old, new], VECTORS, DecayConfig(decay=False), NOW)
     expected = (VECTORS[0] + VECTORS[1]) / np.linalg.norm(VECTORS[0] + VECTORS[1])
     np.testing.assert_allclose(flat.vector, expected, atol=1e-6)

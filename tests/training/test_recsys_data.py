@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from training.metrics import RankingMetrics, hit_rate_at, ndcg_at, reciprocal_rank, summarize_ranks, target_rank
-from training.recsys_data import MOVIELENS_DIR, UNISREC_DIR, load_movielens, load_unisrec, shared_data_dir
+from aisle.training.metrics import RankingMetrics, hit_rate_at, ndcg_at, reciprocal_rank, summarize_ranks, target_rank
+from aisle.training.recsys_data import MOVIELENS_DIR, UNISREC_DIR, load_movielens, load_unisrec, shared_data_dir
 
 
 def test_rank_metrics_by_hand() -> None:
@@ -45,7 +45,7 @@ def test_unisrec_scientific_reader() -> None:
     for case in last_train:
         valid = by_user[case.user]
         assert case.target == valid.history[-1]
-        assert case.history[len(case.history) - len(valid.history) + 1:] == valid.history[:-1]
+        assert case.history[len(case.history) - len(valid.history) + 1 :] == valid.history[:-1]
 
 
 def test_movielens_tag_cases() -> None:

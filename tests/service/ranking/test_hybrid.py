@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from index.build import BuildOptions, build_version
-from index.catalog import Catalog, Product
-from index.filters import Filters, select_rows
-from index.loaded import LoadedIndex
-from index.profile import personal_share
-from service.ranking.hybrid import FusionParams, item_candidates, query_candidates
-from service.ranking.types import UserContext
+from aisle.index.build import BuildOptions, build_version
+from aisle.index.catalog import Catalog, Product
+from aisle.index.filters import Filters, select_rows
+from aisle.index.loaded import LoadedIndex
+from aisle.index.profile import personal_share
+from aisle.service.ranking.hybrid import FusionParams, item_candidates, query_candidates
+from aisle.service.ranking.types import UserContext
 from tests.fakes import HashingEncoder
 
 PRODUCTS = [
@@ -36,7 +36,9 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> LoadedIndex:
 
 def by_id(index: LoadedIndex, cands) -> dict[str, dict[str, float]]:
     return {
-        index.items.ids[row]: {name: float(values[n]) for name, values in {**cands.parts, "relevance": cands.relevance}.items()}
+        index.items.ids[row]: {
+            name: float(values[n]) for name, values in {**cands.parts, "relevance": cands.relevance}.items()
+        }
         for n, row in enumerate(cands.rows)
     }
 
@@ -84,7 +86,12 @@ def test_filters_exclusions_and_pinned_extras(index: LoadedIndex) -> None:
     row_of = index.items.row_of
     selection = select_rows(index.items, Filters(category="Tools"))
     cands = query_candidates(
-        index, query, vector, n=2, selection=selection, exclude_rows=[row_of["grinder-mk"]],
+        index,
+        query,
+        vector,
+        n=2,
+        selection=selection,
+        exclude_rows=[row_of["grinder-mk"]],
         extra_rows=[row_of["hammer"], row_of["kettle"]],
     )
     ids = {index.items.ids[row] for row in cands.rows}
@@ -117,10 +124,12 @@ def test_similar_items_never_include_the_item(index: LoadedIndex) -> None:
 
 
 def test_fusion_defaults_are_the_settings_defaults() -> None:
-    from service.settings import ServiceSettings
+    from aisle.service.settings import ServiceSettings
 
     fields = ServiceSettings.model_fields
     assert FusionParams() == FusionParams(
-        fields["fusion_method"].default, fields["fusion_dense_weight"].default,
-        fields["fusion_lexical_weight"].default, fields["fusion_rrf_k"].default,
+        fields["fusion_method"].default,
+        fields["fusion_dense_weight"].default,
+        fields["fusion_lexical_weight"].default,
+        fields["fusion_rrf_k"].default,
     )
