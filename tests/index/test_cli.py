@@ -12,7 +12,7 @@ import pytest
 
 from aisle.index.versions import VersionStore
 from tests.index.conftest import REPO
-from tests.test_catalog import BAD_ROWS, write_csv
+from tests.index.test_catalog import BAD_ROWS, write_csv
 
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
