@@ -30,7 +30,29 @@ class ServiceSettings(AisleSettings):
     )
     half_lives_s: dict[str, float] = Field(
         default_factory=dict,
-        description="Event type → profile half-life in seconds, over index.profile.DecayConfig's defaults.",
+        description=(
+            "Event type → profile half-life in seconds, counted back from the customer's latest event "
+            "(not the wall clock), over index.profile.DecayConfig's defaults."
+        ),
+    )
+    activity_half_life: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Steps of the customer's own activity (a purchase is one step, lighter events a fraction) "
+            "after which an event's weight in the profile halves (None: index.profile.DecayConfig's default)."
+        ),
+    )
+    profile_idle_half_life_s: float = Field(
+        365 * 86400,
+        gt=0,
+        description="Time since a customer's latest event after which the profile's share loses half of what staleness may take.",
+    )
+    profile_idle_floor: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="The least share a stale profile keeps, as a fraction of a fresh one's: a returning customer is never anonymous.",
     )
     decay: bool = Field(
         True, description="Recency decay of profiles and popularity; false gives plain weighted averages."
@@ -49,7 +71,30 @@ class ServiceSettings(AisleSettings):
         0.4, ge=0, le=10, description="Weight of 'frequently bought together' in recommendations."
     )
     bought_together_window_s: float = Field(
-        86400, gt=0, description="Events of one user this close in time count as bought together."
+        3600, gt=0, description="Events of one actor this close in time form a basket (paired at full weight)."
+    )
+    bought_after_half_life: float = Field(
+        2.0,
+        gt=0,
+        description=(
+            "Sequence pairs: an event pairs with the actor's earlier events whatever the gap, its weight "
+            "halving every this many events in between."
+        ),
+    )
+    bought_before_weight: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Weight of the reverse direction of a sequence pair (A then B also suggests A after B).",
+    )
+    variant_similarity: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="Cosine above which a candidate counts as a variant of a recently bought item and is held back.",
+    )
+    cart_window_s: float = Field(
+        7 * 86400, ge=0, description="How long an item added to the cart and not bought counts as in the cart."
     )
     recommend_exclude: Literal["none", "purchased", "interacted"] = Field(
         "purchased",

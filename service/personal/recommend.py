@@ -1,28 +1,36 @@
-"""Recommendations: candidates from the profile, popular items and "bought together", blended.
+"""Recommendations: candidates from the profile, popular items and "bought together/after".
 
-For a requester with profile ``p`` and decayed evidence ``m``, with
-``s = personal_share(m, cap=profile_cap, half_mass=half_mass)``::
+For a requester with profile ``p``, evidence ``m`` and freshness ``f`` (``ProfileView``), with
+``s = f · personal_share(m, cap=profile_cap, half_mass=half_mass)``::
 
     relevance(i) = s · cos(p, v_i) + (1 − s) · popular(i) + b · together(i)
 
-``popular`` is the decayed count divided by the largest (so the best seller scores 1),
-``together`` the co-occurrence score of the item with the user's strongest items (best = 1) and
-``b`` the ``bought_together_weight``. Without history ``s = 0`` and the list is the popular list;
-as evidence accumulates it slides towards the profile, with no switch anywhere. Candidates are
-the union of the profile's ANN neighbours, the popular items and the co-occurring items; each
-is scored on all three signals (0 where a signal has nothing to say), and the reranker applies
-the business rules of the ``recommendations`` surface. Each result names its main ``source``.
+``popular`` is the decayed count divided by the largest (the best seller scores 1),
+``together`` the co-occurrence score of the item with the seeds (best = 1) and ``b`` the
+``bought_together_weight``. The seeds are the profile's strongest items plus the request's
+context: the items in the cart and the product being viewed. Without history ``s = 0`` and the
+list is the popular list; as evidence accumulates it slides towards the profile, with no switch.
 
-With no event at all in the shop, popular is empty: the catalogue's own order (its ``boost``
-field first) is the cold-start list, so a new shop still gets an answer.
+Held back: the items in the cart, and variants of recent purchases (a candidate whose cosine to
+an item bought within the purchase window is at least ``variant_similarity``, unless it is what
+people buy with it): after an espresso machine, its twin in another colour waits while what is
+bought with it comes forward.
+
+Candidates are the union of the profile's ANN neighbours, the popular items, the co-occurring
+items and, when these are fewer than asked (a new shop, a narrow filter), the catalogue's own
+order (its ``boost`` field first): always ``k`` results when the filters allow ``k`` items.
+``Engine.recommend`` runs them through the reranker like every other surface.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from aisle.index.profile import personal_share
-from aisle.service.engine import Engine
+from aisle.index.loaded import LoadedIndex
+from aisle.index.profile import SpaceBinding, personal_share
+from aisle.index.selection import RowSelection
 from aisle.service.personal.config import PersonalConfig
 from aisle.service.personal.profiles import ProfileService, ProfileView
 from aisle.service.ranking.types import Candidates
@@ -30,103 +38,182 @@ from aisle.service.ranking.types import Candidates
 SOURCES = ("profile", "popular", "bought_together")
 #: Strongest profile items used as co-occurrence seeds.
 SEED_ITEMS = 20
+#: A context item (cart, product page) weighs like the strongest profile item times this.
+CONTEXT_SEED_WEIGHT = 1.0
 
 
-def _translate(rows: np.ndarray, source: Engine, target: Engine) -> np.ndarray:
+@dataclass(frozen=True)
+class RequestContext:
+    """What the storefront says about the moment of the request (rows of the served version).
+
+    Attributes:
+        cart: items in the cart, beside those the events put there.
+        viewing: the product on the page being viewed, if any.
+    """
+
+    cart: tuple[int, ...] = ()
+    viewing: int | None = None
+
+
+def _translate(rows: np.ndarray, source: LoadedIndex, target: LoadedIndex) -> np.ndarray:
     """Rows of ``source``'s version as rows of ``target``'s (dropping items it does not have)."""
     if source is target or source.version == target.version:
-        return rows
-    ids, row_of = source.index.items.ids, target.index.items.row_of
+        return np.asarray(rows, dtype=np.int64)
+    ids, row_of = source.items.ids, target.items.row_of
     mapped = [row_of.get(ids[int(row)]) for row in rows]
     return np.array([row for row in mapped if row is not None], dtype=np.int64)
 
 
-def recommendation_candidates(
-    engine: Engine,
-    profiles: ProfileService,
-    view: ProfileView | None,
-    config: PersonalConfig,
-    *,
-    n: int,
-    exclude_rows: np.ndarray | None = None,
-) -> Candidates:
-    """Scored candidates for one requester (see the module docstring)."""
-    excluded = np.asarray(exclude_rows if exclude_rows is not None else [], dtype=np.int64)
-    vector = view.text.vector if view is not None else None
-    if vector is not None and view is not None and view.engine.encoder.fingerprint != engine.encoder.fingerprint:
-        vector = None  # built with another model: not comparable
-    share = 0.0
-    if vector is not None and view is not None:
-        share = personal_share(view.text.mass, cap=config.profile_cap, half_mass=config.half_mass)
+@dataclass
+class RecommendationSource:
+    """One request's recommendation candidates: the ``Engine.recommend`` candidate source.
 
-    pools: list[np.ndarray] = []
-    if vector is not None:
-        found, _ = engine.index.text.ann.search(vector, n + len(excluded))
-        pools.append(found)
-    counts = None
-    popular = profiles.popularity()
-    if popular is not None:
-        built_for, counts = popular
-        top_rows, _ = counts.top(n + len(excluded))
-        pools.append(_translate(top_rows, built_for, engine))
-        if built_for.version != engine.version:
-            counts = None  # rows differ: popularity only nominates candidates until the rebuild
-    together_rows, together_score = np.empty(0, np.int64), np.empty(0)
-    together = profiles.cooccurrence()
-    if view is not None and together is not None and config.bought_together_weight > 0:
-        built_for, pairs = together
-        weights = view.weight_by_row()
-        seeds = dict(sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[:SEED_ITEMS])
-        rows, scores = pairs.scores(seeds, n + len(excluded))
-        if built_for.version == engine.version:
-            together_rows, together_score = rows, scores.astype(np.float64)
+    Built by ``for_request`` from the requester's profile view and context; the engine asks it
+    for candidates within the filter's selection and without the rows rules exclude.
+    """
+
+    profiles: ProfileService
+    config: PersonalConfig
+    view: ProfileView | None
+    context: RequestContext = field(default_factory=RequestContext)
+    held_back: tuple[int, ...] = ()
+
+    @classmethod
+    def for_request(
+        cls, profiles: ProfileService, config: PersonalConfig, view: ProfileView | None, context: RequestContext
+    ) -> RecommendationSource:
+        return cls(profiles, config, view, context)
+
+    def candidates(
+        self, index: LoadedIndex, *, n: int, selection: RowSelection | None, exclude_rows: np.ndarray
+    ) -> Candidates:
+        """Scored candidates for ``index``'s version (see the module docstring)."""
+        view, config = self.view, self.config
+        binding = SpaceBinding.of(index)
+        same_rows = view is not None and view.binding.same_rows(binding)
+        mask = selection.mask if selection is not None else None
+        cart = set(self.context.cart)
+        if same_rows and view is not None:
+            cart.update(view.in_cart)
+        excluded = np.unique(np.concatenate([np.asarray(exclude_rows, np.int64), np.fromiter(cart, np.int64)]))
+        wanted = n + len(excluded)
+
+        vector = view.text.vector if view is not None else None
+        if vector is not None and view is not None and not view.binding.comparable(binding):
+            vector = None
+        share = 0.0
+        if vector is not None and view is not None:
+            share = view.freshness * personal_share(view.text.mass, cap=config.profile_cap, half_mass=config.half_mass)
+
+        pools: list[np.ndarray] = []
+        if vector is not None:
+            found, _ = index.text.ann.search(vector, wanted, selection)
+            pools.append(found)
+        counts = None
+        popular = self.profiles.popularity()
+        if popular is not None:
+            built_for, counts = popular
+            top_rows, _ = counts.top(wanted if mask is None else max(wanted, 4 * wanted))
+            pools.append(_translate(top_rows, built_for, index))
+            if built_for.version != index.version:
+                counts = None  # rows differ: popularity only nominates candidates until the rebuild
+        together_rows, together_score = self._together(index, wanted, same_rows)
         pools.append(together_rows)
-    if not any(len(pool) for pool in pools):
-        return _catalogue_candidates(engine, n + len(excluded))
 
-    rows = np.unique(np.concatenate(pools))
-    if len(excluded):
-        rows = rows[~np.isin(rows, excluded)]
-    vectors = np.asarray(engine.index.text.vectors[rows], dtype=np.float32)
-    cosine = (vectors @ vector).astype(np.float64) if vector is not None else np.zeros(len(rows))
-    parts = {
-        "personal": share * cosine,
-        "popular": (1.0 - share) * (counts.scores_of(rows) if counts is not None else np.zeros(len(rows))),
-        "bought_together": config.bought_together_weight * _lookup(together_rows, together_score, rows),
-    }
-    relevance = parts["personal"] + parts["popular"] + parts["bought_together"]
-    stacked = np.vstack([parts["personal"], parts["popular"], parts["bought_together"]])
-    sources = np.array(SOURCES, dtype=object)[np.argmax(stacked, axis=0)]
-    return Candidates(rows=rows, relevance=relevance, parts=parts, sources=sources, vectors=vectors)
+        rows = np.unique(np.concatenate(pools)) if pools else np.empty(0, np.int64)
+        if mask is not None:
+            rows = rows[mask[rows]]
+        if len(excluded):
+            rows = rows[~np.isin(rows, excluded)]
+        if len(rows) < n:
+            rows = np.union1d(rows, _catalogue_rows(index, n - len(rows), mask, np.union1d(excluded, rows)))
+        rows = rows.astype(np.int64)
+        vectors = np.asarray(index.text.vectors[rows], dtype=np.float32)
+        rows, vectors = self._without_variants(index, rows, vectors, together_rows, same_rows)
+        cosine = (vectors @ vector).astype(np.float64) if vector is not None else np.zeros(len(rows))
+        popular_score = counts.scores_of(rows) if counts is not None else np.zeros(len(rows))
+        parts = {
+            "personal": share * cosine,
+            "popular": (1.0 - share) * popular_score,
+            "bought_together": config.bought_together_weight * _lookup(together_rows, together_score, rows),
+        }
+        stacked = np.vstack([parts["personal"], parts["popular"], parts["bought_together"]])
+        sources = np.array(SOURCES, dtype=object)[np.argmax(stacked, axis=0)]
+        relevance = parts["personal"] + parts["popular"] + parts["bought_together"]
+        if not stacked.any():  # a shop without events: the catalogue's order
+            relevance = _catalogue_order(index, rows)
+            parts = {"catalogue": relevance.copy()}
+            sources = np.full(len(rows), "catalogue", dtype=object)
+        return Candidates(rows=rows, relevance=relevance, parts=parts, sources=sources, vectors=vectors)
+
+    def _together(self, index: LoadedIndex, wanted: int, same_rows: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Items bought with or after the seeds: the profile's strongest items and the context."""
+        together = self.profiles.cooccurrence()
+        empty = np.empty(0, np.int64), np.empty(0)
+        if together is None or self.config.bought_together_weight <= 0:
+            return empty
+        built_for, pairs = together
+        if built_for.version != index.version:
+            return empty
+        seeds: dict[int, float] = {}
+        if same_rows and self.view is not None:
+            weights = self.view.weight_by_row()
+            seeds = dict(sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[:SEED_ITEMS])
+        strongest = max(seeds.values(), default=1.0) * CONTEXT_SEED_WEIGHT
+        for row in (*self.context.cart, *((self.context.viewing,) if self.context.viewing is not None else ())):
+            seeds[row] = seeds.get(row, 0.0) + strongest
+        if not seeds:
+            return empty
+        rows, scores = pairs.scores(seeds, wanted)
+        return rows, scores.astype(np.float64)
+
+    def _without_variants(
+        self, index: LoadedIndex, rows: np.ndarray, vectors: np.ndarray, together: np.ndarray, same_rows: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Drops near-duplicates of items bought within the purchase window (not bought-together ones)."""
+        view = self.view
+        if view is None or not same_rows or not view.last_purchase or not len(rows):
+            return rows, vectors
+        cutoff = view.now - self.config.purchase_window_s
+        bought = np.array([row for row, when in view.last_purchase.items() if when >= cutoff], dtype=np.int64)
+        if not len(bought):
+            return rows, vectors
+        bought_vectors = np.asarray(index.text.vectors[bought], dtype=np.float32)
+        closest = (vectors @ bought_vectors.T).max(axis=1)
+        keep = (closest < self.config.variant_similarity) | np.isin(rows, together)
+        self.held_back = tuple(int(row) for row in rows[~keep])
+        return rows[keep], vectors[keep]
 
 
-def bought_with_item(profiles: ProfileService, engine: Engine, row: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Items frequently bought together with item ``row`` of ``engine``'s version, best first.
+def bought_with_item(profiles: ProfileService, index: LoadedIndex, row: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Items bought together with (or after) item ``row`` of ``index``'s version, best first.
 
     For the product page: ``(rows, scores)`` with the best score 1.0; empty when the profiles
     are built for another version (during a rebuild) or nothing co-occurs with the item.
     """
     together = profiles.cooccurrence()
-    if together is None or together[0].version != engine.version:
+    if together is None or together[0].version != index.version:
         return np.empty(0, np.int64), np.empty(0, np.float32)
     return together[1].scores({row: 1.0}, n)
 
 
-def _catalogue_candidates(engine: Engine, n: int) -> Candidates:
-    """The cold-start list of a shop without events: highest ``boost`` first, then file order."""
-    items = engine.index.items
-    boost = items.boost.astype(np.float64)
-    order = np.lexsort((np.arange(len(boost)), -boost))[:n]
-    rows = order.astype(np.int64)
-    relevance = 1.0 - np.arange(len(rows)) / max(len(rows), 1)
-    vectors = np.asarray(engine.index.text.vectors[rows], dtype=np.float32)
-    return Candidates(
-        rows=rows,
-        relevance=relevance,
-        parts={"catalogue": relevance.copy()},
-        sources=np.full(len(rows), "catalogue", dtype=object),
-        vectors=vectors,
-    )
+def _catalogue_rows(index: LoadedIndex, n: int, mask: np.ndarray | None, excluded: np.ndarray) -> np.ndarray:
+    """Up to ``n`` rows in the catalogue's own order (highest ``boost`` first, then file order)."""
+    boost = index.items.boost.astype(np.float64)
+    order = np.lexsort((np.arange(len(boost)), -boost))
+    if mask is not None:
+        order = order[mask[order]]
+    if len(excluded):
+        order = order[~np.isin(order, excluded)]
+    return order[:n].astype(np.int64)
+
+
+def _catalogue_order(index: LoadedIndex, rows: np.ndarray) -> np.ndarray:
+    """Relevance in the catalogue's order: 1 for the first, falling linearly."""
+    boost = index.items.boost.astype(np.float64)[rows]
+    rank = np.empty(len(rows))
+    rank[np.lexsort((rows, -boost))] = np.arange(len(rows))
+    return 1.0 - rank / max(len(rows), 1)
 
 
 def _lookup(rows: np.ndarray, scores: np.ndarray, wanted: np.ndarray) -> np.ndarray:

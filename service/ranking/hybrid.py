@@ -118,18 +118,37 @@ def item_candidates(
     exclude_rows: Iterable[int] = (),
     ctx: UserContext | None = None,
     extra_rows: Iterable[int] = (),
+    together: tuple[np.ndarray, np.ndarray] | None = None,
+    together_weight: float = 0.0,
 ) -> Candidates:
-    """The candidates of "similar to item ``row``" (never the item itself)."""
+    """The candidates of "similar to item ``row``" (never the item itself).
+
+    ``together``: items bought with it and their scores (best 1.0), nominated as candidates and
+    added to the relevance with ``together_weight`` (source ``bought_together`` where that part
+    outweighs the similarity).
+    """
     excluded = np.unique(np.append(np.fromiter(exclude_rows, dtype=np.int64), row))
     item_vector = np.asarray(index.text.vectors[row], dtype=np.float32)
     found, _ = index.text.ann.search(item_vector, n + len(excluded), selection)
     found = _without(found, excluded)[:n]
-    extras = _allowed_extras(extra_rows, selection.mask if selection is not None else None, excluded)
-    rows = _sorted_union(found, extras)
+    mask = selection.mask if selection is not None else None
+    together_rows = np.empty(0, np.int64)
+    if together is not None and together_weight > 0 and len(together[0]):
+        together_rows = _allowed_extras(together[0], mask, excluded)
+    extras = _allowed_extras(extra_rows, mask, excluded)
+    rows = _sorted_union(found, extras, together_rows)
     vectors = np.asarray(index.text.vectors[rows], dtype=np.float32)
     semantic = (vectors @ item_vector).astype(np.float64)
     sources = _sources(rows, found, np.empty(0, np.int64))
-    return blend_personal(rows, vectors, {"semantic": semantic, "lexical": np.zeros(len(rows))}, ctx, sources)
+    candidates = blend_personal(rows, vectors, {"semantic": semantic, "lexical": np.zeros(len(rows))}, ctx, sources)
+    if len(together_rows) and together is not None:
+        score = dict(zip(together[0].tolist(), together[1].tolist()))
+        bonus = together_weight * np.array([score.get(int(r), 0.0) for r in rows])
+        candidates.parts["bought_together"] = bonus
+        candidates.relevance = candidates.relevance + bonus
+        if candidates.sources is not None:
+            candidates.sources = np.where(bonus > semantic, "bought_together", candidates.sources).astype(object)
+    return candidates
 
 
 def blend_personal(

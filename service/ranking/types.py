@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from aisle.index.loaded import LoadedIndex
+    from aisle.index.selection import RowSelection
 
 
 @dataclass(frozen=True)
@@ -68,3 +72,15 @@ class Hit:
     row: int
     score: float
     explain: dict[str, Any] | None = None
+
+
+class CandidateSource(Protocol):
+    """Where a surface without a query gets its candidates (recommendations: the profile service).
+
+    ``Engine.recommend`` passes the filters' selection and the rows the rules exclude; the
+    source returns scored candidates of ``index``'s version within them.
+    """
+
+    def candidates(
+        self, index: LoadedIndex, *, n: int, selection: RowSelection | None, exclude_rows: np.ndarray
+    ) -> Candidates: ...

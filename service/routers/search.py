@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
+import pydantic
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from aisle.index.filters import Filters
@@ -36,6 +37,32 @@ def to_filters(filters: SearchFilters | None) -> Filters | None:
         return None
     brand = tuple(filters.brand) if isinstance(filters.brand, list) else filters.brand
     return Filters(filters.category, brand, filters.price_min, filters.price_max, filters.in_stock)
+
+
+def filters_from_query(filters: str | None) -> Filters | None:
+    """The ``filters`` query parameter of GET surfaces: the search body's ``filters`` as JSON.
+
+    Raises:
+        ApiError: 422 naming what is wrong (not JSON, an unknown key, a bad value).
+    """
+    if filters is None or not filters.strip():
+        return None
+    try:
+        return to_filters(SearchFilters.model_validate_json(filters))
+    except pydantic.ValidationError as exc:
+        detail = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'filters'}: {error['msg']}" for error in exc.errors()
+        )
+        raise ApiError(422, f"filters: {detail}") from None
+
+
+FiltersQuery = Annotated[
+    str | None,
+    Query(
+        max_length=4096,
+        description='The search filter syntax as JSON, e.g. {"category": "Kitchen", "price_max": 50}.',
+    ),
+]
 
 
 def run_search(
