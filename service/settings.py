@@ -88,7 +88,7 @@ class ServiceSettings(AisleSettings):
         description="Weight of the reverse direction of a sequence pair (A then B also suggests A after B).",
     )
     variant_similarity: float = Field(
-        0.9,
+        0.95,
         gt=0,
         le=1,
         description="Cosine above which a candidate counts as a variant of a recently bought item and is held back.",
@@ -101,7 +101,15 @@ class ServiceSettings(AisleSettings):
         description="Items left out of a user's recommendations: none, recent purchases, or everything interacted with.",
     )
     purchase_exclusion_days: float = Field(
-        30, ge=0, description="How long a purchase keeps the item out of recommendations."
+        3650,
+        ge=0,
+        description=(
+            "How long a purchase keeps the item out of recommendations; consumables (items the shop's "
+            "customers buy again) come back earlier, at their typical repurchase interval."
+        ),
+    )
+    variant_hold_days: float = Field(
+        30, ge=0, description="How long after a purchase its variants and near-duplicates are held back."
     )
     events_max_db_mb: float | None = Field(
         None, gt=0, description="Size quota of the event database; beyond it writes answer 503."

@@ -29,6 +29,7 @@ class PersonalConfig:
         bought_after_half_life: sequence pairs halve every this many events in between.
         bought_before_weight: weight of the reverse direction of a sequence pair.
         variant_similarity: cosine above which a candidate is a variant of a recent purchase.
+        variant_hold_s: how long after a purchase its variants are held back.
         cart_window_s: how long an item added to the cart (and not bought) is in the cart.
         exclude: items left out of recommendations (none, recent purchases, all interacted).
         purchase_window_s: how long a purchase counts as recent.
@@ -44,10 +45,11 @@ class PersonalConfig:
     bought_together_window_s: float = 3600.0
     bought_after_half_life: float = 2.0
     bought_before_weight: float = 0.5
-    variant_similarity: float = 0.9
+    variant_similarity: float = 0.95
+    variant_hold_s: float = 30 * DAY_S
     cart_window_s: float = 7 * DAY_S
     exclude: Exclusion = "purchased"
-    purchase_window_s: float = 30 * DAY_S
+    purchase_window_s: float = 3650 * DAY_S
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> PersonalConfig:
@@ -70,6 +72,7 @@ class PersonalConfig:
             bought_after_half_life=settings.bought_after_half_life,
             bought_before_weight=settings.bought_before_weight,
             variant_similarity=settings.variant_similarity,
+            variant_hold_s=settings.variant_hold_days * DAY_S,
             cart_window_s=settings.cart_window_s,
             exclude=settings.recommend_exclude,
             purchase_window_s=settings.purchase_exclusion_days * DAY_S,

@@ -51,10 +51,12 @@ def price_band(view: ProfileView) -> tuple[float, float] | None:
 
 
 def purchased_recently(view: ProfileView, window_s: float) -> frozenset[str]:
-    """Ids of items purchased within the last ``window_s`` seconds."""
+    """Ids of items purchased within the last ``window_s`` seconds, but for consumables due again."""
     ids = view.index.items.ids
     cutoff = view.now - window_s
-    return frozenset(ids[row] for row, last in view.last_purchase.items() if last >= cutoff)
+    return frozenset(
+        ids[row] for row, last in view.last_purchase.items() if last >= cutoff and row not in view.due_again
+    )
 
 
 def affinities(view: ProfileView, field: str, top: int = TOP_AFFINITIES) -> tuple[str, ...]:

@@ -35,6 +35,7 @@ from aisle.service.events.store import EventStore, StoredEvent
 from aisle.service.personal.config import PersonalConfig
 from aisle.service.personal.cooccurrence import CoOccurrence
 from aisle.service.personal.popularity import Popularity
+from aisle.service.personal.repurchase import Repurchase
 
 log = logging.getLogger(__name__)
 TEXT_SPACE = "text"
@@ -53,6 +54,7 @@ class ProfileView:
         profiles: the profile vector per space.
         item_weights: weight per (row, event type), as the profile vector weighs them.
         last_purchase: row → time of its latest purchase.
+        due_again: consumables bought before whose typical repurchase interval has passed.
         in_cart: row → time it was last added to the cart, for items not bought since.
         recently_viewed: rows viewed or clicked, latest first.
         freshness: the fraction of its share the profile keeps after the customer's absence.
@@ -63,6 +65,7 @@ class ProfileView:
     profiles: dict[str, ProfileVector]
     item_weights: dict[tuple[int, str], float]
     last_purchase: dict[int, float]
+    due_again: frozenset[int]
     in_cart: dict[int, float]
     recently_viewed: tuple[int, ...]
     counts: dict[str, int]
@@ -96,6 +99,7 @@ class _Derived:
         self.users: dict[str, ProfileState] = {}
         self.sessions: dict[str, SessionState] = {}
         self.popularity = Popularity(len(index), config.decay, config.popularity_half_life_s)
+        self.repurchase = Repurchase(len(index))
         self.cooccurrence = CoOccurrence(
             config.decay,
             window_s=config.bought_together_window_s,
@@ -147,6 +151,13 @@ class _Derived:
         args = (row, event.type, event.timestamp, vectors)
         if event.user_key is not None:
             user = self._user(event.user_key)
+            if row is not None and event.type == "purchase":
+                before = user.items.get((row, "purchase"))
+                if before is None:
+                    self.repurchase.first_purchase(row)
+                else:
+                    # Out of order, the distance to the latest purchase stands in for the interval.
+                    self.repurchase.repeat_purchase(row, abs(event.timestamp - before.last_ts))
             user.add(*args)
             if event.session_key is not None:
                 session = self._session(event.session_key)
@@ -291,6 +302,11 @@ class ProfileService:
                 for row, added in latest["add_to_cart"].items()
                 if added >= cart_cutoff and purchases.get(row, -np.inf) < added
             }
+            due = frozenset(
+                row
+                for row, when in purchases.items()
+                if (interval := derived.repurchase.interval_s(row)) is not None and now - when >= interval
+            )
             viewed = sorted(latest["browse"].items(), key=lambda kv: (-kv[1], kv[0]))[:RECENT_VIEWS]
             first = min(state.first_ts for state in states)
             last = max(state.last_ts for state in states)
@@ -303,6 +319,7 @@ class ProfileService:
                 profiles=profiles,
                 item_weights=merged_item_weights(states),
                 last_purchase=purchases,
+                due_again=due,
                 in_cart=in_cart,
                 recently_viewed=tuple(row for row, _ in viewed),
                 counts=counts,

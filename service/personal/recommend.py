@@ -12,9 +12,11 @@ context: the items in the cart and the product being viewed. Without history ``s
 list is the popular list; as evidence accumulates it slides towards the profile, with no switch.
 
 Held back: the items in the cart, and variants of recent purchases (a candidate whose cosine to
-an item bought within the purchase window is at least ``variant_similarity``, unless it is what
+an item bought within ``variant_hold_s`` is at least ``variant_similarity``, unless it is what
 people buy with it): after an espresso machine, its twin in another colour waits while what is
-bought with it comes forward.
+bought with it comes forward. Purchases themselves stay out (the rules' ``exclude_purchased``)
+except consumables due again (``repurchase``): those come back at the shop's typical interval,
+scored like the best bought-together item (source ``repurchase``).
 
 Candidates are the union of the profile's ANN neighbours, the popular items, the co-occurring
 items and, when these are fewer than asked (a new shop, a narrow filter), the catalogue's own
@@ -35,7 +37,7 @@ from aisle.service.personal.config import PersonalConfig
 from aisle.service.personal.profiles import ProfileService, ProfileView
 from aisle.service.ranking.types import Candidates
 
-SOURCES = ("profile", "popular", "bought_together")
+SOURCES = ("profile", "popular", "bought_together", "repurchase")
 #: Strongest profile items used as co-occurrence seeds.
 SEED_ITEMS = 20
 #: A context item (cart, product page) weighs like the strongest profile item times this.
@@ -119,6 +121,8 @@ class RecommendationSource:
                 counts = None  # rows differ: popularity only nominates candidates until the rebuild
         together_rows, together_score = self._together(index, wanted, same_rows)
         pools.append(together_rows)
+        due = np.fromiter(view.due_again, np.int64) if same_rows and view is not None else np.empty(0, np.int64)
+        pools.append(due)
 
         rows = np.unique(np.concatenate(pools)) if pools else np.empty(0, np.int64)
         if mask is not None:
@@ -129,17 +133,19 @@ class RecommendationSource:
             rows = np.union1d(rows, _catalogue_rows(index, n - len(rows), mask, np.union1d(excluded, rows)))
         rows = rows.astype(np.int64)
         vectors = np.asarray(index.text.vectors[rows], dtype=np.float32)
-        rows, vectors = self._without_variants(index, rows, vectors, together_rows, same_rows)
+        rows, vectors = self._without_variants(index, rows, vectors, np.union1d(together_rows, due), same_rows)
         cosine = (vectors @ vector).astype(np.float64) if vector is not None else np.zeros(len(rows))
         popular_score = counts.scores_of(rows) if counts is not None else np.zeros(len(rows))
         parts = {
             "personal": share * cosine,
             "popular": (1.0 - share) * popular_score,
             "bought_together": config.bought_together_weight * _lookup(together_rows, together_score, rows),
+            "repurchase": config.bought_together_weight * np.isin(rows, due),
         }
-        stacked = np.vstack([parts["personal"], parts["popular"], parts["bought_together"]])
+        stacked = np.vstack([parts[name] for name in ("personal", "popular", "bought_together", "repurchase")])
         sources = np.array(SOURCES, dtype=object)[np.argmax(stacked, axis=0)]
-        relevance = parts["personal"] + parts["popular"] + parts["bought_together"]
+        sources[parts["repurchase"] > 0] = "repurchase"  # say why a bought item is back
+        relevance = stacked.sum(axis=0)
         if not stacked.any():  # a shop without events: the catalogue's order
             relevance = _catalogue_order(index, rows)
             parts = {"catalogue": relevance.copy()}
@@ -174,7 +180,7 @@ class RecommendationSource:
         view = self.view
         if view is None or not same_rows or not view.last_purchase or not len(rows):
             return rows, vectors
-        cutoff = view.now - self.config.purchase_window_s
+        cutoff = view.now - self.config.variant_hold_s
         bought = np.array([row for row, when in view.last_purchase.items() if when >= cutoff], dtype=np.int64)
         if not len(bought):
             return rows, vectors
