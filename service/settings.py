@@ -88,10 +88,13 @@ class ServiceSettings(AisleSettings):
         description="Weight of the reverse direction of a sequence pair (A then B also suggests A after B).",
     )
     variant_similarity: float = Field(
-        0.95,
+        0.9,
         gt=0,
         le=1,
-        description="Cosine above which a candidate counts as a variant of a recently bought item and is held back.",
+        description=(
+            "Cosine above which a candidate of the same brand and category as a recent purchase counts as its "
+            "variant and is held back (without brand or category, only near-duplicates)."
+        ),
     )
     cart_window_s: float = Field(
         7 * 86400, ge=0, description="How long an item added to the cart and not bought counts as in the cart."

@@ -45,7 +45,7 @@ class PersonalConfig:
     bought_together_window_s: float = 3600.0
     bought_after_half_life: float = 2.0
     bought_before_weight: float = 0.5
-    variant_similarity: float = 0.95
+    variant_similarity: float = 0.9
     variant_hold_s: float = 30 * DAY_S
     cart_window_s: float = 7 * DAY_S
     exclude: Exclusion = "purchased"

@@ -11,8 +11,8 @@ For a requester with profile ``p``, evidence ``m`` and freshness ``f`` (``Profil
 context: the items in the cart and the product being viewed. Without history ``s = 0`` and the
 list is the popular list; as evidence accumulates it slides towards the profile, with no switch.
 
-Held back: the items in the cart, and variants of recent purchases (a candidate whose cosine to
-an item bought within ``variant_hold_s`` is at least ``variant_similarity``, unless it is what
+Held back: the items in the cart, and variants of recent purchases (``is_variant``: a candidate
+close to an item bought within ``variant_hold_s``, of its brand and category, unless it is what
 people buy with it): after an espresso machine, its twin in another colour waits while what is
 bought with it comes forward. Purchases themselves stay out (the rules' ``exclude_purchased``)
 except consumables due again (``repurchase``): those come back at the shop's typical interval,
@@ -27,6 +27,7 @@ order (its ``boost`` field first): always ``k`` results when the filters allow `
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,7 +36,11 @@ from aisle.index.profile import SpaceBinding, personal_share
 from aisle.index.selection import RowSelection
 from aisle.service.personal.config import PersonalConfig
 from aisle.service.personal.profiles import ProfileService, ProfileView
+from aisle.service.ranking.rules import RuleBook, RuleSet, RulesOverride
 from aisle.service.ranking.types import Candidates
+
+if TYPE_CHECKING:
+    from aisle.service.engine import Engine
 
 SOURCES = ("profile", "popular", "bought_together", "repurchase")
 #: Strongest profile items used as co-occurrence seeds.
@@ -185,10 +190,55 @@ class RecommendationSource:
         if not len(bought):
             return rows, vectors
         bought_vectors = np.asarray(index.text.vectors[bought], dtype=np.float32)
-        closest = (vectors @ bought_vectors.T).max(axis=1)
-        keep = (closest < self.config.variant_similarity) | np.isin(rows, together)
+        similarity = vectors @ bought_vectors.T
+        closest = similarity.argmax(axis=1)
+        variant = np.array(
+            [
+                is_variant(index, int(row), int(bought[at]), float(similarity[i, at]), self.config.variant_similarity)
+                for i, (row, at) in enumerate(zip(rows, closest))
+            ],
+            dtype=bool,
+        )
+        keep = ~variant | np.isin(rows, together)
         self.held_back = tuple(int(row) for row in rows[~keep])
         return rows[keep], vectors[keep]
+
+
+#: Without a brand or category to compare, only near-duplicates this close count as variants.
+NEAR_DUPLICATE = 0.97
+
+
+def is_variant(index: LoadedIndex, row: int, bought: int, cosine: float, threshold: float) -> bool:
+    """``row`` is a variant of ``bought``: the same product in another colour, size or pack.
+
+    Close in meaning (``threshold``) and of the same brand and category where the catalogue
+    gives them; a catalogue without either needs a near-duplicate (``NEAR_DUPLICATE``).
+    """
+    if cosine < threshold:
+        return False
+    items = index.items
+    known = False
+    for read in (items.brand, items.category):
+        mine, theirs = read(row), read(bought)
+        if mine and theirs:
+            if mine.casefold() != theirs.casefold():
+                return False
+            known = True
+    return known or cosine >= max(threshold, NEAR_DUPLICATE)
+
+
+def recommendation_rules(
+    rule_book: RuleBook, config: PersonalConfig, view: ProfileView | None, engine: Engine
+) -> RuleSet:
+    """The ``recommendations`` rules with the ``recommend_exclude`` setting applied on top."""
+    if config.exclude == "none":
+        return rule_book.for_surface("recommendations", RulesOverride(exclude_purchased=False))
+    rules = rule_book.for_surface("recommendations")
+    if config.exclude == "interacted" and view is not None and view.binding.version == engine.version:
+        ids = engine.index.items.ids
+        seen = tuple(ids[row] for row in view.weight_by_row())
+        rules = rules.model_copy(update={"exclude_ids": (*rules.exclude_ids, *seen)})
+    return rules
 
 
 def bought_with_item(profiles: ProfileService, index: LoadedIndex, row: int, n: int) -> tuple[np.ndarray, np.ndarray]:

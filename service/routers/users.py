@@ -12,10 +12,7 @@ from aisle.service.engine import Engine, Hit, RulesConflict
 from aisle.service.errors import ApiError
 from aisle.service.personal.context import describe_profile, user_context
 from aisle.service.personal.deps import PersonalizationDep
-from aisle.service.personal.profiles import ProfileView
-from aisle.service.personal.recommend import RecommendationSource, RequestContext
-from aisle.service.personal.runtime import Personalization
-from aisle.service.ranking.rules import RuleSet, RulesOverride
+from aisle.service.personal.recommend import RecommendationSource, RequestContext, recommendation_rules
 from aisle.service.routers.responses import ranked_response
 from aisle.service.routers.search import FiltersQuery, filters_from_query
 from aisle.service.schemas import RankedResponse
@@ -25,22 +22,6 @@ UserId = Annotated[
     str, Path(min_length=1, max_length=256, description="The shop's user id (stored only as a keyed hash).")
 ]
 MAX_CONTEXT_ITEMS = 100
-
-
-def recommendation_rules(
-    request: Request, personal: Personalization, view: ProfileView | None, engine: Engine
-) -> RuleSet:
-    """The ``recommendations`` rules with the ``recommend_exclude`` setting applied on top."""
-    rule_book = request.app.state.ranking.rule_book
-    exclude = personal.config.exclude
-    if exclude == "none":
-        return rule_book.for_surface("recommendations", RulesOverride(exclude_purchased=False))
-    rules = rule_book.for_surface("recommendations")
-    if exclude == "interacted" and view is not None and view.binding.version == engine.version:
-        ids = engine.index.items.ids
-        seen = tuple(ids[row] for row in view.weight_by_row())
-        rules = rules.model_copy(update={"exclude_ids": (*rules.exclude_ids, *seen)})
-    return rules
 
 
 def request_context(engine: Engine, cart: list[str], item_id: str | None) -> RequestContext:
@@ -94,7 +75,7 @@ def recommendations(
             filters=parsed,
             explain=explain,
             ctx=ctx,
-            rules=recommendation_rules(request, personal, view, engine),
+            rules=recommendation_rules(request.app.state.ranking.rule_book, personal.config, view, engine),
             request_id=request.state.request_id,
         )
     except RulesConflict as exc:

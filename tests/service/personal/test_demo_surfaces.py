@@ -190,3 +190,44 @@ def test_consumables_come_back_at_the_shops_repurchase_interval(client: TestClie
     assert BEANS in [r["id"] for r in due] and MACHINE not in [r["id"] for r in due]
     assert next(r for r in due if r["id"] == BEANS)["source"] == "repurchase"
     assert BEANS not in ids(client, "/users/recent/recommendations", k=20)
+
+
+def write_config(tmp_path: Path, rules: Path) -> Path:
+    config = tmp_path / "aisle.yaml"
+    config.write_text(f"rules_file: {rules}\nwatch_interval_s: 0\n", encoding="utf-8")
+    return config
+
+
+def test_batch_export_streams_what_the_api_answers(
+    tmp_path: Path, demo_index: Path, encoder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aisle.cli import main
+
+    # Exploration draws from each request's own seed: off, so that both sides are comparable.
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("surfaces:\n  recommendations:\n    exploration: {share: 0}\n", encoding="utf-8")
+    settings = settings_for(tmp_path, index_dir=demo_index, rules_file=rules)
+    with TestClient(create_app(settings, encoder_factory=lambda _settings: encoder)) as client:
+        crowd_buys_machine_then_accessories(client)
+        send(client, [event("newcomer", MACHINE)])
+        users = ("newcomer", "crowd1", "nobody")
+        expected = {user: ids(client, f"/users/{user}/recommendations", k=7) for user in users}
+    users = tmp_path / "users.txt"
+    users.write_text("newcomer\n\ncrowd1\nnobody\n", encoding="utf-8")
+    out = tmp_path / "campaign" / "recs.jsonl"
+    common = ["--index", str(demo_index), "--data-dir", str(tmp_path / "data"), "--no-progress"]
+    common += ["--config", str(write_config(tmp_path, rules))]
+    assert main(["recommend", "--users", str(users), "--out", str(out), "-k", "7", *common]) == 0
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [line["user_id"] for line in lines] == ["newcomer", "crowd1", "nobody"]
+    for line in lines:
+        assert [r["id"] for r in line["results"]] == expected[line["user_id"]]
+        assert all("source" in r and "title" in r for r in line["results"])
+    # Filters as on the API; a bad one is a one-line error naming the option.
+    cheap = ["--filters", json.dumps({"price_max": 40})]
+    assert main(["recommend", "--users", str(users), "--out", str(out), *cheap, *common]) == 0
+    assert all(r["price"] <= 40 for line in out.read_text().splitlines() for r in json.loads(line)["results"])
+    capsys.readouterr()
+    assert main(["recommend", "--users", str(users), "--filters", '{"colour": 1}', *common]) == 2
+    assert "--filters: colour" in capsys.readouterr().err
+    assert main(["recommend", "--users", str(tmp_path / "missing.txt"), *common]) == 2
