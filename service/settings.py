@@ -114,6 +114,14 @@ class ServiceSettings(AisleSettings):
     variant_hold_days: float = Field(
         30, ge=0, description="How long after a purchase its variants and near-duplicates are held back."
     )
+    session_ttl_days: float = Field(
+        30, gt=0, description="Anonymous sessions idle this long are forgotten in memory (their events stay stored)."
+    )
+    max_sessions: int = Field(
+        1_000_000,
+        ge=1,
+        description="Sessions kept in memory per worker; beyond it the longest idle are forgotten first.",
+    )
     events_max_db_mb: float | None = Field(
         None, gt=0, description="Size quota of the event database; beyond it writes answer 503."
     )

@@ -79,7 +79,7 @@ class DecayConfig:
     click: TypeDecay = TypeDecay(2.0, 3 * DAY_S)
     add_to_cart: TypeDecay = TypeDecay(4.0, 7 * DAY_S)
     purchase: TypeDecay = TypeDecay(8.0, 365 * DAY_S)
-    activity_half_life: float = 1.0
+    activity_half_life: float = 2.0
     decay: bool = True
 
     def __post_init__(self) -> None:

@@ -21,7 +21,7 @@ from aisle.index.profile.decay import DecayConfig, exp2, log2_add
 from aisle.index.profile.vector import ProfileAccumulator
 
 
-@dataclass
+@dataclass(slots=True)
 class ItemStat:
     """One (item, event type) of a profile: ``log2 Σ w·2^(A_i/H + t_i/h)``, the latest time, the count."""
 
@@ -37,7 +37,7 @@ class ItemStat:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class ProfileState:
     """A user's or a session's profile in every vector space, plus per-item statistics."""
 
@@ -122,7 +122,7 @@ class ProfileState:
         return weights
 
 
-@dataclass
+@dataclass(slots=True)
 class SessionState:
     """A session: its anonymous and identified events, and the users it is linked to."""
 
@@ -132,6 +132,11 @@ class SessionState:
 
     def parts(self) -> list[ProfileState]:
         return [part for part in (self.anonymous, self.identified) if part.total_events]
+
+    @property
+    def last_ts(self) -> float:
+        """The session's latest event time (``-inf`` before any)."""
+        return max(self.anonymous.last_ts, self.identified.last_ts)
 
 
 def merged_item_weights(states: list[ProfileState]) -> dict[tuple[int, str], float]:

@@ -31,6 +31,8 @@ class PersonalConfig:
         variant_similarity: cosine above which a candidate is a variant of a recent purchase.
         variant_hold_s: how long after a purchase its variants are held back.
         cart_window_s: how long an item added to the cart (and not bought) is in the cart.
+        session_ttl_s: anonymous sessions idle this long are forgotten.
+        max_sessions: at most this many sessions are kept (the longest idle go first).
         exclude: items left out of recommendations (none, recent purchases, all interacted).
         purchase_window_s: how long a purchase counts as recent.
     """
@@ -48,6 +50,8 @@ class PersonalConfig:
     variant_similarity: float = 0.9
     variant_hold_s: float = 30 * DAY_S
     cart_window_s: float = 7 * DAY_S
+    session_ttl_s: float = 30 * DAY_S
+    max_sessions: int = 1_000_000
     exclude: Exclusion = "purchased"
     purchase_window_s: float = 3650 * DAY_S
 
@@ -74,6 +78,8 @@ class PersonalConfig:
             variant_similarity=settings.variant_similarity,
             variant_hold_s=settings.variant_hold_days * DAY_S,
             cart_window_s=settings.cart_window_s,
+            session_ttl_s=settings.session_ttl_days * DAY_S,
+            max_sessions=settings.max_sessions,
             exclude=settings.recommend_exclude,
             purchase_window_s=settings.purchase_exclusion_days * DAY_S,
         )

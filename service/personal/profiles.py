@@ -42,6 +42,8 @@ TEXT_SPACE = "text"
 #: How many recently viewed items a view keeps (the "recently viewed" surface).
 RECENT_VIEWS = 20
 BROWSE_TYPES = ("view", "click")
+#: Sessions are swept for expiry every this many applied events (and whenever over the cap).
+SWEEP_EVERY = 4096
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,10 @@ class ProfileView:
 class _Derived:
     """All state derived from the event log for one index version (rows and vectors are its)."""
 
-    def __init__(self, index: LoadedIndex, config: PersonalConfig) -> None:
+    def __init__(self, index: LoadedIndex, config: PersonalConfig, clock: Callable[[], float] = time.time) -> None:
         self.index = index
+        self.clock = clock
+        self._since_sweep = 0
         self.binding = SpaceBinding.of(index)
         self.config = config
         self.vectors = {name: space.vectors for name, space in index.spaces.items()}
@@ -132,7 +136,29 @@ class _Derived:
             state = self.sessions[key] = SessionState(self._new_state(), self._new_state())
         return state
 
+    def sweep(self, now: float) -> int:
+        """Forgets anonymous sessions idle for ``session_ttl_s``, then the longest idle beyond
+        ``max_sessions``; returns how many. Users they were linked to keep what was merged."""
+        cutoff = now - self.config.session_ttl_s
+        expired = [key for key, session in self.sessions.items() if session.last_ts < cutoff]
+        excess = len(self.sessions) - len(expired) - self.config.max_sessions
+        if excess > 0:
+            # Oldest first, down to 90% of the cap, so that sweeps stay rare under pressure.
+            excess += self.config.max_sessions // 10
+            alive = sorted(
+                (session.last_ts, key) for key, session in self.sessions.items() if session.last_ts >= cutoff
+            )
+            expired.extend(key for _, key in alive[:excess])
+        for key in expired:
+            del self.sessions[key]
+            self.cooccurrence.forget_actor(key)
+        return len(expired)
+
     def apply(self, event: StoredEvent) -> None:
+        self._since_sweep += 1
+        if self._since_sweep >= SWEEP_EVERY or len(self.sessions) > self.config.max_sessions:
+            self._since_sweep = 0
+            self.sweep(self.clock())
         if event.seq:
             if event.seq <= self.floor or event.seq in self.above:
                 return  # already applied: the log is replayed, never double-counted
@@ -220,7 +246,7 @@ class ProfileService:
     def attach(self, engine: Engine) -> None:
         """(Re)builds everything for ``engine``'s index version from the event log, then swaps."""
         started = time.perf_counter()
-        derived = _Derived(engine.index, self.config)
+        derived = _Derived(engine.index, self.config, self.clock)
         replayed = self._replay(derived, self.store.iter_events() if self.store else ())
         with self._lock:
             if self.store is not None:  # events committed while replaying

@@ -56,7 +56,8 @@ def accumulate(events: list[ProfileEvent], config: DecayConfig) -> ProfileAccumu
 def assert_same(left, right) -> None:
     assert (left.vector is None) == (right.vector is None)
     if left.vector is not None:
-        np.testing.assert_allclose(left.vector, right.vector, atol=1e-5)
+        np.testing.assert_allclose(left.vector, right.vector, atol=5e-3)  # float16 sums
+        assert float(left.vector @ right.vector) >= 1 - 1e-4
     assert left.mass == pytest.approx(right.mass, rel=1e-5, abs=1e-300)
     assert left.last_ts == right.last_ts
 
