@@ -307,8 +307,14 @@ def movielens_events(data: MovieLensData, cases: list, now: float) -> list[dict[
     return events
 
 
-def evaluate_movielens(data: MovieLensData, limit: int | None, workdir: Path, index: dict) -> dict:
-    """Posts every case's history once; searches without and with the user, decay on and off."""
+def evaluate_movielens(
+    data: MovieLensData, limit: int | None, workdir: Path, index: dict, timing: Timing | None = None
+) -> dict:
+    """Posts every case's history once; searches without and with the user, decay on and off.
+
+    With ``timing.shipped_defaults``: decay on only, with ``timing.overrides`` on top.
+    """
+    timing = timing or Timing()
     cases = data.tag_cases()
     cases = cases[:limit] if limit else cases
     config = ServerConfig(workdir / "movielens" / "index", workdir / f"data-ml-{int(time.time())}", cpus=None)
@@ -318,8 +324,9 @@ def evaluate_movielens(data: MovieLensData, limit: int | None, workdir: Path, in
         "half_split": "even/odd case positions",
         "rating_to_type": {name: threshold for threshold, name in MOVIELENS_TYPES},
     }
-    for decay in (True, False):
-        with environment({**SERVER_SETTINGS, "AISLE_DECAY": str(decay).lower()}):
+    result["settings"] = dict(timing.overrides)
+    for decay in (True,) if timing.shipped_defaults else (True, False):
+        with environment({**SERVER_SETTINGS, **timing.overrides, "AISLE_DECAY": str(decay).lower()}):
             with running_server(config, workdir / f"server-movielens-{decay}.log") as server:
                 client = Client(server)
                 if decay:
@@ -408,7 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             {"id": str(m.movie), "title": m.title, "description": ", ".join(m.genres)} for m in movies.movies.values()
         ]
         index = build_index(rows, args.workdir / "movielens")
-        report["movielens_tags"] = {"command": command, **evaluate_movielens(movies, args.limit, args.workdir, index)}
+        key = "movielens_tags" + ("_defaults" if args.shipped_defaults else "")
+        report[key] = {"command": command, **evaluate_movielens(movies, args.limit, args.workdir, index, timing)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out, report)
     print(f"wrote {args.out}")

@@ -241,6 +241,22 @@ def recommendation_rules(
     return rules
 
 
+def user_together(
+    profiles: ProfileService, view: ProfileView, engine: Engine, n: int = 200
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Items bought with or after the requester's strongest items, for search and similar items.
+
+    None when the pairs or the profile belong to another version than ``engine``'s.
+    """
+    together = profiles.cooccurrence()
+    if together is None or together[0].version != engine.version or view.binding.version != engine.version:
+        return None
+    weights = view.weight_by_row()
+    seeds = dict(sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[:SEED_ITEMS])
+    rows, scores = together[1].scores(seeds, n)
+    return (rows, scores.astype(np.float64)) if len(rows) else None
+
+
 def bought_with_item(profiles: ProfileService, index: LoadedIndex, row: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Items bought together with (or after) item ``row`` of ``index``'s version, best first.
 

@@ -166,6 +166,17 @@ def blend_personal(
     if share > 0 and ctx is not None and ctx.profile is not None:
         parts = {name: (1.0 - share) * values for name, values in parts.items()}
         personal = share * (vectors @ np.asarray(ctx.profile, dtype=np.float32)).astype(np.float64)
+    if ctx is not None and ctx.together is not None and ctx.together_weight > 0 and len(ctx.together[0]):
+        # What people buy with or after the user's strongest items: the collaborative half of
+        # the profile, which the vector average alone cannot express.
+        together_rows, together_scores = ctx.together
+        order = np.argsort(together_rows, kind="stable")
+        sorted_rows = together_rows[order]
+        at = np.minimum(np.searchsorted(sorted_rows, rows), len(sorted_rows) - 1)
+        found = sorted_rows[at] == rows
+        bonus = np.zeros(len(rows))
+        bonus[found] = ctx.together_weight * together_scores[order[at[found]]]
+        personal = personal + bonus
     parts = {**parts, "personal": personal}
     relevance = parts["semantic"] + parts["lexical"] + parts["personal"]
     return Candidates(rows=rows, relevance=relevance, parts=parts, sources=sources, vectors=vectors)

@@ -26,6 +26,9 @@ class UserContext:
         top_brands: the user's strongest brand affinities, strongest first.
         personal_share: the profile's share of a blended relevance when personalization has
             its own setting for it; None uses ``index.profile.personal_share(mass)``.
+        together: ``(rows, scores)`` of the items bought with or after the user's strongest items
+            (best 1.0), in the rows of the version the request is served by, or None.
+        together_weight: how much ``together`` adds to a search or similar-items relevance.
     """
 
     profile: np.ndarray | None = None
@@ -35,6 +38,8 @@ class UserContext:
     top_categories: tuple[str, ...] = ()
     top_brands: tuple[str, ...] = ()
     personal_share: float | None = None
+    together: tuple[np.ndarray, np.ndarray] | None = None
+    together_weight: float = 0.0
 
     @property
     def is_anonymous(self) -> bool:

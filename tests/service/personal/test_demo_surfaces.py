@@ -231,3 +231,22 @@ def test_batch_export_streams_what_the_api_answers(
     assert main(["recommend", "--users", str(users), "--filters", '{"colour": 1}', *common]) == 2
     assert "--filters: colour" in capsys.readouterr().err
     assert main(["recommend", "--users", str(tmp_path / "missing.txt"), *common]) == 2
+
+
+def test_signed_in_search_leans_towards_what_is_bought_with_the_users_items(client: TestClient) -> None:
+    crowd_buys_machine_then_accessories(client)
+    send(client, [event("owner", MACHINE)])
+
+    def ranks(user: str | None) -> dict[str, int]:
+        body: dict = {"query": "coffee accessories", "k": 50}
+        if user:
+            body["user_id"] = user
+        response = client.post("/search", json=body)
+        assert response.status_code == 200, response.text
+        return {r["id"]: rank for rank, r in enumerate(response.json()["results"])}
+
+    anonymous, signed_in = ranks(None), ranks("owner")
+    complements = [item for item in (TAMPER, PITCHER, BEANS) if item in anonymous]
+    assert complements
+    assert all(signed_in[item] <= anonymous[item] for item in complements)
+    assert any(signed_in[item] < anonymous[item] for item in complements)
