@@ -57,7 +57,7 @@ class ServiceSettings(AisleSettings):
     decay: bool = Field(
         True, description="Recency decay of profiles and popularity; false gives plain weighted averages."
     )
-    popularity_half_life_s: float = Field(7 * 86400, gt=0, description="Half-life of the popular-items counts.")
+    popularity_half_life_s: float = Field(30 * 86400, gt=0, description="Half-life of the popular-items counts.")
     personal_half_mass: float = Field(
         4.0, gt=0, description="Decayed evidence at which the profile takes half of its maximum share of a score."
     )
@@ -68,7 +68,7 @@ class ServiceSettings(AisleSettings):
         description="Largest share of a recommendation score the profile takes; popularity keeps the rest.",
     )
     bought_together_weight: float = Field(
-        0.4, ge=0, le=10, description="Weight of 'frequently bought together' in recommendations."
+        0.3, ge=0, le=10, description="Weight of 'frequently bought together' in recommendations."
     )
     bought_together_window_s: float = Field(
         3600, gt=0, description="Events of one actor this close in time form a basket (paired at full weight)."

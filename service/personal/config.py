@@ -39,12 +39,12 @@ class PersonalConfig:
     """
 
     decay: DecayConfig = field(default_factory=DecayConfig)
-    popularity_half_life_s: float = 7 * DAY_S
+    popularity_half_life_s: float = 30 * DAY_S
     half_mass: float = 4.0
     profile_cap: float = 0.9
     idle_half_life_s: float = 365 * DAY_S
     idle_floor: float = 0.8
-    bought_together_weight: float = 0.4
+    bought_together_weight: float = 0.3
     bought_together_window_s: float = 3600.0
     bought_after_half_life: float = 2.0
     bought_before_weight: float = 0.5

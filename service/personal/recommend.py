@@ -11,7 +11,7 @@ For a requester with profile ``p``, evidence ``m`` and freshness ``f`` (``Profil
 context: the items in the cart and the product being viewed. Without history ``s = 0`` and the
 list is the popular list; as evidence accumulates it slides towards the profile, with no switch.
 
-Held back: the items in the cart, and variants of recent purchases (``is_variant``: a candidate
+Held back: the items in the cart, the product being viewed, and variants of recent purchases (``is_variant``: a candidate
 close to an item bought within ``variant_hold_s``, of its brand and category, unless it is what
 people buy with it): after an espresso machine, its twin in another colour waits while what is
 bought with it comes forward. Purchases themselves stay out (the rules' ``exclude_purchased``)
@@ -99,10 +99,13 @@ class RecommendationSource:
         binding = SpaceBinding.of(index)
         same_rows = view is not None and view.binding.same_rows(binding)
         mask = selection.mask if selection is not None else None
-        cart = set(self.context.cart)
+        # Never the cart's items, nor the product on the page being viewed.
+        shown = set(self.context.cart)
+        if self.context.viewing is not None:
+            shown.add(self.context.viewing)
         if same_rows and view is not None:
-            cart.update(view.in_cart)
-        excluded = np.unique(np.concatenate([np.asarray(exclude_rows, np.int64), np.fromiter(cart, np.int64)]))
+            shown.update(view.in_cart)
+        excluded = np.unique(np.concatenate([np.asarray(exclude_rows, np.int64), np.fromiter(shown, np.int64)]))
         wanted = n + len(excluded)
 
         vector = view.text.vector if view is not None else None
