@@ -80,16 +80,15 @@ def load_encoder(settings: AisleSettings, *, prepare: bool = True) -> Encoder:
     Args:
         settings: where the model and backend are configured.
         prepare: build (and cache) the ONNX export first if it is missing; that needs torch,
-            so ``aisle serve`` passes ``False`` and only opens an existing export.
+            so ``aisle serve`` passes ``False`` and only opens an existing export (a cache miss
+            is then a one-line error saying how to fill the cache).
     """
-    from aisle.embed import create_encoder, prepare_model
+    from aisle.embed import create_encoder
 
-    config = settings.encoder_config()
     try:
-        if prepare:
-            prepare_model(config)
-        return create_encoder(config)
-    except (FileNotFoundError, ValueError) as exc:
+        return create_encoder(settings.encoder_config(), export=prepare)
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        # ImportError: exporting needs the torch extra; its message carries the install hint.
         raise CommandError(f"cannot load the model '{settings.model}': {exc}") from None
 
 
