@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
+from aisle import __version__
 from aisle.embed.base import Encoder
 from aisle.service import metrics as metrics_routes
 from aisle.service.errors import install_error_handlers
@@ -134,7 +135,7 @@ def create_app(
 
     app = FastAPI(
         title="Aisle",
-        version="0.1.0",
+        version=__version__,
         description=(
             "Semantic product search and personalized recommendations. Errors answer "
             '`{"error": {"code", "message", "request_id"}}`; every response carries `X-Request-ID`.'

@@ -40,6 +40,17 @@ def validated_holder(settings: ServiceSettings) -> IndexHolder:
         raise CommandError(f"cannot serve {settings.index_dir}: {exc}") from None
 
 
+def check_rules(settings: ServiceSettings) -> None:
+    """Reads the rules file once before anything starts: a bad rule is a ``CommandError`` naming it."""
+    from aisle.cli import CommandError
+    from aisle.service.ranking.rules import RulesError, load_rule_book
+
+    try:
+        load_rule_book(settings.rules_file)
+    except RulesError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     """Validates the current version, then serves until SIGTERM/SIGINT (draining requests first).
 
@@ -63,6 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
     )
     # Validate before binding the port: a clear one-line error and exit status 2, no trace.
+    check_rules(settings)
     holder = validated_holder(settings)
     if settings.workers > 1:
         from aisle.service.workers import serve_workers
