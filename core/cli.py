@@ -11,7 +11,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 COMMANDS_GROUP = "aisle.commands"
 
+#: A subcommand's handler: the parsed arguments in, the exit status out.
+Handler = Callable[[argparse.Namespace], int]
+
 SettingsT = TypeVar("SettingsT", bound=AisleSettings)
 
 log = logging.getLogger("aisle")
@@ -36,6 +39,7 @@ class CommandError(Exception):
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """The options every subcommand takes: ``--config FILE`` (applied by :func:`main`)."""
     parser.add_argument("--config", type=Path, help=f"YAML settings file (also ${CONFIG_ENV})")
 
 

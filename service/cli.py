@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aisle.cli import add_common_options
+
 if TYPE_CHECKING:
     from aisle.service.holder import IndexHolder
     from aisle.service.settings import ServiceSettings
@@ -20,7 +22,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000)")
     serve.add_argument("--data-dir", type=Path, help="where events and profiles are stored")
-    serve.add_argument("--config", type=Path, help="YAML settings file (also $AISLE_CONFIG)")
+    add_common_options(serve)
     serve.add_argument(
         "--workers", type=int, help="worker processes, each pinned to its own core when there are enough (default 1)"
     )
