@@ -20,7 +20,7 @@ def unfrozen_garbage_collector() -> Iterator[None]:
 def postgres_server() -> Iterator[str]:
     """A real PostgreSQL server for the session (skips, saying why, when none is installed)."""
     pytest.importorskip("psycopg", reason="PostgreSQL tests need psycopg (pip install 'aisle-search[postgres]')")
-    from tests.postgres import running_server, server_binaries
+    from benchmarks.postgres_server import running_server, server_binaries
 
     if server_binaries() is None:
         pytest.skip("PostgreSQL server binaries not found (make test installs Debian's postgresql)")
@@ -33,6 +33,6 @@ def postgres_url(postgres_server: str, request: pytest.FixtureRequest) -> str:
     """An empty database of its own for one test."""
     import re
 
-    from tests.postgres import fresh_database
+    from benchmarks.postgres_server import fresh_database
 
     return fresh_database(postgres_server, "t_" + re.sub(r"\W", "_", request.node.name)[:50].lower())

@@ -1,4 +1,4 @@
-"""A real PostgreSQL server for the tests: its own cluster in a temporary directory, on loopback.
+"""A real PostgreSQL server for the tests and benchmarks: its own cluster in a temporary directory, on loopback.
 
 Uses the server binaries of Debian's ``postgresql`` package (``make test`` installs it). The
 server refuses to run as root, so as root (CI) it runs as the package's ``postgres`` user.
