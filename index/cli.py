@@ -109,10 +109,16 @@ def _ray_build(args: argparse.Namespace, settings: AisleSettings) -> RayBuild:
     from functools import partial
 
     from aisle.embed import create_encoder
-    from aisle.index.distributed import RayBuild
+    from aisle.index.distributed import RayBuild, check_reachable
 
+    address = None if args.ray == LOCAL_RAY else args.ray
+    if address is not None:  # before minutes of work, not after
+        try:
+            check_reachable(address)
+        except ConnectionError as exc:
+            raise CommandError(f"cannot reach the Ray cluster at {address}: {exc}") from None
     return RayBuild(
-        address=None if args.ray == LOCAL_RAY else args.ray,
+        address=address,
         actors=args.ray_actors,
         encoder_factory=partial(create_encoder, settings.encoder_config(), export=False),
         threads_per_actor=settings.threads,
