@@ -1,0 +1,114 @@
+"""``GET /``: the playground page, with the results of ``?q=`` already in the HTML.
+
+The page's scripts render everything from the API; the server also puts the first results of
+a shared link (``/?q=espresso``) into the HTML, so that the link shows them before the scripts
+run, and to a client without JavaScript. Those results come from the app's own ``POST /search``
+called in process, the exact route a shop's front end calls.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from starlette.types import ASGIApp, Message
+
+from aisle.service.playground import STATIC_DIR
+
+router = APIRouter(include_in_schema=False)
+
+_PAGE = STATIC_DIR / "index.html"
+_FIRST_RESULTS_MARK = "<!-- first results -->"
+_FIRST_RESULTS = 12
+#: The page talks to this origin only; product pictures may come from the shop's own servers.
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data: https: http:; style-src 'self' 'unsafe-inline'; "
+        "script-src 'self'; connect-src 'self'; frame-ancestors 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+async def call_json(app: ASGIApp, method: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+    """Calls one JSON route of ``app`` in process (middleware included); returns status and body."""
+    payload = json.dumps(body).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+        "client": ("127.0.0.1", 0),
+        "server": ("127.0.0.1", 0),
+    }
+    sent = False
+    status = 500
+    chunks: list[bytes] = []
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": payload, "more_body": False}
+
+    async def send(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    try:
+        return status, json.loads(b"".join(chunks) or b"null")
+    except ValueError:
+        return status, None
+
+
+def render_first_results(query: str, status: int, body: Any) -> str:
+    """The results of ``query`` as a plain list (the scripts replace it with full cards)."""
+    escaped = html.escape(query)
+    if status != 200 or not isinstance(body, dict):
+        message = body.get("error", {}).get("message", "") if isinstance(body, dict) else ""
+        return f'<p class="notice error">Search for “{escaped}” failed: {html.escape(str(message))}</p>'
+    results = body.get("results") or []
+    if not results:
+        return f'<p class="notice">No results for “{escaped}”.</p>'
+    rows = []
+    for result in results:
+        details = " · ".join(
+            html.escape(str(result[field])) for field in ("brand", "category") if result.get(field) not in (None, "")
+        )
+        price = f" · {result['price']:.2f}" if isinstance(result.get("price"), (int, float)) else ""
+        link = html.escape(f"/?item={result['id']}", quote=True)
+        rows.append(
+            f'<li><a href="{link}">{html.escape(str(result.get("title", result["id"])))}</a>'
+            f' <span class="muted">{details}{html.escape(price)}</span></li>'
+        )
+    return f'<ol class="first-results" data-query="{html.escape(query, quote=True)}">{"".join(rows)}</ol>'
+
+
+@router.get("/", response_class=HTMLResponse)
+async def playground(request: Request) -> HTMLResponse:
+    """The playground page; ``?q=`` opens that search (see the module docstring)."""
+    page = _PAGE.read_text(encoding="utf-8")
+    query = request.query_params.get("q", "").strip()
+    if query and "item" not in request.query_params and "view" not in request.query_params:
+        body: dict[str, Any] = {"query": query[:512], "k": _FIRST_RESULTS}
+        user = request.query_params.get("user", "").strip()
+        if user:
+            body["user_id"] = user[:256]
+        status, answer = await call_json(request.app, "POST", "/search", body)
+        page = page.replace(_FIRST_RESULTS_MARK, render_first_results(query, status, answer), 1)
+    return HTMLResponse(page, headers=_SECURITY_HEADERS)
