@@ -13,14 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_PREFIX = "/playground/static"
 
 
 def install_playground(app: FastAPI) -> None:
-    """Adds the page, its helpers, its static files and the offline docs to ``app``.
+    """Adds the page, its static files, its helpers and the offline docs to ``app``.
 
     The app must be created with ``docs_url=None, redoc_url=None``: the docs routes here replace
     FastAPI's, whose pages load their scripts from a CDN.
@@ -29,4 +28,3 @@ def install_playground(app: FastAPI) -> None:
 
     for module in (pages, api, docs):
         app.include_router(module.router)
-    app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="playground-static")

@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import html
 import json
+import mimetypes
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from starlette.types import ASGIApp, Message
 
-from aisle.service.playground import STATIC_DIR
+from aisle.service.errors import ApiError
+from aisle.service.playground import STATIC_DIR, STATIC_PREFIX
 
 router = APIRouter(include_in_schema=False)
 
 _PAGE = STATIC_DIR / "index.html"
+_STATIC_ROOT = STATIC_DIR.resolve()
+#: Media types set here: the platform's table may lack some, and a module script must be JavaScript.
+_MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".html": "text/html"}
 _FIRST_RESULTS_MARK = "<!-- first results -->"
 _FIRST_RESULTS = 12
 #: The page talks to this origin only; product pictures may come from the shop's own servers.
@@ -112,3 +117,15 @@ async def playground(request: Request) -> HTMLResponse:
         status, answer = await call_json(request.app, "POST", "/search", body)
         page = page.replace(_FIRST_RESULTS_MARK, render_first_results(query, status, answer), 1)
     return HTMLResponse(page, headers=_SECURITY_HEADERS)
+
+
+@router.get(STATIC_PREFIX + "/{asset:path}")
+async def static_asset(asset: str) -> FileResponse:
+    """A file of the playground's ``static/`` folder (a route, not a mount: metrics label it)."""
+    path = (STATIC_DIR / asset).resolve()
+    if not path.is_relative_to(_STATIC_ROOT) or not path.is_file():
+        raise ApiError(404, f"no playground file '{asset}'")
+    media = _MEDIA_TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(
+        path, media_type=media, headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"}
+    )

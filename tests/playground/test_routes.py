@@ -173,3 +173,14 @@ def test_pictures_are_served_by_item_id_and_only_when_they_are_pictures(tmp_path
             assert "error" in response.json()
         # The request names an item, never a file: a path in its place is just an unknown id.
         assert client.get("/playground/images/..%2F..%2Fetc%2Fpasswd").status_code == 404
+
+
+def test_static_files_stay_inside_their_folder_and_are_labelled_in_metrics(client: TestClient) -> None:
+    script = client.get("/playground/static/js/main.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    for escape in ("../pages.py", "..%2Fpages.py", "%2e%2e/%2e%2e/app.py", "js/../../api.py", "nope.js"):
+        response = client.get(f"/playground/static/{escape}")
+        assert response.status_code == 404, escape
+        assert response.json()["error"]["code"] == "not_found"
+    metrics = client.get("/metrics").text
+    assert 'route="/playground/static/{asset:path}",status="200"' in metrics

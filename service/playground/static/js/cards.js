@@ -163,7 +163,7 @@ export function card(result, { scale = 1, badge = null, actions = null, fresh = 
         "div",
         { class: "meta" },
         [result.brand, leaf(result.category)].filter(Boolean).join(" · "),
-        badge ? h("span", { class: `badge source ${badge}` }, badge.replace("_", " ")) : null,
+        badge ? h("span", { class: `badge source-${badge}`, title: "where this recommendation came from" }, badge.replace("_", " ")) : null,
         fresh ? h("span", { class: "badge new" }, "new") : null,
       ),
       h("a", { class: "title", href: link, "data-nav": true }, result.title || result.id),

@@ -201,8 +201,9 @@ function filterPanel(state, features, summary, response) {
     ? h(
         "div",
         { class: "trail" },
-        h("button", { type: "button", class: "link", onclick: () => update({ category: null, page: null }) }, "All"),
-        selectedCategory.split(">").map((part, index, parts) =>
+        h("button", { type: "button", class: "link", onclick: () => update({ category: null, page: null }) }, "All categories"),
+        selectedCategory.split(">").map((part, index, parts) => [
+          h("span", { class: "muted" }, " › "),
           h(
             "button",
             {
@@ -210,9 +211,9 @@ function filterPanel(state, features, summary, response) {
               class: "link",
               onclick: () => update({ category: parts.slice(0, index + 1).map((p) => p.trim()).join(" > "), page: null }),
             },
-            ` › ${part.trim()}`,
+            part.trim(),
           ),
-        ),
+        ]),
       )
     : null;
   sections.push(

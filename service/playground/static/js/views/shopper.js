@@ -2,7 +2,7 @@
 // recommendations, refreshed after every event sent from here, with new entries marked.
 
 import { api } from "../api.js";
-import { count, h, price, replaceChildren, score } from "../dom.js";
+import { count, h, leaf, price, replaceChildren, score } from "../dom.js";
 import { card, scaleOf } from "../cards.js";
 import { onActivity, recentActivity, requester, sendEvent, shopper } from "../state.js";
 import { recommendationsPath } from "./search.js";
@@ -137,7 +137,7 @@ function profilePanel(name, profile) {
       Object.entries(EVENT_LABELS).map(([type, label]) => h("div", { class: "stat" }, h("b", {}, count(events[type] || 0)), h("span", {}, label))),
     ),
     profile.price_band ? h("p", {}, "Usual price band ", h("b", {}, `${price(profile.price_band.min)} – ${price(profile.price_band.max)}`)) : null,
-    named(profile.top_categories).length ? [h("h3", {}, "Categories"), bars(named(profile.top_categories), (entry) => entry.name)] : null,
+    named(profile.top_categories).length ? [h("h3", {}, "Categories"), bars(named(profile.top_categories), (entry) => leaf(entry.name) || entry.name)] : null,
     named(profile.top_brands).length ? [h("h3", {}, "Brands"), bars(named(profile.top_brands), (entry) => entry.name)] : null,
     (profile.top_items || []).length
       ? [h("h3", {}, "Items shaping the profile"), bars(profile.top_items, (entry) => entry.title || entry.id)]
