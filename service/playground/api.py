@@ -207,17 +207,31 @@ def _picture_type(path: Path) -> str | None:
     return next((media for signature, media in _SIGNATURES if head.startswith(signature)), None)
 
 
+def picture_path(engine: Engine, image: str) -> Path:
+    """Where a catalogue's picture is on this server.
+
+    A version may keep the picture as the catalogue gave it (a path relative to the catalogue
+    file): it is then found next to the catalogue the manifest names as the version's source.
+    """
+    path = Path(image).expanduser()
+    if path.is_absolute():
+        return path
+    source = (engine.index.manifest.get("source") or {}).get("catalog")
+    return (Path(source).expanduser().parent if source else Path()) / path
+
+
 @router.get("/images/{item_id}")
 def picture(engine: EngineDep, item_id: ItemId) -> Response:
     """The product's picture: its URL (redirect) or its file, found through the serving index only."""
     image = engine.index.items.image(_row(engine, item_id))
     if image.startswith(("https://", "http://")):
         return RedirectResponse(image, status_code=307)
-    media = _picture_type(Path(image)) if image else None
-    if media is None:
+    path = picture_path(engine, image) if image else None
+    media = _picture_type(path) if path is not None else None
+    if path is None or media is None:
         raise ApiError(404, f"item '{item_id}' has no picture file")
     return FileResponse(
-        image,
+        path,
         media_type=media,
         headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
     )

@@ -12,6 +12,7 @@ Screenshots go to ``$AISLE_SCREENSHOTS`` when set (``make screenshots`` points i
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import shutil
@@ -39,6 +40,19 @@ LAUNCH_ARGS = [
 API_KEY = "playground-test-key"
 DEMO_CATALOG = REPO_ROOT / "demo" / "catalog.csv"
 VIEWPORT = {"width": 1366, "height": 900}
+EXPERIMENT = "home-recs"
+#: The demo server's experiment, configured only where the service has experiments.
+EXPERIMENTS_CONFIG = f"""experiments:
+  - name: {EXPERIMENT}
+    surfaces: [recommendations, search, similar]
+    variants:
+      - {{name: control, share: 0.5, control: true}}
+      - {{name: personal, share: 0.5}}
+"""
+
+
+def has_experiments() -> bool:
+    return importlib.util.find_spec("aisle.service.experiments") is not None
 
 
 def chromium_executable() -> str | None:

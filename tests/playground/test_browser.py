@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.playground.conftest import API_KEY, DEMO_CATALOG, Browser, build_index
+from tests.playground.conftest import API_KEY, DEMO_CATALOG, EXPERIMENT, Browser, build_index
 from tests.system.server import get_json, request_json
 
 
@@ -151,20 +151,38 @@ def test_a_shopper_acts_and_the_recommendations_change(demo: Browser) -> None:
     demo.shot("shopper")
 
 
-def test_experiments_view(demo: Browser) -> None:
+def test_an_experiment_shows_each_variant_with_its_intervals(demo: Browser) -> None:
     page = demo.open("/?view=experiments", "experiments")
-    paths = openapi_paths(demo)
-    if not any(path.startswith("/experiments/") for path in paths):
+    if not any(path.startswith("/experiments/") for path in openapi_paths(demo)):
         assert "no experiments API yet" in page.inner_text("#experiments-missing")
         demo.shot("experiments")
         pytest.skip("GET /experiments/{name} is not in this service's API yet; the view says so instead of a chart")
-    name = page.evaluate("() => JSON.parse(sessionStorage.getItem('aisle.experiments') || '[]')[0] || ''")
-    if not name:
-        pytest.skip("the experiments API exists but the demo server has no experiment configured")
-    page.fill("#experiment-name", name)
+    # Traffic: visitors get recommendations and act on some, each event naming the response.
+    for number in range(40):
+        user = f"exp-{uuid.uuid4().hex[:8]}-{number}"
+        served = api(demo, "GET", f"/users/{user}/recommendations?k=5")
+        assert served.get("experiment") == EXPERIMENT, served
+        if number % 2:
+            event = {
+                "event_id": uuid.uuid4().hex,
+                "user_id": user,
+                "item_id": served["results"][0]["id"],
+                "type": "click" if number % 4 == 1 else "purchase",
+                "request_id": served["request_id"],
+                "position": 1,
+            }
+            api(demo, "POST", "/events", {"events": [event]})
+    page.fill("#experiment-name", EXPERIMENT)
     page.press("#experiment-name", "Enter")
     demo.ready("experiments")
-    assert page.locator(".interval-chart").count() >= 1
+    assert f"name={EXPERIMENT}" in page.url
+    report = api(demo, "GET", f"/experiments/{EXPERIMENT}")
+    names = [variant["name"] for variant in report["variants"]]
+    table = page.inner_text("#experiment table.data")
+    assert all(name in table for name in names)
+    charts = page.locator("#experiment .interval-chart")
+    assert charts.count() >= 1
+    assert charts.first.locator(".interval-row").count() >= 1
     demo.shot("experiments")
 
 

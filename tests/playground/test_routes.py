@@ -175,6 +175,16 @@ def test_pictures_are_served_by_item_id_and_only_when_they_are_pictures(tmp_path
         assert client.get("/playground/images/..%2F..%2Fetc%2Fpasswd").status_code == 404
 
 
+def test_relative_pictures_are_found_next_to_the_versions_catalogue(tmp_path: Path) -> None:
+    """A version that keeps the catalogue's own (relative) path still finds the file."""
+    from aisle.service.playground.api import picture_path
+
+    with _picture_app(tmp_path) as client:
+        engine = client.app.state.holder.engine
+        assert picture_path(engine, "pictures/red.jpg") == tmp_path / "pictures" / "red.jpg"
+        assert picture_path(engine, str(tmp_path / "x.png")) == tmp_path / "x.png"
+
+
 def test_static_files_stay_inside_their_folder_and_are_labelled_in_metrics(client: TestClient) -> None:
     script = client.get("/playground/static/js/main.js")
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")

@@ -94,6 +94,8 @@ export async function detectFeatures() {
     // Filters on any field: the filters object takes keys beyond the fixed ones.
     anyFilter: filters.additionalProperties !== undefined && filters.additionalProperties !== false,
     attribution: "request_id" in eventFields && "position" in eventFields,
+    // GET /items/{item_id} (the live catalogue's read route); else the playground's own helper.
+    itemRead: Boolean(paths["/items/{item_id}"]?.get),
     experiments: pathNames.some((path) => path.startsWith("/experiments/") && paths[path].get),
     experimentList: Boolean(paths["/experiments"]?.get),
     analytics: pathNames.filter((path) => path.startsWith("/analytics") && paths[path].get && !path.includes("{")),

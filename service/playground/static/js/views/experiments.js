@@ -19,7 +19,7 @@ function seenExperiments() {
   return JSON.parse(sessionStorage.getItem(SEEN_STORAGE) || "[]");
 }
 
-const VALUE_KEYS = ["value", "rate", "estimate", "mean", "point"];
+const VALUE_KEYS = ["value", "rate", "estimate", "mean", "point", "lift"];
 
 // [low, high] of an interval in any of the usual spellings, or null.
 function interval(node) {
@@ -38,15 +38,18 @@ function interval(node) {
 export function flatten(node, prefix = "", out = { numbers: {}, rates: {} }) {
   for (const [key, value] of Object.entries(node || {})) {
     const path = prefix ? `${prefix}.${key}` : key;
-    if (typeof value === "number") out.numbers[path] = value;
+    if (typeof value === "number") {
+      if (!prefix) out.numbers[path] = value;
+    }
     else if (value && typeof value === "object" && !Array.isArray(value)) {
       const bounds = interval(value);
       const valueKey = VALUE_KEYS.find((name) => typeof value[name] === "number");
       if (bounds && valueKey) {
-        out.rates[path] = { value: value[valueKey], low: bounds[0], high: bounds[1] };
+        const extras = {};
         for (const [extra, number] of Object.entries(value)) {
-          if (typeof number === "number" && extra !== valueKey && !["low", "high", "lower", "upper"].includes(extra)) out.numbers[`${path}.${extra}`] = number;
+          if (typeof number === "number" && extra !== valueKey && !["low", "high", "lower", "upper"].includes(extra)) extras[extra] = number;
         }
+        out.rates[path] = { value: value[valueKey], low: bounds[0], high: bounds[1], extras };
       } else flatten(value, path, out);
     }
   }
@@ -110,10 +113,20 @@ function experimentReport(name, data) {
   const variants = variantsOf(data).map((variant) => ({ ...variant, ...flatten(variant.data) }));
   const numberKeys = [...new Set(variants.flatMap((variant) => Object.keys(variant.numbers)))];
   const rateKeys = [...new Set(variants.flatMap((variant) => Object.keys(variant.rates)))];
+  const mismatch = data.sample_ratio && data.sample_ratio.mismatch;
   return h(
     "section",
     { class: "experiment" },
-    h("h2", {}, name, data.surfaces ? h("span", { class: "muted small" }, ` · ${[].concat(data.surfaces).join(", ")}`) : null),
+    h(
+      "h2",
+      {},
+      name,
+      data.status ? h("span", { class: "badge" }, data.status) : null,
+      data.surfaces ? h("span", { class: "muted small" }, ` · ${[].concat(data.surfaces).join(", ")}`) : null,
+    ),
+    mismatch
+      ? h("p", { class: "notice error" }, `Sample ratio mismatch (p = ${formatNumber("p_value", data.sample_ratio.p_value)}): visitors are not split as configured, so the comparison is not trustworthy.`)
+      : null,
     h(
       "div",
       { class: "table-wrap" },
@@ -168,7 +181,12 @@ function intervalChart(key, variants) {
           h("i", { class: "whisker", style: { left: x(rate.low), width: `${((rate.high - rate.low) / span) * 100}%` } }),
           h("b", { class: "dot", style: { left: x(rate.value) }, title: `${score(rate.value, 4)} [${score(rate.low, 4)}, ${score(rate.high, 4)}]` }),
         ),
-        h("span", { class: "interval-value" }, `${score(rate.value, 4)} [${score(rate.low, 4)}, ${score(rate.high, 4)}]`),
+        h(
+          "span",
+          { class: "interval-value" },
+          `${score(rate.value, 4)} [${score(rate.low, 4)}, ${score(rate.high, 4)}]`,
+          Object.entries(rate.extras || {}).map(([extra, number]) => ` · ${extra.replaceAll("_", " ")} ${formatNumber(extra, number)}`),
+        ),
       );
     }),
   );

@@ -3,6 +3,7 @@
 
 import { api } from "../api.js";
 import { count, h, replaceChildren } from "../dom.js";
+import { href } from "../state.js";
 
 export async function renderIndex(root, context) {
   const health = await api("/health");
@@ -99,9 +100,9 @@ async function analytics(context) {
   const parts = [];
   for (const path of context.features.analytics) {
     try {
-      parts.push(h("h3", {}, path), h("pre", { class: "json" }, JSON.stringify(await api(path), null, 2)));
+      parts.push(h("h3", {}, path), analyticsReport(await api(path)));
     } catch (error) {
-      parts.push(h("p", { class: "notice error" }, `${path}: ${error.message}`));
+      parts.push(h("p", { class: "notice error" }, error.status === 401 ? `${path} needs the API key: set it with the Key button.` : `${path}: ${error.message}`));
     }
   }
   let text;
@@ -160,4 +161,50 @@ async function analytics(context) {
       : h("p", { class: "muted small" }, "Request counts and latency since the service started (from /metrics). Query-level analytics (top queries, queries without results) appear here when the service exposes them under /analytics."),
   );
   return parts;
+}
+
+// A value with an interval ({value, ci95: [low, high]}) as "value [low, high]".
+function cell(value) {
+  if (value && typeof value === "object" && Array.isArray(value.ci95)) {
+    const [low, high] = value.ci95;
+    return `${value.value === null ? "–" : (value.value * 100).toFixed(1)} % [${low === null ? "–" : (low * 100).toFixed(1)}, ${high === null ? "–" : (high * 100).toFixed(1)}]`;
+  }
+  return typeof value === "number" ? count(Math.round(value * 1000) / 1000) : String(value ?? "–");
+}
+
+// Any analytics answer: its numbers as figures, each list of rows as a table (queries link to a search).
+function analyticsReport(body) {
+  const figures = Object.entries(body).filter(([name, value]) => typeof value === "number" && name !== "since");
+  const tables = Object.entries(body).filter(([, value]) => Array.isArray(value));
+  return [
+    figures.length ? h("div", { class: "stats" }, figures.map(([name, value]) => stat(name.replaceAll("_", " "), count(value)))) : null,
+    tables.map(([name, rows]) => {
+      const columns = [...new Set(rows.flatMap((row) => Object.keys(row)))];
+      return h(
+        "div",
+        { class: "analytics-table" },
+        h("h4", {}, name.replaceAll("_", " ")),
+        rows.length
+          ? h(
+              "table",
+              { class: "data", dataset: { table: name } },
+              h("thead", {}, h("tr", {}, columns.map((column) => h("th", {}, column.replaceAll("_", " "))))),
+              h(
+                "tbody",
+                {},
+                rows.map((row) =>
+                  h(
+                    "tr",
+                    {},
+                    columns.map((column) =>
+                      h("td", {}, column === "query" ? h("a", { href: href({ q: row.query }), "data-nav": true }, row.query) : cell(row[column])),
+                    ),
+                  ),
+                ),
+              ),
+            )
+          : h("p", { class: "muted small" }, "Nothing yet."),
+      );
+    }),
+  ];
 }

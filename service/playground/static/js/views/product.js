@@ -13,7 +13,7 @@ export async function renderProduct(root, context) {
   const itemId = params().get("item");
   const who = requester();
   const [detail, similar, together] = await Promise.all([
-    api(`/playground/api/items/${encodeURIComponent(itemId)}`),
+    api(features.itemRead ? `/items/${encodeURIComponent(itemId)}` : `/playground/api/items/${encodeURIComponent(itemId)}`),
     api(`/items/${encodeURIComponent(itemId)}/similar`, { query: { k: 8, explain: "true", ...who } }),
     api(`/playground/api/items/${encodeURIComponent(itemId)}/bought-together`, { query: { k: 6 } }).catch(() => ({ results: [] })),
   ]);
