@@ -125,6 +125,21 @@ class _SummaryCache:
 _summaries = _SummaryCache()
 
 
+def summary_of(engine: Engine) -> dict[str, Any]:
+    """The catalogue summary of ``engine``'s version (computed once per version)."""
+    return _summaries.get(engine)
+
+
+def facet_fields(summary: dict[str, Any]) -> list[str]:
+    """The fields the page asks facets for: category, brand, then the facetable attributes.
+
+    Mirrors ``facetFields`` in ``static/js/views/search.js`` (the first search of a shared link
+    is run here and reused by the page).
+    """
+    attributes = [name for name, role in summary.get("attributes", {}).items() if role.get("facetable")]
+    return ["category", "brand", *attributes]
+
+
 def _named_counts(codes: np.ndarray, label_of_row: Any) -> list[dict[str, Any]]:
     """Counts per code, each named as written in the code's first row, largest first."""
     values, first_rows, counts = np.unique(codes, return_index=True, return_counts=True)
@@ -133,8 +148,16 @@ def _named_counts(codes: np.ndarray, label_of_row: Any) -> list[dict[str, Any]]:
 
 
 def _attribute_roles(engine: Engine) -> dict[str, dict[str, Any]]:
-    """Attributes that look facetable (few distinct values) or sortable (numbers), from a sample."""
+    """Which attributes can be faceted and sorted on: the version's schema when it has one (a
+    build with field roles), else guessed from a sample (few distinct values, or numbers)."""
     items = engine.index.items
+    schema = getattr(items, "schema", None)
+    if schema is not None:
+        return {
+            spec.name: {"facetable": bool(spec.facetable), "sortable": bool(spec.sortable)}
+            for spec in schema.fields
+            if not spec.builtin and (spec.facetable or spec.sortable)
+        }
     rows = np.unique(np.linspace(0, len(items) - 1, num=min(len(items), _ATTRIBUTE_SAMPLE)).astype(np.int64))
     seen: dict[str, Counter[str]] = {}
     numeric: dict[str, bool] = {}
@@ -171,7 +194,7 @@ def catalogue_summary(engine: Engine) -> dict[str, Any]:
 @router.get("/api/catalogue")
 def catalogue(engine: EngineDep) -> dict[str, Any]:
     """What the filters can offer before the service has facets: counts over the whole catalogue."""
-    return _summaries.get(engine)
+    return summary_of(engine)
 
 
 @router.get("/api/versions", dependencies=WRITE_GUARD)

@@ -8,6 +8,7 @@ called in process, the exact route a shop's front end calls.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import mimetypes
@@ -19,6 +20,8 @@ from starlette.types import ASGIApp, Message
 
 from aisle.service.errors import ApiError
 from aisle.service.playground import STATIC_DIR, STATIC_PREFIX
+from aisle.service.playground.api import facet_fields, summary_of
+from aisle.service.schemas import SearchRequest
 
 router = APIRouter(include_in_schema=False)
 
@@ -104,18 +107,48 @@ def render_first_results(query: str, status: int, body: Any) -> str:
     return f'<ol class="first-results" data-query="{html.escape(query, quote=True)}">{"".join(rows)}</ol>'
 
 
+async def first_search(request: Request, query: str) -> dict[str, Any]:
+    """The body the page's script sends for a plain search link, so that it can reuse the answer.
+
+    It must match ``searchRequest`` in ``static/js/views/search.js`` for a link with only ``q``
+    (and ``user``): one search per opened link, not two.
+    """
+    body: dict[str, Any] = {"query": query[:512], "k": _FIRST_RESULTS, "explain": True}
+    user = request.query_params.get("user", "").strip()
+    if user:
+        body["user_id"] = user[:256]
+    fields = SearchRequest.model_fields
+    if "offset" in fields:
+        body["offset"] = 0
+    if "facets" in fields and request.app.state.holder is not None and request.app.state.holder.loaded:
+        # Computed once per version, off the event loop (it reads every row's brand and category).
+        summary = await asyncio.to_thread(summary_of, request.app.state.holder.engine)
+        body["facets"] = facet_fields(summary)
+    return body
+
+
+def embed_answer(answer: Any) -> str:
+    """The answer as JSON for a data block: ``<``, ``>`` and ``&`` as escapes, so that no catalogue
+    text or query can end the element or open a comment in it."""
+    return json.dumps(answer).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 @router.get("/", response_class=HTMLResponse)
 async def playground(request: Request) -> HTMLResponse:
     """The playground page; ``?q=`` opens that search (see the module docstring)."""
     page = _PAGE.read_text(encoding="utf-8")
     query = request.query_params.get("q", "").strip()
-    if query and "item" not in request.query_params and "view" not in request.query_params:
-        body: dict[str, Any] = {"query": query[:512], "k": _FIRST_RESULTS}
-        user = request.query_params.get("user", "").strip()
-        if user:
-            body["user_id"] = user[:256]
+    plain = set(request.query_params) <= {"q", "user"}
+    if query and plain:
+        body = await first_search(request, query)
         status, answer = await call_json(request.app, "POST", "/search", body)
-        page = page.replace(_FIRST_RESULTS_MARK, render_first_results(query, status, answer), 1)
+        first = render_first_results(query, status, answer)
+        if status == 200:
+            first += (
+                f'<script type="application/json" id="first-response" data-query="{html.escape(query, quote=True)}">'
+                f"{embed_answer({'request': body, 'response': answer})}</script>"
+            )
+        page = page.replace(_FIRST_RESULTS_MARK, first, 1)
     return HTMLResponse(page, headers=_SECURITY_HEADERS)
 
 

@@ -107,9 +107,11 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
     """The demo catalogue served with an API key (events, profiles and admin routes need it)."""
     root = tmp_path_factory.mktemp("playground-demo")
     build_index(DEMO_CATALOG, root / "index")
-    with ServerProcess(
-        root / "index", root / "data", root / "server.log", api_key=API_KEY, watch_interval_s=0
-    ) as server:
+    settings: dict[str, Any] = {"api_key": API_KEY, "watch_interval_s": 0}
+    if has_experiments():
+        (root / "aisle.yaml").write_text(EXPERIMENTS_CONFIG)
+        settings["config"] = root / "aisle.yaml"
+    with ServerProcess(root / "index", root / "data", root / "server.log", **settings) as server:
         yield server
 
 

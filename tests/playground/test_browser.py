@@ -6,6 +6,8 @@ the HTTP API answers for the same request. Screenshots of every page are saved (
 
 from __future__ import annotations
 
+import re
+import urllib.request
 import uuid
 from typing import Any
 
@@ -29,8 +31,19 @@ def card_ids(page: Any, container: str = "#results") -> list[str]:
     return page.eval_on_selector_all(f"{container} article.card", "cards => cards.map(card => card.dataset.id)")
 
 
+def searches_served(browser: Browser) -> float:
+    """``POST /search`` answers so far, from the server's own /metrics."""
+    with urllib.request.urlopen(browser.server.url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found = re.search(r'aisle_requests_total\{method="POST",route="/search",status="200"\} (\S+)', text)
+    return float(found.group(1)) if found else 0.0
+
+
 def test_a_shared_search_link_shows_the_api_ranking_with_each_score_drawn(demo: Browser) -> None:
+    before = searches_served(demo)
     page = demo.open("/?q=espresso", "search")
+    # The server's first results are reused by the page: opening a link runs one search.
+    assert searches_served(demo) - before == 1
     expected = api(demo, "POST", "/search", {"query": "espresso", "k": 12, "explain": True})["results"]
     assert card_ids(page) == [result["id"] for result in expected]
     assert "Espresso" in page.inner_text("#results article.card:first-child .title")
@@ -197,6 +210,7 @@ def test_typeahead_suggests_as_the_shopper_types(demo: Browser) -> None:
 
 
 def test_index_versions_reload_and_analytics_with_the_operator_key(keyless: Browser) -> None:
+    keyless.open("/?q=desk lamp", "search")  # a search for the analytics to count
     page = keyless.open("/?view=index", "index")
     assert "needs the API key" in page.inner_text("main")
     page.click("#key-button")

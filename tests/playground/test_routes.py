@@ -194,3 +194,17 @@ def test_static_files_stay_inside_their_folder_and_are_labelled_in_metrics(clien
         assert response.json()["error"]["code"] == "not_found"
     metrics = client.get("/metrics").text
     assert 'route="/playground/static/{asset:path}",status="200"' in metrics
+
+
+def test_the_first_search_is_embedded_for_the_page_to_reuse(client: TestClient) -> None:
+    page = client.get("/", params={"q": "knife </script><!-- & more"}).text
+    block = re.search(r'<script type="application/json" id="first-response"[^>]*>(.*?)</script>', page, re.S)
+    assert block is not None
+    assert "<" not in block.group(1) and "&" not in block.group(1)
+    embedded = json.loads(block.group(1))
+    assert embedded["request"] == {"query": "knife </script><!-- & more", "k": 12, "explain": True}
+    assert [result["id"] for result in embedded["response"]["results"]] == re.findall(
+        r'<a href="/\?item=([^"]+)">', page
+    )
+    # Another view, or a link with filters, is left to the page's script.
+    assert "first-response" not in client.get("/", params={"q": "knife", "brand": "Opinel"}).text

@@ -155,7 +155,27 @@ function experimentReport(name, data) {
 function formatNumber(key, value) {
   if (typeof value !== "number") return "–";
   if (/p_?value/i.test(key)) return value < 0.001 ? "< 0.001" : value.toFixed(3);
-  return Number.isInteger(value) ? count(value) : score(value, 4);
+  if (key === "share") return `${Math.round(value * 100)} %`;
+  return Number.isInteger(value) ? count(value) : score(value, 2);
+}
+
+const METRIC_NAMES = { ctr: "CTR", add_to_cart_rate: "Add-to-cart rate", conversion: "Conversion", revenue_per_visitor: "Revenue per visitor" };
+
+function metricName(key) {
+  const name = key.split(".").pop();
+  return METRIC_NAMES[name] || name.replaceAll("_", " ");
+}
+
+// Lifts are relative changes; shares (CTR, rates, conversion) read best as percentages.
+function asPercent(key) {
+  return key.startsWith("lift.") || /ctr|rate|conversion/.test(key.split(".").pop());
+}
+
+function formatRate(key, value) {
+  if (typeof value !== "number") return "–";
+  if (!asPercent(key)) return score(value, 2);
+  const sign = key.startsWith("lift.") && value > 0 ? "+" : "";
+  return `${sign}${(value * 100).toFixed(1)} %`;
 }
 
 // One metric: each variant's value as a dot with its interval as a whisker, on a shared axis.
@@ -165,10 +185,12 @@ function intervalChart(key, variants) {
   const high = Math.max(...rows.map((variant) => variant.rates[key].high), 1e-9);
   const span = high - low || 1;
   const x = (value) => `${((value - low) / span) * 100}%`;
+  const lift = key.startsWith("lift.");
+  const caption = lift ? `Lift in ${metricName(key)} over control` : metricName(key);
   return h(
     "figure",
     { class: "interval-chart", dataset: { metric: key } },
-    h("figcaption", {}, key.replaceAll("_", " "), h("span", { class: "muted small" }, " · value with its 95 % interval")),
+    h("figcaption", {}, caption, h("span", { class: "muted small" }, " · estimate with its 95 % interval")),
     rows.map((variant) => {
       const rate = variant.rates[key];
       return h(
@@ -178,13 +200,14 @@ function intervalChart(key, variants) {
         h(
           "span",
           { class: "interval-track" },
+          low < 0 ? h("i", { class: "zero", style: { left: x(0) }, title: "no change" }) : null,
           h("i", { class: "whisker", style: { left: x(rate.low), width: `${((rate.high - rate.low) / span) * 100}%` } }),
-          h("b", { class: "dot", style: { left: x(rate.value) }, title: `${score(rate.value, 4)} [${score(rate.low, 4)}, ${score(rate.high, 4)}]` }),
+          h("b", { class: "dot", style: { left: x(rate.value) }, title: `${formatRate(key, rate.value)} [${formatRate(key, rate.low)}, ${formatRate(key, rate.high)}]` }),
         ),
         h(
           "span",
           { class: "interval-value" },
-          `${score(rate.value, 4)} [${score(rate.low, 4)}, ${score(rate.high, 4)}]`,
+          `${formatRate(key, rate.value)} [${formatRate(key, rate.low)}, ${formatRate(key, rate.high)}]`,
           Object.entries(rate.extras || {}).map(([extra, number]) => ` · ${extra.replaceAll("_", " ")} ${formatNumber(extra, number)}`),
         ),
       );
