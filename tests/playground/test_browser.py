@@ -205,8 +205,18 @@ def test_typeahead_suggests_as_the_shopper_types(demo: Browser) -> None:
     page = demo.open("/", "search")
     page.type("#q", "espr", delay=60)
     page.wait_for_selector("#suggestions:not([hidden]) .suggestion")
-    page.locator("#suggestions .suggestion").first.click()
-    page.wait_for_selector("body[data-ready]")
+    demo.shot("typeahead")
+    product = page.locator("#suggestions .suggestion-product").first
+    if product.count():
+        title = product.locator(".suggestion-title").inner_text()
+        product.dispatch_event("mousedown")
+        demo.ready("product")
+        assert page.inner_text("#product-title") == title
+    else:
+        text = page.locator("#suggestions .suggestion-title").first.inner_text()
+        page.locator("#suggestions .suggestion").first.dispatch_event("mousedown")
+        demo.ready("search")
+        assert page.input_value("#q") == text
 
 
 def test_index_versions_reload_and_analytics_with_the_operator_key(keyless: Browser) -> None:

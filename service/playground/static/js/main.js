@@ -149,8 +149,14 @@ function wireSearchBox() {
     if (!options.length) return hide();
     for (const option of options) {
       option.element = option.item
-        ? h("button", { type: "button", class: "suggestion product", role: "option" }, picture(option.item, "mini"), h("span", {}, option.item.title), h("span", { class: "muted small" }, price(option.item.price)))
-        : h("button", { type: "button", class: "suggestion", role: "option" }, h("span", {}, option.text));
+        ? h(
+            "button",
+            { type: "button", class: "suggestion suggestion-product", role: "option" },
+            picture(option.item, "mini"),
+            h("span", { class: "suggestion-title" }, option.item.title),
+            h("span", { class: "muted small" }, price(option.item.price)),
+          )
+        : h("button", { type: "button", class: "suggestion", role: "option" }, h("span", { class: "suggestion-title" }, option.text));
       option.element.addEventListener("mousedown", (event) => {
         event.preventDefault();
         choose(option);
