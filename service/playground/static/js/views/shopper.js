@@ -8,6 +8,7 @@ import { onActivity, recentActivity, requester, sendEvent, shopper } from "../st
 import { recommendationsPath } from "./search.js";
 
 const EVENT_LABELS = { view: "viewed", click: "clicked", add_to_cart: "added to cart", purchase: "bought" };
+const COUNT_LABELS = { view: "views", click: "clicks", add_to_cart: "carts", purchase: "purchases" };
 let lastShown = { who: null, ids: [] };
 let rerender = null;
 
@@ -134,7 +135,7 @@ function profilePanel(name, profile) {
     h(
       "div",
       { class: "event-counts" },
-      Object.entries(EVENT_LABELS).map(([type, label]) => h("div", { class: "stat" }, h("b", {}, count(events[type] || 0)), h("span", {}, label))),
+      Object.entries(COUNT_LABELS).map(([type, label]) => h("div", { class: "stat" }, h("b", {}, count(events[type] || 0)), h("span", {}, label))),
     ),
     profile.price_band ? h("p", {}, "Usual price band ", h("b", {}, `${price(profile.price_band.min)} – ${price(profile.price_band.max)}`)) : null,
     named(profile.top_categories).length ? [h("h3", {}, "Categories"), bars(named(profile.top_categories), (entry) => leaf(entry.name) || entry.name)] : null,
