@@ -24,7 +24,7 @@ def install_playground(app: FastAPI) -> None:
     The app must be created with ``docs_url=None, redoc_url=None``: the docs routes here replace
     FastAPI's, whose pages load their scripts from a CDN.
     """
-    from aisle.service.playground import api, docs, pages
+    from aisle.service.playground import api, docs, pages, pictures
 
-    for module in (pages, api, docs):
+    for module in (pages, api, pictures, docs):
         app.include_router(module.router)

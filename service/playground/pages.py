@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message
 
 from aisle.service.errors import ApiError
 from aisle.service.playground import STATIC_DIR, STATIC_PREFIX
-from aisle.service.playground.api import facet_fields, summary_of
+from aisle.service.playground.catalogue import facet_fields, summary_of
 from aisle.service.schemas import SearchRequest
 
 router = APIRouter(include_in_schema=False)

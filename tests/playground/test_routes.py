@@ -177,7 +177,7 @@ def test_pictures_are_served_by_item_id_and_only_when_they_are_pictures(tmp_path
 
 def test_relative_pictures_are_found_next_to_the_versions_catalogue(tmp_path: Path) -> None:
     """A version that keeps the catalogue's own (relative) path still finds the file."""
-    from aisle.service.playground.api import picture_path
+    from aisle.service.playground.pictures import picture_path
 
     with _picture_app(tmp_path) as client:
         engine = client.app.state.holder.engine
