@@ -9,7 +9,7 @@ PORT ?= 8000
 export AISLE_CACHE_DIR ?= $(CURDIR)/.cache/aisle
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install install-dev system-deps demo build-demo serve test lint wheel-check bench clean
+.PHONY: install install-dev system-deps browser demo build-demo serve test lint wheel-check screenshots bench clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ serve:
 demo: build-demo serve
 
 # Lint and format check, the built wheel checked in a fresh environment, then the suite.
-test: install-dev system-deps lint wheel-check
+test: install-dev system-deps browser lint wheel-check
 	$(PY) -m pytest -q
 
 # Servers the tests run for real, from Debian's packages (CI runs as root on a clean machine).
@@ -38,6 +38,21 @@ system-deps:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	fi
+
+# The playground's browser tests drive Debian's Chromium (Playwright's own downloads are not
+# used): installed here when missing. CI runs as root; elsewhere sudo is tried without a prompt,
+# and failing that the browser tests skip, saying why.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	  elif sudo -n true 2>/dev/null; then sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	  else echo "browser: /usr/bin/chromium is missing and cannot be installed as $$(id -un); the browser tests will skip"; fi; \
+	fi
+
+# Regenerates the README's screenshots of the playground (needs the shared evaluation data for
+# the pictures page).
+screenshots: install-dev browser
+	AISLE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/playground/test_browser.py
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

@@ -17,6 +17,7 @@ from aisle.service.metrics import ServiceMetrics
 from aisle.service.middleware import BodyLimitMiddleware, RequestContextMiddleware, TimeBudgetMiddleware
 from aisle.service.openapi import install_openapi
 from aisle.service.personal.runtime import Personalization
+from aisle.service.playground import install_playground
 from aisle.service.ranking.config import RankingConfig
 from aisle.service.routers import admin, events, health, items, search, users
 from aisle.service.settings import ServiceSettings
@@ -139,6 +140,9 @@ def create_app(
             '`{"error": {"code", "message", "request_id"}}`; every response carries `X-Request-ID`.'
         ),
         lifespan=lifespan,
+        # Served by the playground from files in the package: FastAPI's own pages use a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     # Read (and validated) once: a bad rules file stops the start with a clear message.
@@ -156,4 +160,5 @@ def create_app(
     for module in (health, search, items, admin, metrics_routes, events, users):
         app.include_router(module.router)
     install_openapi(app)
+    install_playground(app)
     return app
