@@ -1,6 +1,6 @@
 """A real browser (Debian's Chromium, driven by Playwright) on real ``aisle serve`` processes.
 
-Chromium is installed by ``make browser`` (a step of ``make test``); the browser tests skip, saying
+Chromium is installed by ``make system-deps`` (a step of ``make test``); the browser tests skip, saying
 so, only when no Chromium executable can be found. Playwright's own browser downloads are never
 used: the system Chromium is launched by path. Every page runs with the network cut off except
 for the server under test, and a request to any other host fails the test.
@@ -92,7 +92,7 @@ def chromium() -> Iterator[Any]:
     if executable is None:
         pytest.skip(
             "no Chromium found (looked for $AISLE_CHROMIUM, /usr/bin/chromium, chromium on PATH): "
-            "run `make browser` (apt-get install chromium) to run the browser tests"
+            "run `make system-deps` (apt-get install chromium) to run the browser tests"
         )
     from playwright.sync_api import sync_playwright
 
