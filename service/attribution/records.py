@@ -89,3 +89,12 @@ def insert_attribution(
             attribution.via,
         ),
     )
+
+
+def erase_attributions(conn: sqlite3.Connection, user_key: str, session_keys: list[str]) -> int:
+    """Deletes a user's attributions (their own and their linked sessions'), inside the caller's
+    transaction: what ``DELETE /users/{id}`` must erase with the user's events."""
+    deleted = conn.execute("DELETE FROM attributions WHERE user_key = ?", (user_key,)).rowcount
+    for session_key in session_keys:
+        deleted += conn.execute("DELETE FROM attributions WHERE session_key = ?", (session_key,)).rowcount
+    return deleted

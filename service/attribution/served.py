@@ -246,6 +246,26 @@ class ServedLog:
             return 0
         return deleted
 
+    def erase(self, user_key: str, session_keys: list[str]) -> int:
+        """Forgets a user: their served responses and experiment exposures (``DELETE /users/{id}``).
+
+        Pending responses are written first, so that none of the user's survives the erasure.
+        """
+        keys = {user_key, *session_keys}
+        with self._lock:
+            for request_id in [rid for rid, s in self._recent.items() if s.user_key in keys or s.session_key in keys]:
+                del self._recent[request_id]
+        self.flush()
+        deleted = 0
+        with closing(sqlite3.connect(self.path, isolation_level=None)) as conn:
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("BEGIN IMMEDIATE")
+            for key in keys:
+                deleted += conn.execute("DELETE FROM served WHERE user_key = ?1 OR session_key = ?1", (key,)).rowcount
+                deleted += conn.execute("DELETE FROM exposures WHERE unit_key = ?", (key,)).rowcount
+            conn.execute("COMMIT")
+        return deleted
+
     def _run(self) -> None:
         while not self._stop.wait(self.flush_interval_s):
             try:
