@@ -8,6 +8,8 @@ counts it in ``aisle_ranked_responses_total{surface, experiment, variant}``.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -137,6 +139,7 @@ class Experiments:
             ["surface", "experiment", "variant"],
             registry=registry,
         )
+        self._counters: dict[tuple[str, str, str], Any] = {}
 
     @classmethod
     def open(cls, settings: ServiceSettings, hasher: IdHasher, registry: CollectorRegistry | None) -> Experiments:
@@ -198,18 +201,21 @@ class Experiments:
                 index_version=engine.version,
             )
         )
-        self.responses.labels(
+        labels = (
             plan.surface,
             assignment.experiment.name if assignment else NONE_LABEL,
             assignment.variant.name if assignment else NONE_LABEL,
-        ).inc()
+        )
+        counter = self._counters.get(labels)
+        if counter is None:
+            counter = self._counters[labels] = self.responses.labels(*labels)
+        counter.inc()
 
     def close(self) -> None:
         self.served.close()
 
 
+@functools.lru_cache(maxsize=4096)
 def segment_text(segment: Segment) -> str:
-    """A segment as stored: compact JSON of its fields."""
-    import json
-
+    """A segment as stored: compact JSON of its fields (cached: few distinct segments recur)."""
     return json.dumps(segment.as_dict(), separators=(",", ":"), sort_keys=True)
