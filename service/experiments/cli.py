@@ -1,5 +1,7 @@
 """``aisle experiments report NAME`` and ``aisle experiments search``: the reports offline.
 
+The config file (``--config``) names the experiments; ``main`` applies it.
+
 They read the data directory the service writes (``events.sqlite3``, ``served.sqlite3``),
 read-only except for the sequential test's record of this look, so they run beside a live
 service or on a copy of its data. Output is the JSON of ``GET /experiments/{name}`` and
@@ -19,6 +21,9 @@ if TYPE_CHECKING:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    """Adds ``aisle experiments``; called by the service's ``register`` (``aisle.service.cli``)."""
+    from aisle.cli import add_common_options
+
     experiments = commands.add_parser("experiments", help="A/B experiment reports and search analytics")
     actions = experiments.add_subparsers(dest="experiments_command", required=True, metavar="ACTION")
     report = actions.add_parser("report", help="print an experiment's report as JSON")
@@ -28,7 +33,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     search.add_argument("--limit", type=int, default=20, help="queries listed (default 20)")
     for parser in (report, search):
         parser.add_argument("--data-dir", type=Path, help="the service's data directory (default: settings data_dir)")
-        parser.add_argument("--config", type=Path, help="YAML settings file with the experiments (also $AISLE_CONFIG)")
+        add_common_options(parser)
     report.set_defaults(handler=_report)
     search.set_defaults(handler=_search)
 
