@@ -398,12 +398,16 @@ def test_search_analytics(client: TestClient) -> None:
     assert positions[2]["clicks"] == 1 and positions[2]["impressions"] == 2 and positions[1]["clicks"] == 0
 
 
-def test_cli_report_reads_the_data_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_report_reads_the_data_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     with TestClient(app_for(tmp_path)) as client:
         for user in users_in(client, "control", 3) + users_in(client, "personal", 3):
             client.get(f"/users/{user}/recommendations")
     config = tmp_path / "aisle.yaml"
     config.write_text(yaml.safe_dump({"experiments": [HOME_RECS]}))
+    # --config sets AISLE_CONFIG for the process: undone after the test, for the tests after it.
+    monkeypatch.setenv("AISLE_CONFIG", str(config))
     assert (
         main(["experiments", "report", "home-recs", "--config", str(config), "--data-dir", str(tmp_path / "data")]) == 0
     )
