@@ -37,6 +37,11 @@ from aisle.service.settings import ServiceSettings
 log = logging.getLogger(__name__)
 #: Label of responses outside any experiment.
 NONE_LABEL = "none"
+#: Attribution and the reports read the data directory's SQLite files; PostgreSQL holds the events only.
+POSTGRES_WARNING = (
+    "events are stored in PostgreSQL (database_url), but attribution and experiment reports are not yet: "
+    "outcomes are not attributed and each replica reports only its own exposures"
+)
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,8 @@ class Experiments:
             retention_s=settings.served_retention_days * 86400,
             max_rows=settings.served_max_rows,
         )
+        if settings.database_url:
+            log.warning(POSTGRES_WARNING)
         running = [experiment.name for experiment in settings.experiments if experiment.running(time.time())]
         log.info("experiments: %d configured, running now: %s", len(settings.experiments), running or "none")
         return cls(

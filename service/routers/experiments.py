@@ -12,6 +12,7 @@ from aisle.service.errors import ApiError
 from aisle.service.events.store import EVENTS_FILE
 from aisle.service.experiments.deps import ExperimentsDep
 from aisle.service.experiments.report import experiment_report
+from aisle.service.experiments.runtime import POSTGRES_WARNING
 
 router = APIRouter(tags=["experiments"], dependencies=WRITE_GUARD)
 
@@ -52,6 +53,8 @@ def experiment(
         raise ApiError(404, f"unknown experiment '{name}'; configured: {known}")
     experiments.served.flush()  # this worker's latest responses count too
     report = experiment_report(config, settings.data_dir / EVENTS_FILE, experiments.served.path)
+    if settings.database_url:
+        report["warning"] = POSTGRES_WARNING
     report["request_id"] = request.state.request_id
     return report
 
@@ -69,5 +72,7 @@ def analytics_search(
     """Top queries, queries with no result, CTR by query and by position."""
     experiments.served.flush()
     body = search_analytics(experiments.served.path, settings.data_dir / EVENTS_FILE, days=days, limit=limit)
+    if settings.database_url:
+        body["warning"] = POSTGRES_WARNING
     body["request_id"] = request.state.request_id
     return body
