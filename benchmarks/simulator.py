@@ -3,7 +3,10 @@
 Usage::
 
     python -m benchmarks.simulator [--shoppers N] [--source scientific|fixture] [--seed S]
-        [--workdir DIR] [--out benchmarks/results/simulator.json]
+        [--workdir DIR] [--out benchmarks/results/simulator.json] [--aa-runs N]
+
+``--aa-runs N`` runs N A/A experiments instead (the control against an identical copy, a fresh
+service and salt each), reporting how often each p-value falls below 0.05.
 
 **Shoppers.** Each shopper is a real user of Amazon "Industrial & Scientific" (the UniSRec
 ``valid`` split, or the small ``fixture/`` sample): their history (bought items, in order) and
@@ -55,6 +58,15 @@ EXPERIMENT_CONFIG = f"""experiments:
     variants:
       - {{name: control, share: 0.5, control: true}}
       - {{name: personal, share: 0.5}}
+"""
+#: A/A: the control twice (``personalization: false`` on the second), a new salt per run.
+AA_CONFIG = """experiments:
+  - name: {name}
+    salt: {salt}
+    surfaces: [recommendations, search]
+    variants:
+      - {{name: control, share: 0.5, control: true}}
+      - {{name: control-b, share: 0.5, settings: {{personalization: false}}}}
 """
 CHANNELS = (("web", 0.6), ("app", 0.3), ("email", 0.1))
 DEVICES = (("mobile", 0.6), ("desktop", 0.4))
@@ -294,6 +306,50 @@ def run(source: str, shoppers_count: int | None, seed: int, workdir: Path, threa
     }
 
 
+def run_aa(source: str, shoppers_count: int | None, seed: int, workdir: Path, runs: int, threads: int = 2) -> dict:
+    """``runs`` A/A experiments through HTTP over one index: a fresh service and salt per run."""
+    items, shoppers = load_shoppers(source, shoppers_count, seed)
+    used = {item for shopper in shoppers for item in (*shopper.history, shopper.target)}
+    catalogue = [item.row() for item in items.values() if source != "fixture" or item.id in used]
+    index = build_index(catalogue, workdir / "shop")
+    outcomes = []
+    started = time.perf_counter()
+    for number in range(runs):
+        config_path = workdir / f"aa-{number}.yaml"
+        config_path.write_text(AA_CONFIG.format(name=EXPERIMENT, salt=f"aa-{seed}-{number}"), encoding="utf-8")
+        data_dir = workdir / f"aa-data-{number}-{int(time.time() * 1000)}"
+        server_config = ServerConfig(workdir / "shop" / "index", data_dir, cpus=None, log_level="WARNING")
+        settings = {"AISLE_CONFIG": str(config_path), "AISLE_REQUEST_TIMEOUT_MS": "60000"}
+        with environment(settings), running_server(server_config, workdir / "server-aa.log") as server:
+            client = Client(server)
+            client.post_events(history_events(shoppers, time.time()))
+            simulator = ShopSimulator(client, items, ClickModel(), seed + number)
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(simulator.visit, shoppers))
+            report = client.get(f"/experiments/{EXPERIMENT}")
+        treated = next(variant for variant in report["variants"] if not variant["control"])
+        outcomes.append(
+            {
+                "visitors": report["sample_ratio"]["visitors"],
+                "srm_p": report["sample_ratio"]["p_value"],
+                **{metric: treated["lift"][metric]["p_value"] for metric in treated["lift"]},
+            }
+        )
+    metrics = [name for name in outcomes[0] if name not in ("visitors", "srm_p")]
+    return {
+        "source": source,
+        "shoppers": len(shoppers),
+        "index": index,
+        "runs": outcomes,
+        "share_p_below_0.05": {
+            metric: round(sum(o[metric] is not None and o[metric] < 0.05 for o in outcomes) / runs, 4)
+            for metric in [*metrics, "srm_p"]
+        },
+        "seconds": round(time.perf_counter() - started, 1),
+        "load_average": os.getloadavg(),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", choices=("scientific", "fixture"), default="scientific")
@@ -302,7 +358,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=REPO / ".cache" / "simulator")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "simulator.json")
+    parser.add_argument("--aa-runs", type=int, default=0, help="run this many A/A experiments instead")
     args = parser.parse_args(argv)
+    if args.aa_runs:
+        aa = run_aa(args.source, args.shoppers, args.seed, args.workdir, args.aa_runs, args.threads)
+        atomic_write_json(args.out, aa)
+        print(json.dumps(aa["share_p_below_0.05"], indent=2))
+        return 0
     result = run(args.source, args.shoppers, args.seed, args.workdir, args.threads)
     atomic_write_json(args.out, result)
     personal = next(v for v in result["report"]["variants"] if not v["control"])
