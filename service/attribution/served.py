@@ -119,6 +119,9 @@ class ServedLog:
         self.memory_rows = memory_rows
         self.flush_interval_s = flush_interval_s
         self._lock = threading.Lock()
+        # One flush at a time: a report's flush waits for the writer's batch in flight, so that it
+        # reads every response recorded before it.
+        self._flush_lock = threading.Lock()
         self._recent: OrderedDict[str, Served] = OrderedDict()
         self._pending: list[Served] = []
         self._stop = threading.Event()
@@ -178,6 +181,10 @@ class ServedLog:
 
     def flush(self) -> None:
         """Writes what was recorded so far (also called by the background thread)."""
+        with self._flush_lock:
+            self._flush()
+
+    def _flush(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, []
         if pending:
