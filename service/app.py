@@ -12,6 +12,7 @@ from aisle import __version__
 from aisle.embed.base import Encoder
 from aisle.service import metrics as metrics_routes
 from aisle.service.errors import install_error_handlers
+from aisle.service.experiments.runtime import Experiments
 from aisle.service.holder import IndexHolder
 from aisle.service.metrics import ServiceMetrics
 from aisle.service.middleware import BodyLimitMiddleware, RequestContextMiddleware, TimeBudgetMiddleware
@@ -19,7 +20,7 @@ from aisle.service.openapi import install_openapi
 from aisle.service.personal.runtime import Personalization
 from aisle.service.playground import install_playground
 from aisle.service.ranking.config import RankingConfig
-from aisle.service.routers import admin, events, health, items, search, users
+from aisle.service.routers import admin, events, experiments, health, items, search, users
 from aisle.service.settings import ServiceSettings
 from aisle.service.watch import IndexWatcher
 
@@ -127,6 +128,8 @@ def create_app(
             # run after the last request.
             app.state.personal = Personalization.open(settings, serving)
             resources.callback(app.state.personal.close)
+            app.state.experiments = Experiments.open(settings, app.state.personal.hasher, app.state.metrics.registry)
+            resources.callback(app.state.experiments.close)
             log.info("ready: serving index version %s", serving.engine.version)
             yield
             log.info("shutting down: in-flight requests drained, closing the stores")
@@ -157,7 +160,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
 
-    for module in (health, search, items, admin, metrics_routes, events, users):
+    for module in (health, search, items, admin, metrics_routes, events, users, experiments):
         app.include_router(module.router)
     install_openapi(app)
     install_playground(app)

@@ -17,6 +17,10 @@ GRACEFUL_SHUTDOWN_S = 30
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    """``aisle serve``, and ``aisle experiments`` (reports read from the service's data)."""
+    from aisle.service.experiments import cli as experiments_cli
+
+    experiments_cli.register(commands)
     serve = commands.add_parser("serve", help="serve the HTTP API on the current index version")
     serve.add_argument("--index", type=Path, help="index root (default: settings index_dir)")
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")

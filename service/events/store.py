@@ -23,6 +23,8 @@ from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from aisle.service.attribution.records import ATTRIBUTION_SCHEMA, Attribution, insert_attribution
+
 log = logging.getLogger(__name__)
 
 EVENTS_FILE = "events.sqlite3"
@@ -64,6 +66,8 @@ class StoredEvent:
     timestamp: float
     received: float
     seq: int = 0
+    #: What led to the event (``aisle.service.attribution``), stored in the same transaction.
+    attribution: Attribution | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,7 @@ class EventStore:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=5000")
             conn.executescript(_SCHEMA)
+            conn.executescript(ATTRIBUTION_SCHEMA)
             # OR IGNORE: several worker processes may open a new store at once; the first wins.
             conn.executemany(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
@@ -239,6 +244,17 @@ class EventStore:
                     )
                     if cursor.rowcount == 1:
                         accepted.append(replace(event, seq=int(cursor.lastrowid)))
+                        if event.attribution is not None:
+                            insert_attribution(
+                                self._conn,
+                                event.event_key,
+                                event.user_key,
+                                event.session_key,
+                                event.type,
+                                event.item_id,
+                                event.timestamp,
+                                event.attribution,
+                            )
                 results.append(AppendResult(accepted, len(pending.events) - len(accepted)))
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:

@@ -9,7 +9,9 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from aisle.service.deps import EngineDep, SettingsDep, check_k
 from aisle.service.engine import Engine
-from aisle.service.personal.context import describe_profile, user_context
+from aisle.service.experiments.deps import ContextDep, plan_context, plan_for, record_served
+from aisle.service.experiments.runtime import Plan
+from aisle.service.personal.context import describe_profile
 from aisle.service.personal.deps import PersonalizationDep
 from aisle.service.personal.profiles import ProfileView
 from aisle.service.personal.recommend import recommendation_candidates
@@ -26,14 +28,14 @@ UserId = Annotated[
 
 
 def recommendation_rules(
-    request: Request, personal: Personalization, view: ProfileView | None, engine: Engine
+    request: Request, personal: Personalization, view: ProfileView | None, engine: Engine, plan: Plan
 ) -> RuleSet:
-    """The ``recommendations`` rules with the ``recommend_exclude`` setting applied on top."""
+    """The ``recommendations`` rules (with campaigns and the variant's) and ``recommend_exclude`` on top."""
     rule_book = request.app.state.ranking.rule_book
     exclude = personal.config.exclude
     if exclude == "none":
-        return rule_book.for_surface("recommendations", RulesOverride(exclude_purchased=False))
-    rules = rule_book.for_surface("recommendations")
+        return plan.rules(rule_book, RulesOverride(exclude_purchased=False))
+    rules = plan.rules(rule_book)
     if exclude == "interacted" and view is not None and view.engine.version == engine.version:
         ids = engine.index.items.ids
         seen = tuple(ids[row] for row in view.weight_by_row())
@@ -51,6 +53,7 @@ def recommendations(
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     session_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     explain: bool = False,
+    context: ContextDep = None,
 ) -> Response:
     """Personalized recommendations; a user without history gets the popular list, never an error.
 
@@ -59,16 +62,18 @@ def recommendations(
     """
     started = time.perf_counter()
     check_k(settings, k)
-    view = personal.profiles.view(user_id, session_id)
-    ctx = user_context(view, engine, personal.config.purchase_window_s)
-    rules = recommendation_rules(request, personal, view, engine)
+    plan = plan_for(request, "recommendations", user_id, session_id, context)
+    view = plan.view
+    ctx = plan_context(request, plan, engine)
+    rules = recommendation_rules(request, personal, view, engine, plan)
     row_of = engine.index.items.row_of
     excluded = [row_of[item] for item in rules.exclude_ids if item in row_of]
+    # Without personalization (an experiment's control) the visitor gets the popular list.
     candidates = recommendation_candidates(
         engine,
         personal.profiles,
-        view,
-        personal.config,
+        view if plan.personalized else None,
+        plan.personal_config(personal.config),
         n=settings.candidates,
         exclude_rows=excluded,
     )
@@ -83,7 +88,10 @@ def recommendations(
     )
     sources = candidates.sources if candidates.sources is not None else []
     source_of = dict(zip(candidates.rows.tolist(), (str(source) for source in sources)))
-    return ranked_response(request, engine, hits, started, [source_of.get(hit.row, "profile") for hit in hits])
+    record_served(request, plan, engine, hits)
+    return ranked_response(
+        request, engine, hits, started, [source_of.get(hit.row, "profile") for hit in hits], labels=plan.labels
+    )
 
 
 @router.get("/users/{user_id}/profile")
