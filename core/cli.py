@@ -11,22 +11,24 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from aisle import __version__
-from aisle.settings import CONFIG_ENV, AisleSettings, with_overrides
+from aisle.settings import CONFIG_ENV, AisleSettings, SettingsT, with_overrides
 
 if TYPE_CHECKING:
     from aisle.embed.base import Encoder
 
 COMMANDS_GROUP = "aisle.commands"
 
-SettingsT = TypeVar("SettingsT", bound=AisleSettings)
+#: A subcommand's handler: the parsed arguments in, the exit status out.
+Handler = Callable[[argparse.Namespace], int]
+
 
 log = logging.getLogger("aisle")
 
@@ -36,6 +38,7 @@ class CommandError(Exception):
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """The options every subcommand takes: ``--config FILE`` (applied by :func:`main`)."""
     parser.add_argument("--config", type=Path, help=f"YAML settings file (also ${CONFIG_ENV})")
 
 
@@ -55,7 +58,7 @@ def settings_problems(error: ValidationError) -> str:
     return "invalid settings: " + "; ".join(problems)
 
 
-def load_settings(settings_cls: type[SettingsT] = AisleSettings, /, **overrides: object) -> SettingsT:  # type: ignore[assignment]
+def load_settings(settings_cls: type[SettingsT] = AisleSettings, /, **overrides: object) -> SettingsT:  # type: ignore[assignment]  # the default is the bound
     """Settings with the CLI's explicit values on top, a bad config reported as a ``CommandError``.
 
     Args:
@@ -65,7 +68,7 @@ def load_settings(settings_cls: type[SettingsT] = AisleSettings, /, **overrides:
     import yaml
 
     try:
-        return with_overrides(settings_cls, **overrides)  # type: ignore[return-value]
+        return with_overrides(settings_cls, **overrides)
     except ValidationError as exc:
         raise CommandError(settings_problems(exc)) from None
     except (ValueError, OSError) as exc:
@@ -80,16 +83,15 @@ def load_encoder(settings: AisleSettings, *, prepare: bool = True) -> Encoder:
     Args:
         settings: where the model and backend are configured.
         prepare: build (and cache) the ONNX export first if it is missing; that needs torch,
-            so ``aisle serve`` passes ``False`` and only opens an existing export.
+            so ``aisle serve`` passes ``False`` and only opens an existing export (a cache miss
+            is then a one-line error saying how to fill the cache).
     """
-    from aisle.embed import create_encoder, prepare_model
+    from aisle.embed import create_encoder
 
-    config = settings.encoder_config()
     try:
-        if prepare:
-            prepare_model(config)
-        return create_encoder(config)
-    except (FileNotFoundError, ValueError) as exc:
+        return create_encoder(settings.encoder_config(), export=prepare)
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        # ImportError: exporting needs the torch extra; its message carries the install hint.
         raise CommandError(f"cannot load the model '{settings.model}': {exc}") from None
 
 

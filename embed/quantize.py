@@ -59,11 +59,11 @@ def quantize_int8(
 ) -> dict[str, Any]:
     """Quantises ``source`` to ``destination``; returns a description for the export manifest.
 
-    * Per-channel weight scales: per-tensor scales drop MiniLM's mean cosine to fp32 from 0.993
-      to 0.962, because a few output channels have much larger weights.
+    * Per-channel weight scales: per-tensor scales lose much of MiniLM's agreement with fp32,
+      because a few output channels have much larger weights.
     * ``reduce_range`` (7-bit weights): on CPUs without VNNI, onnxruntime's u8×s8 kernels sum
       pairs of products in int16 and can saturate with 8-bit weights; 7 bits make every CPU
-      compute the same thing, for a measured cost of ~0.001 mean cosine.
+      compute the same thing, at a negligible cost in cosine (``benchmarks/results/DECISIONS.md``).
     * Embedding tables (``Gather``) stay float: quantising them saves memory, not time.
 
     Args:
@@ -193,7 +193,8 @@ def _find_outliers(
     for feeds in calibration:
         for index, values in enumerate(session.run(watched, dict(feeds))):
             channel_max = np.abs(values.reshape(-1, values.shape[-1])).max(axis=0)
-            maxima[index] = channel_max if maxima[index] is None else np.maximum(maxima[index], channel_max)
+            previous = maxima[index]
+            maxima[index] = channel_max if previous is None else np.maximum(previous, channel_max)
     outliers = {}
     for block, channel_max in zip(blocks, maxima, strict=True):
         assert channel_max is not None

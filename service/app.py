@@ -8,16 +8,19 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
+from aisle import __version__
 from aisle.embed.base import Encoder
 from aisle.service import metrics as metrics_routes
 from aisle.service.errors import install_error_handlers
+from aisle.service.experiments.runtime import Experiments
 from aisle.service.holder import IndexHolder
 from aisle.service.metrics import ServiceMetrics
 from aisle.service.middleware import BodyLimitMiddleware, RequestContextMiddleware, TimeBudgetMiddleware
 from aisle.service.openapi import install_openapi
 from aisle.service.personal.runtime import Personalization
+from aisle.service.playground import install_playground
 from aisle.service.ranking.config import RankingConfig
-from aisle.service.routers import admin, events, health, items, search, users
+from aisle.service.routers import admin, events, experiments, health, items, search, users
 from aisle.service.settings import ServiceSettings
 from aisle.service.watch import IndexWatcher
 
@@ -40,8 +43,7 @@ def limit_blas_threads(threads: int) -> None:
     """Caps NumPy's BLAS at the serving ``threads`` (process-wide), as the encoder and FAISS are.
 
     OpenBLAS otherwise starts a thread per core and wakes them for the small matrix products of
-    every request (candidate cosines, profiles): on two cores a 100k search took 2.56 ms of CPU
-    in process instead of 2.22 (one run each, with other work on the second core). Called where
+    every request (candidate cosines, profiles), which costs CPU time on a busy machine. Called where
     the app and the holder are built: with NumPy's OpenBLAS 0.3.31 a limit set from a thread other
     than the main one (a test client's lifespan) did not reach the other threads.
     """
@@ -55,9 +57,8 @@ def limit_handler_threads(threads: int) -> None:
 
     Handlers are CPU-bound and the worker has one core's worth of GIL: a second concurrent search
     only interleaves with the first, so both finish late and the CPU caches hold neither's data.
-    anyio's default pool runs 40 at once; with a few, later requests wait in order instead. At
-    concurrency 16 on the 100k benchmark index (one worker, one core) p99 went from 115-398 ms to
-    82-150 ms with 4 threads (two runs each, same throughput). More than one keeps a stuck handler
+    anyio's default pool runs 40 at once; with a few, later requests wait in order instead, and
+    p99 under concurrent load falls at the same throughput. More than one keeps a stuck handler
     from stopping the worker; the time budget still answers for requests that wait too long.
     Call it from the serving event loop: the limiter belongs to the loop.
     """
@@ -127,6 +128,8 @@ def create_app(
             # run after the last request.
             app.state.personal = Personalization.open(settings, serving)
             resources.callback(app.state.personal.close)
+            app.state.experiments = Experiments.open(settings, app.state.personal.hasher, app.state.metrics.registry)
+            resources.callback(app.state.experiments.close)
             log.info("ready: serving index version %s", serving.engine.version)
             yield
             log.info("shutting down: in-flight requests drained, closing the stores")
@@ -134,12 +137,15 @@ def create_app(
 
     app = FastAPI(
         title="Aisle",
-        version="0.1.0",
+        version=__version__,
         description=(
             "Semantic product search and personalized recommendations. Errors answer "
             '`{"error": {"code", "message", "request_id"}}`; every response carries `X-Request-ID`.'
         ),
         lifespan=lifespan,
+        # Served by the playground from files in the package: FastAPI's own pages use a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     # Read (and validated) once: a bad rules file stops the start with a clear message.
@@ -154,7 +160,8 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
 
-    for module in (health, search, items, admin, metrics_routes, events, users):
+    for module in (health, search, items, admin, metrics_routes, events, users, experiments):
         app.include_router(module.router)
     install_openapi(app)
+    install_playground(app)
     return app

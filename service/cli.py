@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aisle.cli import add_common_options
+
 if TYPE_CHECKING:
     from aisle.service.holder import IndexHolder
     from aisle.service.settings import ServiceSettings
@@ -15,12 +17,16 @@ GRACEFUL_SHUTDOWN_S = 30
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    """``aisle serve``, and ``aisle experiments`` (reports read from the service's data)."""
+    from aisle.service.experiments import cli as experiments_cli
+
+    experiments_cli.register(commands)
     serve = commands.add_parser("serve", help="serve the HTTP API on the current index version")
     serve.add_argument("--index", type=Path, help="index root (default: settings index_dir)")
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000)")
     serve.add_argument("--data-dir", type=Path, help="where events and profiles are stored")
-    serve.add_argument("--config", type=Path, help="YAML settings file (also $AISLE_CONFIG)")
+    add_common_options(serve)
     serve.add_argument(
         "--workers", type=int, help="worker processes, each pinned to its own core when there are enough (default 1)"
     )
@@ -58,6 +64,17 @@ def validated_holder(settings: ServiceSettings) -> IndexHolder:
         raise CommandError(f"cannot serve {settings.index_dir}: {exc}") from None
 
 
+def check_rules(settings: ServiceSettings) -> None:
+    """Reads the rules file once before anything starts: a bad rule is a ``CommandError`` naming it."""
+    from aisle.cli import CommandError
+    from aisle.service.ranking.rules import RulesError, load_rule_book
+
+    try:
+        load_rule_book(settings.rules_file)
+    except RulesError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     """Validates the current version, then serves until SIGTERM/SIGINT (draining requests first).
 
@@ -81,6 +98,7 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
     )
     # Validate before binding the port: a clear one-line error and exit status 2, no trace.
+    check_rules(settings)
     holder = validated_holder(settings)
     if settings.workers > 1:
         from aisle.service.workers import serve_workers
@@ -107,10 +125,11 @@ def _recommend(args: argparse.Namespace) -> int:
 
     from aisle.cli import CommandError, load_settings
     from aisle.service.events.identity import SECRET_FILE, IdHasher, load_or_create_secret
-    from aisle.service.events.store import EVENTS_FILE, EventStore, EventStoreError
+    from aisle.service.events.store import EVENTS_FILE, EventStoreError
     from aisle.service.personal.config import PersonalConfig
     from aisle.service.personal.export import output, read_user_ids, recommendation_lines
     from aisle.service.personal.profiles import ProfileService
+    from aisle.service.personal.runtime import open_event_store
     from aisle.service.ranking.rules import RulesError, load_rule_book
     from aisle.service.routers.search import to_filters
     from aisle.service.schemas import SearchFilters
@@ -124,7 +143,8 @@ def _recommend(args: argparse.Namespace) -> int:
     except pydantic.ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'filters'}: {e['msg']}" for e in exc.errors())
         raise CommandError(f"--filters: {problems}") from None
-    if not (settings.data_dir / SECRET_FILE).exists() or not (settings.data_dir / EVENTS_FILE).exists():
+    local_events = settings.data_dir / EVENTS_FILE
+    if not (settings.data_dir / SECRET_FILE).exists() or not (settings.database_url or local_events.exists()):
         raise CommandError(f"no stored events under {settings.data_dir} (set --data-dir to the service's data_dir)")
     if str(args.users) != "-" and not args.users.is_file():
         raise CommandError(f"--users: no such file {args.users}")
@@ -136,7 +156,7 @@ def _recommend(args: argparse.Namespace) -> int:
     holder = validated_holder(settings)
     hasher = IdHasher(load_or_create_secret(settings.data_dir))
     try:
-        store = EventStore(settings.data_dir / EVENTS_FILE, id_check=hasher.check_value())
+        store = open_event_store(settings, hasher.check_value())
     except EventStoreError as exc:
         raise CommandError(f"cannot read events: {exc}") from None
     try:

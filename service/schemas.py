@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aisle.service.ranking.rules import RulesOverride
+from aisle.service.ranking.segments import RequestContext
 
 
 class StrictModel(BaseModel):
@@ -51,6 +52,9 @@ class SearchRequest(StrictModel):
     retrieval: Literal["hybrid", "dense", "lexical"] = Field(
         "hybrid", description="Candidate retrieval: dense and BM25 fused (default), dense only or BM25 only."
     )
+    context: RequestContext | None = Field(
+        None, description="The storefront's context (channel, device, region): segment rules and reports."
+    )
 
 
 class Result(BaseModel):
@@ -67,6 +71,8 @@ class RankedResponse(BaseModel):
     index_version: str
     took_ms: float
     results: list[Result]
+    experiment: str | None = Field(None, description="The experiment covering this request, if any.")
+    variant: str | None = Field(None, description="The variant that served it, with the experiment.")
 
 
 class HealthResponse(BaseModel):

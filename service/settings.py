@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from aisle.service.experiments.config import ExperimentConfig, check_unique_names
 from aisle.settings import AisleSettings
 
 
@@ -17,6 +18,10 @@ class ServiceSettings(AisleSettings):
     port: int = Field(8000, ge=1, le=65535)
     api_key: str | None = Field(None, description="Required in X-API-Key on write and admin routes when set.")
     data_dir: Path = Field(Path("aisle-data"), description="Where events and profiles are stored.")
+    database_url: str | None = Field(
+        None,
+        description="postgresql://... puts the events in PostgreSQL, shared by every replica; unset: embedded SQLite.",
+    )
     workers: int = Field(
         1,
         ge=1,
@@ -175,3 +180,27 @@ class ServiceSettings(AisleSettings):
     fusion_rrf_k: float = Field(60.0, gt=0, description="The k of reciprocal rank fusion (rrf only).")
     # Reranking rules (service.ranking.rules).
     rules_file: Path | None = Field(None, description="YAML rules file: caps, pins, boosts, diversity, exploration.")
+    # Attribution and experiments (service.attribution, service.experiments).
+    experiments: list[ExperimentConfig] = Field(
+        default_factory=list, description="A/B experiments (see docs/CONTRACT.md, 'Attribution and experiments')."
+    )
+    attribution_window_days: float = Field(
+        7, gt=0, le=365, description="A purchase of an item clicked this recently is attributed to that click."
+    )
+    served_retention_days: float = Field(
+        30,
+        gt=0,
+        le=3650,
+        description="How long served responses are kept for attribution and search analytics.",
+    )
+    served_max_rows: int = Field(
+        2_000_000, ge=1000, description="Most served responses kept; the oldest go first beyond it."
+    )
+    returning_after_s: float = Field(
+        1800, ge=0, description="A visitor with history older than this is 'returning', else 'new'."
+    )
+
+    @field_validator("experiments")
+    @classmethod
+    def _unique_experiments(cls, experiments: list[ExperimentConfig]) -> list[ExperimentConfig]:
+        return check_unique_names(experiments)

@@ -23,6 +23,8 @@ from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from aisle.service.attribution.records import ATTRIBUTION_SCHEMA, Attribution, insert_attribution
+
 log = logging.getLogger(__name__)
 
 EVENTS_FILE = "events.sqlite3"
@@ -64,6 +66,8 @@ class StoredEvent:
     timestamp: float
     received: float
     seq: int = 0
+    #: What led to the event (``aisle.service.attribution``), stored in the same transaction.
+    attribution: Attribution | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,7 @@ class EventStore:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=5000")
             conn.executescript(_SCHEMA)
+            conn.executescript(ATTRIBUTION_SCHEMA)
             # OR IGNORE: several worker processes may open a new store at once; the first wins.
             conn.executemany(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
@@ -196,6 +201,28 @@ class EventStore:
                 return
 
     def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            results = self._write(batch)
+        except EventStoreUnavailable as error:
+            log.error("event commit failed (%d requests not acknowledged): %s", len(batch), error)
+            for pending in batch:
+                pending.future.set_exception(error)
+            return
+        stored = [event for result in results for event in result.accepted]
+        if stored and self.on_commit is not None:
+            try:
+                self.on_commit(stored)
+            except Exception:  # durable already; profiles are rebuilt from the log on restart
+                log.exception("applying %d committed events to the profiles failed", len(stored))
+        for pending, result in zip(batch, results, strict=True):
+            pending.future.set_result(result)
+
+    def _write(self, batch: list[_Pending]) -> list[AppendResult]:
+        """Stores the batch in one transaction; one result per request, in order.
+
+        Raises:
+            EventStoreUnavailable: nothing of the batch was stored.
+        """
         results: list[AppendResult] = []
         try:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -217,6 +244,17 @@ class EventStore:
                     )
                     if cursor.rowcount == 1:
                         accepted.append(replace(event, seq=int(cursor.lastrowid)))
+                        if event.attribution is not None:
+                            insert_attribution(
+                                self._conn,
+                                event.event_key,
+                                event.user_key,
+                                event.session_key,
+                                event.type,
+                                event.item_id,
+                                event.timestamp,
+                                event.attribution,
+                            )
                 results.append(AppendResult(accepted, len(pending.events) - len(accepted)))
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -225,19 +263,8 @@ class EventStore:
                     self._conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     log.exception("rollback of a failed event commit failed")
-            log.error("event commit failed (%d requests not acknowledged): %s", len(batch), exc)
-            error = EventStoreUnavailable(f"events could not be stored: {exc}")
-            for pending in batch:
-                pending.future.set_exception(error)
-            return
-        stored = [event for result in results for event in result.accepted]
-        if stored and self.on_commit is not None:
-            try:
-                self.on_commit(stored)
-            except Exception:  # durable already; profiles are rebuilt from the log on restart
-                log.exception("applying %d committed events to the profiles failed", len(stored))
-        for pending, result in zip(batch, results):
-            pending.future.set_result(result)
+            raise EventStoreUnavailable(f"events could not be stored: {exc}") from None
+        return results
 
     # Reading: short-lived connections, so readers never wait for the writer (WAL).
 

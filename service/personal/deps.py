@@ -6,7 +6,6 @@ ids come in a JSON body call ``context_for(request, user_id, session_id, engine)
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
@@ -15,7 +14,6 @@ from aisle.service.deps import EngineDep
 from aisle.service.engine import Engine
 from aisle.service.errors import ApiError
 from aisle.service.personal.context import user_context
-from aisle.service.personal.recommend import user_together
 from aisle.service.personal.runtime import Personalization
 from aisle.service.ranking.types import ANONYMOUS, UserContext
 
@@ -47,12 +45,7 @@ def context_for(
     if engine is None:
         engine = request.app.state.holder.engine
     view = personal.profiles.view(user_id, session_id)
-    ctx = user_context(view, engine, personal.config.purchase_window_s)
-    weight = personal.config.search_together_weight
-    if view is None or weight <= 0:
-        return ctx
-    together = user_together(personal.profiles, view, engine)
-    return ctx if together is None else replace(ctx, together=together, together_weight=weight)
+    return user_context(view, engine, personal.config.purchase_window_s)
 
 
 def get_user_context(

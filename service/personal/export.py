@@ -24,7 +24,7 @@ from aisle.index.filters import Filters
 from aisle.service.engine import Engine
 from aisle.service.personal.context import user_context
 from aisle.service.personal.profiles import ProfileService
-from aisle.service.personal.recommend import RecommendationSource, RequestContext, recommendation_rules
+from aisle.service.personal.recommend import PageContext, RecommendationSource, recommendation_rules
 from aisle.service.ranking.rules import RuleBook
 
 MAX_USER_ID_CHARS = 256
@@ -57,13 +57,15 @@ def recommendation_lines(
     config = profiles.config
     for user_id in user_ids:
         view = profiles.view(user_id, None)
-        source = RecommendationSource.for_request(profiles, config, view, RequestContext())
+        source = RecommendationSource.for_request(profiles, config, view, PageContext())
         hits, sources = engine.recommend(
             source,
             k,
             filters=filters,
             ctx=user_context(view, engine, config.purchase_window_s),
-            rules=recommendation_rules(rule_book, config, view, engine),
+            rules=recommendation_rules(
+                lambda override: rule_book.for_surface("recommendations", override), config, view, engine
+            ),
         )
         results = []
         for hit, name in zip(hits, sources):

@@ -26,6 +26,7 @@ order (its ``boost`` field first): always ``k`` results when the filters allow `
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -36,7 +37,7 @@ from aisle.index.profile import SpaceBinding, personal_share
 from aisle.index.selection import RowSelection
 from aisle.service.personal.config import PersonalConfig
 from aisle.service.personal.profiles import ProfileService, ProfileView
-from aisle.service.ranking.rules import RuleBook, RuleSet, RulesOverride
+from aisle.service.ranking.rules import RuleSet, RulesOverride
 from aisle.service.ranking.types import Candidates
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ CONTEXT_SEED_WEIGHT = 1.0
 
 
 @dataclass(frozen=True)
-class RequestContext:
+class PageContext:
     """What the storefront says about the moment of the request (rows of the served version).
 
     Attributes:
@@ -82,12 +83,12 @@ class RecommendationSource:
     profiles: ProfileService
     config: PersonalConfig
     view: ProfileView | None
-    context: RequestContext = field(default_factory=RequestContext)
+    context: PageContext = field(default_factory=PageContext)
     held_back: tuple[int, ...] = ()
 
     @classmethod
     def for_request(
-        cls, profiles: ProfileService, config: PersonalConfig, view: ProfileView | None, context: RequestContext
+        cls, profiles: ProfileService, config: PersonalConfig, view: ProfileView | None, context: PageContext
     ) -> RecommendationSource:
         return cls(profiles, config, view, context)
 
@@ -154,6 +155,10 @@ class RecommendationSource:
         sources = np.array(SOURCES, dtype=object)[np.argmax(stacked, axis=0)]
         sources[parts["repurchase"] > 0] = "repurchase"  # say why a bought item is back
         relevance = stacked.sum(axis=0)
+        backfill = ~(stacked > 0).any(axis=0)
+        if backfill.any():  # nothing to say about them: the catalogue's order, below the rest
+            sources[backfill] = "catalogue"
+            relevance[backfill] = 1e-6 * _catalogue_order(index, rows[backfill])
         if not stacked.any():  # a shop without events: the catalogue's order
             relevance = _catalogue_order(index, rows)
             parts = {"catalogue": relevance.copy()}
@@ -231,12 +236,19 @@ def is_variant(index: LoadedIndex, row: int, bought: int, cosine: float, thresho
 
 
 def recommendation_rules(
-    rule_book: RuleBook, config: PersonalConfig, view: ProfileView | None, engine: Engine
+    rules_for: Callable[[RulesOverride | None], RuleSet],
+    config: PersonalConfig,
+    view: ProfileView | None,
+    engine: Engine,
 ) -> RuleSet:
-    """The ``recommendations`` rules with the ``recommend_exclude`` setting applied on top."""
+    """The ``recommendations`` rules with the ``recommend_exclude`` setting applied on top.
+
+    ``rules_for(override)``: the surface's rules for this request (campaigns and an
+    experiment's variant included) with ``override`` on top.
+    """
     if config.exclude == "none":
-        return rule_book.for_surface("recommendations", RulesOverride(exclude_purchased=False))
-    rules = rule_book.for_surface("recommendations")
+        return rules_for(RulesOverride(exclude_purchased=False))
+    rules = rules_for(None)
     if config.exclude == "interacted" and view is not None and view.binding.version == engine.version:
         ids = engine.index.items.ids
         seen = tuple(ids[row] for row in view.weight_by_row())

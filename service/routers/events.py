@@ -6,6 +6,7 @@ import time
 
 from fastapi import APIRouter, Request
 
+from aisle.service.attribution.resolve import attribute
 from aisle.service.deps import WRITE_GUARD, SettingsDep, check_batch_size
 from aisle.service.errors import ApiError
 from aisle.service.events.schemas import EventsRequest, EventsResponse
@@ -21,6 +22,9 @@ RETRY_AFTER_S = "5"
 @router.post("/events", response_model=EventsResponse, dependencies=WRITE_GUARD)
 def post_events(request: Request, body: EventsRequest, settings: SettingsDep, personal: PersonalizationDep) -> dict:
     """Stores a batch of events; duplicates (same ``event_id``) are counted and change nothing.
+
+    Clicks, add-to-carts and purchases are attributed (``request_id``, ``position``, a purchase
+    window: ``aisle.service.attribution``) and the attribution is stored with the event.
 
     The answer comes after the commit (SQLite WAL, ``synchronous=FULL``): an acknowledged event
     survives a crash, and the requester's next recommendation already reflects it. A failed
@@ -48,6 +52,10 @@ def post_events(request: Request, body: EventsRequest, settings: SettingsDep, pe
                 received=arrival,
             )
         )
+    experiments = getattr(request.app.state, "experiments", None)
+    if experiments is not None:
+        raw = [(event.request_id, event.position, event.revenue) for event in body.events]
+        stored = attribute(stored, raw, experiments.served, experiments.clicks, experiments.attribution_window_s)
     try:
         result = personal.store.append(stored)
     except EventStoreUnavailable as exc:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from aisle.service.deps import EngineDep, SettingsDep, check_k
 from aisle.service.engine import RulesConflict
 from aisle.service.errors import ApiError
-from aisle.service.personal.deps import context_for
+from aisle.service.experiments.deps import ContextDep, plan_context, plan_for, record_served
 from aisle.service.personal.recommend import bought_with_item
 from aisle.service.routers.responses import ranked_response
 from aisle.service.routers.search import FiltersQuery, RankingDep, filters_from_query
@@ -31,6 +31,7 @@ def similar(
     session_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     filters: FiltersQuery = None,
     explain: bool = False,
+    context: ContextDep = None,
 ) -> Response:
     """Products similar to ``item_id`` (never the item itself) and those bought with it, leaning
     towards the user's taste.
@@ -43,6 +44,7 @@ def similar(
     row = engine.item_row(item_id)
     if row is None:
         raise ApiError(404, f"unknown item id '{item_id}' in index version {engine.version}")
+    plan = plan_for(request, "similar", user_id, session_id, context)
     personal = getattr(request.app.state, "personal", None)
     together = None
     if personal is not None:
@@ -53,12 +55,13 @@ def similar(
             k,
             filters=parsed,
             explain=explain,
-            ctx=context_for(request, user_id, session_id, engine),
-            rules=ranking.rule_book.for_surface("similar"),
+            ctx=plan_context(request, plan, engine),
+            rules=plan.rules(ranking.rule_book),
             request_id=request.state.request_id,
             together=together,
-            together_weight=personal.config.bought_together_weight if personal is not None else 0.0,
+            together_weight=plan.personal_config(personal.config).bought_together_weight if personal else 0.0,
         )
     except RulesConflict as exc:
         raise ApiError(422, str(exc)) from None
-    return ranked_response(request, engine, hits, started)
+    record_served(request, plan, engine, hits)
+    return ranked_response(request, engine, hits, started, labels=plan.labels)

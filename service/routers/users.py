@@ -10,9 +10,10 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from aisle.service.deps import EngineDep, SettingsDep, check_k
 from aisle.service.engine import Engine, Hit, RulesConflict
 from aisle.service.errors import ApiError
-from aisle.service.personal.context import describe_profile, user_context
+from aisle.service.experiments.deps import ContextDep, plan_context, plan_for, record_served
+from aisle.service.personal.context import describe_profile
 from aisle.service.personal.deps import PersonalizationDep
-from aisle.service.personal.recommend import RecommendationSource, RequestContext, recommendation_rules
+from aisle.service.personal.recommend import PageContext, RecommendationSource, recommendation_rules
 from aisle.service.routers.responses import ranked_response
 from aisle.service.routers.search import FiltersQuery, filters_from_query
 from aisle.service.schemas import RankedResponse
@@ -24,12 +25,12 @@ UserId = Annotated[
 MAX_CONTEXT_ITEMS = 100
 
 
-def request_context(engine: Engine, cart: list[str], item_id: str | None) -> RequestContext:
-    """The storefront's context as rows of ``engine``'s version (unknown ids are ignored)."""
+def page_context(engine: Engine, cart: list[str], item_id: str | None) -> PageContext:
+    """The storefront page's cart and product as rows of ``engine``'s version (unknown ids ignored)."""
     if len(cart) > MAX_CONTEXT_ITEMS:
         raise ApiError(422, f"cart: at most {MAX_CONTEXT_ITEMS} items, got {len(cart)}")
     rows = tuple(row for row in (engine.item_row(item) for item in cart) if row is not None)
-    return RequestContext(cart=rows, viewing=engine.item_row(item_id) if item_id else None)
+    return PageContext(cart=rows, viewing=engine.item_row(item_id) if item_id else None)
 
 
 @router.get("/users/{user_id}/recommendations", response_model=RankedResponse, response_model_exclude_none=True)
@@ -53,20 +54,25 @@ def recommendations(
     ] = None,
     filters: FiltersQuery = None,
     explain: bool = False,
+    context: ContextDep = None,
 ) -> Response:
     """Personalized recommendations; a user without history gets the popular list, never an error.
 
     Always ``k`` results when the filters allow ``k`` items (backfilled from the popular list
     and the catalogue). Each result says where it came from: ``source`` is ``profile``,
-    ``popular``, ``bought_together`` (or ``catalogue`` in a shop without any event yet).
+    ``popular``, ``bought_together``, ``repurchase`` (or ``catalogue`` in a shop without any
+    event yet).
     """
     started = time.perf_counter()
     check_k(settings, k)
     parsed = filters_from_query(filters)
-    view = personal.profiles.view(user_id, session_id)
-    ctx = user_context(view, engine, personal.config.purchase_window_s)
+    plan = plan_for(request, "recommendations", user_id, session_id, context)
+    view = plan.view
+    config = plan.personal_config(personal.config)
+    rule_book = request.app.state.ranking.rule_book
+    # Without personalization (an experiment's control) the visitor gets the popular list.
     source = RecommendationSource.for_request(
-        personal.profiles, personal.config, view, request_context(engine, cart, item_id)
+        personal.profiles, config, view if plan.personalized else None, page_context(engine, cart, item_id)
     )
     try:
         hits, sources = engine.recommend(
@@ -74,13 +80,14 @@ def recommendations(
             k,
             filters=parsed,
             explain=explain,
-            ctx=ctx,
-            rules=recommendation_rules(request.app.state.ranking.rule_book, personal.config, view, engine),
+            ctx=plan_context(request, plan, engine),
+            rules=recommendation_rules(lambda override: plan.rules(rule_book, override), config, view, engine),
             request_id=request.state.request_id,
         )
     except RulesConflict as exc:
         raise ApiError(422, str(exc)) from None
-    return ranked_response(request, engine, hits, started, sources)
+    record_served(request, plan, engine, hits)
+    return ranked_response(request, engine, hits, started, sources, labels=plan.labels)
 
 
 @router.get("/users/{user_id}/recently-viewed", response_model=RankedResponse, response_model_exclude_none=True)
