@@ -3,7 +3,15 @@
 Usage::
 
     python -m benchmarks.eval_recsys_http [--split valid|train] [--limit N] [--skip-movielens]
-        [--out benchmarks/results/recsys.json]
+        [--shipped-defaults] [--cadence-days D] [--end-days-ago E] [--half all|even|odd]
+        [--set AISLE_X=VALUE ...] [--out benchmarks/results/recsys.json]
+
+``--shipped-defaults`` serves with the shipped settings (only ``--set`` changes them) in one run:
+the protocol of the issue's table. ``--cadence-days`` spaces a history's purchases (a shop's
+customers buy days or months apart), ``--end-days-ago`` places the last one before the
+evaluation (180: a customer returning after half a year); results go under
+``scientific_<split>_defaults_cadence<D>d_end<E>d``. Settings were chosen with
+``--split train`` (never on ``valid``).
 
 **Amazon Scientific (UniSRec split).** The 4,385 items (item text = the ``text`` column) are
 indexed with the real encoder (``aisle.embed.create_encoder``: bundled MiniLM, ONNX int8) by
