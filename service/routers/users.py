@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from aisle.service.deps import EngineDep, SettingsDep, check_k
+from aisle.service.deps import WRITE_GUARD, EngineDep, SettingsDep, check_k
 from aisle.service.engine import Engine
 from aisle.service.personal.context import describe_profile, user_context
 from aisle.service.personal.deps import PersonalizationDep
@@ -86,7 +86,7 @@ def recommendations(
     return ranked_response(request, engine, hits, started, [source_of.get(hit.row, "profile") for hit in hits])
 
 
-@router.get("/users/{user_id}/profile")
+@router.get("/users/{user_id}/profile", dependencies=WRITE_GUARD)
 def profile(
     request: Request,
     personal: PersonalizationDep,
@@ -95,7 +95,12 @@ def profile(
     top: Annotated[int, Query(ge=1, le=100, description="How many contributing items to list.")] = 10,
 ) -> dict:
     """What Aisle believes about the user: event counts, the items weighing most on the profile
-    (with their decayed weights), the price band, category and brand affinities."""
+    (with their decayed weights), the price band, category and brand affinities.
+
+    Private: it needs the API key when one is configured (a storefront shows "your profile" from
+    its backend), so nobody else can read a shopper's history, learn from ``known`` whether an id
+    (an e-mail address) has any, or read an anonymous visitor's session through ``session_id``.
+    """
     view = personal.profiles.view(user_id, session_id)
     body = describe_profile(view, user_id, top)
     body["request_id"] = request.state.request_id

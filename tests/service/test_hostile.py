@@ -1,0 +1,73 @@
+"""Hostile and careless callers (issue 24): one section per finding, each probing from outside.
+
+Every test here failed on the code before the fixes. Findings 2 (field visibility) and 4
+(bounded profile memory) are covered where they were fixed: ``tests/service/test_fields*.py``
+and ``tests/service/personal/``. Catalogue loading (finding 5) is probed in
+``tests/index/test_catalog_hostile.py``, the CLI side of finding 10 in
+``tests/index/test_rollback_hostile.py``, and the real server (slow bodies, the HTTP layer's
+own 400s, the start on a corrupt version) in ``tests/system/test_hostile_server.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.service.harness import make_app
+
+KEY = "hostile-key"
+GUARD = {"X-API-Key": KEY}
+
+
+def send(client: TestClient, events: list[dict], headers: dict | None = None) -> None:
+    response = client.post("/events", json={"events": events}, headers=headers or GUARD)
+    assert response.status_code == 200, response.text
+
+
+def event(number: int, item: str, user: str | None = None, session: str | None = None, kind: str = "purchase") -> dict:
+    body: dict = {"event_id": f"{user}-{session}-{number}", "item_id": item, "type": kind, "timestamp": time.time()}
+    if user is not None:
+        body["user_id"] = user
+    if session is not None:
+        body["session_id"] = session
+    return body
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(make_app(tmp_path, api_key=KEY)) as client:
+        yield client
+
+
+# 1. A shopper's history is private.
+
+
+def test_a_profile_needs_the_key(client: TestClient) -> None:
+    send(client, [event(1, "a-6", user="alice@example.com"), event(2, "a-7", session="visitor-1")])
+    for path, params in (
+        ("/users/alice@example.com/profile", {}),
+        ("/users/nobody@example.com/profile", {}),
+        ("/users/x/profile", {"session_id": "visitor-1"}),
+    ):
+        for headers in ({}, {"X-API-Key": "wrong"}):
+            response = client.get(path, params=params, headers=headers)
+            assert response.status_code == 401, (path, params, response.text)
+            assert response.json()["error"]["code"] == "unauthorized"
+            assert "known" not in response.text and "a-6" not in response.text and "a-7" not in response.text
+    # Known and unknown ids are indistinguishable without the key; the shop's backend reads both.
+    assert client.get("/users/alice@example.com/profile", headers=GUARD).json()["known"] is True
+    assert client.get("/users/nobody@example.com/profile", headers=GUARD).json()["known"] is False
+
+
+# 10. Operations.
+
+
+def test_head_health_answers_like_get(client: TestClient) -> None:
+    response = client.head("/health")
+    assert response.status_code == 200
+    assert response.content == b""
+    assert client.get("/health").status_code == 200
