@@ -10,7 +10,9 @@ from aisle.service.ranking.rules import RulesOverride
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown fields and non-finite numbers (``Infinity``, ``NaN``) are refused with a 422."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class SearchFilters(StrictModel):
