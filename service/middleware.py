@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from aisle.service.errors import error_response
 from aisle.service.logs import bind_request_id, unbind_request_id
 from aisle.service.metrics import UNMATCHED_ROUTE, ServiceMetrics
+from aisle.service.redact import loggable_path
 from aisle.service.routes import route_template
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            log.exception("unhandled error on %s %s", scope["method"], loggable_path(scope))
             if not outcome["started"]:
                 await error_response(500, "internal error; see the server log", "internal")(
                     scope, receive, send_with_id
@@ -92,14 +93,15 @@ class RequestContextMiddleware:
             # No response at all: the client went away first (nginx's 499), not a server error.
             status = int(outcome["status"] or CLIENT_CLOSED_REQUEST)
             self.metrics.observe_request(scope["method"], route, status, seconds)
+            path = loggable_path(scope)  # never a raw user id
             access_log.info(
                 "%s %s %s",
                 scope["method"],
-                scope["path"],
+                path,
                 status,
                 extra={
                     "method": scope["method"],
-                    "path": scope["path"],
+                    "path": path,
                     "route": route,
                     "status": status,
                     "duration_ms": round(seconds * 1000, 3),
@@ -203,7 +205,9 @@ class TimeBudgetMiddleware:
             await task
             return
         state["timed_out"] = True  # set before any await: the handler can no longer start a response
-        log.warning("%s %s exceeded its time budget of %.0f ms", scope["method"], scope["path"], self.budget_s * 1000)
+        log.warning(
+            "%s %s exceeded its time budget of %.0f ms", scope["method"], loggable_path(scope), self.budget_s * 1000
+        )
         await error_response(
             503,
             f"the request did not complete within its time budget of {self.budget_s * 1000:.0f} ms; retry",
@@ -213,4 +217,6 @@ class TimeBudgetMiddleware:
         task.cancel()
         await asyncio.wait({task})  # returns without raising the task's own error or cancellation
         if not task.cancelled() and task.exception() is not None:
-            log.error("%s %s failed after its time budget", scope["method"], scope["path"], exc_info=task.exception())
+            log.error(
+                "%s %s failed after its time budget", scope["method"], loggable_path(scope), exc_info=task.exception()
+            )

@@ -23,6 +23,8 @@ from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from aisle.service.events.files import ensure_private_database, ensure_private_dir
+
 log = logging.getLogger(__name__)
 
 EVENTS_FILE = "events.sqlite3"
@@ -111,8 +113,9 @@ class EventStore:
         self._conn = self._open_writer(id_check, max_bytes)
 
     def _open_writer(self, id_check: str, max_bytes: int | None) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self.path.parent)
         try:
+            ensure_private_database(self.path)
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
@@ -133,7 +136,7 @@ class EventStore:
             if max_bytes is not None:
                 page_size = conn.execute("PRAGMA page_size").fetchone()[0]
                 conn.execute(f"PRAGMA max_page_count={max(int(max_bytes // page_size), 8)}")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise EventStoreError(f"cannot open the event store {self.path}: {exc}") from None
         return conn
 

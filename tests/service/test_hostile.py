@@ -110,3 +110,45 @@ def test_ranked_bodies_are_always_strict_json(client: TestClient) -> None:
     response = client.post("/search", json={"query": "knife", "rules": {"boosts": {"brands": {"Opinel": 10}}}})
     assert response.status_code == 200
     json.loads(response.text, parse_constant=lambda name: pytest.fail(f"non-JSON constant {name}"))
+
+
+# 7. Raw user ids reach no log and no file; the data is owner-only.
+
+
+def test_user_ids_never_reach_the_log_or_the_data_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import os
+    import stat
+
+    previous = os.umask(0o022)  # the usual umask, under which files came out world-readable
+    try:
+        caplog.set_level(logging.INFO)
+        email = "jane.doe+shop@example.com"
+        with TestClient(make_app(tmp_path, api_key=KEY)) as client:
+            send(client, [event(1, "a-6", user=email, session="sess-jane")])
+            assert client.get(f"/users/{email}/recommendations").status_code == 200
+            assert client.get(f"/users/{email}/profile", headers=GUARD).status_code == 200
+            assert client.get(f"/users/{email}/nothing-here").status_code == 404
+            server_records = [record for record in caplog.records if record.name.startswith("aisle")]
+            logged = "\n".join(f"{record.getMessage()} {record.__dict__}" for record in server_records)
+            assert "/users/~" in logged  # the access log still tells requests apart
+    finally:
+        os.umask(previous)
+    assert "jane.doe" not in logged and "example.com" not in logged
+    data_dir = tmp_path / "data"
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    for path in data_dir.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert b"jane.doe" not in path.read_bytes() and b"sess-jane" not in path.read_bytes(), path
+
+
+def test_an_existing_world_readable_event_database_is_made_owner_only(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    with TestClient(make_app(tmp_path, api_key=KEY)) as client:
+        send(client, [event(1, "a-6", user="u1")])
+    database = tmp_path / "data" / "events.sqlite3"
+    os.chmod(database, 0o644)
+    with TestClient(make_app(tmp_path, publish_first=False, api_key=KEY)):
+        assert stat.S_IMODE(database.stat().st_mode) == 0o600
