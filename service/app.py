@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from aisle.embed.base import Encoder
+from aisle.index.manifest import IndexValidationError
 from aisle.service import metrics as metrics_routes
 from aisle.service.errors import install_error_handlers
 from aisle.service.holder import IndexHolder
@@ -69,9 +70,12 @@ def limit_handler_threads(threads: int) -> None:
 def create_holder(settings: ServiceSettings, encoder_factory: EncoderFactory | None = None) -> IndexHolder:
     """The index holder with the current version loaded and validated.
 
+    A corrupt current version does not stop the start while an older one is intact: that one
+    serves, with a critical log line naming both (``IndexHolder.serve_last_good``).
+
     Raises:
         VersionError: nothing is published under ``settings.index_dir``.
-        IndexValidationError: the current version is invalid (the message says why).
+        IndexValidationError: the current version and every older one are invalid.
     """
     limit_blas_threads(settings.threads)
     holder = IndexHolder(
@@ -82,8 +86,41 @@ def create_holder(settings: ServiceSettings, encoder_factory: EncoderFactory | N
         ef_search=settings.ef_search,
         nprobe=settings.nprobe,
     )
-    holder.reload()
+    try:
+        holder.reload()
+    except IndexValidationError:
+        holder.serve_last_good()
     return holder
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def warn_without_api_key(settings: ServiceSettings) -> None:
+    """Warns at every start without an API key; loudly when other machines can connect."""
+    if settings.api_key is not None:
+        return
+    if is_loopback(settings.host):
+        log.warning(
+            "no API key is set (AISLE_API_KEY): events, admin routes, erasure and shoppers' profiles "
+            "need no key; only this machine can connect to %s",
+            settings.host,
+        )
+        return
+    log.critical(
+        "NO API KEY IS SET (AISLE_API_KEY) and the server listens on %s: anyone who can reach it can "
+        "send events, read every shopper's profile, erase users and reload the index",
+        settings.host,
+    )
 
 
 def _watch_metrics(holder: IndexHolder, metrics: ServiceMetrics) -> None:
@@ -116,6 +153,7 @@ def create_app(
         async with AsyncExitStack() as resources:
             app.state.resources = resources
             limit_handler_threads(settings.handler_threads)
+            warn_without_api_key(settings)
             serving = holder or create_holder(settings, encoder_factory)
             _watch_metrics(serving, app.state.metrics)
             app.state.holder = serving

@@ -152,3 +152,65 @@ def test_an_existing_world_readable_event_database_is_made_owner_only(tmp_path: 
     os.chmod(database, 0o644)
     with TestClient(make_app(tmp_path, publish_first=False, api_key=KEY)):
         assert stat.S_IMODE(database.stat().st_mode) == 0o600
+
+
+def corrupt_one_file(version: Path) -> None:
+    target = version / "items.parquet"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, a flipped byte: only the checksum sees it
+    target.write_bytes(bytes(data))
+
+
+def test_a_start_on_a_corrupt_current_version_serves_the_last_good_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from tests.fakes import HashingEncoder
+    from tests.service.harness import publish
+
+    encoder = HashingEncoder()
+    good = publish(tmp_path / "index", encoder, "a")
+    bad = publish(tmp_path / "index", encoder, "b")
+    corrupt_one_file(bad.path)
+    caplog.set_level(logging.WARNING)
+    with TestClient(make_app(tmp_path, encoder=encoder, publish_first=False, api_key=KEY)) as client:
+        health = client.get("/health").json()
+        assert health["index_version"] == good.version and health["refused_version"] == bad.version
+        assert client.get("/search", params={"q": "knife"}).json()["results"][0]["id"].startswith("a-")
+    loud = [r for r in caplog.records if r.levelno == logging.CRITICAL and bad.version in r.getMessage()]
+    assert loud and good.version in loud[0].getMessage()
+
+
+def test_rollback_refuses_a_corrupt_version_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from aisle.cli import main as aisle_main
+    from aisle.index.versions import VersionStore
+    from tests.fakes import HashingEncoder
+    from tests.service.harness import publish
+
+    encoder = HashingEncoder()
+    old = publish(tmp_path / "index", encoder, "a")
+    new = publish(tmp_path / "index", encoder, "b")
+    corrupt_one_file(old.path)
+    for args in (["rollback"], ["rollback", old.version]):
+        assert aisle_main([*args, "--index", str(tmp_path / "index")]) == 2
+        err = capsys.readouterr().err
+        assert "sha256" in err and "Traceback" not in err
+        assert VersionStore(tmp_path / "index").current_name() == new.version
+
+
+@pytest.mark.parametrize(("host", "level"), [("0.0.0.0", "CRITICAL"), ("127.0.0.1", "WARNING")])
+def test_a_start_without_an_api_key_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, host: str, level: str
+) -> None:
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    with TestClient(make_app(tmp_path, host=host)):
+        pass
+    warnings = [r for r in caplog.records if "API key" in r.getMessage() or "API KEY" in r.getMessage()]
+    assert [r.levelname for r in warnings] == [level]
+    caplog.clear()
+    with TestClient(make_app(tmp_path / "keyed", api_key=KEY)):
+        pass
+    assert not [r for r in caplog.records if "API KEY" in r.getMessage().upper()]
