@@ -49,6 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from aisle.cli import load_settings, log_level_from_env
     from aisle.service.app import create_app
+    from aisle.service.http import protocol_class
     from aisle.service.logs import configure_json_logging
     from aisle.service.settings import ServiceSettings
 
@@ -73,6 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
         create_app(settings, holder=holder),
         host=settings.host,
         port=settings.port,
+        http=protocol_class(settings.read_timeout_s),
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,

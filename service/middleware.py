@@ -111,15 +111,18 @@ class RequestContextMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuses bodies over ``max_bytes`` with 413, by ``Content-Length`` or while streaming.
+    """Refuses bodies over ``max_bytes`` with 413, and bodies not in within ``read_timeout_s`` with 408.
 
     The body is read here, up to the cap, and replayed to the app: a chunked upload (no
     ``Content-Length``) is cut off as soon as it passes the cap, not after it is all in memory.
+    A client that stalls mid-body (or trickles it) gets a 408 and its connection is closed when
+    the deadline passes, instead of holding the connection and a request slot forever.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout_s: float = 10.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -135,8 +138,13 @@ class BodyLimitMiddleware:
                 return
         chunks: list[bytes] = []
         size = 0
+        deadline = asyncio.get_running_loop().time() + self.read_timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+            except TimeoutError:
+                await self._too_slow(scope, receive, send)
+                return
             if message["type"] != "http.request":  # the client went away before finishing its body
                 return
             chunk = message.get("body", b"")
@@ -148,6 +156,16 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
         await self.app(scope, _replay(b"".join(chunks), receive), send)
+
+    async def _too_slow(self, scope: Scope, receive: Receive, send: Send) -> None:
+        log.warning(
+            "%s %s: body not received within %.0f s; closing",
+            scope["method"],
+            loggable_path(scope),
+            self.read_timeout_s,
+        )
+        message = f"the request body did not arrive within {self.read_timeout_s:g} s"
+        await error_response(408, message, headers={"Connection": "close"})(scope, receive, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"request body over the limit of {self.max_bytes} bytes"

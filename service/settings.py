@@ -74,6 +74,12 @@ class ServiceSettings(AisleSettings):
     max_k: int = Field(100, ge=1)
     max_events_per_batch: int = Field(1000, ge=1)
     request_timeout_ms: float = Field(2000, gt=0, description="Per-request time budget.")
+    read_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a client has to send a request's head, and then its whole body; a stalled one is cut off.",
+    )
     handler_threads: int = Field(
         4,
         ge=1,

@@ -214,3 +214,17 @@ def test_a_start_without_an_api_key_warns(
     with TestClient(make_app(tmp_path / "keyed", api_key=KEY)):
         pass
     assert not [r for r in caplog.records if "API KEY" in r.getMessage().upper()]
+
+
+# 9. Metric labels come from bounded sets.
+
+
+def test_made_up_methods_and_paths_collapse_into_one_metric_label(client: TestClient) -> None:
+    for number in range(200):
+        client.request(f"M{number}X", f"/made/up/{number}")
+        client.request(f"Q{number}", "/search")
+    exposition = client.get("/metrics").text
+    assert "M7X" not in exposition and "/made/up/7" not in exposition
+    assert 'method="OTHER"' in exposition
+    series = [line for line in exposition.splitlines() if line.startswith("aisle_requests_total{")]
+    assert len(series) <= 5, series
