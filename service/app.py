@@ -189,7 +189,12 @@ def create_app(
     app.add_middleware(
         TimeBudgetMiddleware, budget_s=settings.request_timeout_ms / 1000, exempt_prefixes=BUDGET_EXEMPT_PREFIXES
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, read_timeout_s=settings.read_timeout_s)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        read_timeout_s=settings.read_timeout_s,
+        max_json_values=settings.max_json_values,
+    )
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
 
     for module in (health, search, items, admin, metrics_routes, events, users):

@@ -111,7 +111,7 @@ class RequestContextMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuses bodies over ``max_bytes`` with 413, and bodies not in within ``read_timeout_s`` with 408.
+    """Refuses bodies over ``max_bytes`` or ``max_json_values`` with 413, and slow ones with 408.
 
     The body is read here, up to the cap, and replayed to the app: a chunked upload (no
     ``Content-Length``) is cut off as soon as it passes the cap, not after it is all in memory.
@@ -119,10 +119,13 @@ class BodyLimitMiddleware:
     the deadline passes, instead of holding the connection and a request slot forever.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, read_timeout_s: float = 10.0, max_json_values: int | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.read_timeout_s = read_timeout_s
+        self.max_json_values = max_json_values
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -155,7 +158,15 @@ class BodyLimitMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        await self.app(scope, _replay(b"".join(chunks), receive), send)
+        body = b"".join(chunks)
+        if self.max_json_values is not None and json_values_bound(body) > self.max_json_values:
+            message = (
+                f"the request body holds more than {self.max_json_values} JSON values; "
+                "no request needs that many (split event batches)"
+            )
+            await error_response(413, message, "too_many_values")(scope, receive, send)
+            return
+        await self.app(scope, _replay(body, receive), send)
 
     async def _too_slow(self, scope: Scope, receive: Receive, send: Send) -> None:
         log.warning(
@@ -170,6 +181,17 @@ class BodyLimitMiddleware:
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"request body over the limit of {self.max_bytes} bytes"
         await error_response(413, message, headers={"Connection": "close"})(scope, receive, send)
+
+
+def json_values_bound(body: bytes) -> int:
+    """An upper bound of the values and keys a JSON body holds, read without parsing it.
+
+    Parsing and validating run on the event loop and hold the GIL (``json.loads`` is one C
+    call), so their cost must be bounded before they start: every value after the first follows
+    a ``,`` or ``:`` or opens with ``[`` or ``{``. Separators inside strings count too, which
+    only errs towards refusing. The counts scan the bytes in C, far faster than any parse.
+    """
+    return body.count(b",") + body.count(b":") + body.count(b"[") + body.count(b"{") + 1
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

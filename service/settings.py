@@ -70,6 +70,11 @@ class ServiceSettings(AisleSettings):
     watch_interval_s: float = Field(2.0, ge=0, description="How often to check the current pointer; 0 disables.")
     # Request limits.
     max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_json_values: int = Field(
+        30_000,
+        ge=1000,
+        description="Most JSON values and keys in one request body, counted before parsing (1,000 full events take about 15,000).",
+    )
     max_query_chars: int = Field(512, ge=1)
     max_k: int = Field(100, ge=1)
     max_events_per_batch: int = Field(1000, ge=1)

@@ -228,3 +228,36 @@ def test_made_up_methods_and_paths_collapse_into_one_metric_label(client: TestCl
     assert 'method="OTHER"' in exposition
     series = [line for line in exposition.splitlines() if line.startswith("aisle_requests_total{")]
     assert len(series) <= 5, series
+
+
+# 3. No request is expensive to refuse (the event loop parses and validates bodies).
+
+
+def test_a_huge_brand_list_is_refused_before_it_is_parsed(client: TestClient) -> None:
+    body = '{"query": "knife", "filters": {"brand": [' + ",".join(["1"] * 300_000) + "]}}"
+    assert len(body) < 1_000_000
+    response = client.post("/search", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and response.json()["error"]["code"] == "too_many_values"
+
+
+def test_a_long_brand_list_within_the_value_bound_is_refused_by_its_cap(client: TestClient) -> None:
+    response = client.post("/search", json={"query": "knife", "filters": {"brand": [str(n) for n in range(5000)]}})
+    assert response.status_code == 422 and "filters.brand" in response.json()["error"]["message"]
+    response = client.post("/search", json={"query": "knife", "filters": {"brand": list(range(5000))}})
+    assert response.status_code == 422
+
+
+def test_an_oversized_batch_is_refused_before_its_events_are_validated(client: TestClient, monkeypatch) -> None:
+    from aisle.service.events import schemas
+
+    body = '{"events": [' + ",".join(["{}"] * 200_000) + "]}"
+    response = client.post("/events", content=body, headers={**GUARD, "Content-Type": "application/json"})
+    assert response.status_code == 413
+    # Within the value bound, the batch cap answers before any event is validated.
+    validated = []
+    original = schemas.parse_timestamp
+    monkeypatch.setattr(schemas, "parse_timestamp", lambda value: validated.append(value) or original(value))
+    events = [{"event_id": str(n), "item_id": "a-1", "type": "view", "timestamp": 1} for n in range(1001)]
+    response = client.post("/events", json={"events": events}, headers=GUARD)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "batch_too_large"
+    assert validated == []
