@@ -12,6 +12,7 @@ from aisle.embed.base import Encoder
 from aisle.index.manifest import IndexValidationError
 from aisle.service import metrics as metrics_routes
 from aisle.service.errors import install_error_handlers
+from aisle.service.events.erasure import ErasureWatcher
 from aisle.service.holder import IndexHolder
 from aisle.service.metrics import ServiceMetrics
 from aisle.service.middleware import BodyLimitMiddleware, RequestContextMiddleware, TimeBudgetMiddleware
@@ -26,8 +27,12 @@ log = logging.getLogger(__name__)
 
 EncoderFactory = Callable[[ServiceSettings], Encoder]
 
+#: JSON values and keys one event may take (every field set, attribution included, takes 19).
+EVENT_JSON_VALUES = 24
 #: Cheap routes that must answer even when the service is saturated, and reloads that may be slow.
 BUDGET_EXEMPT_PREFIXES = ("/admin/", "/health", "/metrics")
+#: (method, path prefix): an erasure rebuilds the worker's profiles before it answers.
+BUDGET_EXEMPT_ROUTES = (("DELETE", "/users/"),)
 
 
 def default_encoder(settings: ServiceSettings) -> Encoder:
@@ -165,6 +170,14 @@ def create_app(
             # run after the last request.
             app.state.personal = Personalization.open(settings, serving)
             resources.callback(app.state.personal.close)
+            app.state.erasures = ErasureWatcher(
+                app.state.personal.store,
+                lambda: app.state.personal.profiles.attach(app.state.holder.engine),
+                interval_s=settings.profile_refresh_s or 1.0,
+                retention_days=settings.events_retention_days,
+            )
+            app.state.erasures.start()
+            resources.callback(app.state.erasures.stop)
             log.info("ready: serving index version %s", serving.engine.version)
             yield
             log.info("shutting down: in-flight requests drained, closing the stores")
@@ -187,13 +200,19 @@ def create_app(
     install_error_handlers(app)
     # add_middleware wraps: the last added runs first.
     app.add_middleware(
-        TimeBudgetMiddleware, budget_s=settings.request_timeout_ms / 1000, exempt_prefixes=BUDGET_EXEMPT_PREFIXES
+        TimeBudgetMiddleware,
+        budget_s=settings.request_timeout_ms / 1000,
+        exempt_prefixes=BUDGET_EXEMPT_PREFIXES,
+        exempt_routes=BUDGET_EXEMPT_ROUTES,
     )
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
         read_timeout_s=settings.read_timeout_s,
         max_json_values=settings.max_json_values,
+        json_values_by_path={
+            "/events": max(settings.max_json_values, EVENT_JSON_VALUES * settings.max_events_per_batch)
+        },
     )
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
 

@@ -120,12 +120,18 @@ class BodyLimitMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, max_bytes: int, read_timeout_s: float = 10.0, max_json_values: int | None = None
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        read_timeout_s: float = 10.0,
+        max_json_values: int | None = None,
+        json_values_by_path: dict[str, int] | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.read_timeout_s = read_timeout_s
         self.max_json_values = max_json_values
+        self.json_values_by_path = json_values_by_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -159,11 +165,9 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if self.max_json_values is not None and json_values_bound(body) > self.max_json_values:
-            message = (
-                f"the request body holds more than {self.max_json_values} JSON values; "
-                "no request needs that many (split event batches)"
-            )
+        most = self.json_values_by_path.get(scope["path"], self.max_json_values)
+        if most is not None and json_values_bound(body) > most:
+            message = f"the request body holds more than {most} JSON values; no request needs that many"
             await error_response(413, message, "too_many_values")(scope, receive, send)
             return
         await self.app(scope, _replay(body, receive), send)
@@ -214,16 +218,30 @@ class TimeBudgetMiddleware:
     The handler keeps running to its end (a worker thread cannot be interrupted), but its late
     response is dropped; the client has its answer on time and may retry after ``Retry-After``.
     A response already started is never cut. Paths under ``exempt_prefixes`` (index reloads,
-    which may legitimately take long) have no budget.
+    which may legitimately take long), and ``(method, prefix)`` pairs of ``exempt_routes``
+    (erasures, which rebuild the profiles), have no budget.
     """
 
-    def __init__(self, app: ASGIApp, budget_s: float, exempt_prefixes: Iterable[str] = ("/admin/",)) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        budget_s: float,
+        exempt_prefixes: Iterable[str] = ("/admin/",),
+        exempt_routes: Iterable[tuple[str, str]] = (),
+    ) -> None:
         self.app = app
         self.budget_s = budget_s
         self.exempt_prefixes = tuple(exempt_prefixes)
+        self.exempt_routes = tuple(exempt_routes)
+
+    def _exempt(self, scope: Scope) -> bool:
+        path = scope["path"]
+        if path.startswith(self.exempt_prefixes):
+            return True
+        return any(scope["method"] == method and path.startswith(prefix) for method, prefix in self.exempt_routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.exempt_prefixes):
+        if scope["type"] != "http" or self._exempt(scope):
             await self.app(scope, receive, send)
             return
         state: dict[str, Any] = {"started": False, "timed_out": False}

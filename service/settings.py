@@ -58,6 +58,12 @@ class ServiceSettings(AisleSettings):
     purchase_exclusion_days: float = Field(
         30, ge=0, description="How long a purchase keeps the item out of recommendations."
     )
+    events_retention_days: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Events older than this many days are deleted (checked hourly), and so leave every profile; None keeps them.",
+    )
     events_max_db_mb: float | None = Field(
         None, gt=0, description="Size quota of the event database; beyond it writes answer 503."
     )
@@ -71,9 +77,10 @@ class ServiceSettings(AisleSettings):
     # Request limits.
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_json_values: int = Field(
-        30_000,
+        10_000,
         ge=1000,
-        description="Most JSON values and keys in one request body, counted before parsing (1,000 full events take about 15,000).",
+        description="Most JSON values and keys in one request body, counted before parsing; POST /events "
+        "allows max_events_per_batch × 24 (an event with every field takes about 19).",
     )
     max_query_chars: int = Field(512, ge=1)
     max_k: int = Field(100, ge=1)

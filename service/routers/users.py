@@ -6,9 +6,12 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel, Field
 
 from aisle.service.deps import WRITE_GUARD, EngineDep, SettingsDep, check_k
 from aisle.service.engine import Engine
+from aisle.service.errors import ApiError, ErrorResponse
+from aisle.service.events.store import EventStoreUnavailable
 from aisle.service.personal.context import describe_profile, user_context
 from aisle.service.personal.deps import PersonalizationDep
 from aisle.service.personal.profiles import ProfileView
@@ -84,6 +87,43 @@ def recommendations(
     sources = candidates.sources if candidates.sources is not None else []
     source_of = dict(zip(candidates.rows.tolist(), (str(source) for source in sources)))
     return ranked_response(request, engine, hits, started, [source_of.get(hit.row, "profile") for hit in hits])
+
+
+class ErasureResponse(BaseModel):
+    """The outcome of ``DELETE /users/{user_id}``."""
+
+    erased_events: int = Field(
+        ..., description="Events deleted: the user's own and their linked sessions' anonymous ones."
+    )
+    linked_sessions: int = Field(..., description="Sessions linked to the user whose anonymous events were deleted.")
+    request_id: str | None = None
+
+
+@router.delete(
+    "/users/{user_id}",
+    response_model=ErasureResponse,
+    dependencies=WRITE_GUARD,
+    responses={503: {"model": ErrorResponse, "description": "Storage busy or full: nothing was erased, retry."}},
+)
+def forget_user(request: Request, personal: PersonalizationDep, user_id: UserId) -> ErasureResponse:
+    """Erases a user: their events, their linked sessions' anonymous events, their profile, and
+    what those events added to popularity and "bought together" counts.
+
+    The deletion is durable before the answer, and this worker's profiles are rebuilt without
+    the user before it too; every other worker on the same data rebuilds within a second. A
+    restart or a new index version replays the log, which no longer holds the events. Erasing
+    an unknown or already erased user answers the same way with zero counts.
+    """
+    try:
+        erasure = personal.store.erase_user(personal.hasher.user(user_id))
+    except EventStoreUnavailable as exc:
+        raise ApiError(
+            503, f"{exc}; nothing was erased, retry", "storage_unavailable", headers={"Retry-After": "5"}
+        ) from None
+    request.app.state.erasures.catch_up()
+    return ErasureResponse(
+        erased_events=erasure.events, linked_sessions=erasure.sessions, request_id=request.state.request_id
+    )
 
 
 @router.get("/users/{user_id}/profile", dependencies=WRITE_GUARD)

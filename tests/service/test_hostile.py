@@ -261,3 +261,131 @@ def test_an_oversized_batch_is_refused_before_its_events_are_validated(client: T
     response = client.post("/events", json={"events": events}, headers=GUARD)
     assert response.status_code == 413 and response.json()["error"]["code"] == "batch_too_large"
     assert validated == []
+
+
+# 6. Erasure and retention.
+
+ERASED = "erase.me@example.com"
+
+
+def recommended(client: TestClient, user: str) -> list[dict]:
+    response = client.get(f"/users/{user}/recommendations", params={"k": 10})
+    assert response.status_code == 200, response.text
+    return response.json()["results"]
+
+
+def sources(client: TestClient, user: str, source: str) -> set[str]:
+    return {r["id"] for r in recommended(client, user) if r["source"] == source}
+
+
+def erased_user_history(client: TestClient) -> None:
+    """ERASED bought a-13 and a-15 together and browsed a-20 anonymously in a session later
+    linked to them; "keeper" bought a-6; "probe" bought a-13 (so a-15 is bought together)."""
+    send(
+        client,
+        [
+            event(1, "a-13", user=ERASED, session="s-erase"),
+            event(2, "a-15", user=ERASED),
+            {**event(3, "a-20", session="s-erase"), "type": "view"},
+            event(4, "a-6", user="keeper"),
+            event(5, "a-13", user="probe"),
+        ],
+    )
+
+
+def assert_erased(client: TestClient) -> None:
+    profile = client.get(f"/users/{ERASED}/profile", headers=GUARD).json()
+    assert profile["known"] is False and profile["events"]["total"] == 0
+    session = client.get("/users/anyone/profile", params={"session_id": "s-erase"}, headers=GUARD).json()
+    assert session["known"] is False
+    assert sources(client, "cold-visitor", "popular") == {"a-6", "a-13"}  # a-13 through "probe"; a-15, a-20 gone
+    assert "a-15" not in sources(client, "probe", "bought_together")
+    assert client.get("/users/keeper/profile", headers=GUARD).json()["events"]["total"] == 1
+
+
+def stored_rows(data_dir: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "events.sqlite3") as conn:
+        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+
+def test_delete_user_erases_events_sessions_profile_and_derived_statistics(tmp_path: Path) -> None:
+    with TestClient(make_app(tmp_path, api_key=KEY)) as client:
+        erased_user_history(client)
+        assert client.get(f"/users/{ERASED}/profile", headers=GUARD).json()["events"]["total"] == 3
+        assert "a-15" in sources(client, "probe", "bought_together")
+        assert sources(client, "cold-visitor", "popular") == {"a-6", "a-13", "a-15", "a-20"}
+        assert client.delete(f"/users/{ERASED}").status_code == 401
+        response = client.delete(f"/users/{ERASED}", headers=GUARD)
+        assert response.status_code == 200, response.text
+        assert response.json()["erased_events"] == 3 and response.json()["linked_sessions"] == 1
+        assert stored_rows(tmp_path / "data") == 2
+        assert_erased(client)
+        again = client.delete(f"/users/{ERASED}", headers=GUARD).json()
+        assert again["erased_events"] == 0
+    # Still gone after a restart, and after a new index version is built and swapped in.
+    from tests.fakes import HashingEncoder
+    from tests.service.harness import publish
+
+    with TestClient(make_app(tmp_path, publish_first=False, api_key=KEY)) as client:
+        assert_erased(client)
+        publish(tmp_path / "index", HashingEncoder(), "a")
+        assert client.post("/admin/reload", headers=GUARD).json()["swapped"] is True
+        assert_erased(client)
+
+
+def wait_until(check, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            check()
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_an_erasure_reaches_every_worker_on_the_same_data(tmp_path: Path) -> None:
+    """Two apps over one data directory stand for two worker processes."""
+    first = make_app(tmp_path, api_key=KEY)
+    with TestClient(first) as one:
+        with TestClient(make_app(tmp_path, publish_first=False, api_key=KEY)) as other:
+            erased_user_history(one)
+
+            def other_knows_the_user() -> None:
+                assert other.get(f"/users/{ERASED}/profile", headers=GUARD).json()["known"] is True
+
+            wait_until(other_knows_the_user)
+            assert one.delete(f"/users/{ERASED}", headers=GUARD).status_code == 200
+            wait_until(lambda: assert_erased(other))
+
+
+def test_aisle_forget_erases_a_user_under_a_running_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from aisle.cli import main as aisle_main
+
+    with TestClient(make_app(tmp_path, api_key=KEY)) as client:
+        erased_user_history(client)
+        status = aisle_main(["forget", ERASED, "nobody@example.com", "--data-dir", str(tmp_path / "data")])
+        assert status == 0
+        out = capsys.readouterr().out
+        assert "user 1: erased 3 events and 1 linked sessions" in out and "user 2: erased 0 events" in out
+        assert ERASED not in out
+        wait_until(lambda: assert_erased(client))
+    assert aisle_main(["forget", ERASED, "--data-dir", str(tmp_path / "nowhere")]) == 2
+
+
+def test_events_older_than_the_retention_period_are_dropped(tmp_path: Path) -> None:
+    with TestClient(make_app(tmp_path, api_key=KEY, events_retention_days=30)) as client:
+        old = {**event(1, "a-13", user="returning"), "timestamp": time.time() - 40 * 86400}
+        send(client, [old, event(2, "a-6", user="returning")])
+
+        def only_the_recent_event_counts() -> None:
+            profile = client.get("/users/returning/profile", headers=GUARD).json()
+            assert profile["events"]["total"] == 1 and [item["id"] for item in profile["top_items"]] == ["a-6"]
+
+        wait_until(only_the_recent_event_counts)
+        assert stored_rows(tmp_path / "data") == 1
+    with TestClient(make_app(tmp_path, publish_first=False, api_key=KEY)) as client:
+        assert client.get("/users/returning/profile", headers=GUARD).json()["events"]["total"] == 1
