@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from aisle.cli import add_common_options
 
-def register(commands: argparse._SubParsersAction) -> None:
-    from aisle.cli import add_common_options
+
+def register_forget(commands: argparse._SubParsersAction) -> None:
+    """Adds ``aisle forget`` (registered by ``aisle.service.cli.register``, the service's entry point)."""
 
     forget = commands.add_parser(
         "forget",
