@@ -1,11 +1,12 @@
 """Hostile and careless callers (issue 24): one section per finding, each probing from outside.
 
-Every test here failed on the code before the fixes. Findings 2 (field visibility) and 4
-(bounded profile memory) are covered where they were fixed: ``tests/service/test_fields*.py``
-and ``tests/service/personal/``. Catalogue loading (finding 5) is probed in
-``tests/index/test_catalog_hostile.py``, the CLI side of finding 10 in
-``tests/index/test_rollback_hostile.py``, and the real server (slow bodies, the HTTP layer's
-own 400s, the start on a corrupt version) in ``tests/system/test_hostile_server.py``.
+Every test here failed on the code before the fixes. Elsewhere: the HTTP level (finding 3's
+event-loop stalls on a real server, finding 9's slow heads and bodies and the HTTP layer's own
+400s) in ``tests/service/test_hostile_http.py``; catalogue loading (finding 5) in
+``tests/index/test_catalog_hostile.py``; every route fuzzed in ``test_openapi_fuzz.py``.
+Findings 2 (field visibility) and 4 (bounded profile memory) were fixed by other changes, with
+their own tests: the catalogue-fields tests under ``tests/index`` and ``tests/service``, and the
+profile-memory tests under ``tests/service/personal``.
 """
 
 from __future__ import annotations
