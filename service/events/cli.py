@@ -24,21 +24,24 @@ def register_forget(commands: argparse._SubParsersAction) -> None:
 def _forget(args: argparse.Namespace) -> int:
     """Deletes each user's events (the same erasure as ``DELETE /users/{id}``) and reports counts.
 
-    Servers on the same data directory see the erasure counter move and rebuild their profiles;
-    a server started later replays a log without the events.
+    Works on the configured store (SQLite in the data directory, or ``AISLE_DATABASE_URL``).
+    Servers on the same store see the erasure counter move and rebuild their profiles; a server
+    started later replays a log without the events.
     """
     from aisle.cli import CommandError, load_settings
     from aisle.service.events.identity import SECRET_FILE, IdHasher, load_or_create_secret
-    from aisle.service.events.store import EVENTS_FILE, EventStore, EventStoreError
+    from aisle.service.events.store import EVENTS_FILE, EventStoreError
+    from aisle.service.personal.runtime import open_event_store
     from aisle.service.settings import ServiceSettings
 
     settings = load_settings(ServiceSettings, data_dir=args.data_dir)
-    database = settings.data_dir / EVENTS_FILE
-    if not database.is_file() or not (settings.data_dir / SECRET_FILE).is_file():
+    if not (settings.data_dir / SECRET_FILE).is_file() or (
+        not settings.database_url and not (settings.data_dir / EVENTS_FILE).is_file()
+    ):
         raise CommandError(f"no event store in {settings.data_dir} (nothing to erase); pass --data-dir")
     try:
         hasher = IdHasher(load_or_create_secret(settings.data_dir))
-        store = EventStore(database, id_check=hasher.check_value())
+        store = open_event_store(settings, hasher.check_value())
     except (ValueError, OSError, EventStoreError) as exc:
         raise CommandError(str(exc)) from None
     try:

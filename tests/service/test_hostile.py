@@ -348,11 +348,14 @@ def wait_until(check, timeout_s: float = 10.0) -> None:
             time.sleep(0.1)
 
 
-def test_an_erasure_reaches_every_worker_on_the_same_data(tmp_path: Path) -> None:
-    """Two apps over one data directory stand for two worker processes."""
-    first = make_app(tmp_path, api_key=KEY)
-    with TestClient(first) as one:
-        with TestClient(make_app(tmp_path, publish_first=False, api_key=KEY)) as other:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_an_erasure_reaches_every_worker_on_the_same_data(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Two apps over one store stand for two worker processes (or two replicas on PostgreSQL)."""
+    shared = {"database_url": request.getfixturevalue("postgres_url")} if backend == "postgres" else {}
+    with TestClient(make_app(tmp_path, api_key=KEY, **shared)) as one:
+        with TestClient(make_app(tmp_path, publish_first=False, api_key=KEY, **shared)) as other:
             erased_user_history(one)
 
             def other_knows_the_user() -> None:
