@@ -39,6 +39,7 @@ def test_an_unbalanced_quote_fails_naming_the_row_and_the_field(tmp_path: Path, 
 
 
 def test_quoted_values_with_commas_newlines_and_doubled_quotes_still_load(tmp_path: Path) -> None:
+    """A guard, not a finding: the strict reader still reads every legitimate quoting."""
     text = HEADER + 'p1,"Knife, 8"" chef",Acme,10\np2,"Two\nlines",Acme,20\np3,Pl"ain,Acme,30\n'
     catalog = load_catalog(write(tmp_path, text))
     assert [p.title for p in catalog.products] == ['Knife, 8" chef', "Two\nlines", 'Pl"ain']
