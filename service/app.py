@@ -15,6 +15,7 @@ from aisle.service import metrics as metrics_routes
 from aisle.service.errors import install_error_handlers
 from aisle.service.events.erasure import ErasureWatcher
 from aisle.service.holder import IndexHolder
+from aisle.service.keygate import EarlyKeyMiddleware
 from aisle.service.metrics import ServiceMetrics
 from aisle.service.middleware import BodyLimitMiddleware, RequestContextMiddleware, TimeBudgetMiddleware
 from aisle.service.openapi import install_openapi
@@ -213,6 +214,7 @@ def create_app(
             "/events": max(settings.max_json_values, EVENT_JSON_VALUES * settings.max_events_per_batch)
         },
     )
+    app.add_middleware(EarlyKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
 
     for module in (health, search, items, admin, metrics_routes, events, users):

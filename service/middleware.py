@@ -4,9 +4,10 @@ Plain ASGI classes rather than ``BaseHTTPMiddleware``: they add no task or memor
 request, see the raw body stream (so a chunked upload without ``Content-Length`` is capped
 too), and can answer before the app has produced anything.
 
-Order, outermost first: ``RequestContextMiddleware`` → ``BodyLimitMiddleware`` →
-``TimeBudgetMiddleware`` → the routes. Every response, errors from the inner two included,
-therefore carries ``X-Request-ID`` and is counted and logged once.
+Order, outermost first: ``RequestContextMiddleware`` → ``EarlyKeyMiddleware``
+(``aisle.service.keygate``) → ``BodyLimitMiddleware`` → ``TimeBudgetMiddleware`` → the routes.
+Every response, errors from the inner ones included, therefore carries ``X-Request-ID`` and is
+counted and logged once.
 """
 
 from __future__ import annotations

@@ -85,3 +85,22 @@ def test_a_request_head_that_stalls_is_closed(tmp_path: Path) -> None:
                 sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
                 assert read_one_response(sock)[0] == 200
                 time.sleep(0.6)  # idle between requests, under the keep-alive timeout
+
+
+def test_a_guarded_route_refuses_a_missing_key_before_reading_the_body(tmp_path: Path) -> None:
+    """The body never arrives: the 401 comes anyway, instead of waiting to parse it first."""
+    with live_server(make_app(tmp_path, api_key=KEY)) as address:
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(
+                b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 900000\r\n\r\n"
+            )
+            status, headers, body = read_one_response(sock)
+        assert status == 401 and json.loads(body)["error"]["code"] == "unauthorized"
+        assert headers["connection"] == "close"
+        with socket.create_connection(address, timeout=10) as sock:  # the right key waits for the body
+            sock.sendall(
+                b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"X-API-Key: " + KEY.encode() + b"\r\nContent-Length: 13\r\n\r\n"
+            )
+            sock.sendall(b'{"events":[]}')
+            assert read_one_response(sock)[0] == 200
