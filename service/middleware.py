@@ -168,8 +168,8 @@ class BodyLimitMiddleware:
         body = b"".join(chunks)
         most = self.json_values_by_path.get(scope["path"], self.max_json_values)
         if most is not None and json_values_bound(body) > most:
-            message = f"the request body holds more than {most} JSON values; no request needs that many"
-            await error_response(413, message, "too_many_values")(scope, receive, send)
+            reason = f"the request body holds more than {most} JSON values; no request needs that many"
+            await error_response(413, reason, "too_many_values")(scope, receive, send)
             return
         await self.app(scope, _replay(body, receive), send)
 
