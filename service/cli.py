@@ -1,4 +1,4 @@
-"""``aisle serve`` and ``aisle recommend``: registered into the ``aisle`` command through an entry point."""
+"""``aisle serve``, ``aisle forget`` and ``aisle recommend``: registered into the ``aisle`` command through an entry point."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aisle.cli import add_common_options
+from aisle.service.events.cli import register_forget
 
 if TYPE_CHECKING:
     from aisle.service.holder import IndexHolder
@@ -31,6 +32,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--workers", type=int, help="worker processes, each pinned to its own core when there are enough (default 1)"
     )
     serve.set_defaults(handler=_serve)
+    register_forget(commands)
 
     recommend = commands.add_parser(
         "recommend",
@@ -84,6 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from aisle.cli import load_settings, log_level_from_env
     from aisle.service.app import create_app
+    from aisle.service.http import protocol_class
     from aisle.service.logs import configure_json_logging
     from aisle.service.settings import ServiceSettings
 
@@ -109,6 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
         create_app(settings, holder=holder),
         host=settings.host,
         port=settings.port,
+        http=protocol_class(settings.read_timeout_s),
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,

@@ -133,6 +133,12 @@ class ServiceSettings(AisleSettings):
         ge=1,
         description="Sessions kept in memory per worker; beyond it the longest idle are forgotten first.",
     )
+    events_retention_days: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Events older than this many days are deleted (checked hourly), and so leave every profile; None keeps them.",
+    )
     events_max_db_mb: float | None = Field(
         None, gt=0, description="Size quota of the event database; beyond it writes answer 503."
     )
@@ -145,10 +151,22 @@ class ServiceSettings(AisleSettings):
     watch_interval_s: float = Field(2.0, ge=0, description="How often to check the current pointer; 0 disables.")
     # Request limits.
     max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_json_values: int = Field(
+        10_000,
+        ge=1000,
+        description="Most JSON values and keys in one request body, counted before parsing; POST /events "
+        "allows max_events_per_batch × 24 (an event with every field takes about 19).",
+    )
     max_query_chars: int = Field(512, ge=1)
     max_k: int = Field(100, ge=1)
     max_events_per_batch: int = Field(1000, ge=1)
     request_timeout_ms: float = Field(2000, gt=0, description="Per-request time budget.")
+    read_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a client has to send a request's head, and then its whole body; a stalled one is cut off.",
+    )
     handler_threads: int = Field(
         4,
         ge=1,

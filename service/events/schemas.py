@@ -45,7 +45,10 @@ def parse_timestamp(value: Any, now: float | None = None) -> float:
                 parsed = parsed.replace(tzinfo=timezone.utc)
             seconds = parsed.timestamp()
     elif isinstance(value, (int, float)):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer beyond any float
+            raise ValueError("is not a plausible Unix time (far beyond any date)") from None
     else:
         raise ValueError("must be an ISO-8601 string or Unix seconds")
     if not math.isfinite(seconds):
@@ -60,7 +63,7 @@ def parse_timestamp(value: Any, now: float | None = None) -> float:
 
 
 class EventIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     event_id: str = Field(..., min_length=1, max_length=256, description="Unique per event; re-sending it is harmless.")
     user_id: str | None = Field(None, min_length=1, max_length=256)

@@ -44,7 +44,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -54,12 +54,17 @@ Surface = Literal["search", "similar", "recommendations"]
 SURFACES: tuple[str, ...] = ("search", "similar", "recommendations")
 
 
+#: An additive boost of a brand or a category: the same scale as the margin and boost weights.
+AdditiveBoost = Annotated[float, Field(ge=-10, le=10)]
+
+
 class RulesError(ValueError):
     """The rules file is missing or invalid; the message names the file and the field."""
 
 
 class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # Non-finite numbers refused everywhere: an Infinity boost made an unrenderable score.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class Cap(_Rule):
@@ -99,8 +104,10 @@ class Boosts(_Rule):
 
     margin: float = Field(0.0, ge=-10, le=10, allow_inf_nan=False, description="Weight of the catalogue margin.")
     boost: float = Field(0.1, ge=-10, le=10, allow_inf_nan=False, description="Weight of the catalogue boost field.")
-    brands: dict[str, float] = Field(default_factory=dict, max_length=200, description="Brand → additive boost.")
-    categories: dict[str, float] = Field(
+    brands: dict[str, AdditiveBoost] = Field(
+        default_factory=dict, max_length=200, description="Brand → additive boost."
+    )
+    categories: dict[str, AdditiveBoost] = Field(
         default_factory=dict, max_length=200, description="Category path prefix → additive boost."
     )
 
@@ -168,8 +175,8 @@ class RuleSet(_Rule):
 class BoostsOverride(_Rule):
     margin: float | None = Field(None, ge=-10, le=10, allow_inf_nan=False)
     boost: float | None = Field(None, ge=-10, le=10, allow_inf_nan=False)
-    brands: dict[str, float] | None = Field(None, max_length=200)
-    categories: dict[str, float] | None = Field(None, max_length=200)
+    brands: dict[str, AdditiveBoost] | None = Field(None, max_length=200)
+    categories: dict[str, AdditiveBoost] | None = Field(None, max_length=200)
 
 
 class RulesOverride(_Rule):

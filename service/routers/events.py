@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from aisle.service.attribution.resolve import attribute
 from aisle.service.deps import WRITE_GUARD, SettingsDep, check_batch_size
@@ -19,7 +19,22 @@ router = APIRouter(tags=["events"])
 RETRY_AFTER_S = "5"
 
 
-@router.post("/events", response_model=EventsResponse, dependencies=WRITE_GUARD)
+async def batch_within_limit(request: Request, settings: SettingsDep) -> None:
+    """Refuses an oversized batch (413) before its events are validated one by one.
+
+    FastAPI parses the JSON body before it solves dependencies and validates the body after
+    them, so the parsed body is at hand here, and counting its events is cheap, while validating
+    thousands of events on the event loop stalled every other request.
+    """
+    try:
+        body = await request.json()
+    except ValueError:  # malformed JSON: FastAPI reports it
+        return
+    if isinstance(body, dict) and isinstance(body.get("events"), list):
+        check_batch_size(settings, len(body["events"]))
+
+
+@router.post("/events", response_model=EventsResponse, dependencies=[*WRITE_GUARD, Depends(batch_within_limit)])
 def post_events(request: Request, body: EventsRequest, settings: SettingsDep, personal: PersonalizationDep) -> dict:
     """Stores a batch of events; duplicates (same ``event_id``) are counted and change nothing.
 

@@ -30,6 +30,8 @@ def ranked_body(
     results = [engine.result(hit) for hit in hits]
     for result, source in zip(results, sources or ()):
         result["source"] = source
+    # Inputs are finite (requests, rules and catalogues refuse Infinity and NaN); should a score
+    # still overflow, the body stays valid JSON (null) instead of carrying a bare Infinity.
     return pydantic_core.to_json(
         {
             "request_id": request_id,
@@ -37,7 +39,8 @@ def ranked_body(
             "took_ms": took_ms,
             "results": results,
             **(labels or {}),
-        }
+        },
+        inf_nan_mode="null",
     )
 
 

@@ -6,10 +6,12 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel, Field
 
-from aisle.service.deps import EngineDep, SettingsDep, check_k
+from aisle.service.deps import WRITE_GUARD, EngineDep, SettingsDep, check_k
 from aisle.service.engine import Engine, Hit, RulesConflict
-from aisle.service.errors import ApiError
+from aisle.service.errors import ApiError, ErrorResponse
+from aisle.service.events.store import EventStoreUnavailable
 from aisle.service.experiments.deps import ContextDep, plan_context, plan_for, record_served
 from aisle.service.personal.context import describe_profile
 from aisle.service.personal.deps import PersonalizationDep
@@ -90,7 +92,12 @@ def recommendations(
     return ranked_response(request, engine, hits, started, sources, labels=plan.labels)
 
 
-@router.get("/users/{user_id}/recently-viewed", response_model=RankedResponse, response_model_exclude_none=True)
+@router.get(
+    "/users/{user_id}/recently-viewed",
+    response_model=RankedResponse,
+    response_model_exclude_none=True,
+    dependencies=WRITE_GUARD,
+)
 def recently_viewed(
     request: Request,
     engine: EngineDep,
@@ -100,7 +107,11 @@ def recently_viewed(
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     session_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
 ) -> Response:
-    """The items the user (or session) viewed or clicked most recently, latest first."""
+    """The items the user (or session) viewed or clicked most recently, latest first.
+
+    Private like the profile: it needs the API key when one is configured (it reveals history),
+    so a storefront renders it from its backend.
+    """
     started = time.perf_counter()
     check_k(settings, k)
     view = personal.profiles.view(user_id, session_id)
@@ -114,7 +125,46 @@ def recently_viewed(
     return ranked_response(request, engine, hits[:k], started, ["recently_viewed"] * min(k, len(hits)))
 
 
-@router.get("/users/{user_id}/profile")
+class ErasureResponse(BaseModel):
+    """The outcome of ``DELETE /users/{user_id}``."""
+
+    erased_events: int = Field(
+        ..., description="Events deleted: the user's own and their linked sessions' anonymous ones."
+    )
+    linked_sessions: int = Field(..., description="Sessions linked to the user whose anonymous events were deleted.")
+    request_id: str | None = None
+
+
+@router.delete(
+    "/users/{user_id}",
+    response_model=ErasureResponse,
+    dependencies=WRITE_GUARD,
+    responses={503: {"model": ErrorResponse, "description": "Storage busy or full: nothing was erased, retry."}},
+)
+def forget_user(request: Request, personal: PersonalizationDep, user_id: UserId) -> ErasureResponse:
+    """Erases a user: their events, their linked sessions' anonymous events, their profile, and
+    what those events added to popularity and "bought together" counts.
+
+    The deletion is durable before the answer, and this worker's profiles are rebuilt without
+    the user before it too; every other worker on the same data rebuilds within a second. A
+    restart or a new index version replays the log, which no longer holds the events. Erasing
+    an unknown or already erased user answers the same way with zero counts.
+    """
+    try:
+        erasure = personal.store.erase_user(personal.hasher.user(user_id))
+    except EventStoreUnavailable as exc:
+        raise ApiError(
+            503, f"{exc}; nothing was erased, retry", "storage_unavailable", headers={"Retry-After": "5"}
+        ) from None
+    # What the served-response log and experiment exposures hold of the user goes too.
+    request.app.state.experiments.served.erase(personal.hasher.user(user_id), list(erasure.session_keys))
+    request.app.state.erasures.catch_up()
+    return ErasureResponse(
+        erased_events=erasure.events, linked_sessions=erasure.sessions, request_id=request.state.request_id
+    )
+
+
+@router.get("/users/{user_id}/profile", dependencies=WRITE_GUARD)
 def profile(
     request: Request,
     personal: PersonalizationDep,
@@ -123,7 +173,12 @@ def profile(
     top: Annotated[int, Query(ge=1, le=100, description="How many contributing items to list.")] = 10,
 ) -> dict:
     """What Aisle believes about the user: event counts, the items weighing most on the profile
-    (with their weights), the price band, category and brand affinities."""
+    (with their weights), the price band, category and brand affinities.
+
+    Private: it needs the API key when one is configured (a storefront shows "your profile" from
+    its backend), so nobody else can read a shopper's history, learn from ``known`` whether an id
+    (an e-mail address) has any, or read an anonymous visitor's session through ``session_id``.
+    """
     view = personal.profiles.view(user_id, session_id)
     body = describe_profile(view, user_id, top)
     body["request_id"] = request.state.request_id
