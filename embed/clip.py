@@ -72,6 +72,19 @@ def prepare_clip_model(config: ImageEncoderConfig) -> Path:
     return target
 
 
+def cached_clip_export(config: ImageEncoderConfig) -> Path | None:
+    """The cached export of ``config.model`` if it exists (no export, no torch), else None.
+
+    Raises:
+        FileNotFoundError: the model directory does not exist.
+    """
+    if config.model is None:
+        return None
+    source = resolve_model_dir(config.model)
+    target = export_dir(config.cache_dir, content_hash(source), clip_cache_backend(config.backend))
+    return target if read_manifest_if_current(target) is not None else None
+
+
 def _load_clip(source: Path) -> tuple[Any, Any]:
     import_torch()
     try:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from aisle.embed.artifacts import TOKENIZER_FILE, ExportManifest, ManifestIdentity
 from aisle.embed.base import ImageEncoder, l2_normalize
@@ -84,6 +85,13 @@ class OnnxClipEncoder(ManifestIdentity, ImageEncoder):
             if progress is not None:
                 progress.close()
         return vectors, ok_mask
+
+    def encode_pictures(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Encodes decoded pictures in one onnxruntime call (the caller batches); unit rows."""
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        pixels = np.stack([self.preprocessor(image) for image in images])
+        return l2_normalize(self._vision.run(None, {"pixel_values": pixels})[0])
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Encodes search text into the image space (CLIP text tower), unit rows."""
