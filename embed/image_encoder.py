@@ -132,3 +132,22 @@ def create_image_encoder(config: ImageEncoderConfig) -> ImageEncoder | None:
         logger.info("no image model configured: product images are ignored")
         return None
     return OnnxClipEncoder(prepare_clip_model(config), threads=config.threads)
+
+
+def cached_image_encoder(fingerprint: str, cache_dir: Path, *, threads: int = 1) -> OnnxClipEncoder | None:
+    """The image encoder whose export in ``cache_dir`` has ``fingerprint``, or None.
+
+    A version records the fingerprint of the image model that built it
+    (``clip-<backend>:<content hash>``), and exports are cached by content hash, so a service
+    on the machine (or cache) of the build finds the model without being told where it is.
+    """
+    backend, _, model_hash = fingerprint.partition(":")
+    if not backend.startswith("clip-") or len(model_hash) != 64 or not all(c in "0123456789abcdef" for c in model_hash):
+        return None
+    from aisle.embed.artifacts import read_manifest_if_current
+    from aisle.embed.cache import export_dir
+
+    directory = export_dir(Path(cache_dir), model_hash, backend)
+    if read_manifest_if_current(directory) is None:
+        return None
+    return OnnxClipEncoder(directory, threads=threads)

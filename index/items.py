@@ -77,6 +77,9 @@ class ItemTable:
         self.category_codes, self.category_names = _factorize([c.casefold() for c in columns["category"]])
         #: Rows of recently used filters (see ``aisle.index.filters.select_rows``).
         self.selections = SelectionCache()
+        #: Near-duplicate picture group of every row (``aisle.index.pictures``), None when the
+        #: version has no pictures: the reranker never shows two rows of one group.
+        self.picture_groups: np.ndarray | None = None
 
     @classmethod
     def read(cls, path: Path) -> ItemTable:

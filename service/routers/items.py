@@ -46,6 +46,7 @@ def similar(
             ctx=context_for(request, user_id, session_id, engine),
             rules=ranking.rule_book.for_surface("similar"),
             request_id=request.state.request_id,
+            fusion=ranking.fusion,
         )
     except RulesConflict as exc:
         raise ApiError(422, str(exc)) from None

@@ -71,6 +71,7 @@ def recommendations(
         personal.config,
         n=settings.candidates,
         exclude_rows=excluded,
+        image_weight=request.app.state.ranking.fusion.profile_image_weight,
     )
     hits = rerank(
         candidates,
