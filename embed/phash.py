@@ -31,13 +31,13 @@ from PIL import Image
 from aisle.embed.colours import background_mask, srgb_to_lab, thumbnail_rgb
 
 #: Largest pHash Hamming distance (of 64 bits) between near-duplicates.
-PHASH_RADIUS = 14
+PHASH_RADIUS = 16
 #: Largest dHash Hamming distance (of 64 bits) between near-duplicates.
-DHASH_RADIUS = 20
+DHASH_RADIUS = 22
 #: Largest Hamming distance of the 256-bit detail hashes.
-DETAIL_RADIUS = 50
+DETAIL_RADIUS = 56
 #: Largest mean CIELAB distance between the 4×4 colour grids.
-COLOUR_RADIUS = 6.0
+COLOUR_RADIUS = 4.0
 #: Margin kept around the content when the background is trimmed (share of the content box).
 TRIM_MARGIN = 0.02
 
