@@ -189,7 +189,10 @@ def near_duplicates(folder: Path, styles: list[dict[str, str]]) -> dict[str, Any
         "precision": round(float(same.mean()) if len(pairs) else 1.0, 4),
         "recall": round(float(same.sum()) / true_pairs, 4),
         "recall_original_to_copy": recall,
-        "different_products_grouped": {"pairs_of_products": len(cross), "examples": [list(pair) for pair in cross[:15]]},
+        "different_products_grouped": {
+            "pairs_of_products": len(cross),
+            "examples": [list(pair) for pair in cross[:15]],
+        },
         "of_all_product_pairs": round(len(cross) / (len(styles) * (len(styles) - 1) / 2), 6),
         "hash_seconds": round(seconds, 3),
         "pictures_per_second": round(len(origin) / seconds, 1),
@@ -230,7 +233,9 @@ def build_throughput(folder: Path, styles: list[dict[str, str]], image_model: st
                 "products": len(styles),
                 "build_seconds_median": round(build_seconds, 3),
                 "products_per_second": round(len(styles) / build_seconds, 1),
-                "pictures_seconds_median": round(statistics.median(t["timings"].get("pictures", 0.0) for t in timings), 3),
+                "pictures_seconds_median": round(
+                    statistics.median(t["timings"].get("pictures", 0.0) for t in timings), 3
+                ),
                 "pictures": timings[-1].get("pictures"),
                 "image_model": timings[-1].get("image_model"),
                 "runs": len(timings),
@@ -257,7 +262,10 @@ def main() -> None:
     if not args.skip_build:
         report["build"] = build_throughput(folder, styles, args.image_model, args.repeats)
         report["build"]["image_model_note"] = args.image_model_note
-    report["load_average"] = {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]}
+    report["load_average"] = {
+        "before": [round(x, 2) for x in load_before],
+        "after": [round(x, 2) for x in os.getloadavg()],
+    }
     report["machine"] = describe_machine(REPO)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out, report)
