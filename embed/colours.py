@@ -120,17 +120,17 @@ def name_pixels(lab: np.ndarray) -> np.ndarray:
     lightness, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
     chroma = np.hypot(a, b)
     hue = np.degrees(np.arctan2(b, a)) % 360
-    names = np.empty(len(lab), dtype=object)
+    code_of = {name: code for code, name in enumerate(COLOUR_NAMES)}
+    names = np.full(len(lab), code_of["grey"], dtype=np.int64)
     # Achromatic first: low chroma, named by lightness alone.
-    names[:] = "grey"
     warm = (hue >= 20) & (hue < 100)
     achromatic = (chroma < 9) & ~(warm & (chroma >= 6) & (lightness < 60) & (lightness >= 22))
-    names[achromatic & (lightness < 38)] = "black"
-    names[achromatic & (lightness >= 78)] = "white"
+    names[achromatic & (lightness < 38)] = code_of["black"]
+    names[achromatic & (lightness >= 78)] = code_of["white"]
     chromatic = ~achromatic
     # Very dark colours read as black whatever their hue, unless clearly saturated.
     very_dark = (lightness < 22) & (chroma < 20)
-    names[chromatic & very_dark] = "black"
+    names[chromatic & very_dark] = code_of["black"]
     coloured = chromatic & ~very_dark
     muted = chroma < 28
     red = (hue >= 350) | (hue < 40)
@@ -162,20 +162,34 @@ def name_pixels(lab: np.ndarray) -> np.ndarray:
     assigned = np.zeros(len(lab), dtype=bool)
     for condition, name in rules:
         pick = coloured & condition & ~assigned
-        names[pick] = name
+        names[pick] = code_of[name]
         assigned |= pick
-    code_of = {name: code for code, name in enumerate(COLOUR_NAMES)}
-    return np.fromiter((code_of[name] for name in names), dtype=np.int64, count=len(names))
+    return names
 
 
-def colour_shares(image: Image.Image) -> list[ColourShare]:
+@dataclass(frozen=True)
+class Thumbnail:
+    """A picture's thumbnail in CIELAB and its studio-background mask, computed once and
+    shared by the colours and the near-duplicate signatures."""
+
+    lab: np.ndarray
+    background: np.ndarray
+
+    @classmethod
+    def of(cls, image: Image.Image) -> Thumbnail:
+        lab = srgb_to_lab(thumbnail_rgb(image))
+        return cls(lab, background_mask(lab))
+
+
+def colour_shares(image: Image.Image, thumbnail: Thumbnail | None = None) -> list[ColourShare]:
     """Every named colour of the product's pixels with its share, largest first.
 
     The background is left out (see :func:`background_mask`); an image that is all background
     (a white product photographed on white) is read whole.
     """
-    lab = srgb_to_lab(thumbnail_rgb(image))
-    mask = ~background_mask(lab)
+    thumbnail = thumbnail or Thumbnail.of(image)
+    lab = thumbnail.lab
+    mask = ~thumbnail.background
     if mask.mean() < 0.02:
         mask[:] = True
     codes = name_pixels(lab[mask])
@@ -185,14 +199,14 @@ def colour_shares(image: Image.Image) -> list[ColourShare]:
     return [ColourShare(COLOUR_NAMES[code], float(shares[code])) for code in order if shares[code] > 0]
 
 
-def dominant_colours(image: Image.Image, *, limit: int = 3) -> list[str]:
+def dominant_colours(image: Image.Image, *, limit: int = 3, thumbnail: Thumbnail | None = None) -> list[str]:
     """The product's dominant colour names, primary first (at most ``limit``, at least one).
 
     The primary colour is the largest share after black and white are discounted by
     ``ACHROMATIC_HANDICAP`` (they are also the shadows and highlights of coloured products);
     the others follow by share when they reach ``MIN_SHARE``.
     """
-    shares = colour_shares(image)
+    shares = colour_shares(image, thumbnail)
     weighted = sorted(
         shares,
         key=lambda c: -(c.share * (ACHROMATIC_HANDICAP if c.name in ("black", "white") else 1.0)),

@@ -11,7 +11,7 @@ from PIL import Image
 
 from aisle.embed.artifacts import TOKENIZER_FILE, ExportManifest, ManifestIdentity
 from aisle.embed.base import ImageEncoder, l2_normalize
-from aisle.embed.clip import TEXT_FILE, VISION_FILE, prepare_clip_model
+from aisle.embed.clip import TEXT_FILE, VISION_FILE, prepare_clip_model, token_arrays
 from aisle.embed.config import ImageEncoderConfig
 from aisle.embed.images import ImagePreprocessor
 from aisle.embed.runtime import load_tokenizer, make_session
@@ -43,7 +43,6 @@ class OnnxClipEncoder(ManifestIdentity, ImageEncoder):
         self._vision = make_session(self.model_dir / VISION_FILE, threads)
         self._text = make_session(self.model_dir / TEXT_FILE, threads)
         self._tokenizer = load_tokenizer(self.model_dir / TOKENIZER_FILE, max_length=self.manifest.max_length)
-        self._pad_id = self.manifest.pad_id
 
     def encode_images(
         self, paths: Sequence[str | Path], *, batch_size: int = 32, show_progress: bool = False
@@ -99,14 +98,9 @@ class OnnxClipEncoder(ManifestIdentity, ImageEncoder):
             raise TypeError("encode_queries expects a sequence of strings, not a single string")
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        encodings = self._tokenizer.encode_batch(list(texts))
-        width = max(len(encoding.ids) for encoding in encodings)
-        ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
-        mask = np.zeros((len(encodings), width), dtype=np.int64)
-        for row, encoding in enumerate(encodings):
-            ids[row, : len(encoding.ids)] = encoding.ids
-            mask[row, : len(encoding.ids)] = 1
-        embeds = self._text.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        ids, mask = token_arrays(self._tokenizer.encode_batch(list(texts)), self.manifest)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        embeds = self._text.run(None, {name: feeds[name] for name in self.manifest.input_names})[0]
         return l2_normalize(embeds)
 
     def encode_documents(

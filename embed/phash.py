@@ -28,7 +28,7 @@ from functools import cache
 import numpy as np
 from PIL import Image
 
-from aisle.embed.colours import background_mask, srgb_to_lab, thumbnail_rgb
+from aisle.embed.colours import Thumbnail, srgb_to_lab
 
 #: Largest pHash Hamming distance (of 64 bits) between near-duplicates.
 PHASH_RADIUS = 16
@@ -67,15 +67,19 @@ def _bits_to_int64(bits: np.ndarray) -> int:
     return int(packed.view(">u8")[0].astype(np.int64)) if packed.size == 8 else 0
 
 
-def content_box(image: Image.Image) -> tuple[int, int, int, int] | None:
+#: Pictures are reduced to at most this size before hashing: the hashes read 64 px at most.
+HASH_INPUT = 256
+
+
+def content_box(image: Image.Image, thumbnail: Thumbnail | None = None) -> tuple[int, int, int, int] | None:
     """``(left, top, right, bottom)`` of the picture without its studio background, or None."""
-    rgb = thumbnail_rgb(image)
-    background = background_mask(srgb_to_lab(rgb))
+    thumbnail = thumbnail or Thumbnail.of(image)
+    background = thumbnail.background
     rows = np.flatnonzero(~background.all(axis=1))
     columns = np.flatnonzero(~background.all(axis=0))
     if not background.any() or len(rows) == 0:
         return None
-    scale_y, scale_x = image.height / rgb.shape[0], image.width / rgb.shape[1]
+    scale_y, scale_x = image.height / background.shape[0], image.width / background.shape[1]
     top, bottom = rows[0] * scale_y, (rows[-1] + 1) * scale_y
     left, right = columns[0] * scale_x, (columns[-1] + 1) * scale_x
     pad_y, pad_x = (bottom - top) * TRIM_MARGIN, (right - left) * TRIM_MARGIN
@@ -88,10 +92,13 @@ def content_box(image: Image.Image) -> tuple[int, int, int, int] | None:
     return box if box[2] - box[0] >= 4 and box[3] - box[1] >= 4 else None
 
 
-def picture_hashes(image: Image.Image) -> PictureHashes:
-    """The pHash and dHash of ``image`` cropped to its content (see the module docstring)."""
-    box = content_box(image)
-    grey = (image.crop(box) if box is not None else image).convert("L")
+def picture_hashes(image: Image.Image, thumbnail: Thumbnail | None = None) -> PictureHashes:
+    """The signatures of ``image`` cropped to its content (see the module docstring)."""
+    box = content_box(image, thumbnail)
+    content = (image.crop(box) if box is not None else image).convert("RGB")
+    if max(content.size) > HASH_INPUT:
+        content = content.reduce(max(1, max(content.size) // HASH_INPUT))
+    grey = content.convert("L")
     small = np.asarray(grey.resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
     dct = _dct_matrix(32)
     low = (dct @ small @ dct.T)[:8, :8].ravel()
@@ -102,7 +109,6 @@ def picture_hashes(image: Image.Image) -> PictureHashes:
     dct64 = _dct_matrix(64)
     detail = (dct64 @ fine @ dct64.T)[:16, :16].ravel()
     detail_bits = np.packbits(detail > np.median(detail[1:]))
-    content = (image.crop(box) if box is not None else image).convert("RGB")
     grid = srgb_to_lab(np.asarray(content.resize((4, 4), Image.Resampling.BOX))).reshape(-1, 3)
     colour = np.clip(np.round(grid * np.array([2.55, 1, 1]) + np.array([0, 128, 128])), 0, 255).astype(np.uint8)
     return PictureHashes(

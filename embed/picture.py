@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from aisle.embed.colours import dominant_colours
+from aisle.embed.colours import Thumbnail, dominant_colours
 from aisle.embed.phash import PictureHashes, picture_hashes
 
 
@@ -20,4 +20,5 @@ class PictureFeatures:
 
 def analyse_picture(image: Image.Image) -> PictureFeatures:
     """Colours and signatures of one decoded picture (see ``colours`` and ``phash``)."""
-    return PictureFeatures(dominant_colours(image), picture_hashes(image))
+    thumbnail = Thumbnail.of(image)
+    return PictureFeatures(dominant_colours(image, thumbnail=thumbnail), picture_hashes(image, thumbnail))
