@@ -39,9 +39,16 @@ from aisle.index.layout import (  # noqa: F401  (FAISS_FILE, VECTORS_FILE: re-ex
 )
 from aisle.index.lexical import LexicalIndex
 from aisle.index.manifest import write_manifest
-from aisle.index.pictures import PictureOptions, PictureResults, analyse_pictures, with_colour_attribute, write_pictures
+from aisle.index.pictures import (
+    PictureOptions,
+    PictureResults,
+    PreviousPictures,
+    analyse_pictures,
+    with_colour_attribute,
+    write_pictures,
+)
 from aisle.index.reuse import PreviousVersion
-from aisle.index.versions import VersionStore
+from aisle.index.versions import VersionError, VersionStore
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +131,8 @@ class BuildReport:
     pictures: dict[str, int] = field(default_factory=dict)
     #: One line saying how many pictures were read and why the others were not.
     pictures_summary: str = ""
+    #: Pictures taken from the current version (unchanged files) instead of being read again.
+    pictures_reused: int = 0
 
 
 class _Timer:
@@ -176,7 +185,11 @@ def build_version(
         if image_encoder is not None or any(product.image for product in products):
             with timer.stage("pictures"):
                 pictures = analyse_pictures(
-                    products, options.pictures, image_encoder, show_progress=options.show_progress
+                    products,
+                    options.pictures,
+                    image_encoder,
+                    show_progress=options.show_progress,
+                    previous=_previous_pictures(store, image_encoder) if options.reuse_vectors else None,
                 )
             _check_pictures(pictures, image_encoder)
             products = with_colour_attribute(products, pictures)
@@ -246,7 +259,16 @@ def build_version(
         timings=timer.timings,
         pictures=pictures.counts() if pictures is not None else {},
         pictures_summary=pictures.summary() if pictures is not None else "",
+        pictures_reused=pictures.reused if pictures is not None else 0,
     )
+
+
+def _previous_pictures(store: VersionStore, image_encoder: ImageEncoder | None) -> PreviousPictures | None:
+    try:
+        current = store.current_path().resolve()
+    except (VersionError, OSError):
+        return None
+    return PreviousPictures.open(current, image_encoder.fingerprint if image_encoder is not None else None)
 
 
 def _check_pictures(pictures: PictureResults, image_encoder: ImageEncoder | None) -> None:

@@ -110,6 +110,7 @@ def _build(args: argparse.Namespace) -> int:
                     "build_seconds": round(report.seconds, 3),
                     "timings": report.timings,
                     "pictures": report.pictures,
+                    "pictures_reused": report.pictures_reused,
                     "image_model": image_encoder.name if image_encoder is not None else None,
                     "path": str(report.path),
                 }

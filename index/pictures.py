@@ -14,7 +14,10 @@ Every picture ends in one status, counted in the build report:
 
 What comes out (``pictures.parquet`` in the version, row-aligned with the items): the status,
 the dominant colours (``aisle.embed.colours``), the near-duplicate signatures and the group of
-each picture (``aisle.embed.phash``). The primary colour also becomes the product attribute
+each picture (``aisle.embed.phash``), and its key: the file's path, size and modification time
+(a URL: the URL itself, as shops' CDNs publish a changed picture under a new URL). A rebuild
+takes the colours, signatures and image vector (same image model) of every picture whose key is
+unchanged from the current version instead of reading it again; groups are always recomputed. The primary colour also becomes the product attribute
 ``image_colour`` (unless the catalogue has that column), an ordinary attribute that filters
 and facets can use.
 """
@@ -76,6 +79,9 @@ class PictureResults:
     hashes: HashTable
     groups: np.ndarray
     vectors: np.ndarray | None = None
+    keys: list[str] | None = None
+    #: How many pictures were taken from the previous version instead of being read.
+    reused: int = 0
 
     @property
     def ok(self) -> np.ndarray:
@@ -91,7 +97,75 @@ class PictureResults:
         counts = self.counts()
         with_image = len(self.status) - counts["none"]
         problems = [f"{counts[name]} {name.replace('_', ' ')}" for name in STATUSES[2:] if counts[name]]
-        return f"{counts['ok']} of {with_image} pictures read" + (f" ({', '.join(problems)})" if problems else "")
+        line = f"{counts['ok']} of {with_image} pictures read" + (f" ({', '.join(problems)})" if problems else "")
+        return line + (f", {self.reused} of them re-used from the current version" if self.reused else "")
+
+
+@dataclass
+class PreviousPictures:
+    """What the current version knows of each picture key (only pictures read successfully)."""
+
+    row_of_key: dict[str, int]
+    colours: list[str]
+    hashes: HashTable
+    #: The image vectors, when the current version's image space has the fingerprint asked for.
+    vectors: np.ndarray | None = None
+
+    @classmethod
+    def open(cls, version: Path, image_fingerprint: str | None) -> PreviousPictures | None:
+        """Reads the current version's pictures (verified against its manifest), or None."""
+        import pyarrow.parquet as pq
+
+        from aisle.index.manifest import read_manifest, require_listed
+        from aisle.index.storage import sha256_file
+
+        try:
+            manifest = read_manifest(version)
+            entry = manifest.get("pictures")
+            if not isinstance(entry, dict):
+                return None
+            path = require_listed(version, manifest, entry["file"])
+            if sha256_file(path) != manifest["files"][entry["file"]]["sha256"]:
+                raise ValueError(f"{entry['file']} fails its checksum")
+            table = pq.read_table(path).to_pydict()
+            if "key" not in table:
+                return None
+            vectors = None
+            space = manifest.get("spaces", {}).get("image")
+            if (
+                image_fingerprint is not None
+                and isinstance(space, dict)
+                and space.get("fingerprint") == image_fingerprint
+            ):
+                vectors_path = require_listed(version, manifest, space["vectors"])
+                if sha256_file(vectors_path) != manifest["files"][space["vectors"]]["sha256"]:
+                    raise ValueError(f"{space['vectors']} fails its checksum")
+                vectors = np.load(vectors_path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("cannot re-use the pictures of %s (%s); every picture is read", version.name, exc)
+            return None
+        row_of_key = {
+            key: row for row, (key, status) in enumerate(zip(table["key"], table["status"])) if key and status == "ok"
+        }
+        hashes = HashTable(
+            np.asarray(table["phash"], dtype=np.int64),
+            np.asarray(table["dhash"], dtype=np.int64),
+            np.frombuffer(b"".join(table["detail"]), dtype=np.uint8).reshape(-1, 32),
+            np.frombuffer(b"".join(table["colour_grid"]), dtype=np.uint8).reshape(-1, 48),
+        )
+        return cls(row_of_key, table["colours"], hashes, vectors)
+
+
+def picture_key(reference: str) -> tuple[str, str | None]:
+    """``(key, status)``: a file's path, size and modification time (status ``missing`` when it
+    does not exist), a URL as is, ``""`` for no image."""
+    if not reference or "://" in reference:
+        return reference, None
+    try:
+        stat = Path(reference).stat()
+    except OSError:
+        return "", "missing"
+    return f"{reference}|{stat.st_size}|{stat.st_mtime_ns}", None
 
 
 def is_url(reference: str) -> bool:
@@ -146,16 +220,39 @@ def analyse_pictures(
     encoder: ImageEncoder | None = None,
     *,
     show_progress: bool = False,
+    previous: PreviousPictures | None = None,
 ) -> PictureResults:
-    """Reads every product's picture once and derives everything a version keeps of it."""
+    """Reads every product's picture once (or takes it from ``previous``) and derives everything
+    a version keeps of it."""
     count = len(products)
     status = ["none"] * count
     colours: list[list[str]] = [[] for _ in range(count)]
     hashes = [_EMPTY_HASHES] * count
     vectors = np.zeros((count, encoder.dim), dtype=np.float32) if encoder is not None else None
-    progress = _progress(count, show_progress)
+    keys = [""] * count
+    to_read = []
+    reused = 0
+    for row, product in enumerate(products):
+        if not product.image:
+            continue
+        keys[row], known_status = picture_key(product.image)
+        old = previous.row_of_key.get(keys[row]) if previous is not None and keys[row] else None
+        if known_status is not None:
+            status[row] = known_status
+        elif old is not None and previous is not None and (encoder is None or previous.vectors is not None):
+            status[row], colours[row] = "ok", [name for name in previous.colours[old].split(",") if name]
+            table = previous.hashes
+            hashes[row] = PictureHashes(
+                int(table.phash[old]), int(table.dhash[old]), table.detail[old].tobytes(), table.colour[old].tobytes()
+            )
+            if vectors is not None and previous.vectors is not None:
+                vectors[row] = previous.vectors[old]
+            reused += 1
+        else:
+            to_read.append(row)
+    progress = _progress(len(to_read), show_progress)
     try:
-        for batch in _batches([row for row, product in enumerate(products) if product.image], options.batch_size):
+        for batch in _batches(to_read, options.batch_size):
             decoded: list[tuple[int, Image.Image]] = []
             for row in batch:
                 image, status[row] = open_picture(products[row].image, options)
@@ -173,7 +270,7 @@ def analyse_pictures(
             progress.close()
     table = HashTable.of(hashes)
     ok = np.array([value == "ok" for value in status], dtype=bool)
-    return PictureResults(status, colours, table, near_duplicate_groups(table, ok), vectors)
+    return PictureResults(status, colours, table, near_duplicate_groups(table, ok), vectors, keys, reused)
 
 
 def _batches(rows: list[int], size: int) -> Iterator[list[int]]:
@@ -217,6 +314,7 @@ def write_pictures(path: Path, results: PictureResults) -> None:
                 "detail": pa.array([row.tobytes() for row in table.detail], pa.binary(32)),
                 "colour_grid": pa.array([row.tobytes() for row in table.colour], pa.binary(48)),
                 "group": pa.array(results.groups, pa.int64()),
+                "key": pa.array(results.keys or [""] * len(results.status), pa.string()),
             }
         ),
         path,

@@ -144,3 +144,41 @@ def test_a_broken_image_model_is_a_one_line_error(tmp_path: Path, capsys: pytest
     assert lines[-1].startswith(f"aisle build: error: cannot load the image model '{broken}': ")
     assert "Traceback" not in "\n".join(lines)
     assert not (tmp_path / "index" / "current").exists()
+
+
+class CountingClip:
+    """The tiny CLIP encoder, counting the pictures it is asked to encode."""
+
+    def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
+        self.inner = inner
+        self.encoded = 0
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.inner, name)
+
+    def encode_pictures(self, images):  # type: ignore[no-untyped-def]
+        self.encoded += len(images)
+        return self.inner.encode_pictures(images)
+
+
+def test_a_rebuild_reads_only_changed_pictures(tmp_path: Path, tiny_clip_encoder) -> None:  # type: ignore[no-untyped-def]
+    from tests.pictures import product_photo
+
+    catalog = load_catalog(write_picture_catalogue(tmp_path))
+    counting = CountingClip(tiny_clip_encoder)
+    first = build_version(catalog, tmp_path / "index", HashingEncoder(), OPTIONS, counting)  # type: ignore[arg-type]
+    assert (counting.encoded, first.pictures_reused) == (5, 0)
+    counting.encoded = 0
+    again = build_version(catalog, tmp_path / "index", HashingEncoder(), OPTIONS, counting)  # type: ignore[arg-type]
+    assert (counting.encoded, again.pictures_reused) == (0, 5)
+    assert again.pictures == first.pictures and again.pictures_summary.endswith("5 of them re-used from the current version")
+    before, after = LoadedIndex.load(first.path), LoadedIndex.load(again.path)
+    np.testing.assert_array_equal(before.image.vectors, after.image.vectors)
+    np.testing.assert_array_equal(before.items.picture_groups, after.items.picture_groups)
+    assert pq.read_table(first.path / "pictures.parquet").equals(pq.read_table(again.path / "pictures.parquet"))
+    # A new picture under the same name is read again; the others are not.
+    product_photo((30, 140, 60), shape="bag", seed=9).save(tmp_path / "img" / "yellow-bag.jpg")
+    changed = build_version(catalog, tmp_path / "index", HashingEncoder(), OPTIONS, counting)  # type: ignore[arg-type]
+    assert (counting.encoded, changed.pictures_reused) == (1, 4)
+    index = LoadedIndex.load(changed.path)
+    assert index.items.to_result(index.items.row_of["bag-1"])["image_colour"] == "green"
