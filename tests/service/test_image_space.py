@@ -126,6 +126,15 @@ def test_the_service_finds_the_image_model_in_the_cache(clip_setup, tmp_path: Pa
         assert client.app.state.holder.engine.image_encoder is not None
         similar = client.get("/items/red-1/similar", params={"k": 5}).json()
         assert "red-2" not in [result["id"] for result in similar["results"]]
+        # Profiles in both spaces; recommendations show one picture once.
+        events = [
+            {"event_id": f"e{n}", "user_id": "u1", "item_id": item, "type": "view"}
+            for n, item in enumerate(["shoe-1", "navy-1", "red-1"])
+        ]
+        assert client.post("/events", json={"events": events}).status_code == 200
+        assert client.get("/users/u1/profile").json()["spaces"] == ["image", "text"]
+        recommended = client.get("/users/u1/recommendations", params={"k": 9}).json()["results"]
+        assert recommended and not {"red-1", "red-2"} <= {result["id"] for result in recommended}
     # Without the model (another cache), the version still serves: text search, with a warning.
     elsewhere = settings_for(tmp_path / "other", index_dir=root / "index", cache_dir=tmp_path / "empty-cache")
     with TestClient(create_app(elsewhere, encoder_factory=lambda _settings: encoder)) as client:
