@@ -171,7 +171,9 @@ def test_a_rebuild_reads_only_changed_pictures(tmp_path: Path, tiny_clip_encoder
     counting.encoded = 0
     again = build_version(catalog, tmp_path / "index", HashingEncoder(), OPTIONS, counting)  # type: ignore[arg-type]
     assert (counting.encoded, again.pictures_reused) == (0, 5)
-    assert again.pictures == first.pictures and again.pictures_summary.endswith("5 of them re-used from the current version")
+    assert again.pictures == first.pictures and again.pictures_summary.endswith(
+        "5 of them re-used from the current version"
+    )
     before, after = LoadedIndex.load(first.path), LoadedIndex.load(again.path)
     np.testing.assert_array_equal(before.image.vectors, after.image.vectors)
     np.testing.assert_array_equal(before.items.picture_groups, after.items.picture_groups)
