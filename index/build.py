@@ -190,6 +190,7 @@ def build_version(
                     image_encoder,
                     show_progress=options.show_progress,
                     previous=_previous_pictures(store, image_encoder) if options.reuse_vectors else None,
+                    base_dir=catalog.source.parent if catalog.source is not None else None,
                 )
             _check_pictures(pictures, image_encoder)
             products = with_colour_attribute(products, pictures)

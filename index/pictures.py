@@ -172,6 +172,17 @@ def is_url(reference: str) -> bool:
     return reference.startswith(("http://", "https://"))
 
 
+def resolve_reference(reference: str, base_dir: Path | None) -> str:
+    """A relative file path made absolute against the catalogue's directory; URLs as they are.
+
+    The catalogue loader already does this today; doing it here too keeps pictures readable if
+    the stored ``image`` becomes the catalogue's value as given.
+    """
+    if not reference or "://" in reference or base_dir is None or Path(reference).is_absolute():
+        return reference
+    return str((base_dir / Path(reference).expanduser()).resolve())
+
+
 def open_picture(reference: str, options: PictureOptions) -> tuple[Image.Image | None, str]:
     """Decodes one product picture; ``(None, status)`` when it cannot be had (see the module)."""
     if not reference:
@@ -221,10 +232,12 @@ def analyse_pictures(
     *,
     show_progress: bool = False,
     previous: PreviousPictures | None = None,
+    base_dir: Path | None = None,
 ) -> PictureResults:
     """Reads every product's picture once (or takes it from ``previous``) and derives everything
-    a version keeps of it."""
+    a version keeps of it. Relative paths are read from ``base_dir`` (the catalogue's folder)."""
     count = len(products)
+    references = [resolve_reference(product.image, base_dir) for product in products]
     status = ["none"] * count
     colours: list[list[str]] = [[] for _ in range(count)]
     hashes = [_EMPTY_HASHES] * count
@@ -232,10 +245,10 @@ def analyse_pictures(
     keys = [""] * count
     to_read = []
     reused = 0
-    for row, product in enumerate(products):
-        if not product.image:
+    for row, reference in enumerate(references):
+        if not reference:
             continue
-        keys[row], known_status = picture_key(product.image)
+        keys[row], known_status = picture_key(reference)
         old = previous.row_of_key.get(keys[row]) if previous is not None and keys[row] else None
         if known_status is not None:
             status[row] = known_status
@@ -255,7 +268,7 @@ def analyse_pictures(
         for batch in _batches(to_read, options.batch_size):
             decoded: list[tuple[int, Image.Image]] = []
             for row in batch:
-                image, status[row] = open_picture(products[row].image, options)
+                image, status[row] = open_picture(references[row], options)
                 if image is not None:
                     decoded.append((row, image))
             for row, image in decoded:

@@ -184,3 +184,18 @@ def test_a_rebuild_reads_only_changed_pictures(tmp_path: Path, tiny_clip_encoder
     assert (counting.encoded, changed.pictures_reused) == (1, 4)
     index = LoadedIndex.load(changed.path)
     assert index.items.to_result(index.items.row_of["bag-1"])["image_colour"] == "green"
+
+
+def test_relative_picture_paths_are_read_from_the_catalogue_folder(tmp_path: Path) -> None:
+    from aisle.index.catalog import Catalog, Product
+    from aisle.index.pictures import analyse_pictures
+
+    write_picture_catalogue(tmp_path)
+    # Products whose image is the catalogue's own relative value, not resolved by the loader.
+    products = [Product("a", "red shirt", image="img/red-shirt.jpg"), Product("b", "gone", image="img/nope.jpg")]
+    results = analyse_pictures(products, base_dir=tmp_path)
+    assert results.status == ["ok", "missing"] and results.colours[0][0] == "red"
+    report = build_version(
+        Catalog(products, source=tmp_path / "catalogue.jsonl"), tmp_path / "index", HashingEncoder(), OPTIONS
+    )
+    assert report.pictures["ok"] == 1
