@@ -51,6 +51,8 @@ _EMPTY_HASHES = PictureHashes(0, 0, bytes(32), bytes(48))
 #: Pictures are decoded at no more than about this size (JPEG draft mode): enough for colours,
 #: signatures and a CLIP model's 224-448 px input, and much faster for shop photos of 2000+ px.
 _DECODE_SIZE = (1024, 1024)
+#: Without an image model, colours and signatures read 256 px at most.
+_DECODE_SIZE_NO_MODEL = (512, 512)
 
 
 @dataclass(frozen=True)
@@ -183,8 +185,13 @@ def resolve_reference(reference: str, base_dir: Path | None) -> str:
     return str((base_dir / Path(reference).expanduser()).resolve())
 
 
-def open_picture(reference: str, options: PictureOptions) -> tuple[Image.Image | None, str]:
-    """Decodes one product picture; ``(None, status)`` when it cannot be had (see the module)."""
+def open_picture(
+    reference: str, options: PictureOptions, decode_size: tuple[int, int] = _DECODE_SIZE
+) -> tuple[Image.Image | None, str]:
+    """Decodes one product picture; ``(None, status)`` when it cannot be had (see the module).
+
+    JPEGs are decoded at a reduced scale when they are much larger than ``decode_size`` (draft
+    mode: a 2000 px photo costs a fraction of a full decode)."""
     if not reference:
         return None, "none"
     if "://" in reference:
@@ -203,7 +210,7 @@ def open_picture(reference: str, options: PictureOptions) -> tuple[Image.Image |
             return None, "missing"
     try:
         with Image.open(source) as image:
-            image.draft("RGB", _DECODE_SIZE)
+            image.draft("RGB", decode_size)
             image.load()
             return image.copy(), "ok"  # closing the file invalidates the image itself
     except IMAGE_ERRORS as error:
@@ -263,12 +270,13 @@ def analyse_pictures(
             reused += 1
         else:
             to_read.append(row)
+    decode_size = _DECODE_SIZE if encoder is not None else _DECODE_SIZE_NO_MODEL
     progress = _progress(len(to_read), show_progress)
     try:
         for batch in _batches(to_read, options.batch_size):
             decoded: list[tuple[int, Image.Image]] = []
             for row in batch:
-                image, status[row] = open_picture(references[row], options)
+                image, status[row] = open_picture(references[row], options, decode_size)
                 if image is not None:
                     decoded.append((row, image))
             for row, image in decoded:
