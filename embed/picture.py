@@ -9,7 +9,6 @@ from PIL import Image
 from aisle.embed.colours import Thumbnail, dominant_colours
 from aisle.embed.phash import PictureHashes, picture_hashes
 
-
 #: Longest side a photo is reduced to (roughly) before it is analysed.
 ANALYSIS_SIZE = 256
 
