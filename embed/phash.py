@@ -178,9 +178,9 @@ def near_duplicate_pairs(table: HashTable) -> np.ndarray:
     close = hamming(table.dhash[left], table.dhash[right]) <= DHASH_RADIUS
     left, right = left[close], right[close]
     detail = _POPCOUNT[np.bitwise_xor(table.detail[left], table.detail[right])].sum(axis=1, dtype=np.int64)
-    difference = table.colour[left].astype(np.float32) - table.colour[right].astype(np.float32)
-    difference = difference.reshape(len(left), 16, 3) / np.array([2.55, 1, 1], dtype=np.float32)
-    colour = np.linalg.norm(difference, axis=2).mean(axis=1)
+    grid_step = table.colour[left].astype(np.float32) - table.colour[right].astype(np.float32)
+    lab_step = grid_step.reshape(len(left), 16, 3) / np.array([2.55, 1, 1], dtype=np.float32)
+    colour = np.linalg.norm(lab_step, axis=2).mean(axis=1)
     keep = (detail <= DETAIL_RADIUS) & (colour <= COLOUR_RADIUS)
     return np.stack([left[keep], right[keep]], axis=1)
 
