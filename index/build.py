@@ -175,12 +175,8 @@ def build_version(
     store = VersionStore(out)
     timer = _Timer()
     with store.build_lock():
-        with timer.stage("hash"):
-            hashes = [product.content_hash() for product in products]
-        with timer.stage("read_previous"):
-            previous = PreviousVersion.open(store, encoder.fingerprint, encoder.dim) if options.reuse_vectors else None
-        with timer.stage("encode"):
-            vectors, encoded = _vectors(catalog, hashes, previous, encoder, options)
+        # Pictures first: a bad image model fails before minutes of text encoding, and
+        # ``image_colour`` is an attribute like any other for every later step.
         pictures = None
         if image_encoder is not None or any(product.image for product in products):
             with timer.stage("pictures"):
@@ -194,6 +190,12 @@ def build_version(
                 )
             _check_pictures(pictures, image_encoder)
             products = with_colour_attribute(products, pictures)
+        with timer.stage("hash"):
+            hashes = [product.content_hash() for product in products]
+        with timer.stage("read_previous"):
+            previous = PreviousVersion.open(store, encoder.fingerprint, encoder.dim) if options.reuse_vectors else None
+        with timer.stage("encode"):
+            vectors, encoded = _vectors(catalog, hashes, previous, encoder, options)
         params = resolved_params(
             AnnParams(
                 type=options.index_type
