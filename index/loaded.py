@@ -107,7 +107,7 @@ class LoadedIndex:
             lexical = LexicalIndex.load(require_listed(path, manifest, manifest["lexical"]), count)
             pictures = manifest.get("pictures")
             if isinstance(pictures, dict):
-                items.picture_groups = read_picture_groups(require_listed(path, manifest, pictures["file"]), count)
+                items.set_picture_groups(read_picture_groups(require_listed(path, manifest, pictures["file"]), count))
         except IndexValidationError:
             raise
         except (KeyError, TypeError, ValueError, OSError, RuntimeError) as exc:

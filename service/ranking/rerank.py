@@ -218,15 +218,19 @@ def _prepare(
         return None
     rows, relevance = rows[keep_index], relevance[keep_index]
     soft = soft_scores(rows, items, ctx, rules)
-    if items.picture_groups is not None and rules.distinct_pictures:
-        distinct = _distinct_pictures(
-            rows, relevance + soft.boosts - soft.penalties, items.picture_groups, pinned_rows, same_picture_as
-        )
-        if not distinct.all():
-            keep_index, rows, relevance = keep_index[distinct], rows[distinct], relevance[distinct]
-            if len(rows) == 0:
-                return None
-            soft = soft_scores(rows, items, ctx, rules)
+    # Most products share their picture with none: only candidates that do need the work.
+    if items.picture_shared is not None and rules.distinct_pictures:
+        shared = items.picture_shared[rows]
+        if shared.any():
+            distinct = _distinct_pictures(
+                rows, relevance + soft.boosts - soft.penalties, shared, items, pinned_rows, same_picture_as
+            )
+            if not distinct.all():
+                keep_index, rows, relevance = keep_index[distinct], rows[distinct], relevance[distinct]
+                soft.boosts, soft.penalties = soft.boosts[distinct], soft.penalties[distinct]
+                soft.by_rule = {name: values[distinct] for name, values in soft.by_rule.items()}
+                if len(rows) == 0:  # everything showed the product page's own picture
+                    return None
     order = np.lexsort((rows, -(relevance + soft.boosts - soft.penalties)))
     index = keep_index[order]
     rows, relevance = rows[order], relevance[order]
@@ -246,22 +250,32 @@ def _prepare(
 
 
 def _distinct_pictures(
-    rows: np.ndarray, base: np.ndarray, groups: np.ndarray, pinned_rows: set[int], page_row: int | None
+    rows: np.ndarray,
+    base: np.ndarray,
+    shared: np.ndarray,
+    items: ItemTable,
+    pinned_rows: set[int],
+    page_row: int | None,
 ) -> np.ndarray:
     """Mask keeping one candidate per near-duplicate picture group: a pinned one, else the best.
 
+    Only the ``shared`` candidates (whose picture has a near-duplicate somewhere) can be dropped.
     Candidates showing the picture of ``page_row`` (the product page's own) are all dropped.
     """
-    candidate_groups = groups[rows]
-    pinned = np.isin(rows, np.fromiter(pinned_rows, dtype=np.int64)) if pinned_rows else np.zeros(len(rows), bool)
+    assert items.picture_groups is not None
+    keep = np.ones(len(rows), dtype=bool)
+    at = np.flatnonzero(shared)
+    candidate_groups = items.picture_groups[rows[at]]
+    pinned = np.isin(rows[at], np.fromiter(pinned_rows, dtype=np.int64)) if pinned_rows else np.zeros(len(at), bool)
     # Order: pinned first, then by base score (descending); the first of each group stays.
-    order = np.lexsort((rows, -base, ~pinned))
-    first = np.zeros(len(rows), dtype=bool)
+    order = np.lexsort((rows[at], -base[at], ~pinned))
+    first = np.zeros(len(at), dtype=bool)
     _, first_at = np.unique(candidate_groups[order], return_index=True)
     first[order[first_at]] = True
     if page_row is not None:
-        first &= (candidate_groups != groups[page_row]) | pinned
-    return first
+        first &= (candidate_groups != items.picture_groups[page_row]) | pinned
+    keep[at] = first
+    return keep
 
 
 def _place_pins(
