@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from aisle.index.loaded import LoadedIndex
 from aisle.index.profile import EMPTY_PROFILE, EVENT_TYPES, SpaceBinding
 from aisle.service.engine import Engine
 from aisle.service.personal.profiles import ProfileView
@@ -80,6 +81,7 @@ def user_context(view: ProfileView | None, engine: Engine, purchase_window_s: fl
     if not view.binding.comparable(SpaceBinding.of(engine.index)):
         profile = EMPTY_PROFILE  # profiles of another model's space are not comparable
     return UserContext(
+        image_profile=image_profile(view, engine.index),
         profile=profile.vector,
         mass=profile.mass * view.freshness if profile.vector is not None else 0.0,
         price_band=price_band(view),
@@ -87,6 +89,15 @@ def user_context(view: ProfileView | None, engine: Engine, purchase_window_s: fl
         top_categories=affinities(view, "category"),
         top_brands=affinities(view, "brand"),
     )
+
+
+def image_profile(view: ProfileView, index: LoadedIndex) -> np.ndarray | None:
+    """The requester's image-space profile, if both versions' image spaces share a model."""
+    profile = view.profiles.get("image")
+    here, there = index.image, view.index.image
+    if profile is None or here is None or there is None or here.fingerprint != there.fingerprint:
+        return None
+    return profile.vector
 
 
 def significant(value: float, digits: int = 6) -> float:

@@ -36,6 +36,7 @@ from aisle.index.loaded import LoadedIndex
 from aisle.index.profile import SpaceBinding, personal_share
 from aisle.index.selection import RowSelection
 from aisle.service.personal.config import PersonalConfig
+from aisle.service.personal.context import image_profile
 from aisle.service.personal.profiles import ProfileService, ProfileView
 from aisle.service.ranking.rules import RuleSet, RulesOverride
 from aisle.service.ranking.types import Candidates
@@ -85,6 +86,9 @@ class RecommendationSource:
     view: ProfileView | None
     context: PageContext = field(default_factory=PageContext)
     held_back: tuple[int, ...] = ()
+    #: Share of the image-space profile in the cosine of items with a picture (versions with an
+    #: image space; ``aisle.service.ranking.hybrid``'s ``profile_image_weight``).
+    image_weight: float = 0.0
 
     @classmethod
     def for_request(
@@ -144,6 +148,15 @@ class RecommendationSource:
         vectors = np.asarray(index.text.vectors[rows], dtype=np.float32)
         rows, vectors = self._without_variants(index, rows, vectors, np.union1d(together_rows, due), same_rows)
         cosine = (vectors @ vector).astype(np.float64) if vector is not None else np.zeros(len(rows))
+        pictures = index.image
+        picture_profile = image_profile(view, index) if view is not None and vector is not None else None
+        if picture_profile is not None and pictures is not None and pictures.present is not None:
+            if self.image_weight > 0:
+                picture_cosine = (np.asarray(pictures.vectors[rows], dtype=np.float32) @ picture_profile).astype(
+                    np.float64
+                )
+                weight = self.image_weight
+                cosine = np.where(pictures.present[rows], (1 - weight) * cosine + weight * picture_cosine, cosine)
         popular_score = counts.scores_of(rows) if counts is not None else np.zeros(len(rows))
         parts = {
             "personal": share * cosine,

@@ -29,6 +29,8 @@ class UserContext:
         together: ``(rows, scores)`` of the items bought with or after the user's strongest items
             (best 1.0), in the rows of the version the request is served by, or None.
         together_weight: how much ``together`` adds to a search or similar-items relevance.
+        image_profile: unit vector in the image space (the pictures of interacted items), or
+            None without a usable one; it refines ``profile``, never replaces it.
     """
 
     profile: np.ndarray | None = None
@@ -40,6 +42,7 @@ class UserContext:
     personal_share: float | None = None
     together: tuple[np.ndarray, np.ndarray] | None = None
     together_weight: float = 0.0
+    image_profile: np.ndarray | None = None
 
     @property
     def is_anonymous(self) -> bool:
@@ -60,7 +63,8 @@ class Candidates:
     rows: np.ndarray
     relevance: np.ndarray
     parts: dict[str, np.ndarray] = field(default_factory=dict)
-    #: Which retriever found each candidate (``dense``, ``lexical``, ``dense+lexical``, ``pin``).
+    #: Which retriever found each candidate (``dense``, ``lexical``, ``image`` or a ``+`` of them,
+    #: ``pin``).
     sources: np.ndarray | None = None
     #: The candidates' unit vectors (one row per candidate) when retrieval already gathered
     #: them; the reranker's diversity step uses them instead of reading the index again.

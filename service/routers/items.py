@@ -60,6 +60,7 @@ def similar(
             request_id=request.state.request_id,
             together=together,
             together_weight=plan.personal_config(personal.config).bought_together_weight if personal else 0.0,
+            fusion=ranking.fusion,
         )
     except RulesConflict as exc:
         raise ApiError(422, str(exc)) from None

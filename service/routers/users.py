@@ -76,6 +76,7 @@ def recommendations(
     source = RecommendationSource.for_request(
         personal.profiles, config, view if plan.personalized else None, page_context(engine, cart, item_id)
     )
+    source.image_weight = request.app.state.ranking.fusion.profile_image_weight
     try:
         hits, sources = engine.recommend(
             source,
