@@ -16,8 +16,9 @@ from aisle.service.metrics import ServiceMetrics
 from aisle.service.middleware import BodyLimitMiddleware, RequestContextMiddleware, TimeBudgetMiddleware
 from aisle.service.openapi import install_openapi
 from aisle.service.personal.runtime import Personalization
+from aisle.service.query_log import QueryLog
 from aisle.service.ranking.config import RankingConfig
-from aisle.service.routers import admin, events, health, items, search, users
+from aisle.service.routers import admin, events, health, items, search, suggest, users
 from aisle.service.settings import ServiceSettings
 from aisle.service.watch import IndexWatcher
 
@@ -81,6 +82,11 @@ def create_holder(settings: ServiceSettings, encoder_factory: EncoderFactory | N
         candidates=settings.candidates,
         ef_search=settings.ef_search,
         nprobe=settings.nprobe,
+        engine_options={
+            "query_cache_size": settings.query_cache_size,
+            "encode_corrected": settings.encode_corrected_query,
+            "typo_tolerance": settings.typo_tolerance,
+        },
     )
     holder.reload()
     return holder
@@ -127,6 +133,12 @@ def create_app(
             # run after the last request.
             app.state.personal = Personalization.open(settings, serving)
             resources.callback(app.state.personal.close)
+            if settings.query_log_size > 0:
+                app.state.query_log = QueryLog(
+                    settings.data_dir, capacity=settings.query_log_size, min_count=settings.query_log_min_count
+                )
+                app.state.query_log.start()
+                resources.callback(app.state.query_log.close)
             log.info("ready: serving index version %s", serving.engine.version)
             yield
             log.info("shutting down: in-flight requests drained, closing the stores")
@@ -145,6 +157,7 @@ def create_app(
     # Read (and validated) once: a bad rules file stops the start with a clear message.
     app.state.ranking = RankingConfig.from_settings(settings)
     app.state.holder = holder
+    app.state.query_log = None
     app.state.metrics = ServiceMetrics(lambda: app.state.holder, lambda: _stored_events(app))
     install_error_handlers(app)
     # add_middleware wraps: the last added runs first.
@@ -154,7 +167,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
 
-    for module in (health, search, items, admin, metrics_routes, events, users):
+    for module in (health, search, suggest, items, admin, metrics_routes, events, users):
         app.include_router(module.router)
     install_openapi(app)
     return app

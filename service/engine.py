@@ -17,6 +17,7 @@ import numpy as np
 from aisle.embed.base import Encoder
 from aisle.index.filters import Filters, select_rows
 from aisle.index.loaded import LoadedIndex
+from aisle.service.highlight import Matcher
 from aisle.service.query_cache import LruCache
 from aisle.service.query_log import normalise
 from aisle.service.ranking.hybrid import FusionParams, Retrieval, item_candidates, query_candidates
@@ -48,8 +49,10 @@ class Engine:
         *,
         query_cache_size: int = 4096,
         encode_corrected: bool = True,
+        typo_tolerance: bool = True,
     ) -> None:
         self.index = index
+        index.lexical.typo_tolerance = typo_tolerance
         self.encoder = encoder
         self.candidates = candidates
         # Encodings of recent query texts; a new version gets a new engine, so a new cache.
@@ -143,6 +146,10 @@ class Engine:
         if analysis.did_you_mean is not None:
             fields["did_you_mean"] = analysis.did_you_mean
         return fields
+
+    def matcher(self, query: str, prefix: bool = False) -> Matcher:
+        """What highlighting marks in results for ``query`` (``aisle.service.highlight``)."""
+        return Matcher.of(query, self.index.lexical.analyze(query, prefix))
 
     def suggest(
         self,

@@ -60,7 +60,11 @@ def run_search(
         )
     except RulesConflict as exc:
         raise ApiError(422, str(exc)) from None
-    return ranked_response(request, engine, hits, started)
+    query_log = request.app.state.query_log
+    if hits and query_log is not None:
+        query_log.record(body.query)
+    matcher = engine.matcher(body.query) if body.highlight else None
+    return ranked_response(request, engine, hits, started, extra=engine.spelling(body.query), matcher=matcher)
 
 
 @router.post("/search", response_model=RankedResponse, response_model_exclude_none=True)
@@ -86,7 +90,8 @@ def search_get(
     user_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     session_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     explain: bool = False,
+    highlight: bool = False,
 ) -> Response:
     """The same search for a plain search bar form."""
-    body = SearchRequest(query=q, k=k, user_id=user_id, session_id=session_id, explain=explain)
+    body = SearchRequest(query=q, k=k, user_id=user_id, session_id=session_id, explain=explain, highlight=highlight)
     return run_search(request, engine, settings, ranking, body)
