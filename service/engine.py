@@ -189,7 +189,9 @@ class Engine:
         words = list(last.tokens)
         base = analysis.corrected or prefix
         head = normalise(base[: len(base) - len(base.rsplit(None, 1)[-1])])
-        if any(term.kind != "prefix" for term in analysis.terms):
+        before = {token for term in analysis.terms if term.kind != "prefix" for token in term.tokens}
+        if before:
+            words = [word for word in words if word not in before]
             rows, _ = lexical.top(head, COMPLETION_CONTEXT_ROWS)
             rows = np.sort(rows)
             found = {word: int(np.count_nonzero(lexical.scores_of(word, rows))) for word in words}
