@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import pydantic_core
 from fastapi import APIRouter, Query, Request, Response
 
 from aisle.service.deps import EngineDep, SettingsDep
+from aisle.service.engine import Engine
 from aisle.service.highlight import highlight_result
 from aisle.service.personal.deps import context_for
+from aisle.service.query_log import QueryLog
+from aisle.service.ranking.rules import RuleSet
+from aisle.service.ranking.types import ANONYMOUS, UserContext
 from aisle.service.routers.search import RankingDep
 from aisle.service.schemas import SuggestResponse
 
@@ -44,28 +48,40 @@ def suggest(
     started = time.perf_counter()
     ctx = context_for(request, user_id, session_id, engine)
     rules = ranking.rule_book.for_surface("search")
-    hits = engine.suggest(q, k, ctx=ctx, rules=rules, request_id=request.state.request_id)
-    suggestions: dict[str, dict[str, object]] = {}
-    query_log = request.app.state.query_log
+    body = suggest_body(engine, request.app.state.query_log, q, k, ctx=ctx, rules=rules)
+    body = {
+        "request_id": request.state.request_id,
+        "index_version": engine.version,
+        "took_ms": round((time.perf_counter() - started) * 1000, 3),
+        **body,
+    }
+    return Response(pydantic_core.to_json(body), media_type="application/json")
+
+
+def suggest_body(
+    engine: Engine,
+    query_log: QueryLog | None,
+    q: str,
+    k: int,
+    *,
+    ctx: UserContext = ANONYMOUS,
+    rules: RuleSet | None = None,
+    request_id: str = "",
+) -> dict[str, Any]:
+    """Everything ``/suggest`` answers but the request's id, version and time (the benchmark
+    times this function)."""
+    hits = engine.suggest(q, k, ctx=ctx, rules=rules, request_id=request_id)
+    suggestions: dict[str, dict[str, str]] = {}
     if query_log is not None:
         for text, _ in query_log.completions(q, k):
             suggestions.setdefault(text, {"text": text, "source": "queries"})
-    for text in engine.completions(q, k):
-        if len(suggestions) >= k:
-            break
-        suggestions.setdefault(text, {"text": text, "source": "catalogue"})
+    if len(suggestions) < k:
+        for text in engine.completions(q, k):
+            suggestions.setdefault(text, {"text": text, "source": "catalogue"})
     matcher = engine.matcher(q, prefix=True)
     results = []
     for hit in hits:
         result = engine.result(hit)
         result["highlight"] = highlight_result(result, matcher)
         results.append(result)
-    body = {
-        "request_id": request.state.request_id,
-        "index_version": engine.version,
-        "took_ms": round((time.perf_counter() - started) * 1000, 3),
-        **engine.spelling(q),
-        "suggestions": list(suggestions.values())[:k],
-        "results": results,
-    }
-    return Response(pydantic_core.to_json(body), media_type="application/json")
+    return {**engine.spelling(q), "suggestions": list(suggestions.values())[:k], "results": results}

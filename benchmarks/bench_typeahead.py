@@ -1,0 +1,284 @@
+"""Typeahead, the query cache, and plain search before and after them: one run, JSON results.
+
+    python -m benchmarks.bench_typeahead --sizes 100000,1000000 --out benchmarks/results/typeahead.json
+
+For each catalogue size (ascending, so 1M comes last; built by ``benchmarks.catalogue`` from
+real listings, as ``benchmarks.run`` builds them):
+
+1. in process, pinned to one core: ``/suggest``'s whole work (``suggest_body``: prefix BM25,
+   personal blend, rules, completions, highlighting) over every prefix a shopper types on the
+   way to each of the 480 real WANDS queries;
+2. in process: ``Engine.search`` over a Zipf-shaped stream of the WANDS queries (popular
+   queries repeat, as in a shop's search bar) with the query cache on and off, and over the
+   unique queries (each once: every lookup misses): hit rate and latency;
+3. over HTTP, the server pinned to one core and the load generator on the other: ``GET
+   /suggest`` on the same prefixes and plain ``POST /search`` on the WANDS queries; at the
+   first size also ``POST /search`` served by the code before this change (``--base``, a git
+   revision, run from an exported copy), alternating rounds with the new code on the same
+   index, so that both are measured under the same machine load.
+
+Sizes above ``--flat-above`` items are built with a flat vector index: typeahead never reads the
+vector index, and a flat one builds in seconds rather than many minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aisle.index.storage import atomic_write_json
+from benchmarks.data import REPO_ROOT, load_base_products, load_queries
+from benchmarks.http_bench import LoadLevels, run_loadgen
+from benchmarks.machine import describe_machine
+from benchmarks.measure import LoadMonitor, latency_stats, pinned
+from benchmarks.pipeline import cpu_plan, make_encoder, prepare_catalogue
+from benchmarks.server import ServerConfig, running_server
+
+log = logging.getLogger("benchmarks.bench_typeahead")
+
+#: Zipf exponent of the repeated-query stream (web and shop query logs are close to 1).
+ZIPF_EXPONENT = 1.0
+
+
+def typed_prefixes(queries: Sequence[str], limit: int) -> list[str]:
+    """What a shopper's search box holds after each keystroke on the way to each query (from two
+    characters), in typing order, at most ``limit`` of them."""
+    prefixes = [query[:end] for query in queries for end in range(2, len(query) + 1)]
+    return prefixes[:limit]
+
+
+def zipf_stream(queries: Sequence[str], length: int, seed: int = 0) -> list[str]:
+    """``length`` queries drawn with probability ∝ 1/rank (the popularity order shuffled)."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(queries))
+    weights = 1.0 / np.arange(1, len(queries) + 1) ** ZIPF_EXPONENT
+    draws = rng.choice(len(queries), size=length, p=weights / weights.sum())
+    return [queries[order[draw]] for draw in draws]
+
+
+def time_calls(call: Callable[[str], Any], inputs: Sequence[str], warmup: int = 20) -> dict[str, float]:
+    for text in inputs[:warmup]:
+        call(text)
+    seconds = []
+    for text in inputs:
+        tick = time.perf_counter()
+        call(text)
+        seconds.append(time.perf_counter() - tick)
+    return latency_stats(seconds)
+
+
+def in_process(
+    index_root: Path, encoder: Any, queries: Sequence[str], prefixes: Sequence[str], stream_length: int
+) -> dict:
+    """Typeahead and cache figures measured in this process (pinned to the server's core)."""
+    from aisle.service.app import create_holder
+    from aisle.service.ranking.rules import RuleBook
+    from aisle.service.routers.suggest import suggest_body
+    from aisle.service.settings import ServiceSettings
+
+    settings = ServiceSettings(index_dir=index_root, threads=1, verify_checksums=False)
+    holder = create_holder(settings, lambda _settings: encoder)
+    engine = holder.engine
+    rules = RuleBook().for_surface("search")
+    report: dict[str, Any] = {"items": len(engine.index)}
+    with pinned(cpu_plan()["inprocess"]):
+        report["suggest"] = time_calls(lambda q: suggest_body(engine, None, q, 5, rules=rules), prefixes)
+        report["suggest"]["requests"] = len(prefixes)
+        stream = zipf_stream(queries, stream_length)
+        cache = {"zipf_stream": {"length": len(stream), "distinct": len(set(stream)), "exponent": ZIPF_EXPONENT}}
+        for label, capacity, inputs in (
+            ("unique_queries_cache_on", settings.query_cache_size, list(queries)),
+            ("zipf_cache_off", 0, stream),
+            ("zipf_cache_on", settings.query_cache_size, stream),
+        ):
+            engine.query_vectors = type(engine.query_vectors)(capacity)
+            engine.index.lexical._analyze_cached.cache_clear()
+            engine.index.lexical._spans_cached.cache_clear()
+            cache[label] = {
+                **time_calls(lambda q: engine.search(q, 10), inputs, warmup=0),
+                "cache": engine.query_vectors.stats(),
+            }
+        report["query_cache"] = cache
+    return report
+
+
+def export_revision(revision: str, work: Path) -> Path:
+    """An importable copy of the code at ``revision``: ``PYTHONPATH`` for ``python -m aisle``.
+
+    The repository's folders map to ``aisle.*`` through setuptools' package-dir; the copy lays
+    them out as that mapping does (``core/`` is ``aisle``, ``index/`` is ``aisle/index``, ...).
+    """
+    source = work / f"src-{revision}"
+    package_root = work / f"pkg-{revision}"
+    if not package_root.exists():
+        source.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", revision], cwd=REPO_ROOT, capture_output=True, check=True).stdout
+        archive_path = work / f"{revision}.tar"
+        archive_path.write_bytes(archive)
+        with tarfile.open(archive_path) as tar:
+            tar.extractall(source, filter="data")
+        shutil.copytree(source / "core", package_root / "aisle")
+        for folder in ("embed", "index", "service", "training"):
+            (package_root / "aisle" / folder).symlink_to(source / folder)
+        (package_root / "benchmarks").symlink_to(source / "benchmarks")
+    return package_root
+
+
+def http_runs(
+    index_root: Path,
+    plans: dict[str, Path],
+    levels: LoadLevels,
+    work: Path,
+    *,
+    base_path: Path | None,
+    rounds: int,
+) -> dict[str, Any]:
+    """Closed-loop latency at concurrency 1 of each plan on the new code and, for ``search``,
+    on the base code: rounds alternate between the two servers."""
+    cpus = cpu_plan()
+    servers: dict[str, Path | None] = {"new": None}
+    if base_path is not None:
+        servers["base"] = base_path
+    results: dict[str, dict[str, list]] = {}
+    for round_number in range(rounds):
+        for label, pythonpath in servers.items():
+            config = ServerConfig(index_root=index_root, data_dir=Path(tempfile.mkdtemp(dir=work)), cpus=(0,))
+            saved = os.environ.get("PYTHONPATH")
+            if pythonpath is not None:
+                os.environ["PYTHONPATH"] = str(pythonpath)
+            try:
+                with running_server(config, work / f"server-{label}-{round_number}.log") as server:
+                    for plan_name, plan in plans.items():
+                        if label == "base" and plan_name != "search":
+                            continue
+                        outcome = run_loadgen(
+                            server, plan, mode="closed", level=1, levels=levels, cycle=True, cpus=cpus["client"]
+                        )
+                        results.setdefault(f"{plan_name} ({label} code)", {}).setdefault("runs", []).append(
+                            {
+                                **outcome["latency_ms"],
+                                "server_cpu_ms_per_request": outcome.get("server_cpu_ms_per_request"),
+                                "errors": sum(outcome["failures"].values()),
+                                "load": os.getloadavg(),
+                            }
+                        )
+            finally:
+                if pythonpath is not None:
+                    if saved is None:
+                        os.environ.pop("PYTHONPATH", None)
+                    else:
+                        os.environ["PYTHONPATH"] = saved
+    for entry in results.values():
+        runs = entry["runs"]
+        entry["p50_ms_median"] = round(statistics.median(run["p50"] for run in runs), 3)
+        entry["p99_ms_median"] = round(statistics.median(run["p99"] for run in runs), 3)
+    return results
+
+
+def write_plan(path: Path, requests: Sequence[dict]) -> Path:
+    path.write_text("".join(json.dumps(request) + "\n" for request in requests), encoding="utf-8")
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100000,1000000", help="catalogue sizes, comma-separated")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "typeahead.json")
+    parser.add_argument("--work-dir", type=Path, default=REPO_ROOT / ".cache" / "aisle-bench")
+    parser.add_argument("--base", default=None, help="git revision whose /search is measured beside the new code")
+    parser.add_argument("--flat-above", type=int, default=200_000)
+    parser.add_argument("--prefixes", type=int, default=3000, help="typed prefixes timed in process")
+    parser.add_argument("--stream", type=int, default=3000, help="length of the Zipf query stream")
+    parser.add_argument("--requests", type=int, default=1500, help="HTTP requests per run")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating HTTP rounds (base, new, ...)")
+    parser.add_argument("--skip-http", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    monitor = LoadMonitor()
+    started = time.perf_counter()
+    queries = load_queries()
+    prefixes = typed_prefixes(queries, args.prefixes)
+    products = load_base_products()
+    encoder = make_encoder(1)
+    result: dict[str, Any] = {
+        "command": "python -m benchmarks.bench_typeahead " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": describe_machine(REPO_ROOT),
+        "load_before": os.getloadavg(),
+        "queries": {"wands": len(queries), "typed_prefixes": len(prefixes)},
+        "sizes": {},
+    }
+    levels = LoadLevels(
+        concurrency=(1,),
+        rates=(),
+        max_requests=args.requests,
+        max_seconds=60,
+        warmup=50,
+        max_steal=None,
+        steal_retries=0,
+    )
+    sizes = sorted(int(size) for size in args.sizes.split(",") if size.strip())
+    for number, size in enumerate(sizes):
+        index_type = "flat" if size > args.flat_above else None
+        catalogue_args = argparse.Namespace(
+            size=size, sigma=0.025, seed=0, index_type=index_type, work_dir=args.work_dir, query_limit=None
+        )
+        index_root, catalogue = prepare_catalogue(catalogue_args, encoder, products)
+        log.info("catalogue %d ready: %s", size, catalogue["version"])
+        entry: dict[str, Any] = {"catalogue": catalogue, "load": os.getloadavg()}
+        entry["in_process"] = in_process(index_root, encoder, queries, prefixes, args.stream)
+        log.info("in process %d: %s", size, json.dumps(entry["in_process"])[:400])
+        if not args.skip_http:
+            with tempfile.TemporaryDirectory(dir=args.work_dir) as scratch:
+                work = Path(scratch)
+                plans = {
+                    "suggest": write_plan(
+                        work / "suggest.jsonl",
+                        [
+                            {"method": "GET", "path": "/suggest?" + _query_string(prefix), "body": None}
+                            for prefix in prefixes
+                        ],
+                    ),
+                    "search": write_plan(
+                        work / "search.jsonl",
+                        [{"method": "POST", "path": "/search", "body": {"query": q, "k": 10}} for q in queries],
+                    ),
+                }
+                base = export_revision(args.base, args.work_dir) if args.base and number == 0 else None
+                entry["http"] = http_runs(index_root, plans, levels, work, base_path=base, rounds=args.rounds)
+            log.info("http %d: %s", size, json.dumps(entry["http"])[:600])
+        entry["load_after"] = os.getloadavg()
+        result["sizes"][str(size)] = entry
+    result["machine_load"] = monitor.report()
+    result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.out, result)
+    print(args.out)
+    return 0
+
+
+def _query_string(prefix: str) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode({"q": prefix, "k": 5})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
