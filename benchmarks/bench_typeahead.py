@@ -138,7 +138,24 @@ def export_revision(revision: str, work: Path) -> Path:
         for folder in ("embed", "index", "service", "training"):
             (package_root / "aisle" / folder).symlink_to(source / folder)
         (package_root / "benchmarks").symlink_to(source / "benchmarks")
+        _write_entry_points(source / "pyproject.toml", package_root / "aisle_search-0.0.0.dist-info")
     return package_root
+
+
+def _write_entry_points(pyproject: Path, dist_info: Path) -> None:
+    """The revision's own entry points (``aisle`` finds its subcommands there), in a dist-info
+    that ``importlib.metadata`` finds before the installed one (it comes first on the path)."""
+    import tomllib
+
+    entry_points = tomllib.loads(pyproject.read_text())["project"].get("entry-points", {})
+    dist_info.mkdir(parents=True, exist_ok=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: aisle-search\nVersion: 0.0.0\n")
+    lines = []
+    for group, entries in entry_points.items():
+        lines.append(f"[{group}]")
+        lines += [f"{name} = {target}" for name, target in entries.items()]
+        lines.append("")
+    (dist_info / "entry_points.txt").write_text("\n".join(lines))
 
 
 def http_runs(

@@ -379,6 +379,14 @@ class LexicalIndex:
         """The BM25 score of each of ``rows`` (ascending) for ``query``, 0 where no token matches."""
         return self._weights_at(self._spans(query, prefix), np.asarray(rows, dtype=np.int64))
 
+    def containing(self, token: str, rows: np.ndarray) -> np.ndarray:
+        """Which of ``rows`` (ascending) contain the indexed ``token`` (all False for another)."""
+        token_id = self._vocab.get(token)
+        if token_id is None:
+            return np.zeros(len(rows), dtype=bool)
+        span = (int(self._starts[token_id]), int(self._starts[token_id + 1]))
+        return self._weights_at([span], np.asarray(rows, dtype=np.int64)) > 0
+
     def _spans(self, query: str, prefix: bool = False) -> list[tuple[int, int]]:
         """The posting ranges of the tokens the query searches for."""
         return self._spans_cached(query, prefix and self.tokenizer_version >= 2, self.typo_tolerance)

@@ -194,7 +194,7 @@ class Engine:
             words = [word for word in words if word not in before]
             rows, _ = lexical.top(head, COMPLETION_CONTEXT_ROWS)
             rows = np.sort(rows)
-            found = {word: int(np.count_nonzero(lexical.scores_of(word, rows))) for word in words}
+            found = {word: int(np.count_nonzero(lexical.containing(word, rows))) for word in words}
             words = sorted((word for word in words if found[word]), key=lambda word: -found[word])
         surface = lexical.vocabulary.surface
         return [f"{head} {surface(word)}".strip() for word in words[:limit]]

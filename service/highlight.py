@@ -14,6 +14,7 @@ are the query's words, as the shopper wrote them, that matched in that field.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from dataclasses import dataclass
@@ -57,6 +58,14 @@ class Matcher:
     def __bool__(self) -> bool:
         return bool(self.whole or self.prefixes)
 
+    @functools.cached_property
+    def starts(self) -> frozenset[str]:
+        """The first two characters (or the only one) of every token's stem and typed prefix: a
+        word starting otherwise cannot match, which keeps fields without a match cheap. A
+        token's plural forms share its stem (a final ``y`` may have become ``ies``)."""
+        stems = {token[:-1] if token.endswith("y") else token for token in [*self.whole, *self.completions]}
+        return frozenset(stem[:2] for stem in stems | set(self.prefixes) if stem)
+
     def match(self, word: str) -> tuple[int, str] | None:
         """How many leading characters of the folded ``word`` to mark, and the query word."""
         token = fold_plural(word)
@@ -73,21 +82,27 @@ class Matcher:
 def highlight_text(text: str, matcher: Matcher) -> tuple[str, list[str]] | None:
     """``text`` HTML-escaped with its matching words marked, and the query words they matched;
     None when nothing matched."""
+    starts = matcher.starts
+    if not starts:
+        return None
     folded, origin = _folded_with_origin(text)
     spans: list[tuple[int, int]] = []
     words: dict[str, None] = {}
     for run in _ALNUM_RUN.finditer(folded):
-        found = matcher.match(run.group())
-        if found is not None:
-            spans.append((run.start(), run.start() + found[0]))
-            words[found[1]] = None
-            continue
-        for piece in _PIECE.finditer(run.group()):
-            found = matcher.match(piece.group())
-            if found is not None and piece.group() != run.group():
-                start = run.start() + piece.start()
+        word = run.group()
+        # The whole letter-and-digit run ("dw4524"), else each of its letter or digit pieces.
+        pieces = [(run.start(), word)]
+        if not (word.isalpha() or word.isdigit()):
+            pieces += [(run.start() + piece.start(), piece.group()) for piece in _PIECE.finditer(word)]
+        for start, piece in pieces:
+            if piece[:2] not in starts and piece[:1] not in starts:
+                continue
+            found = matcher.match(piece)
+            if found is not None:
                 spans.append((start, start + found[0]))
                 words[found[1]] = None
+                if piece is word:
+                    break
     if not spans:
         return None
     parts, end = [], 0
@@ -120,6 +135,9 @@ def _folded_with_origin(text: str) -> tuple[str, list[int]]:
     character of ``text`` it came from (folding may change the length: ``ß`` → ``ss``)."""
     if text.isascii():
         return text.lower(), range(len(text))  # type: ignore[return-value]
+    folded_text = fold(text)
+    if len(folded_text) == len(text):  # one character for one ("é" → "e"): offsets unchanged
+        return folded_text, range(len(text))  # type: ignore[return-value]
     folded: list[str] = []
     origin: list[int] = []
     for offset, char in enumerate(text):

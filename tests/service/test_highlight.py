@@ -26,6 +26,8 @@ def test_text_is_escaped_and_offsets_survive_folding() -> None:
         "Straße &amp; <em>Küche</em> &lt;b&gt;<em>knives</em>&lt;/b&gt;"
     )
     assert marked("4524", "DeWalt DW4524 grinder") == "DeWalt DW<em>4524</em> grinder"
+    assert marked("dw 4524", "DeWalt DW4524 grinder") == "DeWalt <em>DW</em><em>4524</em> grinder"
+    assert marked("dw4524", "DeWalt DW4524 grinder") == "DeWalt <em>DW4524</em> grinder"
 
 
 def test_only_matching_text_fields_are_reported_with_the_words_as_typed() -> None:
