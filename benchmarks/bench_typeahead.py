@@ -73,6 +73,35 @@ def zipf_stream(queries: Sequence[str], length: int, seed: int = 0) -> list[str]
     return [queries[order[draw]] for draw in draws]
 
 
+def with_typo(query: str) -> str:
+    """``query`` with one typo, as ``queries_typo.csv`` has them: the two middle letters of its
+    longest word of five letters or more swapped (the query itself when it has no such word)."""
+    words = query.split()
+    long_words = [n for n, word in enumerate(words) if len(word) >= 5 and word.isalpha()]
+    if not long_words:
+        return query
+    at = max(long_words, key=lambda n: len(words[n]))
+    word, middle = words[at], len(words[at]) // 2
+    words[at] = word[: middle - 1] + word[middle] + word[middle - 1] + word[middle + 1 :]
+    return " ".join(words)
+
+
+def spelling_figures(lexical: Any, queries: Sequence[str]) -> dict[str, Any]:
+    """The vocabulary's size and the cost of analysing a query (corrections included), uncached."""
+    vocabulary = lexical.vocabulary
+    typos = [with_typo(query) for query in queries]
+    report: dict[str, Any] = {
+        "vocabulary_words": len(vocabulary),
+        "deletion_index_entries": int(len(vocabulary._deletes)),
+        "deletion_index_mib": round((vocabulary._deletes.nbytes + vocabulary._targets.nbytes) / 2**20, 1),
+        "queries_with_a_typo": sum(typo != query for typo, query in zip(typos, queries)),
+        "corrected": sum(lexical.analyze(typo).corrected is not None for typo in typos if typo not in queries),
+    }
+    for label, inputs in (("analyze_clean_uncached", queries), ("analyze_typo_uncached", typos)):
+        report[label] = time_calls(lambda q: lexical._analyze(q, False, True), inputs)
+    return report
+
+
 def time_calls(call: Callable[[str], Any], inputs: Sequence[str], warmup: int = 20) -> dict[str, float]:
     for text in inputs[:warmup]:
         call(text)
@@ -116,6 +145,7 @@ def in_process(
                 "cache": engine.query_vectors.stats(),
             }
         report["query_cache"] = cache
+        report["spelling"] = spelling_figures(engine.index.lexical, queries)
     return report
 
 
@@ -170,38 +200,39 @@ def http_runs(
     """Closed-loop latency at concurrency 1 of each plan on the new code and, for ``search``,
     on the base code: rounds alternate between the two servers."""
     cpus = cpu_plan()
-    servers: dict[str, Path | None] = {"new": None}
+    # (code, environment): the plans cycle over the WANDS queries, so the new code is measured
+    # with its query cache off as well (every request encoded, as the base code does).
+    servers: dict[str, tuple[Path | None, dict[str, str]]] = {
+        "new code": (None, {}),
+        "new code, query cache off": (None, {"AISLE_QUERY_CACHE_SIZE": "0"}),
+    }
     if base_path is not None:
-        servers["base"] = base_path
+        servers["base code"] = (base_path, {})
     results: dict[str, dict[str, list]] = {}
     for round_number in range(rounds):
-        for label, pythonpath in servers.items():
-            config = ServerConfig(index_root=index_root, data_dir=Path(tempfile.mkdtemp(dir=work)), cpus=(0,))
-            saved = os.environ.get("PYTHONPATH")
-            if pythonpath is not None:
-                os.environ["PYTHONPATH"] = str(pythonpath)
-            try:
-                with running_server(config, work / f"server-{label}-{round_number}.log") as server:
-                    for plan_name, plan in plans.items():
-                        if label == "base" and plan_name != "search":
-                            continue
-                        outcome = run_loadgen(
-                            server, plan, mode="closed", level=1, levels=levels, cycle=True, cpus=cpus["client"]
-                        )
-                        results.setdefault(f"{plan_name} ({label} code)", {}).setdefault("runs", []).append(
-                            {
-                                **outcome["latency_ms"],
-                                "server_cpu_ms_per_request": outcome.get("server_cpu_ms_per_request"),
-                                "errors": sum(outcome["failures"].values()),
-                                "load": os.getloadavg(),
-                            }
-                        )
-            finally:
-                if pythonpath is not None:
-                    if saved is None:
-                        os.environ.pop("PYTHONPATH", None)
-                    else:
-                        os.environ["PYTHONPATH"] = saved
+        for label, (code_path, environment) in servers.items():
+            config = ServerConfig(
+                index_root=index_root,
+                data_dir=Path(tempfile.mkdtemp(dir=work)),
+                cpus=(0,),
+                code_path=code_path,
+                environment=tuple(environment.items()),
+            )
+            with running_server(config, work / f"server-{round_number}-{len(results)}.log") as server:
+                for plan_name, plan in plans.items():
+                    if label != "new code" and plan_name != "search":
+                        continue
+                    outcome = run_loadgen(
+                        server, plan, mode="closed", level=1, levels=levels, cycle=True, cpus=cpus["client"]
+                    )
+                    results.setdefault(f"{plan_name} ({label})", {}).setdefault("runs", []).append(
+                        {
+                            **outcome["latency_ms"],
+                            "server_cpu_ms_per_request": outcome.get("server_cpu_ms_per_request"),
+                            "errors": sum(outcome["failures"].values()),
+                            "load": os.getloadavg(),
+                        }
+                    )
     for entry in results.values():
         runs = entry["runs"]
         entry["p50_ms_median"] = round(statistics.median(run["p50"] for run in runs), 3)
