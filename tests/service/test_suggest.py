@@ -114,6 +114,7 @@ def test_the_query_cache_is_per_version(tmp_path: Path) -> None:
         for _ in range(3):
             client.post("/search", json={"query": "yoga mat"})
         assert engine.query_vectors.stats()["hits"] == 2
+        assert "aisle_query_cache_hits 2.0" in client.get("/metrics").text
         publish(tmp_path / "index", engine.encoder, "b")
         assert client.post("/admin/reload").status_code == 200
         fresh = client.app.state.holder.engine
