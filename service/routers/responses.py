@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pydantic_core
@@ -19,6 +19,7 @@ def ranked_body(
     request_id: str,
     took_ms: float,
     sources: Sequence[str] | None = None,
+    labels: Mapping[str, str] | None = None,
     *,
     extra: dict[str, Any] | None = None,
     matcher: Matcher | None = None,
@@ -28,7 +29,8 @@ def ranked_body(
     Serialized straight from the result dicts: they are built here with the model's fields and
     types and hold no ``None`` (``Engine.result`` leaves blank fields out), so validating them
     against the model again would only repeat work (more than half of the serialisation time);
-    ``tests/service`` validates bodies against it.
+    ``tests/service`` validates bodies against it. ``labels`` are top-level fields added to the
+    body (an experiment's ``experiment`` and ``variant``).
     """
     results = [engine.result(hit) for hit in hits]
     for result, source in zip(results, sources or ()):
@@ -36,6 +38,8 @@ def ranked_body(
     if matcher is not None:
         for result in results:
             result["highlight"] = highlight_result(result, matcher)
+    # Inputs are finite (requests, rules and catalogues refuse Infinity and NaN); should a score
+    # still overflow, the body stays valid JSON (null) instead of carrying a bare Infinity.
     return pydantic_core.to_json(
         {
             "request_id": request_id,
@@ -43,7 +47,9 @@ def ranked_body(
             "took_ms": took_ms,
             **(extra or {}),
             "results": results,
-        }
+            **(labels or {}),
+        },
+        inf_nan_mode="null",
     )
 
 
@@ -53,6 +59,7 @@ def ranked_response(
     hits: list[Hit],
     started: float,
     sources: Sequence[str] | None = None,
+    labels: Mapping[str, str] | None = None,
     *,
     extra: dict[str, Any] | None = None,
     matcher: Matcher | None = None,
@@ -68,5 +75,5 @@ def ranked_response(
     ``response_model`` still documents the shape.
     """
     took_ms = round((time.perf_counter() - started) * 1000, 3)
-    body = ranked_body(engine, hits, request.state.request_id, took_ms, sources, extra=extra, matcher=matcher)
+    body = ranked_body(engine, hits, request.state.request_id, took_ms, sources, labels, extra=extra, matcher=matcher)
     return Response(body, media_type="application/json")
