@@ -104,6 +104,41 @@ def spelling_figures(lexical: Any, queries: Sequence[str]) -> dict[str, Any]:
     return report
 
 
+def vocabulary_scale(words: int, seed: int = 0) -> dict[str, Any]:
+    """Spelling correction on a vocabulary of ``words`` words (a real shop of a million products
+    has far more distinct words than the benchmark catalogue, whose variants share theirs): the
+    benchmark catalogue's words, then compounds of two of them ("sofatable"), as long shop
+    vocabularies are full of brand names and run-together words. Times the build and lookups of
+    typed words with one typo."""
+    from aisle.index.lexical import LexicalIndex
+    from aisle.index.vocabulary import Vocabulary, allowed_edits
+
+    base = LexicalIndex.build([f"{p.title} {p.brand or ''} {p.category or ''}" for p in load_base_products()])
+    real = [word for word in base.vocabulary.words if word.isalpha() and len(word) >= 3]
+    rng = np.random.default_rng(seed)
+    frequencies = {word: int(base.vocabulary.frequency(word)) for word in real}
+    while len(frequencies) < words:
+        first, second = rng.choice(len(real), 2)
+        frequencies.setdefault(real[first] + real[second], int(rng.integers(1, 50)))
+    tick = time.perf_counter()
+    vocabulary = Vocabulary.build(frequencies)
+    build_s = time.perf_counter() - tick
+    meant = [str(word) for word in rng.choice(list(frequencies), 2000) if allowed_edits(str(word))]
+    typed = [with_typo(word) for word in meant]
+    corrections = [vocabulary.correct(word) for word in typed]
+    return {
+        "vocabulary_words": len(vocabulary),
+        "deletion_index_entries": int(len(vocabulary._deletes)),
+        "deletion_index_mib": round((vocabulary._deletes.nbytes + vocabulary._targets.nbytes) / 2**20, 1),
+        "build_seconds": round(build_s, 1),
+        "correct_one_typo": time_calls(vocabulary.correct, typed),
+        # Compounds of short words may sit one edit from several words: not every typo is undone.
+        "corrected_to_the_word_meant": round(
+            sum(c is not None and c.word == word for c, word in zip(corrections, meant)) / max(len(meant), 1), 3
+        ),
+    }
+
+
 def time_calls(call: Callable[[str], Any], inputs: Sequence[str], warmup: int = 20) -> dict[str, Any]:
     """Wall-clock latency of ``call`` over ``inputs``, and the thread's CPU time per call: on a
     loaded machine the wall clock's tail is mostly time spent descheduled, the CPU time is not."""
@@ -272,9 +307,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=1500, help="HTTP requests per run")
     parser.add_argument("--rounds", type=int, default=2, help="alternating HTTP rounds (base, new, ...)")
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument(
+        "--vocabulary-scale", type=int, default=0, help="only time spelling correction on a vocabulary this large"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args.work_dir.mkdir(parents=True, exist_ok=True)
+    if args.vocabulary_scale:
+        with pinned(cpu_plan()["inprocess"]):
+            scale = vocabulary_scale(args.vocabulary_scale)
+        scale.update(
+            command="python -m benchmarks.bench_typeahead " + " ".join(argv if argv is not None else sys.argv[1:]),
+            machine=describe_machine(REPO_ROOT),
+            load=os.getloadavg(),
+        )
+        atomic_write_json(args.out, scale)
+        print(json.dumps({key: value for key, value in scale.items() if key != "machine"}, indent=2))
+        return 0
     monitor = LoadMonitor()
     started = time.perf_counter()
     queries = load_queries()
