@@ -8,7 +8,7 @@ been searched ``min_count`` times, so a single shopper's unusual query is never 
 
 Counts are kept in memory and merged into ``query_log.json`` in the data directory every
 ``flush_interval_s`` (and at shutdown), under a file lock, crash-safely (temp file, fsync,
-rename): worker processes sharing a data directory add up their counts, and each one reads the
+rename, owner-only like the other data files): worker processes sharing a data directory add up their counts, and each one reads the
 others' at its next flush.
 """
 
@@ -19,12 +19,14 @@ import fcntl
 import heapq
 import json
 import logging
+import os
 import re
 import threading
 from collections import Counter
 from pathlib import Path
 
-from aisle.index.storage import atomic_write_json
+from aisle.index.storage import atomic_write
+from aisle.service.events.files import PRIVATE_FILE_MODE, ensure_private_dir
 
 log = logging.getLogger(__name__)
 
@@ -102,15 +104,20 @@ class QueryLog:
             self._prune(self._counts)
             self._refresh_snapshot()
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "a+") as lock:
+        ensure_private_dir(self.path.parent)
+        lock_fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+        os.fchmod(lock_fd, PRIVATE_FILE_MODE)  # O_CREAT's mode passes through the umask
+        with os.fdopen(lock_fd, "r+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 counts = self._read() if self.path.is_file() else Counter()
                 counts.update(pending)
                 self._prune(counts)
                 if pending:
-                    atomic_write_json(self.path, {"format": LOG_FORMAT, "counts": dict(counts)})
+                    payload = json.dumps({"format": LOG_FORMAT, "counts": dict(counts)}, ensure_ascii=False)
+                    atomic_write(
+                        self.path, lambda handle: handle.write(payload.encode("utf-8")), mode=PRIVATE_FILE_MODE
+                    )
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
         self._counts = counts
