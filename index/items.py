@@ -77,6 +77,8 @@ class ItemTable:
         self.category_codes, self.category_names = _factorize([c.casefold() for c in columns["category"]])
         #: Rows of recently used filters (see ``aisle.index.filters.select_rows``).
         self.selections = SelectionCache()
+        #: Rows deleted through the live catalogue (``aisle.index.live``): a mask, None when none is.
+        self.removed: np.ndarray | None = None
 
     @classmethod
     def read(cls, path: Path) -> ItemTable:
@@ -93,6 +95,11 @@ class ItemTable:
 
     def category(self, row: int) -> str:
         return self._columns["category"][row]
+
+    def product(self, row: int) -> Product:
+        """Row ``row`` as the catalogue product it was built from (a live change starts from it)."""
+        values = {name: self._columns[name][row] for name in _COLUMNS}
+        return Product(**values, attributes=json.loads(self._attributes[row]))
 
     def to_result(self, row: int) -> dict[str, Any]:
         """The catalogue fields of a row, as returned in responses (blank fields left out)."""

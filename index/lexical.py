@@ -150,6 +150,11 @@ class LexicalIndex:
         """The query's tokens that occur in the index."""
         return [t for t in query_tokens(query, self.tokenizer_version) if t in self._vocab]
 
+    def document_frequency(self, token: str) -> int:
+        """How many rows contain ``token`` (0 when none): lets a live delta score with this index's IDF."""
+        token_id = self._vocab.get(token)
+        return 0 if token_id is None else int(self._starts[token_id + 1] - self._starts[token_id])
+
     def match(self, query: str, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Every row matching at least one query token, with its BM25 score.
 

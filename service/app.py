@@ -12,12 +12,13 @@ from aisle.embed.base import Encoder
 from aisle.service import metrics as metrics_routes
 from aisle.service.errors import install_error_handlers
 from aisle.service.holder import IndexHolder
+from aisle.service.live import LiveCatalog
 from aisle.service.metrics import ServiceMetrics
 from aisle.service.middleware import BodyLimitMiddleware, RequestContextMiddleware, TimeBudgetMiddleware
 from aisle.service.openapi import install_openapi
 from aisle.service.personal.runtime import Personalization
 from aisle.service.ranking.config import RankingConfig
-from aisle.service.routers import admin, events, health, items, search, users
+from aisle.service.routers import admin, catalog, events, health, items, search, users
 from aisle.service.settings import ServiceSettings
 from aisle.service.watch import IndexWatcher
 
@@ -125,8 +126,11 @@ def create_app(
                 resources.callback(watcher.stop)
             # Stores opened here: register their close/flush with resources.callback(...) so they
             # run after the last request.
+            app.state.live = LiveCatalog.open(serving, poll_s=settings.live_poll_ms / 1000)
+            resources.callback(app.state.live.close)
             app.state.personal = Personalization.open(settings, serving)
             resources.callback(app.state.personal.close)
+            app.state.live.add_listener(app.state.personal.profiles.follow)
             log.info("ready: serving index version %s", serving.engine.version)
             yield
             log.info("shutting down: in-flight requests drained, closing the stores")
@@ -154,7 +158,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
 
-    for module in (health, search, items, admin, metrics_routes, events, users):
+    for module in (health, search, items, catalog, admin, metrics_routes, events, users):
         app.include_router(module.router)
     install_openapi(app)
     return app

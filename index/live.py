@@ -1,0 +1,642 @@
+"""The live catalogue's delta: a published version plus the changes logged since, searchable as one.
+
+A ``Delta`` applies logged changes (``aisle.index.changes``) to one loaded version and hands out
+immutable ``LiveIndex`` snapshots that read like a ``LoadedIndex``, so the engine, the reranker
+and personalization need no second code path:
+
+* Rows are stable. A product of the version keeps its row; a new product gets the next row after
+  the version's last one, kept across later changes (and if it is deleted and added again).
+* Price, stock, boost, margin and attributes are patched into copies of the item table's
+  columns (copy-on-write, per batch of changes): no vector changes.
+* A product whose embedded text changed (new, or retitled) gets its vector in a small delta
+  matrix (exact search, beside the version's ANN index) and its text in a small BM25 index
+  scored with the version's statistics (``DeltaLexical``); its old row is hidden from the
+  version's ANN and BM25 indexes.
+* A deleted product is a tombstone: its row stays, marked in ``items.removed``, hidden from
+  retrieval, refused by the reranker and absent from ``items.row_of``.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aisle.index.catalog import KNOWN_FIELDS, Product
+from aisle.index.changes import Change, apply_change
+from aisle.index.items import ItemTable
+from aisle.index.lexical import EMPTY_DOCUMENT_TOKEN, LexicalIndex, top_k
+from aisle.index.loaded import LoadedIndex, VectorSpace
+from aisle.index.selection import RowSelection, SelectionCache
+from aisle.index.tokens import query_tokens, tokenize
+
+#: Hidden version rows (deleted or re-encoded) up to this many are skipped by asking the version's
+#: indexes for that many more results; beyond it a row mask excludes them.
+OVERFETCH_LIMIT = 256
+#: Products whose text gives the average document length the delta's BM25 normalises with.
+AVGDL_SAMPLE = 2000
+_RESULT_FIELDS = tuple(name for name in KNOWN_FIELDS)
+
+Encode = Callable[[list[str]], np.ndarray]
+
+
+def base_sequence(manifest: Mapping[str, Any]) -> int:
+    """The last change-log ``seq`` a published version includes (0 for versions without one)."""
+    return int(manifest.get("live_sequence", 0) or 0)
+
+
+class Delta:
+    """The changes applied to one version so far; ``apply`` returns the next snapshot.
+
+    Not thread-safe: one follower applies changes; readers only use the snapshots.
+
+    Args:
+        base: the published version.
+        encode: encodes product texts into unit vectors; used only when a logged change lacks
+            the vector of the text it produces (another model wrote it, or two changes raced).
+    """
+
+    def __init__(self, base: LoadedIndex, encode: Encode) -> None:
+        self.base = base
+        self.encode = encode
+        self.base_size = len(base)
+        self.sequence = base_sequence(base.manifest)
+        self.products: dict[int, Product] = {}
+        self.removed: set[int] = set()
+        self.appended_ids: list[str] = []
+        self.appended_row_of: dict[str, int] = {}
+        self.vectors: dict[int, tuple[str, np.ndarray]] = {}
+        self.avgdl = _average_length(base.items)
+        self.snapshot = LiveIndex.unchanged(base, self.sequence)
+
+    @property
+    def base_sequence(self) -> int:
+        return base_sequence(self.base.manifest)
+
+    def row_of(self, item_id: str) -> int | None:
+        """The row the product has or had (deleted products keep theirs)."""
+        row = self.appended_row_of.get(item_id)
+        return self.base.items.row_of.get(item_id) if row is None else row
+
+    def current(self, row: int | None) -> Product | None:
+        if row is None or row in self.removed:
+            return None
+        product = self.products.get(row)
+        if product is None and row < self.base_size:
+            product = self.base.items.product(row)
+        return product
+
+    def apply(self, changes: Iterable[Change]) -> LiveIndex:
+        """Applies ``changes`` (in ``seq`` order, above ``sequence``) and returns the new snapshot."""
+        changed_rows: set[int] = set()
+        text_changed = False
+        to_encode: dict[int, str] = {}
+        for change in changes:
+            if change.seq and change.seq <= self.sequence:
+                continue
+            row = self.row_of(change.item_id)
+            current = self.current(row)
+            product = apply_change(current, change)
+            if change.seq:
+                self.sequence = change.seq
+            if product is None:
+                if current is not None and row is not None:
+                    self.removed.add(row)
+                    self.products.pop(row, None)
+                    changed_rows.add(row)
+                    text_changed |= row in self.vectors
+                continue
+            if row is None:
+                row = self.base_size + len(self.appended_ids)
+                self.appended_ids.append(change.item_id)
+                self.appended_row_of[change.item_id] = row
+            if row in self.removed:
+                self.removed.discard(row)
+                text_changed |= row in self.vectors
+            self.products[row] = product
+            changed_rows.add(row)
+            content_hash = product.content_hash()
+            if row < self.base_size and content_hash == self.base.items.content_hashes[row]:
+                text_changed |= self.vectors.pop(row, None) is not None  # back to the version's text
+                to_encode.pop(row, None)
+            elif row not in self.vectors or self.vectors[row][0] != content_hash:
+                text_changed = True
+                if change.vector is not None and change.content_hash == content_hash:
+                    self.vectors[row] = (content_hash, change.vector)
+                    to_encode.pop(row, None)
+                else:
+                    to_encode[row] = product.embedding_text()
+                    self.vectors[row] = (content_hash, np.zeros(0, np.float32))
+        if to_encode:
+            encoded = self.encode(list(to_encode.values()))
+            for row, vector in zip(to_encode, encoded, strict=True):
+                self.vectors[row] = (self.vectors[row][0], np.asarray(vector, dtype=np.float32))
+        if changed_rows:
+            self.snapshot = self._next_snapshot(changed_rows, text_changed)
+        else:
+            self.snapshot = self.snapshot.at_sequence(self.sequence)
+        return self.snapshot
+
+    def _next_snapshot(self, changed_rows: set[int], text_changed: bool) -> LiveIndex:
+        previous = self.snapshot
+        size = self.base_size + len(self.appended_ids)
+        items = LiveItems(self, previous.items, size, changed_rows)
+        if text_changed:
+            rows = np.array(sorted(self.vectors), dtype=np.int64)
+            dim = self.base.text.vectors.shape[1]
+            matrix = (
+                np.stack([self.vectors[int(row)][1] for row in rows]).astype(np.float32)
+                if len(rows)
+                else np.empty((0, dim), np.float32)
+            )
+            texts = [self.products[int(row)].embedding_text() if int(row) in self.products else "" for row in rows]
+            lexical = DeltaLexical(rows, texts, self.base.lexical, self.avgdl)
+        else:
+            rows, matrix, lexical = previous.delta_rows, previous.delta_matrix, previous.delta_lexical
+        return LiveIndex(self.base, items, rows, matrix, lexical, self.sequence)
+
+
+class LiveIndex:
+    """An immutable snapshot: the version plus the delta, with ``LoadedIndex``'s interface."""
+
+    def __init__(
+        self,
+        base: LoadedIndex,
+        items: ItemTable,
+        delta_rows: np.ndarray,
+        delta_matrix: np.ndarray,
+        delta_lexical: DeltaLexical | None,
+        sequence: int,
+    ) -> None:
+        self.base = base
+        self.path: Path = base.path
+        self.manifest = base.manifest
+        self.items = items
+        self.sequence = sequence
+        self.delta_rows = delta_rows
+        self.delta_matrix = delta_matrix
+        self.delta_lexical = delta_lexical
+        size = len(items)
+        removed = items.removed if items.removed is not None else np.zeros(size, dtype=bool)
+        hidden = removed[: len(base)].copy()
+        hidden[delta_rows[delta_rows < len(base)]] = True
+        delta_live = ~removed[delta_rows] if len(delta_rows) else np.zeros(0, dtype=bool)
+        view = _BaseView(len(base), hidden)
+        text = base.text
+        self.spaces = {
+            name: VectorSpace(
+                name,
+                LiveVectors(space.vectors, delta_rows, delta_matrix if name == text.name else None, size),
+                LiveAnn(space.ann, view, delta_rows, delta_matrix, delta_live, size)
+                if name == text.name
+                else space.ann,
+                space.fingerprint,
+            )
+            for name, space in base.spaces.items()
+        }
+        self.lexical = LiveLexical(base.lexical, view, delta_lexical, delta_live, size)
+
+    @classmethod
+    def unchanged(cls, base: LoadedIndex, sequence: int) -> LiveIndex:
+        dim = base.text.vectors.shape[1]
+        return cls(base, base.items, np.empty(0, np.int64), np.empty((0, dim), np.float32), None, sequence)
+
+    def at_sequence(self, sequence: int) -> LiveIndex:
+        """The same content, recorded as including the log up to ``sequence``."""
+        return LiveIndex(self.base, self.items, self.delta_rows, self.delta_matrix, self.delta_lexical, sequence)
+
+    @property
+    def version(self) -> str:
+        return self.base.version
+
+    @property
+    def text(self) -> VectorSpace:
+        return self.spaces["text"]
+
+    @property
+    def live_items(self) -> int:
+        """Products in the catalogue now (rows less tombstones)."""
+        removed = self.items.removed
+        return len(self.items) - (int(removed.sum()) if removed is not None else 0)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class LiveItems(ItemTable):
+    """The version's item table with the delta's rows patched in and appended (copy-on-write)."""
+
+    def __init__(self, delta: Delta, previous: ItemTable, size: int, changed_rows: set[int]) -> None:
+        base = delta.base.items
+        # Whatever else the version's table holds is shared; row-indexed columns are replaced below.
+        self.__dict__.update(base.__dict__)
+        self._base = base
+        self._base_size = len(base)
+        self._size = size
+        self._products = dict(delta.products)
+        self.ids = _Ids(base.ids, list(delta.appended_ids))
+        self.row_of = _RowMap(base.row_of, dict(delta.appended_row_of), frozenset(delta.removed), self.ids)
+        self.titles = _Column(base.titles, self._products, "title")
+        self.content_hashes = _Column(base.content_hashes, self._products, None)
+        self.brand_names = list(previous.brand_names)
+        self.brand_code_of = dict(previous.brand_code_of)
+        self.category_names = list(previous.category_names)
+        self.category_code_of = {name: code for code, name in enumerate(self.category_names)}
+        self.price = _grown(previous.price, size, np.nan)
+        self.in_stock = _grown(previous.in_stock, size, False)
+        self.margin = _grown(previous.margin, size, 0.0)
+        self.boost = _grown(previous.boost, size, 0.0)
+        self.brand_codes = _grown(previous.brand_codes, size, 0)
+        self.category_codes = _grown(previous.category_codes, size, 0)
+        removed = np.zeros(size, dtype=bool)
+        removed[list(delta.removed)] = True
+        self.removed = removed
+        for row in changed_rows:
+            product = self._products.get(row)
+            if product is None:
+                continue
+            self.price[row] = np.nan if product.price is None else product.price
+            self.in_stock[row] = product.in_stock
+            self.margin[row] = 0.0 if product.margin is None else product.margin
+            self.boost[row] = 0.0 if product.boost is None else product.boost
+            self.brand_codes[row] = _code(product.brand.casefold(), self.brand_names, self.brand_code_of)
+            self.category_codes[row] = _code(product.category.casefold(), self.category_names, self.category_code_of)
+        self.selections = SelectionCache()
+
+    def __len__(self) -> int:
+        return self._size
+
+    def product(self, row: int) -> Product:
+        product = self._products.get(row)
+        return product if product is not None else self._base.product(row)
+
+    def brand(self, row: int) -> str:
+        product = self._products.get(row)
+        return product.brand if product is not None else self._base.brand(row)
+
+    def category(self, row: int) -> str:
+        product = self._products.get(row)
+        return product.category if product is not None else self._base.category(row)
+
+    def to_result(self, row: int) -> dict[str, Any]:
+        product = self._products.get(row)
+        if product is None:
+            return self._base.to_result(row)
+        # Built like the version's rows: the understood fields, then the attributes.
+        result = {
+            name: value for name in _RESULT_FIELDS if (value := getattr(product, name)) is not None and value != ""
+        }
+        for key, value in product.attributes.items():
+            result.setdefault(key, value)
+        return result
+
+
+class LiveVectors:
+    """Row → vector: the version's (memory-mapped) matrix, with the delta's rows taking precedence."""
+
+    def __init__(self, base: np.ndarray, delta_rows: np.ndarray, delta: np.ndarray | None, size: int) -> None:
+        self.base = base
+        self.delta_rows = delta_rows
+        self.delta = delta
+        self.dtype = base.dtype
+        self.shape = (size, base.shape[1])
+        self.ndim = 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.asarray(self[np.arange(self.shape[0])], dtype=dtype)
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        if isinstance(rows, (int, np.integer)):
+            return self[np.array([rows], dtype=np.int64)][0]
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.delta is None or len(self.delta_rows) == 0:
+            if len(rows) and rows.max(initial=0) >= len(self.base):
+                out = np.zeros((len(rows), self.shape[1]), dtype=np.float32)
+                inside = rows < len(self.base)
+                out[inside] = self.base[rows[inside]]
+                return out
+            return self.base[rows]
+        at = np.minimum(np.searchsorted(self.delta_rows, rows), len(self.delta_rows) - 1)
+        hit = self.delta_rows[at] == rows
+        if not hit.any():
+            return self.base[rows]
+        out = np.empty((len(rows), self.shape[1]), dtype=np.float32)
+        miss = ~hit
+        if miss.any():
+            out[miss] = self.base[rows[miss]]
+        out[hit] = self.delta[at[hit]]
+        return out
+
+
+class _BaseView:
+    """Which of the version's rows its own indexes may still return, in the forms they take."""
+
+    def __init__(self, size: int, hidden: np.ndarray) -> None:
+        self.size = size
+        self.hidden_rows = np.flatnonzero(hidden).astype(np.int64)
+        self._visible = RowSelection(~hidden) if len(self.hidden_rows) > OVERFETCH_LIMIT else None
+        self._cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    @property
+    def overfetch(self) -> int:
+        """How many more rows to ask for (hidden rows then dropped); 0 when a mask hides them."""
+        return len(self.hidden_rows) if self._visible is None else 0
+
+    def selection(self, allowed: Any) -> RowSelection | None:
+        """The version's allowed rows for a live selection (None: all), hidden rows masked when many."""
+        if allowed is None:
+            return self._visible
+        if isinstance(allowed, RowSelection):
+            known = self._cache.get(allowed)
+            if known is None:
+                known = self._cache[allowed] = self._base_selection(allowed.mask)
+            return known
+        return self._base_selection(np.asarray(allowed, dtype=bool))
+
+    def _base_selection(self, mask: np.ndarray) -> RowSelection:
+        mask = mask[: self.size]
+        return RowSelection(mask & self._visible.mask if self._visible is not None else mask)
+
+    def drop_hidden(self, rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._visible is not None or len(self.hidden_rows) == 0 or len(rows) == 0:
+            return rows, scores
+        keep = ~np.isin(rows, self.hidden_rows)
+        return rows[keep], scores[keep]
+
+
+def _delta_mask(allowed: Any, delta_rows: np.ndarray, delta_live: np.ndarray) -> np.ndarray:
+    if allowed is None:
+        return delta_live
+    mask = allowed.mask if isinstance(allowed, RowSelection) else np.asarray(allowed, dtype=bool)
+    return delta_live & mask[delta_rows]
+
+
+def _merge(
+    first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np.ndarray], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    if len(second[0]) == 0:
+        return first[0][:k], first[1][:k]
+    rows = np.concatenate([first[0], second[0]]).astype(np.int64)
+    scores = np.concatenate([first[1], second[1]]).astype(np.float32)
+    order = np.lexsort((rows, -scores))[:k]
+    return rows[order], scores[order]
+
+
+class LiveAnn:
+    """The version's ANN index beside an exact scan of the delta's vectors, merged by score."""
+
+    def __init__(
+        self,
+        base: Any,
+        view: _BaseView,
+        delta_rows: np.ndarray,
+        delta_matrix: np.ndarray,
+        delta_live: np.ndarray,
+        size: int,
+    ) -> None:
+        self._base = base
+        self._view = view
+        self._rows = delta_rows
+        self._matrix = delta_matrix
+        self._live = delta_live
+        self._size = size
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._base, name)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def search(self, query: np.ndarray, k: int, allowed: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` rows of the live catalogue (see ``AnnIndex.search``)."""
+        query = np.asarray(query, dtype=np.float32).reshape(-1)
+        base_rows, base_scores = self._base.search(query, k + self._view.overfetch, self._view.selection(allowed))
+        found = self._view.drop_hidden(base_rows, base_scores)
+        live = _delta_mask(allowed, self._rows, self._live)
+        if not live.any():
+            return found[0][:k], found[1][:k]
+        rows = self._rows[live]
+        scores = self._matrix[live] @ query
+        return _merge(found, top_k(rows, scores, k), k)
+
+
+class LiveLexical:
+    """The version's BM25 index beside the delta's, merged by score (the same BM25 scale)."""
+
+    def __init__(
+        self,
+        base: LexicalIndex,
+        view: _BaseView,
+        delta: DeltaLexical | None,
+        delta_live: np.ndarray,
+        size: int,
+    ) -> None:
+        self._base = base
+        self._view = view
+        self._delta = delta
+        self._live = delta_live
+        self.size = size
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._base, name)
+
+    def tokens(self, query: str) -> list[str]:
+        known = self._base.tokens(query)
+        if self._delta is None:
+            return known
+        extra = [token for token in self._delta.tokens(query) if token not in known]
+        return known + extra
+
+    def top(
+        self, query: str, k: int, allowed: Any = None, excluded: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` best live rows by BM25 (see ``LexicalIndex.top``)."""
+        excluded = np.asarray(excluded if excluded is not None else [], dtype=np.int64)
+        base_excluded = excluded[excluded < self._view.size]
+        if self._view.overfetch:
+            base_excluded = np.union1d(base_excluded, self._view.hidden_rows)
+        found = self._base.top(query, k, self._view.selection(allowed), base_excluded if len(base_excluded) else None)
+        if self._delta is None:
+            return found
+        live = _delta_mask(allowed, self._delta.rows, self._live)
+        if len(excluded):
+            live = live & ~np.isin(self._delta.rows, excluded)
+        return _merge(found, self._delta.top(query, k, live), k)
+
+    def search(self, query: str, k: int, allowed: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        return self.top(query, k, allowed)
+
+    def scores_of(self, query: str, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        if self._delta is None or len(self._delta.rows) == 0:
+            inside = rows < self._view.size
+            if inside.all():
+                return self._base.scores_of(query, rows)
+            out = np.zeros(len(rows), dtype=np.float32)
+            out[inside] = self._base.scores_of(query, rows[inside])
+            return out
+        at = np.minimum(np.searchsorted(self._delta.rows, rows), len(self._delta.rows) - 1)
+        hit = self._delta.rows[at] == rows
+        out = np.zeros(len(rows), dtype=np.float32)
+        miss = ~hit & (rows < self._view.size)
+        if miss.any():
+            out[miss] = self._base.scores_of(query, rows[miss])
+        if hit.any():
+            out[hit] = self._delta.scores(query)[at[hit]]
+        return out
+
+
+class DeltaLexical:
+    """BM25 over the delta's texts with the version's statistics, so scores compare with its own.
+
+    Lucene's BM25 as ``bm25s`` computes it (k1 = 1.5, b = 0.75): a token's IDF comes from its
+    document frequency in the version plus in the delta, lengths are normalised by the version's
+    average (estimated on a sample of its products).
+    """
+
+    def __init__(self, rows: np.ndarray, texts: list[str], base: LexicalIndex, avgdl: float) -> None:
+        self.rows = rows
+        self.tokenizer_version = base.tokenizer_version
+        documents = [Counter(tokenize(text) or [EMPTY_DOCUMENT_TOKEN]) if text else Counter() for text in texts]
+        delta_df: Counter[str] = Counter()
+        for counts in documents:
+            delta_df.update(counts.keys())
+        total = base.size + len(texts)
+        k1, b = 1.5, 0.75
+        postings: dict[str, tuple[list[int], list[float]]] = {}
+        for position, counts in enumerate(documents):
+            norm = k1 * (1 - b + b * sum(counts.values()) / avgdl)
+            for token, tf in counts.items():
+                df = base.document_frequency(token) + delta_df[token]
+                idf = math.log(1 + (total - df + 0.5) / (df + 0.5))
+                entry = postings.setdefault(token, ([], []))
+                entry[0].append(position)
+                entry[1].append(idf * tf / (tf + norm))
+        self._postings = {
+            token: (np.array(positions, dtype=np.int64), np.array(weights, dtype=np.float32))
+            for token, (positions, weights) in postings.items()
+        }
+        self._last: tuple[str, np.ndarray] = ("", np.zeros(len(rows), dtype=np.float32))
+
+    def tokens(self, query: str) -> list[str]:
+        return [token for token in query_tokens(query, self.tokenizer_version) if token in self._postings]
+
+    def scores(self, query: str) -> np.ndarray:
+        """The BM25 score of every delta row (aligned with ``rows``) for ``query``."""
+        last_query, last_scores = self._last
+        if query == last_query:
+            return last_scores
+        scores = np.zeros(len(self.rows), dtype=np.float32)
+        for token in self.tokens(query):
+            positions, weights = self._postings[token]
+            scores[positions] += weights
+        self._last = (query, scores)
+        return scores
+
+    def top(self, query: str, k: int, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scores = self.scores(query)
+        keep = live & (scores > 0)
+        return top_k(self.rows[keep], scores[keep], k)
+
+
+class _Ids:
+    """Row → product id: the version's ids, then the delta's new products."""
+
+    def __init__(self, base: list[str], appended: list[str]) -> None:
+        self._base = base
+        self._appended = appended
+        self._split = len(base)
+
+    def __len__(self) -> int:
+        return self._split + len(self._appended)
+
+    def __getitem__(self, row: int) -> str:
+        row = int(row)
+        return self._base[row] if row < self._split else self._appended[row - self._split]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._base
+        yield from self._appended
+
+
+class _RowMap(Mapping[str, int]):
+    """Product id → row for products in the catalogue now (deleted ones are absent)."""
+
+    def __init__(self, base: Mapping[str, int], appended: dict[str, int], removed: frozenset[int], ids: _Ids) -> None:
+        self._base = base
+        self._appended = appended
+        self._removed = removed
+        self._ids = ids
+
+    def get(self, item_id: Any, default: Any = None) -> Any:
+        row = self._appended.get(item_id)
+        if row is None:
+            row = self._base.get(item_id)
+        if row is None or row in self._removed:
+            return default
+        return row
+
+    def __getitem__(self, item_id: str) -> int:
+        row = self.get(item_id)
+        if row is None:
+            raise KeyError(item_id)
+        return row
+
+    def __contains__(self, item_id: object) -> bool:
+        return self.get(item_id) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return (item_id for row, item_id in enumerate(self._ids) if row not in self._removed)
+
+    def __len__(self) -> int:
+        return len(self._ids) - len(self._removed)
+
+
+class _Column:
+    """Row → one field: the changed product's when the delta has one, else the version's."""
+
+    def __init__(self, base: list[Any], products: dict[int, Product], field: str | None) -> None:
+        self._base = base
+        self._products = products
+        self._field = field
+
+    def __getitem__(self, row: int) -> Any:
+        product = self._products.get(int(row))
+        if product is None:
+            return self._base[row] if int(row) < len(self._base) else ""
+        return getattr(product, self._field) if self._field else product.content_hash()
+
+    def __len__(self) -> int:
+        return len(self._base) + sum(1 for row in self._products if row >= len(self._base))
+
+
+def _grown(values: np.ndarray, size: int, fill: Any) -> np.ndarray:
+    """A copy of ``values`` extended to ``size`` rows with ``fill``."""
+    out = np.full(size, fill, dtype=values.dtype)
+    out[: len(values)] = values
+    return out
+
+
+def _code(name: str, names: list[str], code_of: dict[str, int]) -> int:
+    code = code_of.get(name)
+    if code is None:
+        code = code_of[name] = len(names)
+        names.append(name)
+    return code
+
+
+def _average_length(items: ItemTable) -> float:
+    """The version's average product length in tokens, on an evenly spaced sample."""
+    if len(items) == 0:
+        return 1.0
+    rows = np.unique(np.linspace(0, len(items) - 1, min(AVGDL_SAMPLE, len(items))).astype(np.int64))
+    lengths = [len(tokenize(items.product(int(row)).embedding_text())) or 1 for row in rows]
+    return float(np.mean(lengths))
