@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS changes (
     body TEXT NOT NULL,
     content_hash TEXT,
     vector BLOB,
+    model TEXT,
     received REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS changes_by_item ON changes(item_id, seq);
@@ -86,6 +87,7 @@ class Change:
         content_hash: the embedded text's hash of the product this change produces, when the
             change touches embedded text (see ``Product.content_hash``).
         vector: that text's unit vector, encoded once by the process that accepted the change.
+        model: the fingerprint of the encoder that wrote ``vector``.
         seq: the commit order (0 until stored).
     """
 
@@ -96,6 +98,7 @@ class Change:
     change_id: str | None = None
     content_hash: str | None = None
     vector: np.ndarray | None = None
+    model: str | None = None
     seq: int = 0
 
     def body(self) -> str:
@@ -356,9 +359,19 @@ class ChangeLog:
                 raise ChangeRefused(404, "not_found", f"change {position}: unknown item id '{change.item_id}'")
             vector = None if change.vector is None else np.asarray(change.vector, dtype="<f4").tobytes()
             cursor = conn.execute(
-                "INSERT INTO changes (change_key, digest, item_id, op, body, content_hash, vector, received) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (change.change_id, digest, change.item_id, change.op, change.body(), change.content_hash, vector, now),
+                "INSERT INTO changes (change_key, digest, item_id, op, body, content_hash, vector, model, received) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    change.change_id,
+                    digest,
+                    change.item_id,
+                    change.op,
+                    change.body(),
+                    change.content_hash,
+                    vector,
+                    change.model,
+                    now,
+                ),
             )
             sequences.append(int(cursor.lastrowid or 0))
         return Receipt(sequences, duplicates)
@@ -378,14 +391,14 @@ class ChangeLog:
         return list(self.iter_after(seq, up_to))
 
     def iter_after(self, seq: int, up_to: int | None = None) -> Iterator[Change]:
-        query = "SELECT seq, change_key, item_id, op, body, content_hash, vector FROM changes WHERE seq > ?"
+        query = "SELECT seq, change_key, item_id, op, body, content_hash, vector, model FROM changes WHERE seq > ?"
         params: list[Any] = [seq]
         if up_to is not None:
             query += " AND seq <= ?"
             params.append(up_to)
         with self._read_lock:
             rows = self._reader.execute(query + " ORDER BY seq", params).fetchall()
-        for seq_, key, item_id, op, body, content_hash, vector in rows:
+        for seq_, key, item_id, op, body, content_hash, vector, model in rows:
             data = json.loads(body)
             yield Change(
                 op=op,
@@ -395,6 +408,7 @@ class ChangeLog:
                 change_id=key,
                 content_hash=content_hash,
                 vector=None if vector is None else np.frombuffer(vector, dtype="<f4").astype(np.float32),
+                model=model,
                 seq=int(seq_),
             )
 
@@ -408,3 +422,45 @@ def fold(products: list[Product], changes: list[Change]) -> list[Product]:
     for change in changes:
         state[change.item_id] = apply_change(state.get(change.item_id), change)
     return [product for product in state.values() if product is not None]
+
+
+@dataclass
+class FoldedCatalogue:
+    """A catalogue with the change log applied: what a rebuild indexes, and what it includes.
+
+    Attributes:
+        products: the products after the changes.
+        sequence: the newest change included (the new version's ``live_sequence``).
+        vectors: content hash → vector of the logged texts encoded by ``model``, for re-use.
+        changes: how many logged changes were applied.
+    """
+
+    products: list[Product]
+    sequence: int
+    vectors: dict[str, np.ndarray]
+    changes: int
+
+
+def fold_log(index_root: Path, products: list[Product], fingerprint: str, *, after: int = 0) -> FoldedCatalogue:
+    """``products`` with every change of the index root's log above ``after`` applied.
+
+    Args:
+        index_root: where the log lives (no log: nothing to apply).
+        products: the catalogue the changes apply to.
+        fingerprint: the build's encoder; logged vectors of another model are not re-used.
+        after: changes up to this ``seq`` are already in ``products``.
+    """
+    change_log = ChangeLog.open_existing(index_root)
+    if change_log is None:
+        return FoldedCatalogue(products, after, {}, 0)
+    try:
+        sequence = max(change_log.last_seq(), after)
+        changes = change_log.read_after(after, sequence)
+    finally:
+        change_log.close()
+    vectors = {
+        change.content_hash: change.vector
+        for change in changes
+        if change.vector is not None and change.content_hash and change.model == fingerprint
+    }
+    return FoldedCatalogue(fold(products, changes), sequence, vectors, len(changes))

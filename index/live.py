@@ -71,6 +71,7 @@ class Delta:
         self.appended_ids: list[str] = []
         self.appended_row_of: dict[str, int] = {}
         self.vectors: dict[int, tuple[str, np.ndarray]] = {}
+        self.model = base.text.fingerprint
         self.avgdl = _average_length(base.items)
         self.snapshot = LiveIndex.unchanged(base, self.sequence)
 
@@ -126,7 +127,7 @@ class Delta:
                 to_encode.pop(row, None)
             elif row not in self.vectors or self.vectors[row][0] != content_hash:
                 text_changed = True
-                if change.vector is not None and change.content_hash == content_hash:
+                if change.vector is not None and change.content_hash == content_hash and change.model == self.model:
                     self.vectors[row] = (content_hash, change.vector)
                     to_encode.pop(row, None)
                 else:

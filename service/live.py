@@ -222,7 +222,9 @@ class LiveCatalog:
         if to_encode:
             vectors = self._encode(list(to_encode.values()))
             for position, vector in zip(to_encode, vectors, strict=True):
-                prepared[position] = dataclasses.replace(prepared[position], vector=np.asarray(vector, np.float32))
+                prepared[position] = dataclasses.replace(
+                    prepared[position], vector=np.asarray(vector, np.float32), model=self.holder.encoder.fingerprint
+                )
         return prepared
 
     def submit(self, changes: list[Change]) -> tuple[Receipt, bool]:

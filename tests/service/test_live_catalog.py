@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from aisle.index.changes import CHANGES_FILE, ChangeLog
+from aisle.index.changes import CHANGES_FILE, ChangeLog, fold_log
 from tests.fakes import HashingEncoder
 from tests.service.harness import make_app
 
@@ -175,3 +175,94 @@ def test_changes_survive_a_restart(tmp_path: Path, encoder: HashingEncoder) -> N
         assert search_ids(client, "gramophone")[0] == "r-1"
         assert client.get("/items/a-0").json()["item"]["price"] == 1.5
         assert client.get("/items/a-3").status_code == 404
+
+
+def test_an_upsert_racing_a_rebuild_survives_the_swap(tmp_path: Path, encoder: HashingEncoder) -> None:
+    """The rebuild reads the log, a change is accepted, the rebuild publishes: the change stays."""
+    from aisle.index.build import BuildOptions, build_version
+    from aisle.index.catalog import Catalog, load_catalog
+    from tests.service.harness import write_catalog
+
+    with TestClient(make_app(tmp_path, encoder=encoder)) as client:
+        client.put("/items/before", json={"title": "Harpsichord tuning fork"})
+        index_root = tmp_path / "index"
+        products = load_catalog(write_catalog(tmp_path / "catalog-b.jsonl", "a")).products
+        folded = fold_log(index_root, products, encoder.fingerprint)  # the rebuild's snapshot of the log
+        # Accepted while the rebuild runs: after its snapshot.
+        client.put("/items/during", json={"title": "Theremin antenna"})
+        client.patch("/items/before", json={"price": 77})
+        client.delete("/items/a-5")
+        build_version(
+            Catalog(folded.products),
+            index_root,
+            encoder,
+            BuildOptions(show_progress=False),
+            live_sequence=folded.sequence,
+            known_vectors=folded.vectors,
+        )
+        swapped = client.post("/admin/reload").json()
+        assert swapped["swapped"] is True
+        assert search_ids(client, "harpsichord")[0] == "before"
+        assert search_ids(client, "theremin")[0] == "during"
+        assert client.get("/items/before").json()["item"]["price"] == 77
+        assert client.get("/items/a-5").status_code == 404
+        # Rolled back to the version before the rebuild, every change is still served.
+        from aisle.index.versions import VersionStore
+
+        VersionStore(index_root).rollback(None)
+        assert client.post("/admin/reload").json()["swapped"] is True
+        assert search_ids(client, "theremin")[0] == "during"
+        assert search_ids(client, "harpsichord")[0] == "before"
+        assert client.get("/items/a-5").status_code == 404
+
+
+def test_a_swap_during_a_stream_of_changes_keeps_every_acknowledged_change(
+    tmp_path: Path, encoder: HashingEncoder
+) -> None:
+    import threading
+
+    from aisle.index.build import BuildOptions, build_version
+    from aisle.index.catalog import Catalog, load_catalog
+    from tests.service.harness import write_catalog
+
+    with TestClient(make_app(tmp_path, encoder=encoder)) as client:
+        index_root = tmp_path / "index"
+        stop = threading.Event()
+        acknowledged: dict[str, float] = {}
+        failures: list[str] = []
+
+        def stream() -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                response = client.patch(f"/items/a-{n % 30}", json={"price": float(n)}, params={"change_id": f"p{n}"})
+                if response.status_code != 200:
+                    failures.append(response.text)
+                    continue
+                acknowledged[f"a-{n % 30}"] = float(n)
+
+        products = load_catalog(write_catalog(tmp_path / "catalog-c.jsonl", "a")).products
+        thread = threading.Thread(target=stream)
+        thread.start()
+        try:
+            swaps = 0
+            while swaps < 3 or len(acknowledged) < 30:
+                swaps += 1
+                assert swaps < 100, f"the stream stalled: {len(acknowledged)} changes acknowledged"
+                folded = fold_log(index_root, products, encoder.fingerprint)
+                build_version(
+                    Catalog(folded.products),
+                    index_root,
+                    encoder,
+                    BuildOptions(show_progress=False, keep_versions=10),
+                    live_sequence=folded.sequence,
+                    known_vectors=folded.vectors,
+                )
+                assert client.post("/admin/reload").json()["swapped"] is True
+        finally:
+            stop.set()
+            thread.join(30)
+        assert failures == []
+        assert len(acknowledged) == 30 and swaps >= 3
+        for item_id, price in acknowledged.items():
+            assert client.get(f"/items/{item_id}").json()["item"]["price"] == price
