@@ -105,6 +105,8 @@ class LiveCatalog:
                 base.version,
                 (time.perf_counter() - started) * 1000,
             )
+        if snapshot.items is base.items:  # nothing changed since the version: serve it as it is
+            return engine if engine.index is base else Engine(base, engine.encoder, engine.candidates)
         return Engine(snapshot, engine.encoder, engine.candidates)
 
     @property
@@ -147,9 +149,17 @@ class LiveCatalog:
             try:
                 if self.log.last_seq() > self.sequence:
                     self.catch_up()
-            except Exception:  # the old snapshot keeps serving; the next poll retries
-                log.exception("live catalogue: applying changes failed; will retry")
+            except Exception:  # the old snapshot keeps serving; the delta is rebuilt from the log
+                log.exception("live catalogue: applying changes failed; rebuilding the delta from the log")
                 time.sleep(self.poll_s)
+                self._rebuild()
+
+    def _rebuild(self) -> None:
+        try:
+            with self.holder.publish_lock:
+                self.holder.publish(self.overlay(self.holder.engine))
+        except Exception:
+            log.exception("live catalogue: rebuilding the delta failed; will retry")
 
     def wait_visible(self, sequence: int) -> bool:
         """Waits until this process serves ``sequence`` (bounded); True when it does."""
