@@ -159,7 +159,7 @@ class Delta:
             lexical = DeltaLexical(rows, texts, self.base.lexical, self.avgdl)
         else:
             rows, matrix, lexical = previous.delta_rows, previous.delta_matrix, previous.delta_lexical
-        return LiveIndex(self.base, items, rows, matrix, lexical, self.sequence)
+        return LiveIndex(self.base, items, rows, matrix, lexical, self.sequence, previous=previous)
 
 
 class LiveIndex:
@@ -173,6 +173,7 @@ class LiveIndex:
         delta_matrix: np.ndarray,
         delta_lexical: DeltaLexical | None,
         sequence: int,
+        previous: LiveIndex | None = None,
     ) -> None:
         self.base = base
         self.path: Path = base.path
@@ -183,11 +184,20 @@ class LiveIndex:
         self.delta_matrix = delta_matrix
         self.delta_lexical = delta_lexical
         size = len(items)
-        removed = items.removed if items.removed is not None else np.zeros(size, dtype=bool)
-        hidden = removed[: len(base)].copy()
-        hidden[delta_rows[delta_rows < len(base)]] = True
-        delta_live = ~removed[delta_rows] if len(delta_rows) else np.zeros(0, dtype=bool)
-        view = _BaseView(len(base), hidden)
+        if (
+            previous is not None
+            and previous.items.removed is items.removed
+            and previous.delta_rows is delta_rows
+            and len(previous.items) == size
+        ):
+            view, delta_live = previous.view, previous.delta_live
+        else:
+            removed = items.removed if items.removed is not None else np.zeros(size, dtype=bool)
+            hidden = removed[: len(base)].copy()
+            hidden[delta_rows[delta_rows < len(base)]] = True
+            delta_live = ~removed[delta_rows] if len(delta_rows) else np.zeros(0, dtype=bool)
+            view = _BaseView(len(base), hidden)
+        self.view, self.delta_live = view, delta_live
         text = base.text
         self.spaces = {
             name: VectorSpace(
@@ -209,7 +219,9 @@ class LiveIndex:
 
     def at_sequence(self, sequence: int) -> LiveIndex:
         """The same content, recorded as including the log up to ``sequence``."""
-        return LiveIndex(self.base, self.items, self.delta_rows, self.delta_matrix, self.delta_lexical, sequence)
+        return LiveIndex(
+            self.base, self.items, self.delta_rows, self.delta_matrix, self.delta_lexical, sequence, previous=self
+        )
 
     @property
     def version(self) -> str:
@@ -248,25 +260,36 @@ class LiveItems(ItemTable):
         self.brand_code_of = dict(previous.brand_code_of)
         self.category_names = list(previous.category_names)
         self.category_code_of = {name: code for code, name in enumerate(self.category_names)}
-        self.price = _grown(previous.price, size, np.nan)
-        self.in_stock = _grown(previous.in_stock, size, False)
-        self.margin = _grown(previous.margin, size, 0.0)
-        self.boost = _grown(previous.boost, size, 0.0)
-        self.brand_codes = _grown(previous.brand_codes, size, 0)
-        self.category_codes = _grown(previous.category_codes, size, 0)
-        removed = np.zeros(size, dtype=bool)
-        removed[list(delta.removed)] = True
-        self.removed = removed
-        for row in changed_rows:
-            product = self._products.get(row)
-            if product is None:
-                continue
-            self.price[row] = np.nan if product.price is None else product.price
-            self.in_stock[row] = product.in_stock
-            self.margin[row] = 0.0 if product.margin is None else product.margin
-            self.boost[row] = 0.0 if product.boost is None else product.boost
-            self.brand_codes[row] = _code(product.brand.casefold(), self.brand_names, self.brand_code_of)
-            self.category_codes[row] = _code(product.category.casefold(), self.category_names, self.category_code_of)
+        rows = [row for row in sorted(changed_rows) if row in self._products]
+        products = [self._products[row] for row in rows]
+        # Copy-on-write, column by column: a batch of price changes copies the price column only.
+        columns: list[tuple[str, Any, list[Any]]] = [
+            ("price", np.nan, [np.nan if p.price is None else p.price for p in products]),
+            ("in_stock", False, [p.in_stock for p in products]),
+            ("margin", 0.0, [0.0 if p.margin is None else p.margin for p in products]),
+            ("boost", 0.0, [0.0 if p.boost is None else p.boost for p in products]),
+            ("brand_codes", 0, [_code(p.brand.casefold(), self.brand_names, self.brand_code_of) for p in products]),
+            (
+                "category_codes",
+                0,
+                [_code(p.category.casefold(), self.category_names, self.category_code_of) for p in products],
+            ),
+        ]
+        for name, fill, values in columns:
+            setattr(self, name, _patched(getattr(previous, name), size, fill, rows, values))
+        removed_rows = np.fromiter(delta.removed, dtype=np.int64, count=len(delta.removed))
+        before = previous.removed
+        if (
+            before is not None
+            and len(before) == size
+            and int(before.sum()) == len(removed_rows)
+            and (len(removed_rows) == 0 or bool(before[removed_rows].all()))
+        ):
+            self.removed = before
+        else:
+            removed = np.zeros(size, dtype=bool)
+            removed[removed_rows] = True
+            self.removed = removed
         self.selections = SelectionCache()
 
     def __len__(self) -> int:
@@ -617,6 +640,23 @@ class _Column:
 
     def __len__(self) -> int:
         return len(self._base) + sum(1 for row in self._products if row >= len(self._base))
+
+
+def _patched(values: np.ndarray, size: int, fill: Any, rows: list[int], new: list[Any]) -> np.ndarray:
+    """``values`` with ``rows`` set to ``new`` and grown to ``size``: the same array when nothing differs."""
+    wanted = np.asarray(new, dtype=values.dtype)
+    if len(values) == size:
+        current = values[rows]
+        same = (
+            (current == wanted) | (np.isnan(current) & np.isnan(wanted))
+            if values.dtype.kind == "f"
+            else current == wanted
+        )
+        if bool(np.all(same)):
+            return values
+    out = _grown(values, size, fill) if len(values) != size else values.copy()
+    out[rows] = wanted
+    return out
 
 
 def _grown(values: np.ndarray, size: int, fill: Any) -> np.ndarray:
