@@ -114,8 +114,7 @@ def _trained_ivf(vectors: np.ndarray, params: AnnParams) -> Any:
     lists = params.ivf_lists or ivf_lists_for(len(vectors))
     if params.type == "ivf-pq":
         # One 4-bit sub-quantiser per dimension: coarser codes lose the small differences between
-        # near-duplicates that decide the top 10 (two dimensions per code: recall@10 0.97 after
-        # re-scoring at a million variants, 0.78 on the noisy clusters of tests/index/test_ann.py).
+        # near-duplicates that decide the top 10 (benchmarks/results/DECISIONS.md, "Vector index").
         index = faiss.IndexIVFPQFastScan(faiss.IndexFlatIP(dim), dim, lists, dim, 4, faiss.METRIC_INNER_PRODUCT)
     else:
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
