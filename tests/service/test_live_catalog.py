@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -266,3 +267,20 @@ def test_a_swap_during_a_stream_of_changes_keeps_every_acknowledged_change(
         assert len(acknowledged) == 30 and swaps >= 3
         for item_id, price in acknowledged.items():
             assert client.get(f"/items/{item_id}").json()["item"]["price"] == price
+
+
+def test_popularity_and_profiles_follow_a_new_product(client: TestClient) -> None:
+    assert client.put("/items/hot-1", json={"title": "Glow-in-the-dark frisbee", "price": 15}).status_code == 200
+    events = [{"event_id": f"h{n}", "user_id": f"u{n}", "item_id": "hot-1", "type": "purchase"} for n in range(5)] + [
+        {"event_id": "v1", "user_id": "fan", "item_id": "hot-1", "type": "view"}
+    ]
+    response = client.post("/events", json={"events": events})
+    assert response.status_code == 200 and response.json()["accepted"] == 6, response.text
+    cold = client.get("/users/newcomer/recommendations?k=5").json()["results"]
+    assert cold[0]["id"] == "hot-1"  # the best seller of the shop now
+    profile = client.get("/users/fan/profile").json()
+    assert "hot-1" in json.dumps(profile)
+    # Deleted, it leaves the popular list at once, though its events stay stored.
+    client.delete("/items/hot-1")
+    cold = client.get("/users/newcomer/recommendations?k=5").json()["results"]
+    assert "hot-1" not in {r["id"] for r in cold}
