@@ -137,7 +137,15 @@ def _compact(args: argparse.Namespace) -> int:
     if not folded.changes:
         print(f"nothing to fold: {path.name} includes every live change (up to {folded.sequence})")
         return 0
-    options = BuildOptions(show_progress=not args.no_progress, keep_versions=args.keep)
+    # The folded version keeps the current one's index settings (a shop that tuned them keeps them).
+    built = manifest["spaces"]["text"]["index"]
+    tuned = {name: built[name] for name in ("hnsw_m", "ef_construction", "ef_search", "nprobe") if name in built}
+    options = BuildOptions(
+        index_type=built.get("type") if built.get("type") != "flat" else None,
+        show_progress=not args.no_progress,
+        keep_versions=args.keep,
+        **tuned,
+    )
     try:
         report = build_version(
             Catalog(folded.products),
