@@ -71,6 +71,8 @@ class Delta:
         self.appended_ids: list[str] = []
         self.appended_row_of: dict[str, int] = {}
         self.vectors: dict[int, tuple[str, np.ndarray]] = {}
+        #: The embedded text of each row in ``vectors`` (kept when the product is deleted).
+        self.texts: dict[int, str] = {}
         self.model = base.text.fingerprint
         self.avgdl = _average_length(base.items)
         self.snapshot = LiveIndex.unchanged(base, self.sequence)
@@ -96,6 +98,7 @@ class Delta:
         """Applies ``changes`` (in ``seq`` order, above ``sequence``) and returns the new snapshot."""
         changed_rows: set[int] = set()
         text_changed = False
+        text_rows: set[int] = set()
         to_encode: dict[int, str] = {}
         for change in changes:
             if change.seq and change.seq <= self.sequence:
@@ -123,10 +126,15 @@ class Delta:
             changed_rows.add(row)
             content_hash = product.content_hash()
             if row < self.base_size and content_hash == self.base.items.content_hashes[row]:
-                text_changed |= self.vectors.pop(row, None) is not None  # back to the version's text
+                self.texts.pop(row, None)
+                if self.vectors.pop(row, None) is not None:  # back to the version's text
+                    text_changed = True
+                    text_rows.add(row)
                 to_encode.pop(row, None)
             elif row not in self.vectors or self.vectors[row][0] != content_hash:
                 text_changed = True
+                text_rows.add(row)
+                self.texts[row] = product.embedding_text()
                 if change.vector is not None and change.content_hash == content_hash and change.model == self.model:
                     self.vectors[row] = (content_hash, change.vector)
                     to_encode.pop(row, None)
@@ -138,12 +146,12 @@ class Delta:
             for row, vector in zip(to_encode, encoded, strict=True):
                 self.vectors[row] = (self.vectors[row][0], np.asarray(vector, dtype=np.float32))
         if changed_rows:
-            self.snapshot = self._next_snapshot(changed_rows, text_changed)
+            self.snapshot = self._next_snapshot(changed_rows, text_changed, text_rows)
         else:
             self.snapshot = self.snapshot.at_sequence(self.sequence)
         return self.snapshot
 
-    def _next_snapshot(self, changed_rows: set[int], text_changed: bool) -> LiveIndex:
+    def _next_snapshot(self, changed_rows: set[int], text_changed: bool, text_rows: set[int]) -> LiveIndex:
         previous = self.snapshot
         size = self.base_size + len(self.appended_ids)
         items = LiveItems(self, previous.items, size, changed_rows)
@@ -155,8 +163,11 @@ class Delta:
                 if len(rows)
                 else np.empty((0, dim), np.float32)
             )
-            texts = [self.products[int(row)].embedding_text() if int(row) in self.products else "" for row in rows]
-            lexical = DeltaLexical(rows, texts, self.base.lexical, self.avgdl)
+            texts = {row: self.texts[row] for row in text_rows if row in self.vectors}
+            removed_texts = [row for row in text_rows if row not in self.vectors]
+            lexical = DeltaLexical.updated(
+                previous.delta_lexical, rows, texts, removed_texts, self.base.lexical, self.avgdl
+            )
         else:
             rows, matrix, lexical = previous.delta_rows, previous.delta_matrix, previous.delta_lexical
         return LiveIndex(self.base, items, rows, matrix, lexical, self.sequence, previous=previous)
@@ -252,8 +263,10 @@ class LiveItems(ItemTable):
         self._base_size = len(base)
         self._size = size
         self._products = dict(delta.products)
-        self.ids = _Ids(base.ids, list(delta.appended_ids))
-        self.row_of = _RowMap(base.row_of, dict(delta.appended_row_of), frozenset(delta.removed), self.ids)
+        # New products are only ever appended: the snapshot shares the delta's list and map, and
+        # reads no further than its own size.
+        self.ids = _Ids(base.ids, delta.appended_ids, size - len(base))
+        self.row_of = _RowMap(base.row_of, delta.appended_row_of, frozenset(delta.removed), self.ids, size)
         self.titles = _Column(base.titles, self._products, "title")
         self.content_hashes = _Column(base.content_hashes, self._products, None)
         self.brand_names = list(previous.brand_names)
@@ -447,9 +460,8 @@ class LiveAnn:
         live = _delta_mask(allowed, self._rows, self._live)
         if not live.any():
             return found[0][:k], found[1][:k]
-        rows = self._rows[live]
-        scores = self._matrix[live] @ query
-        return _merge(found, top_k(rows, scores, k), k)
+        scores = self._matrix @ query  # every delta row: cheaper than gathering the allowed ones
+        return _merge(found, top_k(self._rows[live], scores[live], k), k)
 
 
 class LiveLexical:
@@ -523,32 +535,81 @@ class DeltaLexical:
 
     Lucene's BM25 as ``bm25s`` computes it (k1 = 1.5, b = 0.75): a token's IDF comes from its
     document frequency in the version plus in the delta, lengths are normalised by the version's
-    average (estimated on a sample of its products).
+    average (estimated on a sample of its products). Postings hold (row, term frequency, length)
+    and weights are computed at query time for the query's tokens only, so adding a product
+    touches only its own tokens' postings (``updated``); each snapshot's postings are immutable.
     """
 
-    def __init__(self, rows: np.ndarray, texts: list[str], base: LexicalIndex, avgdl: float) -> None:
+    K1 = 1.5
+    B = 0.75
+
+    def __init__(
+        self,
+        rows: np.ndarray,
+        postings: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+        tokens_of: dict[int, tuple[str, ...]],
+        base: LexicalIndex,
+        avgdl: float,
+    ) -> None:
         self.rows = rows
+        self._postings = postings
+        self._tokens_of = tokens_of
+        self._base = base
+        self._avgdl = avgdl
         self.tokenizer_version = base.tokenizer_version
-        documents = [Counter(tokenize(text) or [EMPTY_DOCUMENT_TOKEN]) if text else Counter() for text in texts]
-        delta_df: Counter[str] = Counter()
-        for counts in documents:
-            delta_df.update(counts.keys())
-        total = base.size + len(texts)
-        k1, b = 1.5, 0.75
-        postings: dict[str, tuple[list[int], list[float]]] = {}
-        for position, counts in enumerate(documents):
-            norm = k1 * (1 - b + b * sum(counts.values()) / avgdl)
-            for token, tf in counts.items():
-                df = base.document_frequency(token) + delta_df[token]
-                idf = math.log(1 + (total - df + 0.5) / (df + 0.5))
-                entry = postings.setdefault(token, ([], []))
-                entry[0].append(position)
-                entry[1].append(idf * tf / (tf + norm))
-        self._postings = {
-            token: (np.array(positions, dtype=np.int64), np.array(weights, dtype=np.float32))
-            for token, (positions, weights) in postings.items()
-        }
         self._last: tuple[str, np.ndarray] = ("", np.zeros(len(rows), dtype=np.float32))
+
+    @classmethod
+    def updated(
+        cls,
+        previous: DeltaLexical | None,
+        rows: np.ndarray,
+        texts: dict[int, str],
+        removed: Iterable[int],
+        base: LexicalIndex,
+        avgdl: float,
+    ) -> DeltaLexical:
+        """``previous`` with the texts of ``texts``' rows replaced and ``removed`` rows' dropped.
+
+        Args:
+            previous: the last snapshot's index (None: empty).
+            rows: every delta row with its own text now (ascending).
+            texts: row → its new text.
+            removed: rows whose text is the version's again (their delta postings go).
+            base: the version's BM25 index (IDF).
+            avgdl: the version's average length.
+        """
+        postings = dict(previous._postings) if previous is not None else {}
+        tokens_of = dict(previous._tokens_of) if previous is not None else {}
+        replaced = [row for row in [*texts, *removed] if row in tokens_of]
+        touched: dict[str, list[int]] = {}
+        for row in replaced:
+            for token in tokens_of.pop(row):
+                touched.setdefault(token, []).append(row)
+        for token, gone in touched.items():
+            token_rows, tfs, lengths = postings[token]
+            keep = ~np.isin(token_rows, gone)
+            if keep.any():
+                postings[token] = (token_rows[keep], tfs[keep], lengths[keep])
+            else:
+                del postings[token]
+        added: dict[str, tuple[list[int], list[int], list[int]]] = {}
+        for row, text in texts.items():
+            counts = Counter(tokenize(text) or [EMPTY_DOCUMENT_TOKEN])
+            length = sum(counts.values())
+            tokens_of[row] = tuple(counts)
+            for token, tf in counts.items():
+                entry = added.setdefault(token, ([], [], []))
+                entry[0].append(row)
+                entry[1].append(tf)
+                entry[2].append(length)
+        for token, (token_rows, tfs, lengths) in added.items():
+            new = (np.array(token_rows, np.int64), np.array(tfs, np.float32), np.array(lengths, np.float32))
+            known = postings.get(token)
+            if known is not None:
+                new = tuple(np.concatenate([a, b]) for a, b in zip(known, new, strict=True))  # type: ignore[assignment]
+            postings[token] = new
+        return cls(rows, postings, tokens_of, base, avgdl)
 
     def tokens(self, query: str) -> list[str]:
         return [token for token in query_tokens(query, self.tokenizer_version) if token in self._postings]
@@ -559,9 +620,14 @@ class DeltaLexical:
         if query == last_query:
             return last_scores
         scores = np.zeros(len(self.rows), dtype=np.float32)
+        total = self._base.size + len(self._tokens_of)
         for token in self.tokens(query):
-            positions, weights = self._postings[token]
-            scores[positions] += weights
+            token_rows, tfs, lengths = self._postings[token]
+            df = self._base.document_frequency(token) + len(token_rows)
+            idf = math.log(1 + (total - df + 0.5) / (df + 0.5))
+            weights = idf * tfs / (tfs + self.K1 * (1 - self.B + self.B * lengths / self._avgdl))
+            at = np.searchsorted(self.rows, token_rows)
+            np.add.at(scores, at, weights.astype(np.float32))
         self._last = (query, scores)
         return scores
 
@@ -574,37 +640,45 @@ class DeltaLexical:
 class _Ids:
     """Row → product id: the version's ids, then the delta's new products."""
 
-    def __init__(self, base: list[str], appended: list[str]) -> None:
+    def __init__(self, base: list[str], appended: list[str], count: int) -> None:
         self._base = base
         self._appended = appended
         self._split = len(base)
+        self._count = count
 
     def __len__(self) -> int:
-        return self._split + len(self._appended)
+        return self._split + self._count
 
     def __getitem__(self, row: int) -> str:
         row = int(row)
-        return self._base[row] if row < self._split else self._appended[row - self._split]
+        if row < self._split:
+            return self._base[row]
+        if row - self._split >= self._count:
+            raise IndexError(row)
+        return self._appended[row - self._split]
 
     def __iter__(self) -> Iterator[str]:
         yield from self._base
-        yield from self._appended
+        yield from self._appended[: self._count]
 
 
 class _RowMap(Mapping[str, int]):
     """Product id → row for products in the catalogue now (deleted ones are absent)."""
 
-    def __init__(self, base: Mapping[str, int], appended: dict[str, int], removed: frozenset[int], ids: _Ids) -> None:
+    def __init__(
+        self, base: Mapping[str, int], appended: dict[str, int], removed: frozenset[int], ids: _Ids, size: int
+    ) -> None:
         self._base = base
         self._appended = appended
         self._removed = removed
         self._ids = ids
+        self._size = size
 
     def get(self, item_id: Any, default: Any = None) -> Any:
         row = self._appended.get(item_id)
         if row is None:
             row = self._base.get(item_id)
-        if row is None or row in self._removed:
+        if row is None or row >= self._size or row in self._removed:
             return default
         return row
 
