@@ -427,10 +427,10 @@ def fold_section(root: Path, work_dir: Path, encoder: Encoder, changes: int) -> 
     }
 
 
-def _guarded(section) -> dict:
+def _guarded(section, *args: Any) -> dict:
     """One section's result, or its error: the other sections are still worth reporting."""
     try:
-        return section()
+        return section(*args)
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -480,13 +480,13 @@ def main(argv: list[str] | None = None) -> int:
             base = LoadedIndex.load(VersionStore(root).current_path(), verify_checksums=False)
             ids = [base.items.ids[int(r)] for r in np.random.default_rng(4).integers(len(base), size=5000)]
             del base
-            entry["http"] = _guarded(lambda: http_section(root, args.work_dir, args, ids, queries))
+            entry["http"] = _guarded(http_section, root, args.work_dir, args, ids, queries)
             atomic_write_json(args.out, report)
         if "delta" not in args.skip:
-            entry["delta"] = _guarded(lambda: delta_section(root, encoder, args, queries))
+            entry["delta"] = _guarded(delta_section, root, encoder, args, queries)
             atomic_write_json(args.out, report)
         if "fold" not in args.skip:
-            entry["fold"] = _guarded(lambda: fold_section(root, args.work_dir, encoder, args.fold_changes))
+            entry["fold"] = _guarded(fold_section, root, args.work_dir, encoder, args.fold_changes)
         entry["max_rss_mib_of_benchmark_process"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         report["machine"]["load_average_now"] = os.getloadavg()
         atomic_write_json(args.out, report)
