@@ -375,7 +375,7 @@ def _memory_per_item(base: LoadedIndex, encoder: Encoder, dim: int, count: int) 
     return results
 
 
-def fold_section(root: Path, work_dir: Path, encoder: Encoder, changes: int) -> dict:
+def fold_section(root: Path, work_dir: Path, encoder: Encoder, changes: int, timeout_s: float) -> dict:
     """``aisle compact`` after ``changes`` logged changes (new products, with vectors, and patches)."""
     from aisle.index.changes import ChangeLog, Existence
 
@@ -406,14 +406,19 @@ def fold_section(root: Path, work_dir: Path, encoder: Encoder, changes: int) -> 
     del base
     env = dict(os.environ, AISLE_LOG_LEVEL="WARNING")
     tick = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-m", "aisle", "compact", "--index", str(root), "--no-progress"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "aisle", "compact", "--index", str(root), "--no-progress"],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout_s,
+        )
+        output = result.stdout.strip() or result.stderr.strip()[-500:]
+    except subprocess.TimeoutExpired:
+        output = f"not finished within {timeout_s:.0f} s (stopped)"
     seconds = time.perf_counter() - tick
     reset_log(root)
     # Back to the benchmark's own version for the next run.
@@ -422,7 +427,7 @@ def fold_section(root: Path, work_dir: Path, encoder: Encoder, changes: int) -> 
     return {
         "changes": changes,
         "seconds": round(seconds, 1),
-        "output": result.stdout.strip() or result.stderr.strip()[-500:],
+        "output": output,
         "load_average": os.getloadavg(),
     }
 
@@ -448,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delta-queries", type=int, default=150)
     parser.add_argument("--memory-items", type=int, default=20_000)
     parser.add_argument("--fold-changes", type=int, default=10_000)
+    parser.add_argument("--fold-timeout", type=float, default=1500.0, help="seconds before aisle compact is stopped")
     parser.add_argument("--skip", nargs="*", default=[], choices=["http", "delta", "fold"])
     parser.add_argument(
         "--large-ef-construction",
@@ -486,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
             entry["delta"] = _guarded(delta_section, root, encoder, args, queries)
             atomic_write_json(args.out, report)
         if "fold" not in args.skip:
-            entry["fold"] = _guarded(fold_section, root, args.work_dir, encoder, args.fold_changes)
+            entry["fold"] = _guarded(fold_section, root, args.work_dir, encoder, args.fold_changes, args.fold_timeout)
         entry["max_rss_mib_of_benchmark_process"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         report["machine"]["load_average_now"] = os.getloadavg()
         atomic_write_json(args.out, report)
