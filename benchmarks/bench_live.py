@@ -81,6 +81,15 @@ def prepare_index(size: int, work_dir: Path, encoder: Encoder, ef_construction: 
     root = work_dir / f"live-index-{size}"
     marker = root / "bench-live.json"
     recipe = {"size": size, "ef_construction": ef_construction}
+    if (root / ".build.lock").is_file():  # another run is building it: wait for that build
+        import fcntl
+
+        with (root / ".build.lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        for _ in range(60):
+            if marker.is_file():
+                break
+            time.sleep(1)
     if marker.is_file() and {k: json.loads(marker.read_text()).get(k) for k in recipe} == recipe:
         return root
     shutil.rmtree(root, ignore_errors=True)
