@@ -227,11 +227,11 @@ class ChangeLog:
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._read_lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = self._connect() if writer else None
             self._reader = self._connect()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise ChangeLogError(f"cannot open the change log {self.path}: {exc}") from None
 
     def _connect(self) -> sqlite3.Connection:

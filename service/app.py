@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from aisle import __version__
 from aisle.embed.base import Encoder
+from aisle.index.changes import ChangeLogError
 from aisle.service import metrics as metrics_routes
 from aisle.service.errors import install_error_handlers
 from aisle.service.holder import IndexHolder
@@ -125,11 +126,16 @@ def create_app(
                 resources.callback(watcher.stop)
             # Stores opened here: register their close/flush with resources.callback(...) so they
             # run after the last request.
-            app.state.live = LiveCatalog.open(serving, poll_s=settings.live_poll_ms / 1000)
-            resources.callback(app.state.live.close)
+            try:
+                app.state.live = LiveCatalog.open(serving, poll_s=settings.live_poll_ms / 1000)
+                resources.callback(app.state.live.close)
+            except ChangeLogError as exc:  # e.g. a read-only index root: search still serves
+                log.warning("live catalogue disabled (item writes answer 503): %s", exc)
+                app.state.live = None
             app.state.personal = Personalization.open(settings, serving)
             resources.callback(app.state.personal.close)
-            app.state.live.add_listener(app.state.personal.profiles.follow)
+            if app.state.live is not None:
+                app.state.live.add_listener(app.state.personal.profiles.follow)
             log.info("ready: serving index version %s", serving.engine.version)
             yield
             log.info("shutting down: in-flight requests drained, closing the stores")
