@@ -45,7 +45,7 @@ allowed rows falls back to the scan.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -118,11 +118,17 @@ class AnnIndex:
         self._contiguous: np.ndarray | None = None
 
     @classmethod
-    def build(cls, vectors: np.ndarray, params: AnnParams, show_progress: bool = False) -> AnnIndex:
+    def build(
+        cls,
+        vectors: np.ndarray,
+        params: AnnParams,
+        show_progress: bool = False,
+        fill_ivf: Callable[[Any, np.ndarray], Any] | None = None,
+    ) -> AnnIndex:
         """Builds the FAISS index over ``vectors`` (see ``aisle.index.ann_build.build_faiss_index``)."""
         from aisle.index.ann_build import build_faiss_index
 
-        return cls(build_faiss_index(vectors, params, show_progress), vectors, params)
+        return cls(build_faiss_index(vectors, params, show_progress, fill_ivf), vectors, params)
 
     @classmethod
     def load(cls, path: Path, vectors: np.ndarray, params: AnnParams) -> AnnIndex:
