@@ -452,10 +452,12 @@ class LiveAnn:
     def __len__(self) -> int:
         return self._size
 
-    def search(self, query: np.ndarray, k: int, allowed: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` rows of the live catalogue (see ``AnnIndex.search``)."""
+    def search(self, query: np.ndarray, k: int, allowed: Any = None, **options: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` rows of the live catalogue (see ``AnnIndex.search``; ``options`` go to it)."""
         query = np.asarray(query, dtype=np.float32).reshape(-1)
-        base_rows, base_scores = self._base.search(query, k + self._view.overfetch, self._view.selection(allowed))
+        base_rows, base_scores = self._base.search(
+            query, k + self._view.overfetch, self._view.selection(allowed), **options
+        )
         found = self._view.drop_hidden(base_rows, base_scores)
         live = _delta_mask(allowed, self._rows, self._live)
         if not live.any():
@@ -491,15 +493,29 @@ class LiveLexical:
         extra = [token for token in self._delta.tokens(query) if token not in known]
         return known + extra
 
+    _OWN = frozenset({"_base", "_view", "_delta", "_live", "size"})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Settings made on the index (e.g. by the engine) belong to the version's own index.
+        if name in self._OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._base, name, value)
+
     def top(
-        self, query: str, k: int, allowed: Any = None, excluded: np.ndarray | None = None
+        self, query: str, k: int, allowed: Any = None, excluded: np.ndarray | None = None, **options: Any
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` best live rows by BM25 (see ``LexicalIndex.top``)."""
+        """The ``k`` best live rows by BM25 (see ``LexicalIndex.top``; ``options`` go to it).
+
+        The delta matches the query's exact tokens.
+        """
         excluded = np.asarray(excluded if excluded is not None else [], dtype=np.int64)
         base_excluded = excluded[excluded < self._view.size]
         if self._view.overfetch:
             base_excluded = np.union1d(base_excluded, self._view.hidden_rows)
-        found = self._base.top(query, k, self._view.selection(allowed), base_excluded if len(base_excluded) else None)
+        found = self._base.top(
+            query, k, self._view.selection(allowed), base_excluded if len(base_excluded) else None, **options
+        )
         if self._delta is None:
             return found
         live = _delta_mask(allowed, self._delta.rows, self._live)
@@ -510,21 +526,21 @@ class LiveLexical:
     def search(self, query: str, k: int, allowed: Any = None) -> tuple[np.ndarray, np.ndarray]:
         return self.top(query, k, allowed)
 
-    def scores_of(self, query: str, rows: np.ndarray) -> np.ndarray:
+    def scores_of(self, query: str, rows: np.ndarray, **options: Any) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
         if self._delta is None or len(self._delta.rows) == 0:
             inside = rows < self._view.size
             if inside.all():
-                return self._base.scores_of(query, rows)
+                return self._base.scores_of(query, rows, **options)
             out = np.zeros(len(rows), dtype=np.float32)
-            out[inside] = self._base.scores_of(query, rows[inside])
+            out[inside] = self._base.scores_of(query, rows[inside], **options)
             return out
         at = np.minimum(np.searchsorted(self._delta.rows, rows), len(self._delta.rows) - 1)
         hit = self._delta.rows[at] == rows
         out = np.zeros(len(rows), dtype=np.float32)
         miss = ~hit & (rows < self._view.size)
         if miss.any():
-            out[miss] = self._base.scores_of(query, rows[miss])
+            out[miss] = self._base.scores_of(query, rows[miss], **options)
         if hit.any():
             out[hit] = self._delta.scores(query)[at[hit]]
         return out
