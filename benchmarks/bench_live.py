@@ -324,9 +324,6 @@ def delta_section(root: Path, encoder: Encoder, args: argparse.Namespace, querie
                 "load_average": os.getloadavg(),
             }
         )
-    # Memory per product: the delta's own structures (products, vectors, BM25 postings, maps),
-    # measured as the growth of traced memory between two delta sizes, snapshots included.
-    out["memory"] = _memory_per_item(base, encoder, dim, args.memory_items)
     # A batch of price-only patches (no vector): the copy-on-write cost per batch.
     patches = [
         Change("patch", ids[int(rng.integers(len(ids)))], fields={"price": 1.0 + n}, seq=seq + 1 + n)
@@ -342,19 +339,29 @@ def delta_section(root: Path, encoder: Encoder, args: argparse.Namespace, querie
     return out
 
 
+def _memory_section(root: Path, encoder: Encoder, count: int) -> dict:
+    base = LoadedIndex.load(VersionStore(root).current_path(), verify_checksums=False)
+    return _memory_per_item(base, encoder, base.text.vectors.shape[1], count)
+
+
 def _memory_per_item(base: LoadedIndex, encoder: Encoder, dim: int, count: int) -> dict:
-    rng = np.random.default_rng(2)
+    """Memory a delta keeps per product: traced allocations still alive after applying ``count``
+    changes (the changes themselves dropped), between a tenth of them and all of them."""
+    import gc
+
     results = {}
     for kind in ("new_product_with_vector", "price_patch"):
         delta = Delta(base, lambda texts: encoder.encode_documents(texts))
         delta.apply([])
+        rng = np.random.default_rng(2)
         tracemalloc.start()
-        before = tracemalloc.get_traced_memory()[0]
-        changes = []
-        for n in range(count):
-            if kind == "price_patch":
-                changes.append(Change("patch", base.items.ids[n], fields={"price": 2.0}, seq=n + 1))
-            else:
+        kept = []
+        for start, stop in [(0, count // 10), (count // 10, count)]:
+            changes = []
+            for n in range(start, stop):
+                if kind == "price_patch":
+                    changes.append(Change("patch", base.items.ids[n], fields={"price": 2.0}, seq=n + 1))
+                    continue
                 product = Product(id=f"mem-{n}", title=f"memory probe product {n}", price=10.0)
                 vector = rng.standard_normal(dim).astype(np.float32)
                 changes.append(
@@ -368,19 +375,18 @@ def _memory_per_item(base: LoadedIndex, encoder: Encoder, dim: int, count: int) 
                         seq=n + 1,
                     )
                 )
-        delta.apply(changes[: count // 10])
-        small = tracemalloc.get_traced_memory()[0]
-        del changes[: count // 10]
-        delta.apply(changes)
-        large = tracemalloc.get_traced_memory()[0]
+            delta.apply(changes)
+            del changes
+            gc.collect()
+            kept.append(tracemalloc.get_traced_memory()[0])
         tracemalloc.stop()
-        del changes
-        per_item = (large - small) / (count - count // 10)
+        per_item = (kept[1] - kept[0]) / (count - count // 10)
         results[kind] = {
             "bytes_per_item": round(per_item),
-            "fixed_bytes_per_snapshot": round(small - before - per_item * (count // 10)),
+            "bytes_besides_items": round(kept[0] - per_item * (count // 10)),
             "items": count,
         }
+        del delta
     return results
 
 
@@ -463,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-items", type=int, default=20_000)
     parser.add_argument("--fold-changes", type=int, default=10_000)
     parser.add_argument("--fold-timeout", type=float, default=1500.0, help="seconds before aisle compact is stopped")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["http", "delta", "fold"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["http", "delta", "memory", "fold"])
     parser.add_argument(
         "--large-ef-construction",
         type=int,
@@ -499,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
             atomic_write_json(args.out, report)
         if "delta" not in args.skip:
             entry["delta"] = _guarded(delta_section, root, encoder, args, queries)
+            atomic_write_json(args.out, report)
+        if "memory" not in args.skip:
+            entry["memory"] = _guarded(_memory_section, root, encoder, args.memory_items)
             atomic_write_json(args.out, report)
         if "fold" not in args.skip:
             entry["fold"] = _guarded(fold_section, root, args.work_dir, encoder, args.fold_changes, args.fold_timeout)
