@@ -163,6 +163,9 @@ class Delta:
                 if len(rows)
                 else np.empty((0, dim), np.float32)
             )
+            # Each row's vector becomes a view of the matrix: one copy of a delta vector is kept.
+            for position, row in enumerate(rows.tolist()):
+                self.vectors[row] = (self.vectors[row][0], matrix[position])
             texts = {row: self.texts[row] for row in text_rows if row in self.vectors}
             removed_texts = [row for row in text_rows if row not in self.vectors]
             lexical = DeltaLexical.updated(
