@@ -101,6 +101,10 @@ class ItemTable:
         values = {name: self._columns[name][row] for name in _COLUMNS}
         return Product(**values, attributes=json.loads(self._attributes[row]))
 
+    def image(self, row: int) -> str:
+        """The row's image as stored: an absolute file path, a URL, or empty."""
+        return self._columns["image"][row] or ""
+
     def to_result(self, row: int) -> dict[str, Any]:
         """The catalogue fields of a row, as returned in responses (blank fields left out)."""
         # Runs for every result of every response: columns are bound once in ``__init__`` and

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aisle.service.ranking.rules import RulesOverride
+from aisle.service.ranking.segments import RequestContext
+
+#: Most values one filter may list.
+MAX_FILTER_VALUES = 1000
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown fields and non-finite numbers (``Infinity``, ``NaN``) are refused with a 422."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class SearchFilters(StrictModel):
     category: str | None = Field(None, max_length=512, description="Category path prefix, e.g. 'Home > Kitchen'.")
-    brand: str | list[str] | None = Field(None, description="One brand or a list of brands.")
+    # Capped inside the union: a cap on the union itself let pydantic validate all of a huge list.
+    brand: str | Annotated[list[str], Field(max_length=MAX_FILTER_VALUES)] | None = Field(
+        None, description="One brand or a list of brands."
+    )
     price_min: float | None = Field(None, ge=0, allow_inf_nan=False, description="Lowest price (inclusive).")
     price_max: float | None = Field(
         None, ge=0, allow_inf_nan=False, description="Highest price (inclusive); not below price_min (else 422)."
@@ -51,6 +60,9 @@ class SearchRequest(StrictModel):
     retrieval: Literal["hybrid", "dense", "lexical"] = Field(
         "hybrid", description="Candidate retrieval: dense and BM25 fused (default), dense only or BM25 only."
     )
+    context: RequestContext | None = Field(
+        None, description="The storefront's context (channel, device, region): segment rules and reports."
+    )
 
 
 class Result(BaseModel):
@@ -67,6 +79,8 @@ class RankedResponse(BaseModel):
     index_version: str
     took_ms: float
     results: list[Result]
+    experiment: str | None = Field(None, description="The experiment covering this request, if any.")
+    variant: str | None = Field(None, description="The variant that served it, with the experiment.")
 
 
 class HealthResponse(BaseModel):

@@ -11,7 +11,7 @@ from aisle.index.filters import Filters
 from aisle.service.deps import EngineDep, SettingsDep, check_k, check_query
 from aisle.service.engine import Engine, RulesConflict
 from aisle.service.errors import ApiError
-from aisle.service.personal.deps import context_for
+from aisle.service.experiments.deps import ContextDep, plan_context, plan_for, record_served
 from aisle.service.ranking.config import RankingConfig
 from aisle.service.routers.responses import ranked_response
 from aisle.service.schemas import RankedResponse, SearchFilters, SearchRequest
@@ -44,7 +44,7 @@ def run_search(
     started = time.perf_counter()
     check_k(settings, body.k)
     check_query(settings, body.query)
-    rules = ranking.rule_book.for_surface("search", body.rules)
+    plan = plan_for(request, "search", body.user_id, body.session_id, body.context)
     try:
         hits = engine.search(
             body.query,
@@ -52,15 +52,16 @@ def run_search(
             filters=to_filters(body.filters),
             exclude_ids=body.exclude_ids,
             explain=body.explain,
-            ctx=context_for(request, body.user_id, body.session_id, engine),
-            rules=rules,
-            fusion=ranking.fusion,
-            retrieval=body.retrieval,
+            ctx=plan_context(request, plan, engine),
+            rules=plan.rules(ranking.rule_book, body.rules),
+            fusion=plan.fusion(ranking.fusion),
+            retrieval=plan.retrieval(body.retrieval, "retrieval" in body.model_fields_set),  # type: ignore[arg-type]
             request_id=request.state.request_id,
         )
     except RulesConflict as exc:
         raise ApiError(422, str(exc)) from None
-    return ranked_response(request, engine, hits, started)
+    record_served(request, plan, engine, hits, body.query)
+    return ranked_response(request, engine, hits, started, labels=plan.labels)
 
 
 @router.post("/search", response_model=RankedResponse, response_model_exclude_none=True)
@@ -86,7 +87,8 @@ def search_get(
     user_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     session_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     explain: bool = False,
+    context: ContextDep = None,
 ) -> Response:
     """The same search for a plain search bar form."""
-    body = SearchRequest(query=q, k=k, user_id=user_id, session_id=session_id, explain=explain)
+    body = SearchRequest(query=q, k=k, user_id=user_id, session_id=session_id, explain=explain, context=context)
     return run_search(request, engine, settings, ranking, body)
