@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from aisle.embed.base import Encoder
+from aisle.embed.base import Encoder, ImageEncoder
 from aisle.index.ann import INDEX_TYPES, AnnIndex, AnnParams
 from aisle.index.ann_build import choose_index_type, resolved_params
 from aisle.index.catalog import Catalog, Product
@@ -31,6 +31,7 @@ from aisle.index.layout import (  # noqa: F401  (FAISS_FILE, VECTORS_FILE: re-ex
     ID_MAP_FILE,
     ITEMS_FILE,
     LEXICAL_DIR,
+    PICTURES_FILE,
     VECTORS_FILE,
     faiss_file,
     vectors_file,
@@ -38,8 +39,16 @@ from aisle.index.layout import (  # noqa: F401  (FAISS_FILE, VECTORS_FILE: re-ex
 )
 from aisle.index.lexical import LexicalIndex
 from aisle.index.manifest import write_manifest
+from aisle.index.pictures import (
+    PictureOptions,
+    PictureResults,
+    PreviousPictures,
+    analyse_pictures,
+    with_colour_attribute,
+    write_pictures,
+)
 from aisle.index.reuse import PreviousVersion
-from aisle.index.versions import VersionStore
+from aisle.index.versions import VersionError, VersionStore
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +79,7 @@ class BuildOptions:
         show_progress: draw a progress bar while encoding.
         reuse_vectors: re-use the current version's vectors for unchanged products, and its vector
             and FAISS files when no embedded field changed at all.
+        pictures: how product pictures are read (files, and URLs only when allowed).
         parallel: encode and fill inverted files on a cluster (``aisle build --ray``) instead of
             in this process; the vectors and the index's contents are the same.
     """
@@ -85,6 +95,7 @@ class BuildOptions:
     batch_size: int = 64
     show_progress: bool = True
     reuse_vectors: bool = True
+    pictures: PictureOptions = field(default_factory=PictureOptions)
     parallel: ParallelBuild | None = None
 
     def validate(self) -> None:
@@ -116,6 +127,12 @@ class BuildReport:
     index_type: str = "flat"
     reused_files: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    #: Products per picture status (``aisle.index.pictures.STATUSES``); empty without pictures.
+    pictures: dict[str, int] = field(default_factory=dict)
+    #: One line saying how many pictures were read and why the others were not.
+    pictures_summary: str = ""
+    #: Pictures taken from the current version (unchanged files) instead of being read again.
+    pictures_reused: int = 0
 
 
 class _Timer:
@@ -136,11 +153,16 @@ def build_version(
     out: str | Path,
     encoder: Encoder,
     options: BuildOptions = BuildOptions(),
+    image_encoder: ImageEncoder | None = None,
     *,
     live_sequence: int = 0,
     known_vectors: Mapping[str, np.ndarray] | None = None,
 ) -> BuildReport:
     """Builds a new immutable version from ``catalog`` under ``out`` and makes it current.
+
+    Products with an ``image`` get their picture read once (``aisle.index.pictures``): colours
+    (the ``image_colour`` attribute) and near-duplicate groups always, and with
+    ``image_encoder`` a second vector space, ``image``, searched by text through the same model.
 
     Args:
         catalog: the products, with the live catalogue's changes already folded in
@@ -148,13 +170,15 @@ def build_version(
         out: the index root.
         encoder: the text encoder.
         options: how to build.
+        image_encoder: the image model of an ``image`` space (None: none).
         live_sequence: the newest change-log ``seq`` the catalogue includes; servers apply the
             changes above it on top of the new version.
         known_vectors: content hash → vector already encoded by ``encoder`` (the change log's),
             used for products the previous version does not have.
 
     Raises:
-        ValueError: no valid product, or bad options.
+        ValueError: no valid product, bad options, or an image model without a single readable
+            picture (a build that silently ignored the model would look like it worked).
         BuildLockedError: another build of the same index root is running.
         OSError: the index root cannot be written.
     """
@@ -166,6 +190,21 @@ def build_version(
     store = VersionStore(out)
     timer = _Timer()
     with store.build_lock():
+        # Pictures first: a bad image model fails before minutes of text encoding, and
+        # ``image_colour`` is an attribute like any other for every later step.
+        pictures = None
+        if image_encoder is not None or any(product.image for product in products):
+            with timer.stage("pictures"):
+                pictures = analyse_pictures(
+                    products,
+                    options.pictures,
+                    image_encoder,
+                    show_progress=options.show_progress,
+                    previous=_previous_pictures(store, image_encoder) if options.reuse_vectors else None,
+                    base_dir=catalog.source.parent if catalog.source is not None else None,
+                )
+            _check_pictures(pictures, image_encoder)
+            products = with_colour_attribute(products, pictures)
         with timer.stage("hash"):
             hashes = [product.content_hash() for product in products]
         with timer.stage("read_previous"):
@@ -194,6 +233,12 @@ def build_version(
             with timer.stage("items"):
                 write_items(staging / ITEMS_FILE, products, hashes)
                 write_id_map(staging / ID_MAP_FILE, [product.id for product in products])
+            image_space = None
+            if pictures is not None:
+                with timer.stage("pictures_index"):
+                    write_pictures(staging / PICTURES_FILE, pictures)
+                    if image_encoder is not None and pictures.vectors is not None:
+                        image_space = _write_image_space(staging, pictures.vectors, image_encoder, options)
             with timer.stage("lexical"):
                 reused_lexical = _write_lexical(staging, products, hashes, previous)
             if reused_lexical:
@@ -202,6 +247,14 @@ def build_version(
             with timer.stage("manifest"):
                 fields = _manifest_fields(name, catalog, encoder, params, encoded)
                 fields["live_sequence"] = live_sequence
+                if pictures is not None:
+                    fields["pictures"] = {
+                        "file": PICTURES_FILE,
+                        "counts": pictures.counts(),
+                        "groups": int(len(np.unique(pictures.groups[pictures.ok]))),
+                    }
+                if image_space is not None:
+                    fields["spaces"]["image"] = image_space
                 if options.parallel is not None:
                     fields["build"] = options.parallel.describe()
                 write_manifest(staging, fields, checksums)
@@ -223,7 +276,60 @@ def build_version(
         index_type=params.type,
         reused_files=sorted(reused_files),
         timings=timer.timings,
+        pictures=pictures.counts() if pictures is not None else {},
+        pictures_summary=pictures.summary() if pictures is not None else "",
+        pictures_reused=pictures.reused if pictures is not None else 0,
     )
+
+
+def _previous_pictures(store: VersionStore, image_encoder: ImageEncoder | None) -> PreviousPictures | None:
+    try:
+        current = store.current_path().resolve()
+    except (VersionError, OSError):
+        return None
+    return PreviousPictures.open(current, image_encoder.fingerprint if image_encoder is not None else None)
+
+
+def _check_pictures(pictures: PictureResults, image_encoder: ImageEncoder | None) -> None:
+    """An image model with nothing to encode is a mistake to report, not a text-only build."""
+    if image_encoder is None or pictures.ok.any():
+        return
+    if all(status == "none" for status in pictures.status):
+        raise ValueError(
+            f"an image model ({image_encoder.name}) is configured but no product has an image; "
+            "map the catalogue's image column with --map image=COLUMN"
+        )
+    raise ValueError(
+        f"an image model ({image_encoder.name}) is configured but no picture could be read: {pictures.summary()}"
+    )
+
+
+def _write_image_space(staging: Path, vectors: np.ndarray, encoder: ImageEncoder, options: BuildOptions) -> dict:
+    """Writes the image vectors and their FAISS index; returns the manifest's space entry."""
+    if not np.isfinite(vectors).all():
+        raise ValueError(f"the image model {encoder.name} produced non-finite vectors")
+    params = resolved_params(
+        AnnParams(
+            type=options.index_type
+            or choose_index_type(len(vectors), encoder.dim, options.memory_budget_mb, options.hnsw_m),  # type: ignore[arg-type]
+            hnsw_m=options.hnsw_m,
+            ef_construction=options.ef_construction,
+            ef_search=options.ef_search,
+            ivf_lists=options.ivf_lists,
+            nprobe=options.nprobe,
+        ),
+        len(vectors),
+    )
+    np.save(staging / vectors_file("image"), vectors, allow_pickle=False)
+    AnnIndex.build(vectors, params, options.show_progress).save(staging / faiss_file("image"))
+    return {
+        "dim": encoder.dim,
+        "vectors": vectors_file("image"),
+        "faiss": faiss_file("image"),
+        "index": params.to_dict(),
+        "fingerprint": encoder.fingerprint,
+        "model": encoder.name,
+    }
 
 
 def _vectors(

@@ -79,6 +79,11 @@ class ItemTable:
         self.selections = SelectionCache()
         #: Rows deleted through the live catalogue (``aisle.index.live``): a mask, None when none is.
         self.removed: np.ndarray | None = None
+        #: Near-duplicate picture group of every row (``aisle.index.pictures``), None when the
+        #: version has no pictures: the reranker never shows two rows of one group.
+        self.picture_groups: np.ndarray | None = None
+        #: Rows whose group has another member (set with ``set_picture_groups``).
+        self.picture_shared: np.ndarray | None = None
 
     @classmethod
     def read(cls, path: Path) -> ItemTable:
@@ -89,6 +94,11 @@ class ItemTable:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def set_picture_groups(self, groups: np.ndarray) -> None:
+        """Records each row's near-duplicate picture group (a row number, see ``aisle.index.pictures``)."""
+        self.picture_groups = groups
+        self.picture_shared = np.bincount(groups, minlength=len(groups))[groups] > 1
 
     def brand(self, row: int) -> str:
         return self._columns["brand"][row]

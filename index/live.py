@@ -18,6 +18,7 @@ and personalization need no second code path:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import weakref
 from collections import Counter
@@ -212,19 +213,26 @@ class LiveIndex:
             delta_live = ~removed[delta_rows] if len(delta_rows) else np.zeros(0, dtype=bool)
             view = _BaseView(len(base), hidden)
         self.view, self.delta_live = view, delta_live
-        text = base.text
-        self.spaces = {
-            name: VectorSpace(
-                name,
-                LiveVectors(space.vectors, delta_rows, delta_matrix if name == text.name else None, size),
-                LiveAnn(space.ann, view, delta_rows, delta_matrix, delta_live, size)
-                if name == text.name
-                else space.ann,
-                space.fingerprint,
-            )
-            for name, space in base.spaces.items()
-        }
+        self.spaces = {name: self._live_space(space, size) for name, space in base.spaces.items()}
         self.lexical = LiveLexical(base.lexical, view, delta_lexical, delta_live, size)
+
+    def _live_space(self, space: VectorSpace, size: int) -> VectorSpace:
+        """A vector space of the version seen through the delta: only the text space has delta
+        vectors; new products have none in the others (their pictures wait for the next build)."""
+        present = space.present
+        if present is not None and len(present) < size:
+            present = np.concatenate([present, np.zeros(size - len(present), dtype=bool)])
+        if space.name == self.base.text.name:
+            rows, matrix, live = self.delta_rows, self.delta_matrix, self.delta_live
+        else:
+            dim = space.vectors.shape[1]
+            rows, matrix, live = np.empty(0, np.int64), np.empty((0, dim), np.float32), np.zeros(0, dtype=bool)
+        return dataclasses.replace(
+            space,
+            vectors=LiveVectors(space.vectors, rows, matrix if len(rows) else None, size),
+            ann=LiveAnn(space.ann, self.view, rows, matrix, live, size),
+            present=present,
+        )
 
     @classmethod
     def unchanged(cls, base: LoadedIndex, sequence: int) -> LiveIndex:
@@ -244,6 +252,10 @@ class LiveIndex:
     @property
     def text(self) -> VectorSpace:
         return self.spaces["text"]
+
+    @property
+    def image(self) -> VectorSpace | None:
+        return self.spaces.get("image")
 
     @property
     def live_items(self) -> int:
@@ -306,6 +318,13 @@ class LiveItems(ItemTable):
             removed = np.zeros(size, dtype=bool)
             removed[removed_rows] = True
             self.removed = removed
+        groups = getattr(previous, "picture_groups", None)
+        if groups is not None and len(groups) < size:  # a new product's picture groups with itself
+            grown = np.arange(len(groups), size, dtype=groups.dtype)
+            self.picture_groups = np.concatenate([groups, grown])
+            self.picture_shared = np.concatenate([previous.picture_shared, np.zeros(len(grown), dtype=bool)])
+        elif groups is not None:
+            self.picture_groups, self.picture_shared = groups, previous.picture_shared
         self.selections = SelectionCache()
 
     def __len__(self) -> int:

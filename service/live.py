@@ -106,8 +106,8 @@ class LiveCatalog:
                 (time.perf_counter() - started) * 1000,
             )
         if snapshot.items is base.items:  # nothing changed since the version: serve it as it is
-            return engine if engine.index is base else Engine(base, engine.encoder, engine.candidates)
-        return Engine(snapshot, engine.encoder, engine.candidates)
+            return engine if engine.index is base else _engine_over(base, engine)
+        return _engine_over(snapshot, engine)
 
     @property
     def sequence(self) -> int:
@@ -125,7 +125,7 @@ class LiveCatalog:
             if changes:
                 snapshot = delta.apply(changes)
                 engine = self.holder.engine
-                fresh = Engine(snapshot, engine.encoder, engine.candidates)
+                fresh = _engine_over(snapshot, engine)
                 self.holder.publish(fresh)
             else:
                 fresh = None
@@ -263,3 +263,8 @@ class LiveCatalog:
         receipt = self.log.submit(changes, existence)
         visible = self.wait_visible(receipt.last) if receipt.last else True
         return receipt, visible
+
+
+def _engine_over(index: LoadedIndex | LiveIndex, engine: Engine) -> Engine:
+    """An engine like ``engine`` (same encoders and settings) over ``index``."""
+    return Engine(index, engine.encoder, engine.candidates, engine.image_encoder)  # type: ignore[arg-type]

@@ -129,6 +129,17 @@ class ServiceSettings(AisleSettings):
     fusion_dense_weight: float = Field(0.6, ge=0, le=10, description="Weight of the dense (semantic) score.")
     fusion_lexical_weight: float = Field(0.4, ge=0, le=10, description="Weight of the BM25 (lexical) score.")
     fusion_rrf_k: float = Field(60.0, gt=0, description="The k of reciprocal rank fusion (rrf only).")
+    # The image space (versions built with an image model; service.ranking.hybrid). Not tuned:
+    # no real image model can be downloaded where Aisle is developed.
+    fusion_image_weight: float = Field(
+        0.2, ge=0, le=10, description="Weight of the text-to-image score in search (0: text retrieval only)."
+    )
+    similar_image_weight: float = Field(
+        0.5, ge=0, le=1, description="Share of the picture's similarity in similar items (the text has the rest)."
+    )
+    profile_image_weight: float = Field(
+        0.3, ge=0, le=1, description="Share of the image-space profile in the personal score of items with a picture."
+    )
     # Reranking rules (service.ranking.rules).
     rules_file: Path | None = Field(None, description="YAML rules file: caps, pins, boosts, diversity, exploration.")
     # Attribution and experiments (service.attribution, service.experiments).

@@ -31,5 +31,8 @@ class RankingConfig:
             dense_weight=settings.fusion_dense_weight,
             lexical_weight=settings.fusion_lexical_weight,
             rrf_k=settings.fusion_rrf_k,
+            image_weight=settings.fusion_image_weight,
+            similar_image_weight=settings.similar_image_weight,
+            profile_image_weight=settings.profile_image_weight,
         )
         return cls(fusion=fusion, rule_book=load_rule_book(settings.rules_file))

@@ -260,3 +260,14 @@ def test_unchanged_snapshot_is_the_version(tmp_path: Path) -> None:
     base = build(tmp_path / "base", catalogue(10), encoder)
     snapshot = LiveIndex.unchanged(base, 0)
     assert snapshot.items is base.items and len(snapshot) == 10
+
+
+def test_new_products_get_their_own_picture_group(tmp_path: Path) -> None:
+    encoder = HashingEncoder()
+    base = build(tmp_path / "base", catalogue(6), encoder)
+    base.items.set_picture_groups(np.array([0, 0, 2, 3, 4, 5]))
+    delta = Delta(base, lambda texts: encoder.encode_documents(texts))
+    live = delta.apply([Change("upsert", "n", product=Product(id="n", title="new"), seq=1)])
+    assert live.items.picture_groups.tolist() == [0, 0, 2, 3, 4, 5, 6]
+    assert live.items.picture_shared.tolist() == [True, True, False, False, False, False, False]
+    assert len(live.text.vectors) == 7 and live.image is None
