@@ -508,8 +508,8 @@ class LiveLexical:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._base, name)
 
-    def tokens(self, query: str) -> list[str]:
-        known = self._base.tokens(query)
+    def tokens(self, query: str, *args: Any, **options: Any) -> list[str]:
+        known = self._base.tokens(query, *args, **options)
         if self._delta is None:
             return known
         extra = [token for token in self._delta.tokens(query) if token not in known]

@@ -24,8 +24,9 @@ from aisle.service.middleware import BodyLimitMiddleware, RequestContextMiddlewa
 from aisle.service.openapi import install_openapi
 from aisle.service.personal.runtime import Personalization
 from aisle.service.playground import install_playground
+from aisle.service.query_log import QueryLog
 from aisle.service.ranking.config import RankingConfig
-from aisle.service.routers import admin, catalog, events, experiments, health, items, search, users
+from aisle.service.routers import admin, catalog, events, experiments, health, items, search, suggest, users
 from aisle.service.settings import ServiceSettings
 from aisle.service.watch import IndexWatcher
 
@@ -97,6 +98,11 @@ def create_holder(settings: ServiceSettings, encoder_factory: EncoderFactory | N
         ef_search=settings.ef_search,
         nprobe=settings.nprobe,
         image_encoders=image_encoder_lookup(settings),
+        engine_options={
+            "query_cache_size": settings.query_cache_size,
+            "encode_corrected": settings.encode_corrected_query,
+            "typo_tolerance": settings.typo_tolerance,
+        },
     )
     try:
         holder.reload()
@@ -204,6 +210,12 @@ def create_app(
                 app.state.live = None
             app.state.personal = Personalization.open(settings, serving)
             resources.callback(app.state.personal.close)
+            if settings.query_log_size > 0:
+                app.state.query_log = QueryLog(
+                    settings.data_dir, capacity=settings.query_log_size, min_count=settings.query_log_min_count
+                )
+                app.state.query_log.start()
+                resources.callback(app.state.query_log.close)
             app.state.experiments = Experiments.open(settings, app.state.personal.hasher, app.state.metrics.registry)
             resources.callback(app.state.experiments.close)
             app.state.erasures = ErasureWatcher(
@@ -237,6 +249,7 @@ def create_app(
     # Read (and validated) once: a bad rules file stops the start with a clear message.
     app.state.ranking = RankingConfig.from_settings(settings)
     app.state.holder = holder
+    app.state.query_log = None
     app.state.metrics = ServiceMetrics(lambda: app.state.holder, lambda: _stored_events(app))
     install_error_handlers(app)
     # add_middleware wraps: the last added runs first.
@@ -259,7 +272,7 @@ def create_app(
     app.add_middleware(EarlyKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
 
-    for module in (health, search, items, catalog, admin, metrics_routes, events, users, experiments):
+    for module in (health, search, suggest, items, catalog, admin, metrics_routes, events, users, experiments):
         app.include_router(module.router)
     install_openapi(app)
     install_playground(app)

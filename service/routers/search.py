@@ -61,7 +61,13 @@ def run_search(
     except RulesConflict as exc:
         raise ApiError(422, str(exc)) from None
     record_served(request, plan, engine, hits, body.query)
-    return ranked_response(request, engine, hits, started, labels=plan.labels)
+    query_log = request.app.state.query_log
+    if hits and query_log is not None:
+        query_log.record(body.query)
+    matcher = engine.matcher(body.query) if body.highlight else None
+    return ranked_response(
+        request, engine, hits, started, labels=plan.labels, extra=engine.spelling(body.query), matcher=matcher
+    )
 
 
 @router.post("/search", response_model=RankedResponse, response_model_exclude_none=True)
@@ -87,8 +93,17 @@ def search_get(
     user_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     session_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     explain: bool = False,
+    highlight: bool = False,
     context: ContextDep = None,
 ) -> Response:
     """The same search for a plain search bar form."""
-    body = SearchRequest(query=q, k=k, user_id=user_id, session_id=session_id, explain=explain, context=context)
+    body = SearchRequest(
+        query=q,
+        k=k,
+        user_id=user_id,
+        session_id=session_id,
+        explain=explain,
+        highlight=highlight,
+        context=context,
+    )
     return run_search(request, engine, settings, ranking, body)
