@@ -149,6 +149,9 @@ class ServiceSettings(AisleSettings):
     )
     verify_checksums: bool = Field(True, description="Check every file's sha256 when loading a version.")
     watch_interval_s: float = Field(2.0, ge=0, description="How often to check the current pointer; 0 disables.")
+    live_poll_ms: float = Field(
+        100, gt=0, le=1000, description="How often a worker looks for live catalogue changes other workers accepted."
+    )
     # Request limits.
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_json_values: int = Field(

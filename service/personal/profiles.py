@@ -262,6 +262,20 @@ class ProfileService:
             time.perf_counter() - started,
         )
 
+    def follow(self, engine: Engine) -> None:
+        """Moves to a newer snapshot of the same version (live catalogue changes applied).
+
+        Rows are stable within a version (``aisle.index.live``), so the state stays valid: only new
+        products' rows are added, and their vectors read from the new snapshot.
+        """
+        with self._lock:
+            derived = self._derived
+            if derived is None or derived.engine.index.path != engine.index.path:
+                return
+            derived.engine = engine
+            derived.vectors = {name: space.vectors for name, space in engine.index.spaces.items()}
+            derived.popularity.grow(len(engine.index))
+
     @staticmethod
     def _replay(derived: _Derived, events: Iterable[StoredEvent]) -> int:
         """Applies ``events`` (all committed events above the floor, in order)."""
