@@ -50,7 +50,7 @@ system-deps:
 # Regenerates the README's screenshots of the playground (needs the shared evaluation data for
 # the pictures page).
 screenshots: install-dev system-deps
-	AISLE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/playground/test_browser.py
+	AISLE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/service/playground/test_browser.py
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

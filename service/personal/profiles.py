@@ -270,11 +270,12 @@ class ProfileService:
         """
         with self._lock:
             derived = self._derived
-            if derived is None or derived.engine.index.path != engine.index.path:
+            if derived is None or derived.index.path != engine.index.path:
                 return
-            derived.engine = engine
+            derived.index = engine.index
             derived.vectors = {name: space.vectors for name, space in engine.index.spaces.items()}
             derived.popularity.grow(len(engine.index))
+            derived.repurchase.grow(len(engine.index))
 
     @staticmethod
     def _replay(derived: _Derived, events: Iterable[StoredEvent]) -> int:

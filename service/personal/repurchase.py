@@ -27,6 +27,14 @@ class Repurchase:
         self._log_interval_sum = np.zeros(size, dtype=np.float64)
         self._lock = threading.Lock()
 
+    def grow(self, size: int) -> None:
+        """Room for rows added since (new products of the live catalogue), with no history."""
+        extra = size - len(self._buyers)
+        if extra > 0:
+            self._buyers = np.concatenate([self._buyers, np.zeros(extra, dtype=np.int32)])
+            self._repeats = np.concatenate([self._repeats, np.zeros(extra, dtype=np.int32)])
+            self._log_interval_sum = np.concatenate([self._log_interval_sum, np.zeros(extra, dtype=np.float64)])
+
     def first_purchase(self, row: int) -> None:
         """An actor bought ``row`` for the first time."""
         with self._lock:

@@ -61,12 +61,12 @@ def bought_together(
     results: list[dict[str, Any]] = []
     found = personal.profiles.cooccurrence()
     if found is not None:
-        source, pairs = found
-        source_row = source.item_row(item_id)
+        source, pairs = found  # the version whose rows the pairs use
+        source_row = source.items.row_of.get(item_id)
         neighbours = pairs.neighbours(source_row) if source_row is not None else {}
         strongest = max(neighbours.values(), default=1.0)
         for other, weight in sorted(neighbours.items(), key=lambda kv: (-kv[1], kv[0])):
-            row = engine.item_row(source.index.items.ids[other])
+            row = engine.item_row(source.items.ids[other])
             if row is None:
                 continue
             results.append({**item_fields(engine, row), "weight": round(weight / strongest, 4)})

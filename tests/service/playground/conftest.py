@@ -86,8 +86,10 @@ def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """One browser per test module: Playwright's sync API keeps an event loop running in this
+    thread while it is open, and later tests (``asyncio.run``) need the thread back."""
     executable = chromium_executable()
     if executable is None:
         pytest.skip(

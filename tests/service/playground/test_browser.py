@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.playground.conftest import API_KEY, DEMO_CATALOG, EXPERIMENT, Browser, build_index
+from tests.service.playground.conftest import API_KEY, DEMO_CATALOG, EXPERIMENT, Browser, build_index
 from tests.system.server import get_json, request_json
 
 
