@@ -13,10 +13,11 @@ import hashlib
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,9 +25,11 @@ from aisle.embed.base import Encoder
 from aisle.index.ann import INDEX_TYPES, AnnIndex, AnnParams
 from aisle.index.ann_build import choose_index_type, resolved_params
 from aisle.index.catalog import Catalog, Product
+from aisle.index.fields import write_fields
 from aisle.index.items import write_items
 from aisle.index.layout import (  # noqa: F401  (FAISS_FILE, VECTORS_FILE: re-exported for callers)
     FAISS_FILE,
+    FIELDS_FILE,
     ID_MAP_FILE,
     ITEMS_FILE,
     LEXICAL_DIR,
@@ -38,6 +41,7 @@ from aisle.index.layout import (  # noqa: F401  (FAISS_FILE, VECTORS_FILE: re-ex
 from aisle.index.lexical import LexicalIndex
 from aisle.index.manifest import write_manifest
 from aisle.index.reuse import PreviousVersion
+from aisle.index.schema import Schema, infer_schema, lexical_document
 from aisle.index.versions import VersionStore
 
 log = logging.getLogger(__name__)
@@ -59,6 +63,8 @@ class BuildOptions:
         show_progress: draw a progress bar while encoding.
         reuse_vectors: re-use the current version's vectors for unchanged products, and its vector
             and FAISS files when no embedded field changed at all.
+        fields: the config file's ``fields:`` mapping, field → roles, over the inferred schema
+            (see ``aisle.index.schema``).
     """
 
     index_type: str | None = None
@@ -72,6 +78,7 @@ class BuildOptions:
     batch_size: int = 64
     show_progress: bool = True
     reuse_vectors: bool = True
+    fields: Mapping[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raises ``ValueError`` naming the first bad option."""
@@ -126,7 +133,7 @@ def build_version(
     """Builds a new immutable version from ``catalog`` under ``out`` and makes it current.
 
     Raises:
-        ValueError: no valid product, or bad options.
+        ValueError: no valid product, or bad options (``SchemaError``: a bad ``fields`` entry).
         BuildLockedError: another build of the same index root is running.
         OSError: the index root cannot be written.
     """
@@ -135,8 +142,10 @@ def build_version(
     products = catalog.products
     if not products:
         raise ValueError("the catalogue has no valid products; nothing to index")
-    store = VersionStore(out)
     timer = _Timer()
+    with timer.stage("schema"):
+        schema = infer_schema([product.attributes for product in products], options.fields)
+    store = VersionStore(out)
     with store.build_lock():
         with timer.stage("hash"):
             hashes = [product.content_hash() for product in products]
@@ -166,13 +175,18 @@ def build_version(
             with timer.stage("items"):
                 write_items(staging / ITEMS_FILE, products, hashes)
                 write_id_map(staging / ID_MAP_FILE, [product.id for product in products])
+                write_fields(staging / FIELDS_FILE, products, schema)
             with timer.stage("lexical"):
-                reused_lexical = _write_lexical(staging, products, hashes, previous)
+                documents = lexical_documents(products, schema)
+                documents_digest = _digest(documents)
+                reused_lexical = _write_lexical(staging, documents, documents_digest, previous)
             if reused_lexical:
                 checksums.update(reused_lexical)
                 reused_files.append(LEXICAL_DIR)
             with timer.stage("manifest"):
-                write_manifest(staging, _manifest_fields(name, catalog, encoder, params, encoded), checksums)
+                manifest = _manifest_fields(name, catalog, encoder, params, encoded)
+                manifest.update(schema=schema.to_manifest(), fields=FIELDS_FILE, lexical_documents=documents_digest)
+                write_manifest(staging, manifest, checksums)
             with timer.stage("publish"):
                 path = store.publish(name, staging)
         except BaseException:
@@ -274,10 +288,37 @@ def lexical_signature() -> str:
     return digest.hexdigest()
 
 
+def lexical_documents(products: list[Product], schema: Schema) -> list[str]:
+    """The text BM25 indexes for each product: its searchable fields, each repeated by its weight."""
+    searchable = [spec for spec in schema.fields if spec.searchable]
+    return [
+        lexical_document(
+            {
+                "title": p.title,
+                "brand": p.brand,
+                "category": p.category,
+                "description": p.description,
+                **{name: value for name, value in p.attributes.items()},
+            },
+            searchable,
+        )
+        for p in products
+    ]
+
+
+def _digest(documents: list[str]) -> str:
+    digest = hashlib.sha256()
+    for document in documents:
+        digest.update(document.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
 def _write_lexical(
-    staging: Path, products: list[Product], hashes: list[str], previous: PreviousVersion | None
+    staging: Path, documents: list[str], documents_digest: str, previous: PreviousVersion | None
 ) -> dict[str, str]:
-    """Writes the BM25 index, or links the previous one when it would be identical.
+    """Writes the BM25 index, or links the previous one when it would be identical (same
+    documents, same code).
 
     Returns:
         The verified checksums of linked files (empty when the index was built).
@@ -285,14 +326,14 @@ def _write_lexical(
     signature = lexical_signature()
     if (
         previous is not None
-        and previous.same_products(hashes)
+        and previous.manifest.get("lexical_documents") == documents_digest
         and previous.manifest.get("lexical_signature") == signature
         and isinstance(previous.manifest.get("lexical"), str)
     ):
         linked = previous.link_tree_verified(previous.manifest["lexical"], staging / LEXICAL_DIR)
         if linked is not None:
             return {f"{LEXICAL_DIR}/{name}": checksum for name, checksum in linked.items()}
-    LexicalIndex.build([product.embedding_text() for product in products]).save(staging / LEXICAL_DIR)
+    LexicalIndex.build(documents).save(staging / LEXICAL_DIR)
     return {}
 
 

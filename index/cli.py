@@ -16,6 +16,7 @@ from aisle.index.ann import INDEX_TYPES, AnnParams
 def _build(args: argparse.Namespace) -> int:
     from aisle.index.build import BuildOptions, build_version
     from aisle.index.catalog import CatalogError, load_catalog, parse_column_map
+    from aisle.index.schema import SchemaError
     from aisle.index.versions import VersionError
 
     started = time.perf_counter()
@@ -31,6 +32,7 @@ def _build(args: argparse.Namespace) -> int:
         **hnsw,
         keep_versions=args.keep,
         show_progress=not args.no_progress,
+        fields=settings.fields,
     )
     try:
         options.validate()
@@ -49,7 +51,7 @@ def _build(args: argparse.Namespace) -> int:
     encoder = load_encoder(settings)
     try:
         report = build_version(catalog, settings.index_dir, encoder, options)
-    except VersionError as exc:  # e.g. another build is running
+    except (VersionError, SchemaError) as exc:  # e.g. another build is running, a bad fields: entry
         raise CommandError(str(exc)) from None
     except (ValueError, OSError) as exc:
         raise CommandError(f"cannot build the index under {settings.index_dir}: {exc}") from None
@@ -128,7 +130,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     build = commands.add_parser("build", help="build and publish a new index version from a catalogue")
     build.add_argument("--catalog", type=Path, required=True, help="CSV, JSON Lines or Parquet file")
     build.add_argument("--out", type=Path, help="index root (default: settings index_dir)")
-    build.add_argument("--map", action="append", metavar="FIELD=COLUMN", help="map an Aisle field to your column")
+    build.add_argument(
+        "--map",
+        action="append",
+        metavar="FIELD=COLUMN",
+        help="map an Aisle field to your column, or to a template of columns: 'category={a} > {b}'",
+    )
     build.add_argument("--skip-bad-rows", action="store_true", help="skip and report invalid rows")
     build.add_argument("--model", help="bundled:all-MiniLM-L6-v2 or a local sentence-transformers dir")
     build.add_argument(
