@@ -175,7 +175,8 @@ def infer_schema(rows: Sequence[Mapping[str, Any]], overrides: Mapping[str, Any]
             columns.setdefault(name, []).append(value)
     specs = dict(BUILTIN_FIELDS)
     for name, values in columns.items():
-        specs[name] = _infer_attribute(name, values, len(rows))
+        if name not in BUILTIN_FIELDS:  # the loader keeps Aisle's fields out of the attributes
+            specs[name] = _infer_attribute(name, values, len(rows))
     for name, roles in (overrides or {}).items():
         if name not in specs:
             known = ", ".join(sorted(specs))

@@ -100,8 +100,8 @@ def query_candidates(
     elif retrieval == "lexical":
         semantic, lexical = np.zeros(len(rows)), bm25 / best_bm25
     elif fusion.method == "rrf":
-        semantic = fusion.dense_weight * _reciprocal_ranks(dense_rows, rows, fusion.rrf_k)
-        lexical = fusion.lexical_weight * _reciprocal_ranks(lexical_rows, rows, fusion.rrf_k)
+        semantic = fusion.dense_weight * reciprocal_ranks(dense_rows, rows, fusion.rrf_k)
+        lexical = fusion.lexical_weight * reciprocal_ranks(lexical_rows, rows, fusion.rrf_k)
     else:
         semantic = fusion.dense_weight * cosine.astype(np.float64)
         lexical = fusion.lexical_weight * bm25 / best_bm25
@@ -169,7 +169,7 @@ def _sorted_union(*parts: np.ndarray) -> np.ndarray:
     return rows[np.r_[True, rows[1:] != rows[:-1]]] if len(rows) else rows
 
 
-def _reciprocal_ranks(ranked: np.ndarray, rows: np.ndarray, k: float) -> np.ndarray:
+def reciprocal_ranks(ranked: np.ndarray, rows: np.ndarray, k: float) -> np.ndarray:
     out = np.zeros(len(rows))
     if len(ranked) == 0:
         return out

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pydantic_core
 from fastapi import Request, Response
 
-from aisle.service.engine import Engine, Hit
+from aisle.service.engine import Engine, Hit, Listing
 
 
 def ranked_body(
@@ -49,3 +49,23 @@ def ranked_response(
     took_ms = round((time.perf_counter() - started) * 1000, 3)
     body = ranked_body(engine, hits, request.state.request_id, took_ms, sources)
     return Response(body, media_type="application/json")
+
+
+def listing_response(
+    request: Request, engine: Engine, listing: Listing, started: float, *, facets_asked: bool
+) -> Response:
+    """A search response: the ranked page plus ``total``, ``matched`` and, when asked, ``facets``
+    (``aisle.service.schemas.SearchResponse``)."""
+    results = [engine.result(hit) for hit in listing.hits]
+    body: dict = {
+        "request_id": request.state.request_id,
+        "index_version": engine.version,
+        "took_ms": 0.0,
+        "total": listing.total,
+        "matched": listing.matched,
+        "results": results,
+    }
+    if facets_asked:
+        body["facets"] = listing.facets
+    body["took_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    return Response(pydantic_core.to_json(body), media_type="application/json")

@@ -1,20 +1,35 @@
-"""``/search``: the search bar (hybrid retrieval, then the reranker)."""
+"""``/search``: the search bar and the storefront's listing pages (filters, facets, sort, pages).
+
+``POST /search`` takes a JSON body (``aisle.service.schemas.SearchRequest``); ``GET /search`` the
+same as query parameters, for a plain form or a link:
+
+* ``q``, ``k``, ``offset``, ``user_id``, ``session_id``, ``explain``, ``sort=price:asc``,
+  ``facets=gender,baseColour`` (comma-separated or repeated);
+* ``filter.FIELD=value`` (equals; repeated: any of), ``filter.FIELD.min=`` / ``filter.FIELD.max=``
+  (range), ``filter.FIELD.not=value`` (repeated: none of), ``filter.price_min=`` and
+  ``filter.price_max=``.
+
+A parameter it does not know is refused (422 naming it), never silently ignored.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+import numpy as np
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import ValidationError
 
-from aisle.index.filters import Filters
-from aisle.service.deps import EngineDep, SettingsDep, check_k, check_query
-from aisle.service.engine import Engine, RulesConflict
+from aisle.index.filters import FilterError, Filters, parse_filters
+from aisle.service.deps import EngineDep, SettingsDep, check_k
+from aisle.service.engine import Engine, RulesConflict, SortOrder
 from aisle.service.errors import ApiError
 from aisle.service.personal.deps import context_for
 from aisle.service.ranking.config import RankingConfig
-from aisle.service.routers.responses import ranked_response
-from aisle.service.schemas import RankedResponse, SearchFilters, SearchRequest
+from aisle.service.ranking.listing import LIST_DEPTH
+from aisle.service.routers.responses import listing_response
+from aisle.service.schemas import SearchRequest, SearchResponse, filters_as_dict
 
 router = APIRouter(tags=["search"])
 
@@ -31,11 +46,51 @@ async def get_ranking(request: Request) -> RankingConfig:
 RankingDep = Annotated[RankingConfig, Depends(get_ranking)]
 
 
-def to_filters(filters: SearchFilters | None) -> Filters | None:
-    if filters is None:
+def to_filters(engine: Engine, raw: dict[str, Any] | None) -> Filters | None:
+    """The request's filters checked against the served version's schema (422 naming the field)."""
+    try:
+        return parse_filters(raw, engine.index.items.fields)
+    except FilterError as exc:
+        raise ApiError(422, str(exc)) from None
+
+
+def check_facets(engine: Engine, facets: list[str]) -> list[str]:
+    """The asked facets, each a facetable field of the version (else 422 naming it)."""
+    fields = engine.index.items.fields
+    for name in facets:
+        spec = fields.schema.get(name)
+        if spec is None or not spec.facetable or name not in fields:
+            facetable = [s.name for s in fields.schema.fields if s.facetable and s.name in fields]
+            what = "unknown field" if spec is None else "not facetable (configure it in the fields: setting)"
+            raise ApiError(422, f"facets: '{name}' is {what}; facetable fields are {', '.join(facetable)}")
+    return list(dict.fromkeys(facets))
+
+
+def check_sort(engine: Engine, sort: str | None) -> SortOrder | None:
+    """``field:asc|desc`` over a sortable field (else 422 naming it)."""
+    if not sort:
         return None
-    brand = tuple(filters.brand) if isinstance(filters.brand, list) else filters.brand
-    return Filters(filters.category, brand, filters.price_min, filters.price_max, filters.in_stock)
+    name, _, direction = sort.rpartition(":")
+    if direction not in ("asc", "desc") or not name:
+        raise ApiError(422, f"sort: expected field:asc or field:desc, got '{sort}'")
+    fields = engine.index.items.fields
+    spec = fields.schema.get(name)
+    if spec is None or not spec.sortable or name not in fields:
+        sortable = [s.name for s in fields.schema.fields if s.sortable and s.name in fields]
+        what = "unknown field" if spec is None else "not sortable (configure it in the fields: setting)"
+        raise ApiError(422, f"sort: '{name}' is {what}; sortable fields are {', '.join(sortable)}")
+    return SortOrder(name, direction == "desc")
+
+
+def popularity_of(request: Request, engine: Engine) -> np.ndarray | None:
+    """Each row's popularity (0..1) for a browse page, when the service has counted any."""
+    personal = getattr(request.app.state, "personal", None)
+    if personal is None:
+        return None
+    current = personal.profiles.popularity()
+    if current is None or current[0] is not engine:
+        return None
+    return current[1].scores_of(np.arange(len(engine.index), dtype=np.int64))
 
 
 def run_search(
@@ -43,50 +98,151 @@ def run_search(
 ) -> Response:
     started = time.perf_counter()
     check_k(settings, body.k)
-    check_query(settings, body.query)
+    if len(body.query) > settings.max_query_chars:
+        raise ApiError(422, f"query: at most {settings.max_query_chars} characters, got {len(body.query)}")
+    if body.offset + body.k > LIST_DEPTH:
+        raise ApiError(422, f"offset + k: at most {LIST_DEPTH}, got {body.offset + body.k}")
+    filters = to_filters(engine, filters_as_dict(body.filters))
+    facets = check_facets(engine, body.facets)
+    sort = check_sort(engine, body.sort)
     rules = ranking.rule_book.for_surface("search", body.rules)
+    browse = not body.query.strip()
     try:
-        hits = engine.search(
+        listing = engine.listing(
             body.query,
             body.k,
-            filters=to_filters(body.filters),
+            offset=body.offset,
+            filters=filters,
+            facets=facets,
+            sort=sort,
             exclude_ids=body.exclude_ids,
             explain=body.explain,
             ctx=context_for(request, body.user_id, body.session_id, engine),
             rules=rules,
             fusion=ranking.fusion,
+            matching=ranking.matching,
             retrieval=body.retrieval,
-            request_id=request.state.request_id,
+            popularity=popularity_of(request, engine) if browse and sort is None else None,
+            visitor=(body.user_id, body.session_id),
         )
     except RulesConflict as exc:
         raise ApiError(422, str(exc)) from None
-    return ranked_response(request, engine, hits, started)
+    return listing_response(request, engine, listing, started, facets_asked=bool(body.facets))
 
 
-@router.post("/search", response_model=RankedResponse, response_model_exclude_none=True)
+@router.post("/search", response_model=SearchResponse, response_model_exclude_none=True)
 def search(
     request: Request, engine: EngineDep, settings: SettingsDep, ranking: RankingDep, body: SearchRequest
 ) -> Response:
-    """Ranked products for a query: hybrid (dense + BM25) retrieval, then business rules.
+    """Ranked products for a query, or a browse page when the query is empty.
 
-    Filters, exclusions and per-request rules (caps, pins, boosts, diversity, exploration)
-    are optional; ``explain: true`` returns the parts of every score.
+    Hybrid (dense + BM25) retrieval, then business rules; filters on any filterable field,
+    facet counts over every match, ``total``, ``sort`` and ``offset`` pages.
+    ``explain: true`` returns the parts of every score.
     """
     return run_search(request, engine, settings, ranking, body)
 
 
-@router.get("/search", response_model=RankedResponse, response_model_exclude_none=True)
-def search_get(
-    request: Request,
-    engine: EngineDep,
-    settings: SettingsDep,
-    ranking: RankingDep,
-    q: Annotated[str, Query(min_length=1, max_length=512, description="The query text.")],
-    k: Annotated[int, Query(ge=1, le=100)] = 10,
-    user_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
-    session_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
-    explain: bool = False,
-) -> Response:
-    """The same search for a plain search bar form."""
-    body = SearchRequest(query=q, k=k, user_id=user_id, session_id=session_id, explain=explain)
+#: Plain query parameters of ``GET /search`` (besides ``filter.*``).
+_GET_PARAMETERS = ("q", "k", "offset", "user_id", "session_id", "explain", "sort", "facets", "retrieval")
+
+
+@router.get("/search", response_model=SearchResponse, response_model_exclude_none=True)
+def search_get(request: Request, engine: EngineDep, settings: SettingsDep, ranking: RankingDep) -> Response:
+    """The same search for a plain form or a link: ``q``, ``k``, ``offset``, ``sort``, ``facets``,
+    ``user_id``, ``session_id``, ``explain`` and ``filter.FIELD[.min|.max|.not]=value`` (see the
+    module docstring). Unknown parameters are refused."""
+    try:
+        body = SearchRequest(**get_parameters(request))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'query'}: {error['msg']}" for error in exc.errors()
+        )
+        raise ApiError(422, problems) from None
     return run_search(request, engine, settings, ranking, body)
+
+
+def get_parameters(request: Request) -> dict[str, Any]:
+    """``SearchRequest`` fields from ``GET /search``'s query string (422 naming a bad parameter)."""
+    params = request.query_params
+    values: dict[str, Any] = {}
+    filters: dict[str, Any] = {}
+    for name in dict.fromkeys(params.keys()):
+        given = params.getlist(name)
+        if name.startswith("filter."):
+            _add_filter(filters, name, given)
+            continue
+        if name not in _GET_PARAMETERS:
+            raise ApiError(
+                422,
+                f"unknown query parameter '{name}'; GET /search takes {', '.join(_GET_PARAMETERS)} and filter.FIELD",
+            )
+        if name == "facets":
+            values["facets"] = [part.strip() for value in given for part in value.split(",") if part.strip()]
+        elif len(given) > 1:
+            raise ApiError(422, f"query parameter '{name}' is given {len(given)} times")
+        else:
+            values["query" if name == "q" else name] = given[0]
+    if filters:
+        values["filters"] = filters
+    for name in ("k", "offset"):
+        if name in values:
+            try:
+                values[name] = int(values[name])
+            except ValueError:
+                raise ApiError(422, f"{name}: expected an integer, got {values[name]!r}") from None
+    if "explain" in values:
+        values["explain"] = _bool("explain", values["explain"])
+    return values
+
+
+def _add_filter(filters: dict[str, Any], name: str, given: list[str]) -> None:
+    field, _, part = name[len("filter.") :].rpartition(".")
+    if part not in ("min", "max", "not"):
+        field, part = name[len("filter.") :], ""
+    if not field:
+        raise ApiError(422, f"query parameter '{name}': expected filter.FIELD, filter.FIELD.min, .max or .not")
+    if part in ("min", "max"):
+        if len(given) > 1:
+            raise ApiError(422, f"query parameter '{name}' is given {len(given)} times")
+        bound = filters.setdefault(field, {})
+        if not isinstance(bound, dict) or "not" in bound:
+            raise ApiError(422, f"filter.{field}: a range cannot be combined with other forms of the same filter")
+        bound[part] = _number(name, given[0])
+    elif part == "not":
+        if field in filters:
+            raise ApiError(422, f"filter.{field}: .not cannot be combined with other forms of the same filter")
+        filters[field] = {"not": given if len(given) > 1 else given[0]}
+    else:
+        if field in filters:
+            raise ApiError(422, f"filter.{field}: equals cannot be combined with other forms of the same filter")
+        typed = [_typed(field, value) for value in given]
+        filters[field] = typed if len(typed) > 1 else typed[0]
+
+
+def _typed(field: str, value: str) -> Any:
+    # Booleans are spelt out in a URL; the legacy stock and price keys take typed values.
+    if field == "in_stock":
+        return _bool(f"filter.{field}", value)
+    if field in ("price_min", "price_max"):
+        return _number(f"filter.{field}", value)
+    return value
+
+
+def _number(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ApiError(422, f"{name}: expected a number, got {value!r}") from None
+    if not np.isfinite(number):
+        raise ApiError(422, f"{name}: expected a finite number, got {value!r}")
+    return number
+
+
+def _bool(name: str, value: str) -> bool:
+    text = value.strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ApiError(422, f"{name}: expected true or false, got {value!r}")
