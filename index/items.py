@@ -14,7 +14,7 @@ import numpy as np
 from aisle.index.catalog import CATEGORY_SEPARATOR, Product
 from aisle.index.fields import FieldColumn, FieldIndex
 from aisle.index.layout import ITEMS_FILE
-from aisle.index.schema import Schema
+from aisle.index.schema import Schema, as_number
 from aisle.index.selection import SelectionCache
 
 __all__ = ["ITEMS_FILE", "ItemTable", "read_content_hashes", "write_items"]
@@ -98,6 +98,10 @@ class ItemTable:
         public = set(schema.names("public"))
         self._result_columns = [(name, self._columns[name]) for name in _COLUMNS if name in public]
         self._public_attributes = frozenset(schema.public_attributes())
+        # CSV cells are text: a number field is returned as a number, as JSON catalogues give it.
+        self._public_numbers = frozenset(
+            spec.name for spec in schema.attributes if spec.public and spec.kind == "number"
+        )
         self.fields = FieldIndex.build(schema, self._builtin_columns(schema), attributes)
 
     def _builtin_columns(self, schema: Schema) -> dict[str, FieldColumn]:
@@ -144,6 +148,8 @@ class ItemTable:
             if attributes != "{}":
                 for key, value in json.loads(attributes).items():
                     if key in self._public_attributes:
+                        if key in self._public_numbers and isinstance(value, str):
+                            value = _number(value)
                         result.setdefault(key, value)
         return result
 
@@ -159,6 +165,13 @@ class ItemTable:
             ],
             dtype=np.int32,
         )
+
+
+def _number(text: str) -> int | float | str:
+    number = as_number(text)
+    if number is None:
+        return text
+    return int(number) if number.is_integer() and "." not in text else number
 
 
 def _factorize(values: list[str]) -> tuple[np.ndarray, list[str]]:
