@@ -9,7 +9,7 @@ comparison of codes and a facet one ``np.bincount`` over the codes of the matchi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,6 +201,40 @@ class FieldIndex:
     def __init__(self, schema: Schema, columns: dict[str, FieldColumn]) -> None:
         self.schema = schema
         self.columns = columns
+        self._value_tokens: dict[str, list[tuple[str, int, int]]] | None = None
+
+    def values_named_by(self, tokens: Sequence[str], tokenize: Callable[[str], list[str]]) -> dict[str, np.ndarray]:
+        """The values of searchable, facetable text fields that a query names in full.
+
+        A value matches when every one of its tokens is among ``tokens`` (the query's): the query
+        "men's running shoes" names ``gender`` "Men" and ``subCategory`` "Shoes". Found through a
+        token → values index built on first use, so the cost follows the query's tokens.
+
+        Returns:
+            field → the codes of the named values.
+        """
+        if self._value_tokens is None:
+            index: dict[str, list[tuple[str, int, int]]] = {}
+            for spec in self.schema.fields:
+                column = self.columns.get(spec.name)
+                if not (spec.searchable and spec.facetable) or column is None or column.kind != "text" or column.prefix:
+                    continue
+                for code, label in enumerate(column.labels):
+                    distinct = list(dict.fromkeys(tokenize(str(label))))
+                    for token in distinct:
+                        index.setdefault(token, []).append((spec.name, code, len(distinct)))
+            self._value_tokens = index
+        hits: dict[tuple[str, int], int] = {}
+        needed: dict[tuple[str, int], int] = {}
+        for token in dict.fromkeys(tokens):
+            for name, code, count in self._value_tokens.get(token, ()):
+                hits[(name, code)] = hits.get((name, code), 0) + 1
+                needed[(name, code)] = count
+        named: dict[str, list[int]] = {}
+        for key, count in hits.items():
+            if count == needed[key]:
+                named.setdefault(key[0], []).append(key[1])
+        return {name: np.array(sorted(codes), dtype=np.int32) for name, codes in named.items()}
 
     def __contains__(self, name: str) -> bool:
         return name in self.columns

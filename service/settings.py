@@ -105,13 +105,20 @@ class ServiceSettings(AisleSettings):
     fusion_rrf_k: float = Field(60.0, gt=0, description="The k of reciprocal rank fusion (rrf only).")
     # What counts as a match of a text query (service.ranking.listing): total, facets and pages.
     match_lexical_floor: float = Field(
-        0.5, ge=0, le=1, description="A lexical match scores at least this share of the query's best BM25 score."
+        0.3, ge=0, le=1, description="A lexical match scores at least this share of the query's best BM25 score."
     )
     match_min_similarity: float = Field(
         0.35, ge=-1, le=1, description="A dense (semantic) match has at least this cosine with the query..."
     )
     match_similarity_margin: float = Field(
         0.15, ge=0, le=2, description="...and is within this much of the best dense hit's cosine."
+    )
+    match_attribute_boost: float = Field(
+        0.3,
+        ge=0,
+        le=5,
+        description="Lexical bonus, times the field's search weight, for items whose searchable facet value the query "
+        'names in full ("men\'s running shoes" favours gender Men).',
     )
     # Browser storefronts (CORS).
     cors_origins: list[str] = Field(

@@ -38,5 +38,6 @@ class RankingConfig:
             lexical_floor=settings.match_lexical_floor,
             min_similarity=settings.match_min_similarity,
             similarity_margin=settings.match_similarity_margin,
+            attribute_boost=settings.match_attribute_boost,
         )
         return cls(fusion=fusion, matching=matching, rule_book=load_rule_book(settings.rules_file))

@@ -36,6 +36,7 @@ import numpy as np
 
 from aisle.index.loaded import LoadedIndex
 from aisle.index.selection import RowSelection
+from aisle.index.tokens import query_tokens
 from aisle.service.ranking.hybrid import FusionParams, blend_personal, reciprocal_ranks
 from aisle.service.ranking.rerank import rerank
 from aisle.service.ranking.rules import RuleSet
@@ -49,9 +50,13 @@ LIST_DEPTH = 1000
 class MatchParams:
     """What counts as a match of a text query (see the module docstring)."""
 
-    lexical_floor: float = 0.5
+    lexical_floor: float = 0.3
     min_similarity: float = 0.35
     similarity_margin: float = 0.15
+    #: Added to the lexical part (before its weight), times the field's search weight, for each
+    #: field whose value the query names in full (``FieldIndex.values_named_by``): "men's running
+    #: shoes" favours gender Men.
+    attribute_boost: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,13 @@ class TextMatches:
                     rows, _ = index.lexical.above(query, floor, selection)
                     self.lexical_matches = _without(rows, excluded)
         self.extras = extras
+        self.attribute_boost = params.attribute_boost
+        self.named_values: dict[str, np.ndarray] = {}
+        if lexical and params.attribute_boost > 0:
+            tokens = index.lexical.tokens(query)
+            if tokens:
+                version = index.lexical.tokenizer_version
+                self.named_values = index.items.fields.values_named_by(tokens, lambda text: query_tokens(text, version))
         self.rows = _sorted_union(self.dense_rows, self.lexical_matches, self.lexical_rows, extras)
         self.candidate_rows = _sorted_union(self.dense_rows, self.lexical_rows, extras)
 
@@ -149,6 +161,12 @@ class TextMatches:
         cosine = vectors @ self.vector if self.vector is not None else np.zeros(len(rows), np.float32)
         bm25 = self.index.lexical.scores_of(self.query, rows).astype(np.float64)
         lexical = bm25 / self.best_bm25 if self.best_bm25 > 0 else np.zeros(len(rows))
+        if self.named_values and self.best_bm25 > 0:
+            columns = self.index.items.fields.columns
+            schema = self.index.items.schema
+            for name, codes in self.named_values.items():
+                boost = self.attribute_boost * schema.get(name).weight  # type: ignore[union-attr]
+                lexical = lexical + boost * np.isin(columns[name].codes[rows], codes)
         dense_weight = fusion.dense_weight if self.vector is not None else 0.0
         lexical_weight = fusion.lexical_weight if self.best_bm25 > 0 else 0.0
         if self.vector is None or self.best_bm25 <= 0:  # one signal: it is the whole relevance
