@@ -204,7 +204,7 @@ class FieldIndex:
         self._value_tokens: dict[str, list[tuple[str, int, int]]] | None = None
 
     def values_named_by(self, tokens: Sequence[str], tokenize: Callable[[str], list[str]]) -> dict[str, np.ndarray]:
-        """The values of searchable, facetable text fields that a query names in full.
+        """The values of searchable, facetable text attributes that a query names in full.
 
         A value matches when every one of its tokens is among ``tokens`` (the query's): the query
         "men's running shoes" names ``gender`` "Men" and ``subCategory`` "Shoes". Found through a
@@ -217,7 +217,10 @@ class FieldIndex:
             index: dict[str, list[tuple[str, int, int]]] = {}
             for spec in self.schema.fields:
                 column = self.columns.get(spec.name)
-                if not (spec.searchable and spec.facetable) or column is None or column.kind != "text" or column.prefix:
+                # Attributes only: brand already weighs in BM25, and on the Amazon-Google dev queries
+                # (manufacturers often blank) favouring a named brand lowered MRR@10.
+                named = spec.searchable and spec.facetable and not spec.builtin
+                if not named or column is None or column.kind != "text":
                     continue
                 for code, label in enumerate(column.labels):
                     distinct = list(dict.fromkeys(tokenize(str(label))))
