@@ -342,3 +342,27 @@ def test_a_query_matching_nothing_says_so(root: Path) -> None:
     _, engine = engine_for(1, root)
     listing = engine.listing("qqqq xxxx", 10, rules=NO_RULES, matching=MatchParams(min_similarity=0.99))
     assert listing.total == 0 and not listing.matched and listing.hits == []
+
+
+def test_a_query_naming_an_attribute_value_favours_the_items_having_it(tmp_path: Path) -> None:
+    products = [
+        Product("w", "Kalenji running shoe", attributes={"gender": "Women", "kind": "Shoes"}),
+        Product("m", "Afterburner trainer shoe", attributes={"gender": "Men", "kind": "Shoes"}),
+    ] + [Product(f"x{i}", f"cotton scarf {i}", attributes={"gender": ["Men", "Women"][i % 2]}) for i in range(8)]
+    fields = {"gender": ["searchable:2", "filterable", "facetable"], "kind": ["searchable", "facetable"]}
+    report = build_version(
+        Catalog(products), tmp_path / "index", ENCODER, BuildOptions(show_progress=False, fields=fields)
+    )
+    engine = Engine(LoadedIndex.load(report.path), ENCODER)
+
+    def lexical(boost: float) -> dict[str, float]:
+        listing = engine.listing(
+            "men's running shoes", 2, rules=NO_RULES, matching=MatchParams(attribute_boost=boost), explain=True
+        )
+        return {engine.index.items.ids[hit.row]: hit.explain["lexical"] for hit in listing.hits}
+
+    plain, boosted = lexical(0.0), lexical(0.3)
+    weight = 0.4  # the lexical weight of the default fusion
+    # The query names gender Men (search weight 2) and kind Shoes (weight 1).
+    assert boosted["m"] - plain["m"] == pytest.approx(weight * 0.3 * (2 + 1), abs=1e-6)
+    assert boosted["w"] - plain["w"] == pytest.approx(weight * 0.3 * 1, abs=1e-6)
