@@ -9,7 +9,7 @@ PORT ?= 8000
 export AISLE_CACHE_DIR ?= $(CURDIR)/.cache/aisle
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install install-dev demo build-demo serve test lint wheel-check bench clean
+.PHONY: install install-dev system-deps demo build-demo serve test lint wheel-check bench clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,14 @@ serve:
 demo: build-demo serve
 
 # Lint and format check, the built wheel checked in a fresh environment, then the suite.
-test: install-dev lint wheel-check
+test: install-dev system-deps lint wheel-check
 	$(PY) -m pytest -q
+
+# Servers the tests run for real, from Debian's packages (CI runs as root on a clean machine).
+system-deps:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	fi
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

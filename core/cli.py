@@ -11,7 +11,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 COMMANDS_GROUP = "aisle.commands"
 
+#: A subcommand's handler: the parsed arguments in, the exit status out.
+Handler = Callable[[argparse.Namespace], int]
+
 SettingsT = TypeVar("SettingsT", bound=AisleSettings)
 
 log = logging.getLogger("aisle")
@@ -36,6 +39,7 @@ class CommandError(Exception):
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """The options every subcommand takes: ``--config FILE`` (applied by :func:`main`)."""
     parser.add_argument("--config", type=Path, help=f"YAML settings file (also ${CONFIG_ENV})")
 
 
@@ -80,16 +84,15 @@ def load_encoder(settings: AisleSettings, *, prepare: bool = True) -> Encoder:
     Args:
         settings: where the model and backend are configured.
         prepare: build (and cache) the ONNX export first if it is missing; that needs torch,
-            so ``aisle serve`` passes ``False`` and only opens an existing export.
+            so ``aisle serve`` passes ``False`` and only opens an existing export (a cache miss
+            is then a one-line error saying how to fill the cache).
     """
-    from aisle.embed import create_encoder, prepare_model
+    from aisle.embed import create_encoder
 
-    config = settings.encoder_config()
     try:
-        if prepare:
-            prepare_model(config)
-        return create_encoder(config)
-    except (FileNotFoundError, ValueError) as exc:
+        return create_encoder(settings.encoder_config(), export=prepare)
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        # ImportError: exporting needs the torch extra; its message carries the install hint.
         raise CommandError(f"cannot load the model '{settings.model}': {exc}") from None
 
 

@@ -1,21 +1,28 @@
-"""Settings shared by every command: where the index lives and which encoder builds it.
+"""Root settings, shared by every command: where the index lives and which encoder builds it.
 
 Values come, highest priority first, from explicit arguments (CLI flags), environment variables
 ``AISLE_*``, a YAML config file (``AISLE_CONFIG`` or ``--config``), then the defaults below.
+Packages extend :class:`AisleSettings` with their own keys and list the subclass in the
+``aisle.settings`` entry-point group, so that one config file serves every command and a key that
+no installed package knows (a typo) is refused instead of silently ignored.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+from functools import cache
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from aisle.embed.config import BUNDLED_MODEL, EncoderConfig, default_cache_dir
 
 CONFIG_ENV = "AISLE_CONFIG"
+SETTINGS_GROUP = "aisle.settings"
 
 
 class AisleSettings(BaseSettings):
@@ -54,11 +61,9 @@ class AisleSettings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config_file = os.environ.get(CONFIG_ENV)
         if config_file:
-            from pydantic_settings import YamlConfigSettingsSource
-
             if not Path(config_file).is_file():
                 raise FileNotFoundError(f"{CONFIG_ENV} names a missing config file: {config_file}")
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+            sources.append(_CheckedYamlSource(settings_cls, yaml_file=config_file))
         return tuple(sources)
 
     def encoder_config(self) -> EncoderConfig:
@@ -75,3 +80,33 @@ class AisleSettings(BaseSettings):
 def with_overrides(settings_cls: type[AisleSettings], **overrides: Any) -> AisleSettings:
     """Settings with the CLI's explicit values (those not None) on top."""
     return settings_cls(**{key: value for key, value in overrides.items() if value is not None})
+
+
+@cache
+def known_setting_names() -> frozenset[str]:
+    """Every key a config file may hold: the fields of the root settings and of each subclass
+    an installed package lists in the ``aisle.settings`` entry-point group."""
+    names = set(AisleSettings.model_fields)
+    for entry in entry_points(group=SETTINGS_GROUP):
+        try:
+            names |= set(entry.load().model_fields)
+        except ImportError:  # a partial install: its keys are not known, and not needed
+            continue
+    return frozenset(names)
+
+
+class _CheckedYamlSource(YamlConfigSettingsSource):
+    """The YAML config file, with keys that no settings class knows refused (naming them)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], yaml_file: str) -> None:
+        super().__init__(settings_cls, yaml_file=yaml_file)
+        if not isinstance(self.yaml_data, dict):
+            raise ValueError(f"config file {yaml_file} must be a mapping of setting names to values")
+        known = known_setting_names() | set(settings_cls.model_fields)
+        unknown = sorted(str(key) for key in self.yaml_data if key not in known)
+        if unknown:
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, known, n=1)
+                hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            raise ValueError(f"config file {yaml_file}: unknown setting {', '.join(hints)}")

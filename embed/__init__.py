@@ -45,11 +45,16 @@ __all__ = [
 _BACKENDS = ("onnx-int8", "onnx-fp32", "sentence-transformers")
 
 
-def create_encoder(config: EncoderConfig) -> Encoder:
+def create_encoder(config: EncoderConfig, *, export: bool = True) -> Encoder:
     """Builds the text encoder for ``config.backend``.
 
     ``onnx-int8`` / ``onnx-fp32`` load the cached export (exporting it first if missing, which
     needs torch); ``sentence-transformers`` loads the torch model directly.
+
+    Args:
+        config: the encoder configuration.
+        export: export a missing ONNX model first; when False a cache miss raises
+            ``MissingExportError`` (a ``FileNotFoundError``) instead of needing torch.
 
     Raises:
         ValueError: for an unknown backend.
@@ -63,7 +68,7 @@ def create_encoder(config: EncoderConfig) -> Encoder:
     from aisle.embed.onnx_text import OnnxTextEncoder
 
     return OnnxTextEncoder(
-        prepare_model(config),
+        prepare_model(config, export=export),
         threads=config.threads,
         max_length=config.max_length,
         query_prefix=config.query_prefix,
@@ -71,7 +76,7 @@ def create_encoder(config: EncoderConfig) -> Encoder:
     )
 
 
-def prepare_model(config: EncoderConfig) -> Path:
+def prepare_model(config: EncoderConfig, *, export: bool = True) -> Path:
     """Ensures the ONNX export for ``config`` is cached and returns its directory.
 
     This is the only step that needs torch (``pip install 'aisle-search[export]'``); a cache hit needs
@@ -79,7 +84,7 @@ def prepare_model(config: EncoderConfig) -> Path:
     """
     from aisle.embed.export import prepare_model as _prepare
 
-    return _prepare(config)
+    return _prepare(config, export=export)
 
 
 def create_image_encoder(config: ImageEncoderConfig) -> ImageEncoder | None:

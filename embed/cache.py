@@ -55,7 +55,7 @@ def content_hash(model_dir: Path) -> str:
 
     The result only depends on content, not on where the directory lives or on mtimes, so the
     same model copied elsewhere hits the same cache entry. Within one process the hash is
-    memoised on (path, size, mtime) of each file, because hashing 90 MB costs ~0.2 s.
+    memoised on (path, size, mtime) of each file, because hashing a model's weights is slow.
 
     Args:
         model_dir: a local model directory.

@@ -76,7 +76,11 @@ CALIBRATION_TEXTS = (
 )
 
 
-def prepare_model(config: EncoderConfig) -> Path:
+class MissingExportError(FileNotFoundError):
+    """The model has no cached export and the caller asked not to export it (e.g. ``aisle serve``)."""
+
+
+def prepare_model(config: EncoderConfig, *, export: bool = True) -> Path:
     """Ensures the export for ``config`` exists in the cache and returns its directory.
 
     A cache hit needs neither torch nor network access. For ``sentence-transformers`` there is
@@ -84,6 +88,8 @@ def prepare_model(config: EncoderConfig) -> Path:
 
     Args:
         config: the encoder configuration.
+        export: export the model when the cache has no current export (needs torch); when False,
+            a cache miss raises :class:`MissingExportError` instead.
 
     Returns:
         The export directory (or the source directory for ``sentence-transformers``).
@@ -91,6 +97,7 @@ def prepare_model(config: EncoderConfig) -> Path:
     Raises:
         ValueError: for an unknown backend or an unsupported sentence-transformers pipeline.
         ImportError: if the export is missing and torch/sentence-transformers are not installed.
+        MissingExportError: if the export is missing and ``export`` is False.
     """
     if config.backend == "sentence-transformers":
         return resolve_model_dir(config.model)
@@ -101,6 +108,12 @@ def prepare_model(config: EncoderConfig) -> Path:
     target = export_dir(config.cache_dir, model_hash, config.backend)
     if read_manifest_if_current(target) is not None:
         return target
+    if not export:
+        raise MissingExportError(
+            f"no current {config.backend} export of {model_display_name(config.model)} in the model cache "
+            f"{config.cache_dir}; `aisle build` exports it ({TORCH_INSTALL_HINT.split(' or ')[0]}), "
+            "or point AISLE_CACHE_DIR at a cache that has it"
+        )
     fp32_dir = export_dir(config.cache_dir, model_hash, "onnx-fp32")
     if read_manifest_if_current(fp32_dir) is None:
         _export_fp32(source, model_hash, fp32_dir, model_display_name(config.model))

@@ -17,7 +17,8 @@ _SORT_WINDOW = 8192
 
 #: Padded tokens per onnxruntime call when encoding documents. Small batches keep the
 #: feed-forward activations (tokens x 1,536 floats for MiniLM) in the core's L2 cache; measured
-#: on real titles, 16-32 titles per call encode ~20 % faster than 64 and ~30 % faster than 128.
+#: on real titles, 16-32 titles per call encode faster than 64 or 128
+#: (``benchmarks/results/DECISIONS.md``, "Document batches").
 DEFAULT_TOKEN_BUDGET = 512
 
 
@@ -67,7 +68,7 @@ class OnnxTextEncoder(ManifestIdentity, Encoder):
         # per-call state and one encoder can serve concurrent threads.
         self._tokenizer = load_tokenizer(self.model_dir / TOKENIZER_FILE, max_length=self.max_length)
         self._session = make_session(self.model_dir / TEXT_MODEL_FILE, threads)
-        # Resolved once, not per call: a batch-1 query only takes ~1 ms in total.
+        # Resolved once, not per call: a batch-1 query is short enough for this to show.
         self._input_names = tuple(node.name for node in self._session.get_inputs())
         self._output_names = [self._session.get_outputs()[0].name]
         self._lowercase = self.manifest.do_lower_case
@@ -124,8 +125,8 @@ class OnnxTextEncoder(ManifestIdentity, Encoder):
         output = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), _SORT_WINDOW):
             window = texts[start : start + _SORT_WINDOW]
-            # Tokenise without padding, then pad per batch of similar lengths: on the 3,226
-            # Amazon-Google titles, batches of 64 in input order are 52 % padding, sorted 3 %.
+            # Tokenise without padding, then pad per batch of similar lengths: batches in input
+            # order are about half padding on real titles, sorted almost none.
             encodings = self._tokenizer.encode_batch(window)
             lengths = np.array([len(encoding.ids) for encoding in encodings])
             order = np.argsort(lengths, kind="stable")

@@ -95,8 +95,8 @@ def save_fast_tokenizer(tokenizer: Any, path: Path) -> None:
 def fuse_for_cpu(source: Path, destination: Path, *, model_type: str, num_heads: int, hidden_size: int) -> bool:
     """Fuses attention, layer-norm and GELU subgraphs with onnxruntime's transformer optimizer.
 
-    A fused MiniLM graph has ~50 nodes instead of ~550; for a 5-token query the per-node overhead
-    is a large share of the work, and batch-1 queries got ~20 % faster (fp32 and int8). Fusion
+    A fused MiniLM graph has a tenth of the nodes; for a short query the per-node overhead is a
+    large share of the work, so batch-1 queries get faster (``benchmarks/results/DECISIONS.md``, "Graph fusion"). Fusion
     only matches known patterns, so callers must check the result numerically and keep the
     unfused graph if it disagrees.
 
@@ -104,11 +104,12 @@ def fuse_for_cpu(source: Path, destination: Path, *, model_type: str, num_heads:
     nodes they replace (:func:`embed.runtime.make_session` keeps the runtime from re-fusing them):
 
     * residual additions stay ``Add`` + ``LayerNormalization``: the ``SkipLayerNormalization``
-      kernel is ~7x slower (610 vs 87 us on a 16x16x384 batch); with it, bulk int8 encoding ran
-      517 titles/s per core instead of 616;
-    * the feed-forward bias stays an ``Add`` before ``Gelu``: ``BiasGelu`` takes ~1.0-1.6 ns per
-      element where ``Gelu`` takes ~0.65 (512x1536, one core), and the int8 session folds the
-      ``Add`` into the preceding quantised matmul as its bias anyway. Same exact (erf) GELU.
+      kernel is several times slower and slowed bulk encoding;
+    * the feed-forward bias stays an ``Add`` before ``Gelu``: ``BiasGelu`` is slower per element
+      than ``Gelu``, and the int8 session folds the ``Add`` into the preceding quantised matmul as
+      its bias anyway. Same exact (erf) GELU.
+
+    Both measured: ``benchmarks/results/DECISIONS.md``, "Graph fusion".
 
     The fused attention blocks are then split again into one Q/K/V projection and ONNX
     ``Attention`` (:mod:`embed.attention`), when the installed onnxruntime can run that graph.

@@ -59,11 +59,11 @@ def quantize_int8(
 ) -> dict[str, Any]:
     """Quantises ``source`` to ``destination``; returns a description for the export manifest.
 
-    * Per-channel weight scales: per-tensor scales drop MiniLM's mean cosine to fp32 from 0.993
-      to 0.962, because a few output channels have much larger weights.
+    * Per-channel weight scales: per-tensor scales lose much of MiniLM's agreement with fp32,
+      because a few output channels have much larger weights.
     * ``reduce_range`` (7-bit weights): on CPUs without VNNI, onnxruntime's u8×s8 kernels sum
       pairs of products in int16 and can saturate with 8-bit weights; 7 bits make every CPU
-      compute the same thing, for a measured cost of ~0.001 mean cosine.
+      compute the same thing, at a negligible cost in cosine (``benchmarks/results/DECISIONS.md``).
     * Embedding tables (``Gather``) stay float: quantising them saves memory, not time.
 
     Args:

@@ -45,8 +45,8 @@ def load_tokenizer(tokenizer_path: Path, *, max_length: int) -> Tokenizer:
     Hugging Face ``tokenizer.json`` files often carry a fixed padding length (all-MiniLM-L6-v2
     pads every input to 128 tokens) and a truncation length that differs from the model's
     ``max_seq_length`` (128 vs 256). Both are reset here. Callers pad each batch to its own
-    longest row only (dynamic padding): a WANDS query (~6 tokens) then takes ~1.3 ms with the
-    int8 MiniLM instead of ~23 ms padded to 128 (CPU time, one thread).
+    longest row only (dynamic padding): a short query then costs a small fraction of a padded one
+    (``benchmarks/results/DECISIONS.md``, "Dynamic padding").
 
     Args:
         tokenizer_path: ``tokenizer.json``.

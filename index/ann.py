@@ -3,14 +3,12 @@
 Index types, and how a build chooses one (``aisle.index.ann_build.choose_index_type``;
 ``aisle build --index-type`` overrides it):
 
-* ``flat``: exact search. The default up to ``ann_build.FLAT_MAX_ITEMS`` (20,000) products. A query
-  reads every vector (1.5 KB each for MiniLM), so it is bound by memory bandwidth: about 2.5 ms
-  at 20k products, 13 ms at 100k on one core (``benchmarks/results/index-*.json``).
-* ``hnsw``: an HNSW graph over the float32 vectors, the default above that: about 1.5 ms per
-  query at 100k products with recall@10 ≈ 0.998 at the default ``ef_search``. In memory it
-  needs about ``4·dim + 8·M`` bytes per product (1.7 GB for a million 384-d vectors at M=32).
+* ``flat``: exact search. The default up to ``ann_build.FLAT_MAX_ITEMS`` products. A query
+  reads every vector, so it is bound by memory bandwidth and grows with the catalogue.
+* ``hnsw``: an HNSW graph over the float32 vectors, the default above that: sub-linear time at
+  high recall. In memory it needs about ``4·dim + 8·M`` bytes per product.
 * ``hnsw-sq8``: the same graph over 8-bit scalar-quantised vectors, about ``dim + 8·M`` bytes
-  per product (0.6 GB for a million). Chosen instead of ``hnsw`` when a memory budget is given
+  per product. Chosen instead of ``hnsw`` when a memory budget is given
   (``memory_budget_mb``, ``aisle build --memory-budget-mb``) and ``hnsw`` would exceed it. The
   quantised scores only pick candidates: ``refine_count(k)`` of them are re-scored exactly
   from the float vectors, which stay on disk (memory-mapped) rather than in the index, so
@@ -19,23 +17,17 @@ Index types, and how a build chooses one (``aisle.index.ann_build.choose_index_t
   a query scans the ``nprobe`` cells nearest to it exactly. Never chosen automatically: it is
   for catalogues made of many near-duplicate variants (a hundred colour/size versions of each
   product), where HNSW graphs lose recall because each node's neighbour list fills up with its
-  own product's variants, while the variants share a cell. On the benchmarks' million-item
-  variant catalogues ``nprobe`` 32 gave recall@10 0.96-0.98 at about 1.7 ms and 128 cells
-  0.993-0.997, where HNSW stopped at 0.78-0.83; on spread-out catalogues IVF needs a fifth to a
-  third of its cells and ``hnsw`` is the better choice (``benchmarks/results/index-*.json``,
+  own product's variants, while the variants share a cell; on spread-out catalogues IVF must
+  scan many of its cells and ``hnsw`` is the better choice (``benchmarks/results/index-*.json``,
   ``latency-1m-t1*.json``).
 * ``ivf-pq``: the same cells, but each product is stored as a 4-bit product-quantisation code per
   dimension (FAISS's SIMD "fast-scan" layout): 192 bytes for a MiniLM vector instead of 1,536.
   A scanned code costs about a quarter of a float vector, and ``refine_count(k)`` candidates are
   re-scored exactly from the float vectors (memory-mapped, as for ``hnsw-sq8``), so scores are
-  true cosines. On the million-item variant catalogue (240 WANDS queries, top 200, one core)
-  it found the same rows as ``ivf`` at less than half the CPU time: recall@10 0.988 in 0.83 ms
-  at 32 cells (``ivf`` 1.24 ms) and 0.997 in 1.08 ms at 64 (``ivf`` 2.48 ms). Tried there and
-  not better (96 cells, 480 queries): FAISS's RaBitQ fast-scan codes (1 bit: recall@10 0.978 in
-  the same time; 2 bits: equal recall, 1.7× slower), PCA to 192 or 128 dimensions before
-  the codes (recall capped at 0.93 / 0.85: the variants differ in every dimension), and fewer,
-  larger cells (1,000 instead of 4,000: the cell search fell from 0.28 to 0.12 ms a query, but
-  recall@10 to 0.925 with the same 2.4 % of cells scanned, against 0.994).
+  true cosines. On the million-item variant catalogue it finds the same rows as ``ivf`` at less
+  than half the CPU time. Tried there and not better: FAISS's RaBitQ fast-scan codes, PCA before
+  the codes (the variants differ in every dimension), and fewer, larger cells (recall falls
+  faster than the cell search). Figures: ``benchmarks/results/DECISIONS.md``, "Vector index".
 
 Filtered search (a set of allowed rows, see ``aisle.index.filters``) is correct by construction: rows
 outside the filter are never returned, and ``k`` rows come back whenever at least ``k`` are
@@ -53,7 +45,7 @@ allowed rows falls back to the scan.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -70,8 +62,7 @@ IVF_TYPES: tuple[str, ...] = ("ivf", "ivf-pq")
 #: Types whose FAISS scores are approximate: their candidates are re-scored from the vectors.
 REFINED_TYPES: tuple[str, ...] = ("hnsw-sq8", "ivf-pq")
 #: One unit of ``efSearch`` in a filtered walk costs about as much as an exact scan of this many
-#: allowed rows. ``benchmarks/bench_index.py`` times both paths; at 100k products a walk with
-#: efSearch 1,023 took 16 ms where scanning the 50k allowed rows took 32 ms.
+#: allowed rows (``benchmarks/bench_index.py`` times both paths).
 GRAPH_STEP_COST_ROWS = 25
 #: Scanning one row of an IVF cell costs about as much as one row of an exact scan of allowed
 #: rows (both read the float vector once); the cheaper of the two paths is taken.
@@ -95,9 +86,9 @@ class AnnParams:
         hnsw_m: graph degree (neighbours per node; twice that on the bottom layer).
         ef_construction: beam width while building the graph.
         ef_search: beam width while searching; raised to ``k`` when ``k`` is larger. The
-            default gives recall@10 0.998 on 100k perturbed real MiniLM vectors, but only 0.83 on
-            a million made of ~120 copies of each real product, where ``ivf`` does better
-            (``benchmarks/results/index-*.json``); a narrower beam is faster and less exact.
+            default reaches high recall on spread-out catalogues but not on ones made of many
+            copies of each product, where ``ivf`` does better (``benchmarks/results/index-*.json``);
+            a narrower beam is faster and less exact.
         ivf_lists: ``ivf``/``ivf-pq``: number of k-means cells (0: ``ivf_lists_for(count)``).
         nprobe: ``ivf``/``ivf-pq``: cells scanned per query.
     """
@@ -127,11 +118,17 @@ class AnnIndex:
         self._contiguous: np.ndarray | None = None
 
     @classmethod
-    def build(cls, vectors: np.ndarray, params: AnnParams, show_progress: bool = False) -> AnnIndex:
+    def build(
+        cls,
+        vectors: np.ndarray,
+        params: AnnParams,
+        show_progress: bool = False,
+        fill_ivf: Callable[[Any, np.ndarray], Any] | None = None,
+    ) -> AnnIndex:
         """Builds the FAISS index over ``vectors`` (see ``aisle.index.ann_build.build_faiss_index``)."""
         from aisle.index.ann_build import build_faiss_index
 
-        return cls(build_faiss_index(vectors, params, show_progress), vectors, params)
+        return cls(build_faiss_index(vectors, params, show_progress, fill_ivf), vectors, params)
 
     @classmethod
     def load(cls, path: Path, vectors: np.ndarray, params: AnnParams) -> AnnIndex:
@@ -239,7 +236,7 @@ class AnnIndex:
         FAISS reads the chosen rows in place from the (memory-mapped) vectors: no gather copy
         and no BLAS thread pool, which makes it several times faster than NumPy for a filter's
         thousands of rows. The few hundred candidates that ``hnsw-sq8`` and ``ivf-pq`` re-score
-        are the opposite case: a NumPy gather and sort took 0.22 ms for 410 rows where FAISS took 0.31.
+        are the opposite case: there a NumPy gather and sort is faster than FAISS.
         """
         import faiss
 
@@ -321,8 +318,7 @@ def one_openmp_thread() -> Iterator[None]:
     """Runs FAISS on the calling thread alone for one query, then restores the thread's setting.
 
     FAISS parallelises over queries, so a single query gains nothing from OpenMP threads but
-    pays for waking them: on a busy 2-core machine a flat search of 30k vectors took 60 ms with
-    two threads and 12 ms with one. The setting is per calling thread, so concurrent requests
+    pays for waking them, several times over on a busy machine. The setting is per calling thread, so concurrent requests
     and index builds elsewhere keep theirs.
     """
     import faiss

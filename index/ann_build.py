@@ -6,6 +6,7 @@ The index types themselves, and what each costs at query time, are described in 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -58,13 +59,20 @@ def choose_index_type(count: int, dim: int = 384, memory_budget_mb: float | None
     return "hnsw"
 
 
-def build_faiss_index(vectors: np.ndarray, params: AnnParams, show_progress: bool = False) -> Any:
+def build_faiss_index(
+    vectors: np.ndarray,
+    params: AnnParams,
+    show_progress: bool = False,
+    fill_ivf: Callable[[Any, np.ndarray], Any] | None = None,
+) -> Any:
     """Builds a FAISS index over ``vectors`` (rows are unit-norm float32), rows added in order.
 
     Args:
         vectors: the matrix to index; row ``r`` becomes FAISS id ``r``.
         params: index type and parameters.
         show_progress: draw a progress bar while building a graph (minutes for millions).
+        fill_ivf: adds ``vectors`` to the trained, empty inverted file elsewhere (shards on a
+            cluster, ``aisle.index.distributed``) and returns the filled index; ``None`` adds here.
     """
     import faiss
 
@@ -80,6 +88,8 @@ def build_faiss_index(vectors: np.ndarray, params: AnnParams, show_progress: boo
             index.train(vectors)
     elif params.type in IVF_TYPES:
         index = _trained_ivf(vectors, params)
+        if fill_ivf is not None and len(vectors):
+            return fill_ivf(index, vectors)
     else:
         raise ValueError(f"unknown index type '{params.type}'; choose one of {', '.join(INDEX_TYPES)}")
     if params.type in GRAPH_TYPES:
@@ -114,8 +124,7 @@ def _trained_ivf(vectors: np.ndarray, params: AnnParams) -> Any:
     lists = params.ivf_lists or ivf_lists_for(len(vectors))
     if params.type == "ivf-pq":
         # One 4-bit sub-quantiser per dimension: coarser codes lose the small differences between
-        # near-duplicates that decide the top 10 (two dimensions per code: recall@10 0.97 after
-        # re-scoring at a million variants, 0.78 on the noisy clusters of tests/index/test_ann.py).
+        # near-duplicates that decide the top 10 (benchmarks/results/DECISIONS.md, "Vector index").
         index = faiss.IndexIVFPQFastScan(faiss.IndexFlatIP(dim), dim, lists, dim, 4, faiss.METRIC_INNER_PRODUCT)
     else:
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -47,6 +47,16 @@ from aisle.index.versions import VersionStore
 log = logging.getLogger(__name__)
 
 
+class ParallelBuild(Protocol):
+    """Runs a build's heavy steps elsewhere with the same result (``aisle.index.distributed``)."""
+
+    def encode_documents(self, texts: list[str], *, batch_size: int, show_progress: bool) -> np.ndarray: ...
+
+    def fill_ivf(self, empty_index: Any, vectors: np.ndarray) -> Any: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     """How to build a version.
@@ -65,6 +75,8 @@ class BuildOptions:
             and FAISS files when no embedded field changed at all.
         fields: the config file's ``fields:`` mapping, field → roles, over the inferred schema
             (see ``aisle.index.schema``).
+        parallel: encode and fill inverted files on a cluster (``aisle build --ray``) instead of
+            in this process; the vectors and the index's contents are the same.
     """
 
     index_type: str | None = None
@@ -79,6 +91,7 @@ class BuildOptions:
     show_progress: bool = True
     reuse_vectors: bool = True
     fields: Mapping[str, Any] = field(default_factory=dict)
+    parallel: ParallelBuild | None = None
 
     def validate(self) -> None:
         """Raises ``ValueError`` naming the first bad option."""
@@ -170,7 +183,7 @@ def build_version(
         name, staging = store.stage()
         try:
             reused_files, checksums = _write_vectors_and_index(
-                staging, vectors, params, hashes, previous, timer, options.show_progress
+                staging, vectors, params, hashes, previous, timer, options
             )
             with timer.stage("items"):
                 write_items(staging / ITEMS_FILE, products, hashes)
@@ -186,6 +199,8 @@ def build_version(
             with timer.stage("manifest"):
                 manifest = _manifest_fields(name, catalog, encoder, params, encoded)
                 manifest.update(schema=schema.to_manifest(), fields=FIELDS_FILE, lexical_documents=documents_digest)
+                if options.parallel is not None:
+                    manifest["build"] = options.parallel.describe()
                 write_manifest(staging, manifest, checksums)
             with timer.stage("publish"):
                 path = store.publish(name, staging)
@@ -226,7 +241,8 @@ def _vectors(
             vectors[old_rows] = previous.vectors[[known[hashes[row]] for row in old_rows]]
     if new_rows:
         log.info("encoding %d of %d products", len(new_rows), len(hashes))
-        vectors[new_rows] = encoder.encode_documents(
+        encode = options.parallel.encode_documents if options.parallel is not None else encoder.encode_documents
+        vectors[new_rows] = encode(
             [catalog.products[row].embedding_text() for row in new_rows],
             batch_size=options.batch_size,
             show_progress=options.show_progress,
@@ -243,7 +259,7 @@ def _write_vectors_and_index(
     hashes: list[str],
     previous: PreviousVersion | None,
     timer: _Timer,
-    show_progress: bool,
+    options: BuildOptions,
 ) -> tuple[list[str], dict[str, str]]:
     """Writes the vectors and FAISS files, linking the previous ones when they would be equal.
 
@@ -269,7 +285,8 @@ def _write_vectors_and_index(
         with timer.stage("index"):
             if params.type != "flat":  # minutes for millions of products: say what is going on
                 log.info("building the %s index over %d vectors", params.type, len(vectors))
-            AnnIndex.build(vectors, params, show_progress).save(staging / faiss_name)
+            fill_ivf = options.parallel.fill_ivf if options.parallel is not None else None
+            AnnIndex.build(vectors, params, options.show_progress, fill_ivf=fill_ivf).save(staging / faiss_name)
     return sorted(checksums), checksums
 
 

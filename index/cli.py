@@ -7,10 +7,19 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aisle.cli import CommandError, add_common_options, load_encoder, load_settings, positive_float, positive_int
 from aisle.index.ann import INDEX_TYPES, AnnParams
+from aisle.settings import AisleSettings
+
+if TYPE_CHECKING:
+    from aisle.index.distributed import RayBuild
+
+#: ``--ray`` without an address: start a local cluster for the build.
+LOCAL_RAY = "local"
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -49,10 +58,16 @@ def _build(args: argparse.Namespace) -> int:
     )
     _check_writable(settings.index_dir)  # before minutes of encoding, not after
     encoder = load_encoder(settings)
+    if args.ray is not None:
+        options = replace(options, parallel=_ray_build(args, settings))
     try:
         report = build_version(catalog, settings.index_dir, encoder, options)
     except (VersionError, SchemaError) as exc:  # e.g. another build is running, a bad fields: entry
         raise CommandError(str(exc)) from None
+    except ImportError as exc:  # --ray without Ray installed: the message says what to install
+        raise CommandError(str(exc)) from None
+    except ConnectionError as exc:  # --ray ADDRESS with no cluster there
+        raise CommandError(f"cannot reach the Ray cluster at {args.ray}: {exc}") from None
     except (ValueError, OSError) as exc:
         raise CommandError(f"cannot build the index under {settings.index_dir}: {exc}") from None
     seconds = time.perf_counter() - started
@@ -89,6 +104,21 @@ def _check_writable(root: Path) -> None:
         raise CommandError(f"cannot build the index under {root}: {exc}") from None
     if not os.access(root, os.W_OK | os.X_OK):
         raise CommandError(f"cannot build the index under {root}: the directory is not writable")
+
+
+def _ray_build(args: argparse.Namespace, settings: AisleSettings) -> RayBuild:
+    """The Ray side of ``--ray``: actors open the model export that ``load_encoder`` just made."""
+    from functools import partial
+
+    from aisle.embed import create_encoder
+    from aisle.index.distributed import RayBuild
+
+    return RayBuild(
+        address=None if args.ray == LOCAL_RAY else args.ray,
+        actors=args.ray_actors,
+        encoder_factory=partial(create_encoder, settings.encoder_config(), export=False),
+        threads_per_actor=settings.threads,
+    )
 
 
 def _versions(args: argparse.Namespace) -> int:
@@ -157,6 +187,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--ivf-lists", type=positive_int, help="IVF cells (default about 4·√products)")
     build.add_argument("--nprobe", type=positive_int, help=f"IVF cells scanned per query (default {AnnParams.nprobe})")
     build.add_argument("--keep", type=positive_int, default=5, help="published versions to keep (default 5)")
+    build.add_argument(
+        "--ray",
+        nargs="?",
+        const=LOCAL_RAY,
+        metavar="ADDRESS",
+        help="encode (and fill IVF cells) on a Ray cluster; without ADDRESS a local one; same vectors as without",
+    )
+    build.add_argument("--ray-actors", type=positive_int, help="encoder actors with --ray (default: one per CPU)")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.add_argument("--json", action="store_true", help="also print a JSON summary line")
     add_common_options(build)

@@ -139,7 +139,7 @@ class ItemTable:
     def to_result(self, row: int) -> dict[str, Any]:
         """The public catalogue fields of a row, as returned in responses (blank fields left out)."""
         # Runs for every result of every response: columns are bound in ``configure`` and rows
-        # without public attributes skip the JSON parser (5 → 2 µs a row, 10-result pages).
+        # without public attributes skip the JSON parser.
         result = {
             name: value for name, column in self._result_columns if (value := column[row]) is not None and value != ""
         }

@@ -13,8 +13,7 @@ are never returned.
 
 Top k (``top``) is exact without always reading every posting of a common token. A token in more
 than ``COMMON_TOKEN_SHARE`` of the rows ("white", "3", "set" in a furniture shop) adds little to a
-score and most of the reading: on the million-item benchmark catalogue, queries mixing such tokens
-with rarer ones took 4-9 ms. ``top`` scores the rows of the rare tokens in full (the common
+score and most of the reading (``benchmarks/results/DECISIONS.md``, "Lexical index"). ``top`` scores the rows of the rare tokens in full (the common
 tokens' weights found by binary search), joining the shortest common tokens to them while they
 are fewer than k rows; their k-th score is a threshold that k rows reach. Then MaxScore (Turtle
 and Flood): the common tokens whose largest weights add up to less than the threshold cannot lift
@@ -285,8 +284,7 @@ class LexicalIndex:
         for start, end in spans:
             if len(rows) * DENSE_LOOKUP_RATIO > self.size:
                 # Many rows: a binary search each (cache misses) costs more than spreading the
-                # token's weights over a dense vector and reading the rows from it (65k rows in
-                # a list of 99k: 2.0 ms against 0.5 ms).
+                # token's weights over a dense vector and reading the rows from it.
                 dense = np.zeros(self.size, dtype=np.float32)
                 dense[self._rows[start:end]] = self._weights[start:end]
                 total += dense[rows]
@@ -361,9 +359,8 @@ def _top_allowed(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``top_k`` of the allowed, not excluded ones among ``rows``.
 
-    With a filter that keeps most rows (the in-stock rule keeps 90 % of the benchmark catalogue),
-    checking every matching row against the mask cost more than the search itself: 1.4 ms for a
-    token in 217k rows. The best ``fetch`` rows are taken first and only they are checked; when at
+    With a filter that keeps most rows (the in-stock rule), checking every matching row of a
+    common token against the mask cost more than the search itself. The best ``fetch`` rows are taken first and only they are checked; when at
     least ``k`` of them pass, they are the answer, because the first ``k`` allowed rows in the
     order (score desc, row asc) all lie among the first ``fetch`` rows of that order.
     """

@@ -251,7 +251,7 @@ def combine_profiles(accumulators: Sequence[ProfileAccumulator], now: float) -> 
 
 
 #: The profile's largest share of a search (or similar-items) score. Tuned on MovieLens tag
-#: searches (even case positions; odd ones held out): shares of 0.1–0.2 raised MRR, 0.5 lost it,
+#: searches (even case positions; odd ones held out): small shares raised MRR, large ones lost it,
 #: since a query says more than a profile averaged over many items.
 SEARCH_CAP = 0.1
 

@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
+from aisle import __version__
 from aisle.embed.base import Encoder
 from aisle.service import metrics as metrics_routes
 from aisle.service.errors import install_error_handlers
@@ -40,8 +41,7 @@ def limit_blas_threads(threads: int) -> None:
     """Caps NumPy's BLAS at the serving ``threads`` (process-wide), as the encoder and FAISS are.
 
     OpenBLAS otherwise starts a thread per core and wakes them for the small matrix products of
-    every request (candidate cosines, profiles): on two cores a 100k search took 2.56 ms of CPU
-    in process instead of 2.22 (one run each, with other work on the second core). Called where
+    every request (candidate cosines, profiles), which costs CPU time on a busy machine. Called where
     the app and the holder are built: with NumPy's OpenBLAS 0.3.31 a limit set from a thread other
     than the main one (a test client's lifespan) did not reach the other threads.
     """
@@ -55,9 +55,8 @@ def limit_handler_threads(threads: int) -> None:
 
     Handlers are CPU-bound and the worker has one core's worth of GIL: a second concurrent search
     only interleaves with the first, so both finish late and the CPU caches hold neither's data.
-    anyio's default pool runs 40 at once; with a few, later requests wait in order instead. At
-    concurrency 16 on the 100k benchmark index (one worker, one core) p99 went from 115-398 ms to
-    82-150 ms with 4 threads (two runs each, same throughput). More than one keeps a stuck handler
+    anyio's default pool runs 40 at once; with a few, later requests wait in order instead, and
+    p99 under concurrent load falls at the same throughput. More than one keeps a stuck handler
     from stopping the worker; the time budget still answers for requests that wait too long.
     Call it from the serving event loop: the limiter belongs to the loop.
     """
@@ -154,7 +153,7 @@ def create_app(
 
     app = FastAPI(
         title="Aisle",
-        version="0.1.0",
+        version=__version__,
         description=(
             "Semantic product search and personalized recommendations. Errors answer "
             '`{"error": {"code", "message", "request_id"}}`; every response carries `X-Request-ID`.'

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aisle.cli import add_common_options
+
 if TYPE_CHECKING:
     from aisle.service.holder import IndexHolder
     from aisle.service.settings import ServiceSettings
@@ -20,7 +22,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000)")
     serve.add_argument("--data-dir", type=Path, help="where events and profiles are stored")
-    serve.add_argument("--config", type=Path, help="YAML settings file (also $AISLE_CONFIG)")
+    add_common_options(serve)
     serve.add_argument(
         "--workers", type=int, help="worker processes, each pinned to its own core when there are enough (default 1)"
     )
@@ -38,6 +40,17 @@ def validated_holder(settings: ServiceSettings) -> IndexHolder:
         return create_holder(settings, lambda settings: load_encoder(settings, prepare=False))
     except (VersionError, IndexValidationError) as exc:
         raise CommandError(f"cannot serve {settings.index_dir}: {exc}") from None
+
+
+def check_rules(settings: ServiceSettings) -> None:
+    """Reads the rules file once before anything starts: a bad rule is a ``CommandError`` naming it."""
+    from aisle.cli import CommandError
+    from aisle.service.ranking.rules import RulesError, load_rule_book
+
+    try:
+        load_rule_book(settings.rules_file)
+    except RulesError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -63,6 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
     )
     # Validate before binding the port: a clear one-line error and exit status 2, no trace.
+    check_rules(settings)
     holder = validated_holder(settings)
     if settings.workers > 1:
         from aisle.service.workers import serve_workers

@@ -140,7 +140,7 @@ class IndexHolder:
                 with _collector_paused():
                     engine = self.load_version(path)
                     # Python's full garbage collection walks every tracked object, and a
-                    # million-item version's tables made that a 140-190 ms pause of every
+                    # million-item version's tables made that a long pause of every
                     # request, whenever enough long-lived objects (user profiles, caches) had
                     # piled up. A version holds no reference cycles (checked), so it is moved
                     # out of the collector's sight, and reference counting still frees it
@@ -189,8 +189,8 @@ class IndexHolder:
 def _collector_paused() -> Iterator[None]:
     """No automatic garbage collection while a version loads.
 
-    Each collection during a million-item load walked the new tables again (three of them,
-    about 0.45 s in all, each holding the GIL and so pausing the requests served meanwhile).
+    Each collection during a million-item load walked the new tables again, each holding the GIL
+    and so pausing the requests served meanwhile.
     """
     enabled = gc.isenabled()
     gc.disable()

@@ -14,16 +14,16 @@ from __future__ import annotations
 import argparse
 import secrets
 import time
-from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from aisle.cli import add_common_options
+from aisle.training.cli import guard
 from aisle.training.datasets import QUERY_COLUMNS_HELP, parse_query_columns
 from aisle.training.report import FORMATS, emit, metric_rows
 
 SEARCH_MODES = ("dense", "lexical", "hybrid")
-Handler = Callable[[argparse.Namespace], int]
 
 
 def add_engine_options(parser: argparse.ArgumentParser, default_engine: str) -> None:
@@ -36,7 +36,7 @@ def add_engine_options(parser: argparse.ArgumentParser, default_engine: str) -> 
     parser.add_argument("--via-http", metavar="URL", help="evaluate a running service (same catalogue indexed)")
     parser.add_argument("--index", type=Path, help="existing index root (default: build one for the data set)")
     parser.add_argument("--model", help="model to build the evaluation index with (default: settings)")
-    parser.add_argument("--config", type=Path, help="YAML settings file (also $AISLE_CONFIG)")
+    add_common_options(parser)
     parser.add_argument(
         "--format",
         choices=FORMATS,
@@ -47,11 +47,9 @@ def add_engine_options(parser: argparse.ArgumentParser, default_engine: str) -> 
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def register(eval_parser: argparse.ArgumentParser, guard: Callable[[Handler], Handler]) -> None:
-    """Adds the ``search``, ``recsys`` and ``personal`` subcommands to ``aisle eval``.
-
-    ``guard`` wraps each handler (turning data errors into one-line messages).
-    """
+def register(commands: argparse._SubParsersAction) -> None:
+    """Adds ``aisle eval`` with its ``search``, ``recsys`` and ``personal`` subcommands."""
+    eval_parser = commands.add_parser("eval", help="offline evaluation on real data (JSON + markdown table)")
     kinds = eval_parser.add_subparsers(dest="eval_kind", required=True, metavar="KIND")
 
     search = kinds.add_parser("search", help="search relevance against qrels")

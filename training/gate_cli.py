@@ -12,16 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
+from aisle.cli import add_common_options
+from aisle.training.cli import guard
 from aisle.training.datasets import QUERY_COLUMNS_HELP, parse_query_columns
 
-Handler = Callable[[argparse.Namespace], int]
 REFUSED_STATUS = 3
 
 
-def register(commands: argparse._SubParsersAction, guard: Callable[[Handler], Handler]) -> None:
+def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("gate", help="rebuild, compare with the current version, publish only if not worse")
     parser.add_argument("--catalog", type=Path, required=True, help="catalogue file of the new version")
     parser.add_argument("--map", action="append", metavar="FIELD=COLUMN", help="catalogue column map")
@@ -37,7 +37,7 @@ def register(commands: argparse._SubParsersAction, guard: Callable[[Handler], Ha
     evals.add_argument("--limit", type=int, help="first N cases only")
     parser.add_argument("--margin", type=float, default=0.02, help="largest tolerated metric drop (default 0.02)")
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--config", type=Path, help="YAML settings file (also $AISLE_CONFIG)")
+    add_common_options(parser)
     parser.set_defaults(handler=guard(_gate))
 
 

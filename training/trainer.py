@@ -6,9 +6,8 @@ most recent items (older ones weigh little after decay), scored against in-batch
 the batch's next items, the histories' items and a few random items. Every vector in a score is
 encoded afresh, with gradients: when fresh vectors faced stale ones from the bank, the model
 gained by moving all fresh vectors together, which the next refresh undid; the loss on the very
-cases trained on rose and Amazon Scientific's valid split fell (HR@10 0.106 → 0.097 and 0.101
-in two such objectives; with every vector fresh, 25 minutes on two threads lift it to 0.118,
-``benchmarks/results/train_scientific.json``). The user's own history items are left out of
+cases trained on rose and Amazon Scientific's valid split fell; with every vector fresh it rises
+(``benchmarks/results/train_scientific.json``). The user's own history items are left out of
 each softmax: the profile is made of them, so no model can rank the next item above them, and
 their gradient would only push the user's own items apart.
 
@@ -46,9 +45,8 @@ class CatalogTrainer:
         fresh_history: how many of a history's most recent items make the training profile
             (at least 1); they are encoded afresh, with gradients.
         hard_negatives: search: per query, how many of the products scoring highest for it
-            (by the bank) are added as candidates. Not used for next items: with two mined per
-            case, 50 steps lowered the trained cases' own HR@50 (0.196 → 0.186, Scientific)
-            where in-batch candidates alone raised it (0.201).
+            (by the bank) are added as candidates. Not used for next items: mined ones lowered the
+            trained cases' own HR@50 where in-batch candidates alone raised it.
         random_negatives: search: products drawn uniformly from the catalogue per step.
         seed: seeds the random negatives.
         cache_items: keep the frozen layers' output of every item in memory (else recompute).

@@ -14,17 +14,16 @@ import argparse
 import json
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from aisle.cli import add_common_options
+from aisle.training.cli import guard
 from aisle.training.datasets import QUERY_COLUMNS_HELP, parse_query_columns
 
-Handler = Callable[[argparse.Namespace], int]
 
-
-def register(commands: argparse._SubParsersAction, guard: Callable[[Handler], Handler]) -> None:
+def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("tune", help="tune half-lives, blend and fusion settings on a validation split")
     parser.add_argument("--output", type=Path, required=True, help="YAML settings file to write")
     parser.add_argument("--sequences", help="next-item cases: scientific, fixture/scientific or a folder")
@@ -50,7 +49,7 @@ def register(commands: argparse._SubParsersAction, guard: Callable[[Handler], Ha
     parser.add_argument("--limit", type=int, help="tune on the first N cases only")
     parser.add_argument("--seed", type=int, default=13, help="seeds the choice of cases with --limit")
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--config", type=Path, help="base YAML settings file (also $AISLE_CONFIG)")
+    add_common_options(parser)
     parser.set_defaults(handler=guard(_tune))
 
 

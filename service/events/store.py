@@ -196,6 +196,28 @@ class EventStore:
                 return
 
     def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            results = self._write(batch)
+        except EventStoreUnavailable as error:
+            log.error("event commit failed (%d requests not acknowledged): %s", len(batch), error)
+            for pending in batch:
+                pending.future.set_exception(error)
+            return
+        stored = [event for result in results for event in result.accepted]
+        if stored and self.on_commit is not None:
+            try:
+                self.on_commit(stored)
+            except Exception:  # durable already; profiles are rebuilt from the log on restart
+                log.exception("applying %d committed events to the profiles failed", len(stored))
+        for pending, result in zip(batch, results, strict=True):
+            pending.future.set_result(result)
+
+    def _write(self, batch: list[_Pending]) -> list[AppendResult]:
+        """Stores the batch in one transaction; one result per request, in order.
+
+        Raises:
+            EventStoreUnavailable: nothing of the batch was stored.
+        """
         results: list[AppendResult] = []
         try:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -225,19 +247,8 @@ class EventStore:
                     self._conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     log.exception("rollback of a failed event commit failed")
-            log.error("event commit failed (%d requests not acknowledged): %s", len(batch), exc)
-            error = EventStoreUnavailable(f"events could not be stored: {exc}")
-            for pending in batch:
-                pending.future.set_exception(error)
-            return
-        stored = [event for result in results for event in result.accepted]
-        if stored and self.on_commit is not None:
-            try:
-                self.on_commit(stored)
-            except Exception:  # durable already; profiles are rebuilt from the log on restart
-                log.exception("applying %d committed events to the profiles failed", len(stored))
-        for pending, result in zip(batch, results):
-            pending.future.set_result(result)
+            raise EventStoreUnavailable(f"events could not be stored: {exc}") from None
+        return results
 
     # Reading: short-lived connections, so readers never wait for the writer (WAL).
 

@@ -67,8 +67,8 @@ class CoOccurrence:
 
         A candidate's score is ``Σ seed_weight · pair_weight`` over the seeds, scaled so that the
         best is 1.0. Raw pair weights, not cosine-normalised ones: on the Amazon Scientific
-        train split, normalising by item degrees lost about 0.01 HR@10 (popular partners are
-        genuinely what people buy next).
+        train split, normalising by item degrees lost HR@10 (popular partners are genuinely what
+        people buy next).
         """
         totals: dict[int, float] = {}
         with self._lock:

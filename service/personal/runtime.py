@@ -40,8 +40,7 @@ class Personalization:
         """
         config = PersonalConfig.from_settings(settings)
         hasher = IdHasher(load_or_create_secret(settings.data_dir))
-        max_bytes = int(settings.events_max_db_mb * 1_000_000) if settings.events_max_db_mb else None
-        store = EventStore(settings.data_dir / EVENTS_FILE, id_check=hasher.check_value(), max_bytes=max_bytes)
+        store = open_event_store(settings, hasher.check_value())
         profiles = ProfileService(hasher, config, store, refresh_s=settings.profile_refresh_s)
         try:
             profiles.attach(holder.engine)
@@ -56,3 +55,13 @@ class Personalization:
 
     def close(self) -> None:
         self.store.close()
+
+
+def open_event_store(settings: ServiceSettings, id_check: str) -> EventStore:
+    """PostgreSQL when ``database_url`` is set (replicas share it), else SQLite in ``data_dir``."""
+    if settings.database_url:
+        from aisle.service.events.postgres import PostgresEventStore
+
+        return PostgresEventStore(settings.database_url, id_check=id_check)
+    max_bytes = int(settings.events_max_db_mb * 1_000_000) if settings.events_max_db_mb else None
+    return EventStore(settings.data_dir / EVENTS_FILE, id_check=id_check, max_bytes=max_bytes)

@@ -12,7 +12,7 @@ the fusion never has to guess a missing score:
 
 Defaults (``weighted``, 0.6 dense / 0.4 lexical, the same in ``aisle.service.settings``) are the
 best MRR@10 on half of the Amazon-Google dev queries (even positions by query id) with the
-bundled MiniLM; weights from 0.3 to 0.6 score within 0.002 there, and RRF slightly lower.
+bundled MiniLM; nearby weights score almost the same there, and RRF slightly lower.
 Results on the other half and on all queries: ``benchmarks/results/search_ag.json``.
 
 Personal blend: with a profile, ``relevance = (1 − s)·query_relevance + s·cosine(profile, item)``

@@ -18,8 +18,8 @@ def ranked_body(
 
     Serialized straight from the result dicts: they are built here with the model's fields and
     types and hold no ``None`` (``Engine.result`` leaves blank fields out), so validating them
-    against the model again would only repeat work (10 results at 100k items: validating and
-    dumping took 45 µs, ``to_json`` 17 µs); ``tests/service`` validates bodies against it.
+    against the model again would only repeat work (more than half of the serialisation time);
+    ``tests/service`` validates bodies against it.
     """
     results = [engine.result(hit) for hit in hits]
     for result, source in zip(results, sources or ()):

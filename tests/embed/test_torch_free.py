@@ -85,7 +85,7 @@ def test_int8_text_encoder_serves_without_torch(bundled_exports: dict[str, Encod
 
 
 def test_cache_miss_without_torch_says_how_to_fix_it(tmp_path: Path) -> None:
-    code = "import sys; from pathlib import Path; from embed import EncoderConfig, create_encoder\n"
+    code = "import sys; from pathlib import Path; from aisle.embed import EncoderConfig, create_encoder\n"
     code += "create_encoder(EncoderConfig(backend='onnx-int8', cache_dir=Path(sys.argv[1])))"
     result = _run_without_torch(tmp_path, code, str(tmp_path / "empty-cache"))
     assert result.returncode != 0
@@ -109,3 +109,15 @@ def test_clip_encoder_serves_without_torch(
 def test_serving_modules_import_without_torch(module: str, tmp_path: Path) -> None:
     result = _run_without_torch(tmp_path, f"import {module}")
     assert result.returncode == 0, result.stderr
+
+
+def test_aisle_serve_with_a_cold_cache_and_no_torch_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "sitecustomize.py").write_text(_BLOCKER)
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), AISLE_CACHE_DIR=str(tmp_path / "empty-cache"))
+    command = [sys.executable, "-m", "aisle", "serve", "--index", str(tmp_path / "index"), "--port", "1"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("aisle serve: error: cannot load the model")
+    assert "no current onnx-int8 export" in lines[0] and "aisle build" in lines[0]

@@ -100,6 +100,12 @@ def test_invalid_config_is_reported_not_raised(tmp_path: Path, cli) -> None:
     assert_clean_error(
         cli("build", "--catalog", catalogue, "--out", out, "--config", str(bad_value)), "invalid settings", "threads"
     )
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("threads: 1\nprot: 19006\n")  # port is a service setting: known, but `prot` is not
+    assert_clean_error(
+        cli("build", "--catalog", catalogue, "--out", out, "--config", str(typo)),
+        f"config file {typo}: unknown setting 'prot' (did you mean 'port'?)",
+    )
     bad_yaml = tmp_path / "broken.yaml"
     bad_yaml.write_text("columns: [unclosed\n")
     assert_clean_error(
@@ -189,3 +195,21 @@ def test_serve_reports_a_bad_setting_without_a_trace(
     monkeypatch.setenv("AISLE_LOG_LEVEL", "ERROR")
     result = cli("serve", "--index", str(tmp_path / "index"), "--port", "1")
     assert_clean_error(result, message)
+
+
+def test_serve_refuses_an_unknown_config_key_and_a_bad_rule(cli, tmp_path: Path) -> None:
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("prot: 19006\n")
+    assert_clean_error(
+        cli("serve", "--index", str(tmp_path / "index"), "--config", str(typo)),
+        f"aisle serve: error: invalid settings: config file {typo}: unknown setting 'prot' (did you mean 'port'?)",
+    )
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("diversty:\n  lambda_: 0.5\n")
+    config = tmp_path / "aisle.yaml"
+    config.write_text(f"rules_file: {rules}\n")
+    # The rules are read before the index and the model: this fails fast, on its own line.
+    assert_clean_error(
+        cli("serve", "--index", str(tmp_path / "index"), "--config", str(config)),
+        f"aisle serve: error: rules file {rules} is invalid: diversty: Extra inputs are not permitted",
+    )

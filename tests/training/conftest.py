@@ -56,12 +56,7 @@ def hashing() -> HashingEncoder:
 
 
 #: The subcommands this package adds, as pyproject.toml declares them in ``aisle.commands``.
-TRAINING_COMMANDS = {
-    "eval": "aisle.training.cli:register_eval",
-    "train": "aisle.training.cli:register_train",
-    "tune": "aisle.training.cli:register_tune",
-    "gate": "aisle.training.cli:register_gate",
-}
+TRAINING_COMMANDS = {"training": "aisle.training.cli:register"}
 
 
 @pytest.fixture

@@ -1,0 +1,148 @@
+"""``aisle train``: fine-tunes the text encoder on the shop's data and exports it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aisle.cli import add_common_options
+from aisle.training.cli import guard
+from aisle.training.datasets import QUERY_COLUMNS_HELP, parse_query_columns
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("train", help="fine-tune the text encoder on the shop's data, export it")
+    parser.add_argument("--output", type=Path, required=True, help="directory of the trained model")
+    parser.add_argument("--base-model", help="model to start from (default: settings model)")
+    data = parser.add_argument_group("training data (one catalogue)")
+    data.add_argument("--sequences", help="shared sequence set: scientific, fixture/scientific or a folder")
+    data.add_argument("--search-set", help="shared search set: amazon_google, fixture/amazon_google or a folder")
+    data.add_argument(
+        "--half",
+        choices=["all", "even", "odd"],
+        default="all",
+        help="train on these queries of --search-set (default all)",
+    )
+    data.add_argument("--catalog", type=Path, help="the shop's catalogue file")
+    data.add_argument("--map", action="append", metavar="FIELD=COLUMN", help="catalogue column map")
+    data.add_argument("--query-columns", help=QUERY_COLUMNS_HELP)
+    data.add_argument("--events", type=Path, help="interaction log: user_id, item_id, timestamp[, type]")
+    data.add_argument("--queries", type=Path, help="queries file: query_id, query")
+    data.add_argument("--qrels", type=Path, help="labels file: query_id, product_id, gain")
+    knobs = parser.add_argument_group("training")
+    knobs.add_argument("--time-budget", type=float, default=1500.0, help="seconds before saving (default 1500)")
+    knobs.add_argument("--max-steps", type=int, help="stop after this many steps")
+    knobs.add_argument("--batch-size", type=int, default=128)
+    knobs.add_argument("--learning-rate", type=float, default=1e-4)
+    knobs.add_argument("--temperature", type=float, default=0.05)
+    knobs.add_argument("--trainable-layers", type=int, default=2, help="top transformer layers trained")
+    knobs.add_argument(
+        "--fresh-history", type=int, default=4, help="most recent history items in each training profile (default 4)"
+    )
+    knobs.add_argument(
+        "--hard-negatives", type=int, default=1, help="search: mined hard negatives per query (default 1)"
+    )
+    knobs.add_argument(
+        "--random-negatives", type=int, default=64, help="uniform negatives per step, both objectives (default 64)"
+    )
+    knobs.add_argument("--refresh-every", type=int, default=25, help="steps between full re-encodings of the catalogue")
+    knobs.add_argument("--dropout", action="store_true", help="train with the model's dropout (default off)")
+    knobs.add_argument("--max-seq-length", type=int, default=64)
+    knobs.add_argument("--eval-every", type=int, default=50, help="steps between validations")
+    knobs.add_argument("--patience", type=int, default=4, help="validations without gain before stopping")
+    knobs.add_argument("--validation-fraction", type=float, default=0.1)
+    knobs.add_argument("--seed", type=int, default=13)
+    knobs.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    knobs.add_argument("--step-s", type=float, default=86_400.0, help="seconds between untimed history items")
+    knobs.add_argument("--event-type", default="purchase", help="event type of untimed history items")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    parser.add_argument("--no-export", action="store_true", help="skip the ONNX export")
+    parser.add_argument("--no-progress", action="store_true")
+    add_common_options(parser)
+    parser.set_defaults(handler=guard(_train))
+
+
+def _training_data(args: argparse.Namespace) -> Any:
+    from aisle.index.catalog import load_catalog, parse_column_map
+    from aisle.training import train_sources
+    from aisle.training.datasets import load_search_set, load_sequence_set
+
+    chosen = [name for name in ("sequences", "search_set", "catalog") if getattr(args, name)]
+    if len(chosen) != 1:
+        raise ValueError("give exactly one of --sequences, --search-set or --catalog (with --events/--queries)")
+    if args.sequences:
+        return train_sources.from_sequence_set(load_sequence_set(args.sequences, "train"))
+    if args.search_set:
+        search_set = load_search_set(
+            args.search_set, parse_column_map(args.map), parse_query_columns(args.query_columns)
+        ).half(args.half)
+        return train_sources.from_search_set(search_set)
+    if bool(args.queries) != bool(args.qrels):
+        raise ValueError("--queries and --qrels go together")
+    queries = train_sources.read_labelled_queries(args.queries, args.qrels) if args.queries else None
+    catalog = load_catalog(args.catalog, parse_column_map(args.map))
+    return train_sources.from_catalog(catalog, events_file=args.events, queries=queries)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from aisle.training.settings import TrainingSettings
+    from aisle.training.timeline import Timeline
+    from aisle.training.train import TrainOptions, train_model
+
+    settings = TrainingSettings()
+    started = time.perf_counter()
+    data = _training_data(args)
+    options = TrainOptions(
+        base_model=args.base_model or settings.model,
+        output=args.output,
+        trainable_layers=args.trainable_layers,
+        max_seq_length=args.max_seq_length,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        temperature=args.temperature,
+        fresh_history=args.fresh_history,
+        hard_negatives=args.hard_negatives,
+        random_negatives=args.random_negatives,
+        refresh_every=args.refresh_every,
+        dropout=args.dropout,
+        time_budget_s=args.time_budget,
+        max_steps=args.max_steps,
+        eval_every=args.eval_every,
+        patience=args.patience,
+        validation_fraction=args.validation_fraction,
+        seed=args.seed,
+        threads=args.threads,
+        overwrite=args.overwrite,
+        show_progress=not args.no_progress,
+    )
+    timeline = Timeline(step_s=args.step_s, event_type=args.event_type)
+    result = train_model(data, options, decay=settings.decay_config(), timeline=timeline)
+    summary = result.to_dict()
+    if not args.no_export:
+        from aisle.embed import prepare_model
+
+        tick = time.perf_counter()
+        config = replace(settings.encoder_config(), model=str(args.output.resolve()), backend="onnx-int8")
+        summary["export"] = str(prepare_model(config))
+        summary["seconds"]["export"] = round(time.perf_counter() - tick, 2)
+    summary["seconds"]["total"] = round(time.perf_counter() - started, 2)
+    best = (
+        "no validation split"
+        if result.best_score is None
+        else (f"best validation score {result.best_score:.4f} at step {result.best_step}")
+    )
+    print(
+        f"trained {args.output} in {summary['seconds']['total']:.0f} s: {result.steps} steps, stopped by "
+        f"{result.stopped_because}, {best}.\n"
+        f"Rebuild the index with it: aisle build --catalog FILE --model {args.output}"
+        f"  (or AISLE_MODEL={args.output})",
+        file=sys.stderr,
+    )
+    print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    return 0
