@@ -172,7 +172,7 @@ class Engine:
                 popularity=popularity,
                 ctx=ctx,
             )
-        counts = facet_counts(self.index, matches.rows, facets)
+        counts = facet_counts(self.index, matches.rows, facets) if facets else {}
         if sort is not None:
             hits = sorted_page(matches, sort, offset=offset, k=k, fusion=fusion, ctx=ctx, explain=explain)
         else:
@@ -189,7 +189,7 @@ class Engine:
                 query=text or None,
                 category=category,
             )
-        return Listing(hits, len(matches.rows), counts)
+        return Listing(hits, matches.total, counts)
 
     def similar(
         self,

@@ -134,8 +134,26 @@ class TextMatches:
             if tokens:
                 version = index.lexical.tokenizer_version
                 self.named_values = index.items.fields.values_named_by(tokens, lambda text: query_tokens(text, version))
-        self.rows = _sorted_union(self.dense_rows, self.lexical_matches, self.lexical_rows, extras)
         self.candidate_rows = _sorted_union(self.dense_rows, self.lexical_rows, extras)
+        self._rows: np.ndarray | None = None
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Every match, ascending (built on first use: a plain search only needs ``total``)."""
+        if self._rows is None:
+            self._rows = _sorted_union(self.candidate_rows, self.lexical_matches)
+        return self._rows
+
+    @property
+    def total(self) -> int:
+        """How many rows match, without building ``rows``."""
+        if self._rows is not None:
+            return len(self._rows)
+        lexical = self.lexical_matches  # ascending
+        if len(lexical) == 0:
+            return len(self.candidate_rows)
+        at = np.minimum(np.searchsorted(lexical, self.candidate_rows), len(lexical) - 1)
+        return len(lexical) + int(np.count_nonzero(lexical[at] != self.candidate_rows))
 
     def candidates(self, fusion: FusionParams, ctx: UserContext) -> Candidates:
         """The dense matches, the best lexical matches and the pins, scored as hybrid search does."""
@@ -192,6 +210,7 @@ class BrowseMatches:
         self.index = index
         rows = selection.rows if selection is not None else np.arange(len(index), dtype=np.int64)
         self.rows = _without(rows, excluded)
+        self.total = len(self.rows)
         self.popularity = popularity
         # The most popular matches (ties: catalogue order) and, for a known visitor, the nearest.
         self.leaders = _top_by(self.rows, self._popularity_of(self.rows), n)
