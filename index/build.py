@@ -160,12 +160,13 @@ def build_version(
         schema = infer_schema([product.attributes for product in products], options.fields)
     store = VersionStore(out)
     with store.build_lock():
+        embedded = schema.names("embedded")
         with timer.stage("hash"):
-            hashes = [product.content_hash() for product in products]
+            hashes = [product.content_hash(embedded) for product in products]
         with timer.stage("read_previous"):
             previous = PreviousVersion.open(store, encoder.fingerprint, encoder.dim) if options.reuse_vectors else None
         with timer.stage("encode"):
-            vectors, encoded = _vectors(catalog, hashes, previous, encoder, options)
+            vectors, encoded = _vectors(catalog, hashes, previous, encoder, options, embedded)
         params = resolved_params(
             AnnParams(
                 type=options.index_type
@@ -229,6 +230,7 @@ def _vectors(
     previous: PreviousVersion | None,
     encoder: Encoder,
     options: BuildOptions,
+    embedded: list[str],
 ) -> tuple[np.ndarray, int]:
     """The vector of every product, in row order, and how many had to be encoded."""
     vectors = np.empty((len(hashes), encoder.dim), dtype=np.float32)
@@ -243,7 +245,7 @@ def _vectors(
         log.info("encoding %d of %d products", len(new_rows), len(hashes))
         encode = options.parallel.encode_documents if options.parallel is not None else encoder.encode_documents
         vectors[new_rows] = encode(
-            [catalog.products[row].embedding_text() for row in new_rows],
+            [catalog.products[row].embedding_text(embedded) for row in new_rows],
             batch_size=options.batch_size,
             show_progress=options.show_progress,
         )

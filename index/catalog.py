@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,20 +91,32 @@ class Product:
     #: the build may read).
     image_source: str = ""
 
-    def embedding_text(self) -> str:
-        """The text the encoder sees: title first, since models truncate long inputs."""
+    def embedding_text(self, attributes: Sequence[str] = ()) -> str:
+        """The text the encoder sees: title first, since models truncate long inputs.
+
+        Args:
+            attributes: attributes the schema embeds (role ``embedded``), appended after the
+                category as ``value, value`` (before the description, which may be long).
+        """
         parts = [self.title]
         if self.brand:
             parts.append(self.brand)
         if self.category:
             parts.append(self.category)
+        values = [str(self.attributes[name]) for name in attributes if self.attributes.get(name) not in (None, "")]
+        if values:
+            parts.append(", ".join(values))
         if self.description:
             parts.append(self.description)
         return ". ".join(parts)
 
-    def content_hash(self) -> str:
-        """sha256 of the embedded fields and the image path: equal hash, equal vector."""
-        payload = json.dumps([getattr(self, name) for name in EMBEDDED_FIELDS] + [self.image])
+    def content_hash(self, attributes: Sequence[str] = ()) -> str:
+        """sha256 of the embedded fields (and embedded ``attributes``) and the image path: equal
+        hash, equal vector."""
+        embedded = [getattr(self, name) for name in EMBEDDED_FIELDS] + [self.image]
+        if attributes:  # only then: versions built before the role keep their hashes
+            embedded.append([self.attributes.get(name) for name in attributes])
+        payload = json.dumps(embedded, default=str)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

@@ -7,6 +7,9 @@ Every column is a field with roles:
 * ``filterable``: ``filters`` may constrain it (equals, any of, range, not);
 * ``facetable``: ``facets`` may count its values over every match;
 * ``sortable``: ``sort`` may order by it;
+* ``embedded`` (attributes, never inferred): its value is added to the text the encoder embeds;
+  on the fashion catalogue that helped queries made of attribute words and slightly hurt queries
+  by product name (``benchmarks/results/attribute_text.json``), so it is the shop's choice;
 * ``public``: it is returned to callers (``private`` is its opposite).
 
 The build infers the roles of the catalogue's other columns (attributes): text columns are
@@ -25,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-ROLES = ("searchable", "filterable", "facetable", "sortable", "public", "private")
+ROLES = ("searchable", "filterable", "facetable", "sortable", "embedded", "public", "private")
 Kind = Literal["text", "number", "bool"]
 
 #: Names of a ranked response's own fields: a catalogue column of that name can never be public.
@@ -73,6 +76,7 @@ class FieldSpec:
     filterable: bool = False
     facetable: bool = False
     sortable: bool = False
+    embedded: bool = False
     public: bool = False
     #: True for Aisle's own fields (id, title, brand, ...), False for attributes.
     builtin: bool = False
@@ -87,7 +91,7 @@ class FieldSpec:
         roles = []
         if self.searchable:
             roles.append("searchable" if self.weight == 1 else f"searchable:{self.weight:g}")
-        roles += [role for role in ("filterable", "facetable", "sortable") if getattr(self, role)]
+        roles += [role for role in ("filterable", "facetable", "sortable", "embedded") if getattr(self, role)]
         roles.append("public" if self.public else "private")
         return roles
 
@@ -206,7 +210,7 @@ def apply_roles(spec: FieldSpec, roles: Any) -> FieldSpec:
         roles = [roles]
     if not isinstance(roles, (list, tuple)):
         raise SchemaError(f"fields: '{spec.name}' must list roles, e.g. [filterable, facetable, public]")
-    flags = {"searchable": False, "filterable": False, "facetable": False, "sortable": False}
+    flags = {"searchable": False, "filterable": False, "facetable": False, "sortable": False, "embedded": False}
     weight = 1.0
     visibility: bool | None = None
     for role in roles:
@@ -217,7 +221,7 @@ def apply_roles(spec: FieldSpec, roles: Any) -> FieldSpec:
             weight = float(weighted.group(1) or 1.0)
             if not 0 < weight <= 10:
                 raise SchemaError(f"fields: '{spec.name}': a search weight is between 0 and 10, not {weight:g}")
-        elif text in ("filterable", "facetable", "sortable"):
+        elif text in ("filterable", "facetable", "sortable", "embedded"):
             flags[text] = True
         elif text in ("public", "private"):
             if visibility is not None and visibility != (text == "public"):
@@ -238,6 +242,8 @@ def apply_roles(spec: FieldSpec, roles: Any) -> FieldSpec:
             f"fields: column '{spec.name}' has the name of a response field and cannot be public; "
             f"rename it in the catalogue (or map it with --map) to return it"
         )
+    if flags["embedded"] and spec.builtin:
+        raise SchemaError(f"fields: '{spec.name}' is Aisle's own field: only attributes take the role embedded")
     if spec.name == "id" and any(flags.values()):
         raise SchemaError("fields: 'id' takes no roles but public")
     if flags["sortable"] and spec.kind == "text" and spec.name in ("description",):

@@ -137,3 +137,20 @@ def test_map_templates_name_an_unknown_column(tmp_path: Path) -> None:
     for bad in ("category={}", "category={a", "category=a}"):
         with pytest.raises(CatalogError, match="bad --map template"):
             parse_column_map([bad])
+
+
+def test_embedded_attributes_join_the_encoded_text_and_its_hash(tmp_path: Path) -> None:
+    from aisle.index.catalog import Product
+    from tests.fakes import HashingEncoder
+    from tests.index.conftest import CountingEncoder
+
+    products = [Product("a", "Trail shoe", brand="Acme", attributes={"gender": "Men", "colour": "Red"})]
+    assert products[0].embedding_text(["gender", "colour"]) == "Trail shoe. Acme. Men, Red"
+    assert products[0].content_hash(["gender"]) != products[0].content_hash() == products[0].content_hash([])
+    encoder = CountingEncoder(HashingEncoder(32))
+    build(tmp_path / "index", products, encoder)
+    assert encoder.encoded_texts == ["Trail shoe. Acme"]
+    build(tmp_path / "index", products, encoder, fields={"gender": ["embedded", "searchable"]})
+    assert encoder.encoded_texts[1:] == ["Trail shoe. Acme. Men"]  # the changed text is encoded again
+    with pytest.raises(SchemaError, match="only attributes take the role embedded"):
+        infer_schema([], {"brand": ["embedded"]})
