@@ -148,7 +148,8 @@ def blend_personal(
         parts = {name: (1.0 - share) * values for name, values in parts.items()}
         personal = share * (vectors @ np.asarray(ctx.profile, dtype=np.float32)).astype(np.float64)
     parts = {**parts, "personal": personal}
-    relevance = parts["semantic"] + parts["lexical"] + parts["personal"]
+    # Every part counts (a browse page adds ``popularity``; explanations show it as ``other``).
+    relevance = sum(parts.values(), np.zeros(len(rows)))
     return Candidates(rows=rows, relevance=relevance, parts=parts, sources=sources, vectors=vectors)
 
 

@@ -366,3 +366,15 @@ def test_a_query_naming_an_attribute_value_favours_the_items_having_it(tmp_path:
     # The query names gender Men (search weight 2) and kind Shoes (weight 1).
     assert boosted["m"] - plain["m"] == pytest.approx(weight * 0.3 * (2 + 1), abs=1e-6)
     assert boosted["w"] - plain["w"] == pytest.approx(weight * 0.3 * 1, abs=1e-6)
+
+
+def test_a_browse_page_ranks_by_popularity_then_catalogue_order(root: Path) -> None:
+    products, engine = engine_for(3, root)
+    popularity = np.zeros(len(products))
+    popularity[[5, 2, 7]] = [0.2, 1.0, 0.6]
+    listing = engine.listing("", 6, rules=NO_RULES, popularity=popularity)
+    rows = [hit.row for hit in listing.hits]
+    assert rows[:3] == [2, 7, 5]  # most popular first
+    assert rows[3:] == [row for row in range(len(products)) if row not in (2, 5, 7)][:3]
+    assert listing.total == len(products)
+    assert [h.row for h in engine.listing("", 3, offset=3, rules=NO_RULES, popularity=popularity).hits] == rows[3:]
