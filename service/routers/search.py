@@ -122,7 +122,7 @@ def run_search(
             fusion=ranking.fusion,
             matching=ranking.matching,
             retrieval=body.retrieval,
-            popularity=popularity_of(request, engine) if browse and sort is None else None,
+            popularity=popularity_of(request, engine) if browse else None,
             visitor=(body.user_id, body.session_id),
         )
     except RulesConflict as exc:
