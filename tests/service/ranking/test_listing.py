@@ -378,3 +378,15 @@ def test_a_browse_page_ranks_by_popularity_then_catalogue_order(root: Path) -> N
     assert rows[3:] == [row for row in range(len(products)) if row not in (2, 5, 7)][:3]
     assert listing.total == len(products)
     assert [h.row for h in engine.listing("", 3, offset=3, rules=NO_RULES, popularity=popularity).hits] == rows[3:]
+
+
+@pytest.mark.parametrize("query", ["", "red chair", "oak desk table", "soft"])
+def test_pages_beyond_the_candidates_are_slices_of_the_same_list(root: Path, query: str) -> None:
+    _, wide = engine_for(5, root)
+    engine = Engine(wide.index, ENCODER, candidates=5)  # most matches come after the reranked ones
+    whole = engine.listing(query, 100, rules=NO_RULES)
+    rows = [hit.row for hit in whole.hits]
+    assert len(rows) == len(set(rows)) == min(100, whole.total)
+    for offset, k in ((0, 3), (3, 4), (5, 7), (12, 20), (30, 10)):
+        page = engine.listing(query, k, offset=offset, rules=NO_RULES)
+        assert [hit.row for hit in page.hits] == rows[offset : offset + k]
