@@ -40,6 +40,9 @@ log = logging.getLogger("benchmarks.bench_storefront")
 
 STOREFRONT_FILTERS = {"colour": ["Black", "White"], "price": {"max": 300}}
 STOREFRONT_FACETS = ("brand", "colour", "size")
+#: The same shape on Aisle's own fields, for a version built without attributes (``--index-root``).
+BUILTIN_FILTERS = {"in_stock": True, "price": {"max": 300}}
+BUILTIN_FACETS = ("brand", "category", "in_stock")
 STOREFRONT_SORT = ("price", False)
 
 
@@ -136,9 +139,14 @@ def measure_both(index_root: Path, queries: list[str]) -> dict[str, Any]:
     def plain(query: str) -> int:
         return len([engine.result(hit) for hit in engine.search(query, 10)])
 
+    with_attributes = "colour" in engine.index.items.fields
+    raw_filters, facets = (
+        (STOREFRONT_FILTERS, STOREFRONT_FACETS) if with_attributes else (BUILTIN_FILTERS, BUILTIN_FACETS)
+    )
+
     def storefront(query: str) -> tuple[int, int]:
-        filters = parse_filters(STOREFRONT_FILTERS, engine.index.items.fields)
-        listing = engine.listing(query, 10, offset=10, filters=filters, facets=STOREFRONT_FACETS, sort=sort)
+        filters = parse_filters(raw_filters, engine.index.items.fields)
+        listing = engine.listing(query, 10, offset=10, filters=filters, facets=facets, sort=sort)
         [engine.result(hit) for hit in listing.hits]
         return listing.total, len(listing.hits)
 
@@ -161,6 +169,13 @@ def measure_both(index_root: Path, queries: list[str]) -> dict[str, Any]:
         "items": len(engine.index),
         "index": engine.index.manifest["spaces"]["text"]["index"],
         "load_seconds": round(load_seconds, 2),
+        "storefront_query": {
+            "filters": raw_filters,
+            "facets": list(facets),
+            "sort": "price:asc",
+            "offset": 10,
+            "k": 10,
+        },
         **stats,
         # CPU time is the figure to compare on a shared machine: wall time also holds the
         # waits for a core that other work on it causes.
@@ -180,6 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-python", help="interpreter of the checkout to compare plain search with")
     parser.add_argument("--query-limit", type=int)
     parser.add_argument("--plain-only", type=Path, metavar="INDEX_ROOT", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--index-root",
+        action="append",
+        default=[],
+        metavar="SIZE=ROOT",
+        help="measure SIZE on an index root published by another run of the catalogue recipe (e.g. "
+        "benchmarks.run's, without attributes: the storefront query then filters and counts Aisle's own fields)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("AISLE_CACHE_DIR", str(REPO_ROOT / ".cache" / "aisle"))
     queries = load_queries()[: args.query_limit]
@@ -210,9 +233,19 @@ def main(argv: list[str] | None = None) -> int:
     }
     for size, index_type in zip(sizes, types):
         started = time.perf_counter()
-        root = prepare_index(size, index_type, args.work_dir, encoder, products)
+        given = dict(item.split("=", 1) for item in args.index_root)
+        root = (
+            Path(given[str(size)])
+            if str(size) in given
+            else prepare_index(size, index_type, args.work_dir, encoder, products)
+        )
         build_seconds = round(time.perf_counter() - started, 1)
-        entry = {"build_or_reuse_seconds": build_seconds, "loadavg_before": os.getloadavg()}
+        entry: dict[str, Any] = {
+            "index_root": str(root),
+            "recipe": json.loads((root / "bench-catalogue.json").read_text()),
+            "build_or_reuse_seconds": build_seconds,
+            "loadavg_before": os.getloadavg(),
+        }
         if args.baseline_python and size == sizes[0]:
             entry["plain_before_after"] = _before_after(args.baseline_python, root, queries)
         entry.update(measure_both(root, queries))
