@@ -248,6 +248,7 @@ class LexicalIndex:
         margin = 1e-5 * threshold  # float sums added up in another order
         still_possible = sum(bound for _, bound in optional)
         rows, scores = self._accumulate(essential, threshold - still_possible - margin)
+        scores = scores.copy()  # one span's scores are a view of the (memory-mapped) postings
         for span, bound in optional:
             scores += self._weights_at([span], rows)
             still_possible -= bound
