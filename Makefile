@@ -9,7 +9,7 @@ PORT ?= 8000
 export AISLE_CACHE_DIR ?= $(CURDIR)/.cache/aisle
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install install-dev system-deps demo build-demo serve test lint wheel-check bench clean
+.PHONY: install install-dev system-deps demo build-demo serve test lint wheel-check screenshots bench clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -33,11 +33,24 @@ demo: build-demo serve
 test: install-dev system-deps lint wheel-check
 	$(PY) -m pytest -q
 
-# Servers the tests run for real, from Debian's packages (CI runs as root on a clean machine).
+# What the tests drive for real, from Debian's packages: a PostgreSQL server and Chromium for the
+# playground's browser tests (Playwright's own browser downloads are not used). Installed when
+# missing; CI runs as root on a clean machine, elsewhere sudo is tried without a prompt, and
+# failing that those tests skip, saying why.
 system-deps:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo="sudo"; \
+	  else echo "system-deps: missing$$missing and cannot install as $$(id -un); their tests will skip"; exit 0; fi; \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+# Regenerates the README's screenshots of the playground (needs the shared evaluation data for
+# the pictures page).
+screenshots: install-dev system-deps
+	AISLE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/playground/test_browser.py
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

@@ -26,7 +26,7 @@ done
 echo "$work/deps" > "$env_site/dev-deps.pth"
 "$work/env/bin/python" -m pip install -q --no-deps "${wheels[0]}"
 cd "$work"
-"$work/env/bin/python" - <<'PY'
+"$work/env/bin/python" - "$repo" <<'PY'
 import importlib
 import pkgutil
 import sys
@@ -34,7 +34,8 @@ import zipfile
 from pathlib import Path
 
 wheel = next(Path("dist").glob("*.whl"))
-tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist() if not name.split("/")[0].endswith(".dist-info")}
+names = set(zipfile.ZipFile(wheel).namelist())
+tops = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
 assert tops == {"aisle"}, f"the wheel's top-level entries are {sorted(tops)}, not just aisle"
 for bare in ("embed", "index", "service", "training", "core"):
     try:
@@ -57,7 +58,12 @@ for module in pkgutil.walk_packages(aisle.__path__, "aisle."):
             continue
         raise
     count += 1
-print(f"wheel check: {wheel.name} has one top-level package, aisle {aisle.__version__}; {count} modules import")
+# The playground and the offline API docs need their page, scripts and vendored assets.
+static = Path(sys.argv[1]) / "service" / "playground" / "static"
+expected = {f"aisle/service/playground/static/{path.relative_to(static).as_posix()}" for path in static.rglob("*") if path.is_file()}
+missing = sorted(expected - names)
+assert expected and not missing, f"the wheel lacks playground files: {missing[:5]}"
+print(f"wheel check: {wheel.name} has one top-level package, aisle {aisle.__version__}; {count} modules import; {len(expected)} playground files")
 PY
 "$work/env/bin/aisle" --help >/dev/null
 "$work/env/bin/aisle" --version

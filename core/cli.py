@@ -14,12 +14,12 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from aisle import __version__
-from aisle.settings import CONFIG_ENV, AisleSettings, with_overrides
+from aisle.settings import CONFIG_ENV, AisleSettings, SettingsT, with_overrides
 
 if TYPE_CHECKING:
     from aisle.embed.base import Encoder
@@ -29,7 +29,6 @@ COMMANDS_GROUP = "aisle.commands"
 #: A subcommand's handler: the parsed arguments in, the exit status out.
 Handler = Callable[[argparse.Namespace], int]
 
-SettingsT = TypeVar("SettingsT", bound=AisleSettings)
 
 log = logging.getLogger("aisle")
 
@@ -59,7 +58,7 @@ def settings_problems(error: ValidationError) -> str:
     return "invalid settings: " + "; ".join(problems)
 
 
-def load_settings(settings_cls: type[SettingsT] = AisleSettings, /, **overrides: object) -> SettingsT:  # type: ignore[assignment]
+def load_settings(settings_cls: type[SettingsT] = AisleSettings, /, **overrides: object) -> SettingsT:  # type: ignore[assignment]  # the default is the bound
     """Settings with the CLI's explicit values on top, a bad config reported as a ``CommandError``.
 
     Args:
@@ -69,7 +68,7 @@ def load_settings(settings_cls: type[SettingsT] = AisleSettings, /, **overrides:
     import yaml
 
     try:
-        return with_overrides(settings_cls, **overrides)  # type: ignore[return-value]
+        return with_overrides(settings_cls, **overrides)
     except ValidationError as exc:
         raise CommandError(settings_problems(exc)) from None
     except (ValueError, OSError) as exc:

@@ -14,7 +14,7 @@ import os
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
@@ -77,7 +77,10 @@ class AisleSettings(BaseSettings):
         )
 
 
-def with_overrides(settings_cls: type[AisleSettings], **overrides: Any) -> AisleSettings:
+SettingsT = TypeVar("SettingsT", bound=AisleSettings)
+
+
+def with_overrides(settings_cls: type[SettingsT], **overrides: Any) -> SettingsT:
     """Settings with the CLI's explicit values (those not None) on top."""
     return settings_cls(**{key: value for key, value in overrides.items() if value is not None})
 

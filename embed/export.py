@@ -187,7 +187,7 @@ def _trace_transformer(facts: dict[str, Any], path: Path) -> None:
     torch = import_torch()
     names = facts["input_names"]
 
-    class LastHiddenState(torch.nn.Module):
+    class LastHiddenState(torch.nn.Module):  # type: ignore[name-defined]  # torch is imported lazily
         """Positional-argument wrapper: the ONNX graph takes exactly ``names``."""
 
         def __init__(self, model: Any) -> None:

@@ -193,7 +193,8 @@ def _find_outliers(
     for feeds in calibration:
         for index, values in enumerate(session.run(watched, dict(feeds))):
             channel_max = np.abs(values.reshape(-1, values.shape[-1])).max(axis=0)
-            maxima[index] = channel_max if maxima[index] is None else np.maximum(maxima[index], channel_max)
+            previous = maxima[index]
+            maxima[index] = channel_max if previous is None else np.maximum(previous, channel_max)
     outliers = {}
     for block, channel_max in zip(blocks, maxima, strict=True):
         assert channel_max is not None

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aisle.index.catalog_files import CatalogFileError, RowSource, open_rows
+from aisle.index.catalog_files import EXTRA_CELLS, CatalogFileError, RowSource, open_rows
 
 #: Fields Aisle understands; any other column is kept as an attribute.
 KNOWN_FIELDS = (
@@ -242,6 +242,18 @@ def _validate_rows(
     seen_ids: dict[str, int] = {}
     seen_columns: set[str] = set()
     for row_number, (line, raw) in enumerate(source.rows, start=1):
+        extra_cells = raw.pop(EXTRA_CELLS, None)
+        if extra_cells:
+            cells = ", ".join(repr(str(cell)[:40]) for cell in extra_cells[:3])
+            problems.append(
+                RowProblem(
+                    row_number,
+                    "(extra cells)",
+                    f"{len(extra_cells)} cell(s) beyond the header's columns: {cells}",
+                    line,
+                )
+            )
+            continue
         seen_columns.update(raw)
         # A mapped column wins over an unmapped one already carrying the Aisle field's name.
         record = {key: value for key, value in raw.items() if key not in mapped_from and key not in column_map}

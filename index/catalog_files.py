@@ -8,6 +8,7 @@ header or schema (CSV, Parquet); JSON rows may each carry different keys.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,10 @@ SUFFIXES = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+
+
+#: Key under which a CSV row carries its non-blank cells beyond the header (a bad row).
+EXTRA_CELLS = "\x00extra cells"
 
 
 class CatalogFileError(ValueError):
@@ -69,20 +74,65 @@ def _open_csv(path: Path, delimiter: str) -> RowSource:
 
 
 def _read_csv(path: Path, delimiter: str, columns: list[str]) -> Iterator[tuple[int | None, dict[str, Any]]]:
+    """Rows of a CSV file; a quote left open is an error naming the row and the field.
+
+    ``strict`` makes the reader refuse a quoted value that does not end at a delimiter or a line
+    end, and one still open at the end of the file: without it, one stray quote silently made
+    the following rows part of a single value.
+    """
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
+        reader = csv.reader(handle, delimiter=delimiter, strict=True)
+        row = 0
+        line = 1
         try:
             next(reader, None)  # the header, already read
             line = reader.line_num + 1
             for cells in reader:
                 if any(cell.strip() for cell in cells):  # blank lines are not rows
-                    # Short rows leave trailing columns empty; surplus cells belong to no column.
-                    yield line, dict(zip(columns, cells + [""] * (len(columns) - len(cells))))
+                    row += 1
+                    # Short rows leave trailing columns empty; non-blank surplus cells make a bad row.
+                    record = dict(zip(columns, cells + [""] * (len(columns) - len(cells))))
+                    extra = [cell for cell in cells[len(columns) :] if cell.strip()]
+                    if extra:
+                        record[EXTRA_CELLS] = extra
+                    yield line, record
                 line = reader.line_num + 1
         except UnicodeDecodeError as exc:
             raise CatalogFileError(f"catalogue {path} is not UTF-8 text: {exc}") from None
         except csv.Error as exc:
-            raise CatalogFileError(f"catalogue {path}, line {reader.line_num}: bad CSV: {exc}") from None
+            field = _open_quote_field(path, line, delimiter, columns)
+            where = f"row {row + 1} (line {line})" + (f", field '{field}'" if field else "")
+            raise CatalogFileError(
+                f"catalogue {path}, {where}: unbalanced quote: the quoted value runs on to line "
+                f'{reader.line_num} ({exc}); close the quote, or double it ("") inside a quoted value'
+            ) from None
+
+
+def _open_quote_field(path: Path, line: int, delimiter: str, columns: list[str]) -> str | None:
+    """The column whose quoted value opens on ``line`` and is not closed on it (None if none)."""
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+        text = next(itertools.islice(handle, line - 1, None), "")
+    chars = text.rstrip("\r\n")
+    field, quoted, opened, at_start, index = 0, False, None, True, 0
+    while index < len(chars):
+        char = chars[index]
+        if quoted:
+            if char == '"':
+                if chars[index + 1 : index + 2] == '"':  # a doubled quote inside the value
+                    index += 1
+                else:
+                    quoted = False
+        elif char == delimiter:
+            field, at_start = field + 1, True
+            index += 1
+            continue
+        elif char == '"' and at_start:
+            quoted, opened = True, field
+        at_start = False
+        index += 1
+    if not quoted or opened is None:
+        return None
+    return columns[opened] if opened < len(columns) else f"cell {opened + 1}"
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int | None, dict[str, Any]]]:

@@ -111,10 +111,16 @@ def _ray_build(args: argparse.Namespace, settings: AisleSettings) -> RayBuild:
     from functools import partial
 
     from aisle.embed import create_encoder
-    from aisle.index.distributed import RayBuild
+    from aisle.index.distributed import RayBuild, check_reachable
 
+    address = None if args.ray == LOCAL_RAY else args.ray
+    if address is not None:  # before minutes of work, not after
+        try:
+            check_reachable(address)
+        except ConnectionError as exc:
+            raise CommandError(f"cannot reach the Ray cluster at {address}: {exc}") from None
     return RayBuild(
-        address=None if args.ray == LOCAL_RAY else args.ray,
+        address=address,
         actors=args.ray_actors,
         encoder_factory=partial(create_encoder, settings.encoder_config(), export=False),
         threads_per_actor=settings.threads,
@@ -145,13 +151,25 @@ def _versions(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
+    """Points ``current`` at an earlier version once its files pass the checks ``aisle serve`` makes.
+
+    A corrupt target is refused (exit 2) and ``current`` does not move: rolling back onto it
+    would only break the next start.
+    """
+    from aisle.index.manifest import IndexValidationError, read_manifest, verify_files
     from aisle.index.versions import VersionError, VersionStore
 
     settings = load_settings(index_dir=args.index)
+
+    def verified(path: Path) -> None:
+        verify_files(path, read_manifest(path))
+
     try:
-        name = VersionStore(settings.index_dir).rollback(args.version)
+        name = VersionStore(settings.index_dir).rollback(args.version, check=verified)
     except VersionError as exc:
         raise CommandError(str(exc)) from None
+    except IndexValidationError as exc:
+        raise CommandError(f"refusing to roll back to an invalid version, current is unchanged: {exc}") from None
     print(f"current version is now {name}; running services pick it up on POST /admin/reload")
     return 0
 

@@ -102,6 +102,8 @@ class RayBuild:
     def _cluster(self) -> Iterator[Any]:
         ray = _import_ray()
         started_here = not ray.is_initialized()
+        if started_here and self.address is not None:
+            check_reachable(self.address)
         if started_here:
             ray.init(
                 address=self.address,
@@ -168,6 +170,26 @@ class RayBuild:
             for serialized in ray.get(pending):
                 empty_index.merge_from(faiss.deserialize_index(serialized), 0)
         return empty_index
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fails fast on an address nothing listens at: Ray itself retries for minutes.
+
+    Raises:
+        ConnectionError: the host's port does not accept a TCP connection within ``timeout_s``.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"ray://{address}")
+    host, port = parts.hostname, parts.port
+    if host is None or port is None:
+        raise ConnectionError(f"'{address}' is not a host:port (or ray://host:port) address")
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ConnectionError(f"nothing accepts connections at {host}:{port} ({exc})") from None
 
 
 def _progress(total: int, show: bool) -> Callable[[int | None], None]:

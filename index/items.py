@@ -28,9 +28,9 @@ def write_items(path: Path, products: list[Product], content_hashes: list[str]) 
 
     table = pa.table(
         {
-            **{name: [getattr(p, name) for p in products] for name in _COLUMNS if name != "image"},
-            # As the catalogue gave it: a path on this server is not for callers to see.
-            "image": [p.image_source for p in products],
+            **{name: [getattr(p, name) for p in products] for name in _COLUMNS},
+            # As the catalogue gave it, for responses: a path on this server is not for callers.
+            "image_source": [p.image_source for p in products],
             "attributes": [json.dumps(p.attributes, sort_keys=True) for p in products],
             "content_hash": content_hashes,
         },
@@ -48,6 +48,7 @@ def write_items(path: Path, products: list[Product], content_hashes: list[str]) 
                 ("boost", pa.float64()),
                 ("attributes", pa.string()),
                 ("content_hash", pa.string()),
+                ("image_source", pa.string()),
             ]
         ),
     )
@@ -96,7 +97,10 @@ class ItemTable:
         """
         self.schema = schema
         public = set(schema.names("public"))
-        self._result_columns = [(name, self._columns[name]) for name in _COLUMNS if name in public]
+        # ``image`` is answered as the catalogue gave it (versions built before that kept only
+        # the resolved path, which ``image()`` still gives the playground).
+        shown = {**self._columns, "image": self._columns.get("image_source", self._columns["image"])}
+        self._result_columns = [(name, shown[name]) for name in _COLUMNS if name in public]
         self._public_attributes = frozenset(schema.public_attributes())
         # CSV cells are text: a number field is returned as a number, as JSON catalogues give it.
         self._public_numbers = frozenset(
@@ -135,6 +139,10 @@ class ItemTable:
 
     def category(self, row: int) -> str:
         return self._columns["category"][row]
+
+    def image(self, row: int) -> str:
+        """The row's image as stored: an absolute file path, a URL, or empty."""
+        return self._columns["image"][row] or ""
 
     def to_result(self, row: int) -> dict[str, Any]:
         """The public catalogue fields of a row, as returned in responses (blank fields left out)."""

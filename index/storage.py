@@ -40,7 +40,11 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Replaces ``path`` with ``data`` atomically."""
-    atomic_write(path, lambda handle: handle.write(data))
+
+    def write(handle: BinaryIO) -> None:
+        handle.write(data)
+
+    atomic_write(path, write)
 
 
 def atomic_write_json(path: Path, payload: Any) -> None:

@@ -23,7 +23,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -174,8 +174,12 @@ class VersionStore:
             )
         return infos
 
-    def rollback(self, name: str | None = None) -> str:
-        """Makes ``name`` (default: the version published before the current one) current."""
+    def rollback(self, name: str | None = None, check: Callable[[Path], None] | None = None) -> str:
+        """Makes ``name`` (default: the version published before the current one) current.
+
+        ``check(path)`` runs on the chosen version before the pointer moves and may raise (an
+        invalid version is refused and ``current`` stays as it was).
+        """
         names = self.names()
         current = self.current_name()
         if name is None:
@@ -188,6 +192,8 @@ class VersionStore:
         elif name not in names:
             known = ", ".join(names) or "none"
             raise VersionError(f"no published version named '{name}' (published: {known})")
+        if check is not None:
+            check(self.versions_dir / name)
         self.set_current(name)
         return name
 

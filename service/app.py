@@ -10,15 +10,20 @@ from fastapi import FastAPI
 
 from aisle import __version__
 from aisle.embed.base import Encoder
+from aisle.index.manifest import IndexValidationError
 from aisle.service import metrics as metrics_routes
 from aisle.service.errors import install_error_handlers
+from aisle.service.events.erasure import ErasureWatcher
+from aisle.service.experiments.runtime import Experiments
 from aisle.service.holder import IndexHolder
+from aisle.service.keygate import EarlyKeyMiddleware
 from aisle.service.metrics import ServiceMetrics
 from aisle.service.middleware import BodyLimitMiddleware, RequestContextMiddleware, TimeBudgetMiddleware
 from aisle.service.openapi import install_openapi
 from aisle.service.personal.runtime import Personalization
+from aisle.service.playground import install_playground
 from aisle.service.ranking.config import RankingConfig
-from aisle.service.routers import admin, events, health, items, search, users
+from aisle.service.routers import admin, events, experiments, health, items, search, users
 from aisle.service.settings import ServiceSettings
 from aisle.service.watch import IndexWatcher
 
@@ -26,8 +31,12 @@ log = logging.getLogger(__name__)
 
 EncoderFactory = Callable[[ServiceSettings], Encoder]
 
+#: JSON values and keys one event may take (every field set, attribution included, takes 19).
+EVENT_JSON_VALUES = 24
 #: Cheap routes that must answer even when the service is saturated, and reloads that may be slow.
 BUDGET_EXEMPT_PREFIXES = ("/admin/", "/health", "/metrics")
+#: (method, path prefix): an erasure rebuilds the worker's profiles before it answers.
+BUDGET_EXEMPT_ROUTES = (("DELETE", "/users/"),)
 
 
 def default_encoder(settings: ServiceSettings) -> Encoder:
@@ -88,9 +97,12 @@ def install_cors(app: FastAPI, origins: list[str]) -> None:
 def create_holder(settings: ServiceSettings, encoder_factory: EncoderFactory | None = None) -> IndexHolder:
     """The index holder with the current version loaded and validated.
 
+    A corrupt current version does not stop the start while an older one is intact: that one
+    serves, with a critical log line naming both (``IndexHolder.serve_last_good``).
+
     Raises:
         VersionError: nothing is published under ``settings.index_dir``.
-        IndexValidationError: the current version is invalid (the message says why).
+        IndexValidationError: the current version and every older one are invalid.
     """
     limit_blas_threads(settings.threads)
     holder = IndexHolder(
@@ -101,8 +113,41 @@ def create_holder(settings: ServiceSettings, encoder_factory: EncoderFactory | N
         ef_search=settings.ef_search,
         nprobe=settings.nprobe,
     )
-    holder.reload()
+    try:
+        holder.reload()
+    except IndexValidationError:
+        holder.serve_last_good()
     return holder
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def warn_without_api_key(settings: ServiceSettings) -> None:
+    """Warns at every start without an API key; loudly when other machines can connect."""
+    if settings.api_key is not None:
+        return
+    if is_loopback(settings.host):
+        log.warning(
+            "no API key is set (AISLE_API_KEY): events, admin routes, erasure and shoppers' profiles "
+            "need no key; only this machine can connect to %s",
+            settings.host,
+        )
+        return
+    log.critical(
+        "NO API KEY IS SET (AISLE_API_KEY) and the server listens on %s: anyone who can reach it can "
+        "send events, read every shopper's profile, erase users and reload the index",
+        settings.host,
+    )
 
 
 def _watch_metrics(holder: IndexHolder, metrics: ServiceMetrics) -> None:
@@ -135,6 +180,7 @@ def create_app(
         async with AsyncExitStack() as resources:
             app.state.resources = resources
             limit_handler_threads(settings.handler_threads)
+            warn_without_api_key(settings)
             serving = holder or create_holder(settings, encoder_factory)
             _watch_metrics(serving, app.state.metrics)
             app.state.holder = serving
@@ -146,6 +192,16 @@ def create_app(
             # run after the last request.
             app.state.personal = Personalization.open(settings, serving)
             resources.callback(app.state.personal.close)
+            app.state.experiments = Experiments.open(settings, app.state.personal.hasher, app.state.metrics.registry)
+            resources.callback(app.state.experiments.close)
+            app.state.erasures = ErasureWatcher(
+                app.state.personal.store,
+                lambda: app.state.personal.profiles.attach(app.state.holder.engine),
+                interval_s=settings.profile_refresh_s or 1.0,
+                retention_days=settings.events_retention_days,
+            )
+            app.state.erasures.start()
+            resources.callback(app.state.erasures.stop)
             log.info("ready: serving index version %s", serving.engine.version)
             yield
             log.info("shutting down: in-flight requests drained, closing the stores")
@@ -159,6 +215,9 @@ def create_app(
             '`{"error": {"code", "message", "request_id"}}`; every response carries `X-Request-ID`.'
         ),
         lifespan=lifespan,
+        # Served by the playground from files in the package: FastAPI's own pages use a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     # Read (and validated) once: a bad rules file stops the start with a clear message.
@@ -168,14 +227,27 @@ def create_app(
     install_error_handlers(app)
     # add_middleware wraps: the last added runs first.
     app.add_middleware(
-        TimeBudgetMiddleware, budget_s=settings.request_timeout_ms / 1000, exempt_prefixes=BUDGET_EXEMPT_PREFIXES
+        TimeBudgetMiddleware,
+        budget_s=settings.request_timeout_ms / 1000,
+        exempt_prefixes=BUDGET_EXEMPT_PREFIXES,
+        exempt_routes=BUDGET_EXEMPT_ROUTES,
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        read_timeout_s=settings.read_timeout_s,
+        max_json_values=settings.max_json_values,
+        json_values_by_path={
+            "/events": max(settings.max_json_values, EVENT_JSON_VALUES * settings.max_events_per_batch)
+        },
+    )
+    app.add_middleware(EarlyKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     if settings.cors_origins:
         install_cors(app, settings.cors_origins)
 
-    for module in (health, search, items, admin, metrics_routes, events, users):
+    for module in (health, search, items, admin, metrics_routes, events, users, experiments):
         app.include_router(module.router)
     install_openapi(app)
+    install_playground(app)
     return app

@@ -1,4 +1,4 @@
-"""``aisle serve``: registered into the ``aisle`` command through an entry point."""
+"""``aisle serve`` and ``aisle forget``: registered into the ``aisle`` command through an entry point."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aisle.cli import add_common_options
+from aisle.service.events.cli import register_forget
 
 if TYPE_CHECKING:
     from aisle.service.holder import IndexHolder
@@ -17,6 +18,10 @@ GRACEFUL_SHUTDOWN_S = 30
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    """``aisle serve``, and ``aisle experiments`` (reports read from the service's data)."""
+    from aisle.service.experiments import cli as experiments_cli
+
+    experiments_cli.register(commands)
     serve = commands.add_parser("serve", help="serve the HTTP API on the current index version")
     serve.add_argument("--index", type=Path, help="index root (default: settings index_dir)")
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
@@ -27,6 +32,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--workers", type=int, help="worker processes, each pinned to its own core when there are enough (default 1)"
     )
     serve.set_defaults(handler=_serve)
+    register_forget(commands)
 
 
 def validated_holder(settings: ServiceSettings) -> IndexHolder:
@@ -62,6 +68,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from aisle.cli import load_settings, log_level_from_env
     from aisle.service.app import create_app
+    from aisle.service.http import protocol_class
     from aisle.service.logs import configure_json_logging
     from aisle.service.settings import ServiceSettings
 
@@ -87,6 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
         create_app(settings, holder=holder),
         host=settings.host,
         port=settings.port,
+        http=protocol_class(settings.read_timeout_s),
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,

@@ -35,7 +35,10 @@ async def get_engine(request: Request) -> Engine:
 
 
 async def require_api_key(request: Request, settings: Annotated[ServiceSettings, Depends(get_settings)]) -> None:
-    """Guards write and admin routes when an API key is configured (constant-time comparison)."""
+    """Guards write, admin and private read routes (a user's profile) when an API key is configured.
+
+    The comparison takes constant time, so the key cannot be guessed byte by byte.
+    """
     if settings.api_key is None:
         return
     supplied = request.headers.get(API_KEY_HEADER, "")

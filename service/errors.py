@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aisle.service.logs import current_request_id
+from aisle.service.redact import loggable_path
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def is_storage_unavailable(exc: BaseException) -> bool:
 
 def storage_unavailable(request: Request, exc: BaseException) -> JSONResponse:
     """503 + Retry-After: nothing of the request was acknowledged, and reads keep working."""
-    log.error("storage unavailable on %s %s: %s", request.method, request.url.path, exc)
+    log.error("storage unavailable on %s %s: %s", request.method, loggable_path(request.scope), exc)
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.storage_errors.inc()
@@ -142,5 +143,5 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Normally unreachable: RequestContextMiddleware answers first. Kept so that an app
         # built without that middleware still never leaks a stack trace.
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        log.error("unhandled error on %s %s", request.method, loggable_path(request.scope), exc_info=exc)
         return error_response(500, "internal error; see the server log", "internal")

@@ -133,40 +133,89 @@ class IndexHolder:
             path = self.store.current_path().resolve()
             if self._engine is not None and self._engine.index.path == path:
                 return False, self._engine.version
-            started = time.perf_counter()
-            # Collected now, the garbage of the requests so far is not frozen with the version below.
-            gc.collect(2 if self._engine is None else 1)
-            try:
-                with _collector_paused():
-                    engine = self.load_version(path)
-                    # Python's full garbage collection walks every tracked object, and a
-                    # million-item version's tables made that a long pause of every
-                    # request, whenever enough long-lived objects (user profiles, caches) had
-                    # piled up. A version holds no reference cycles (checked), so it is moved
-                    # out of the collector's sight, and reference counting still frees it
-                    # after the next swap. Frozen before collection resumes: the first
-                    # collection after the load would walk it once more.
-                    gc.freeze()
-            except IndexValidationError as exc:
-                self._refuse(path, str(exc))
-                raise
-            previous = self._engine.version if self._engine else None
-            self._engine = engine  # the swap: one reference assignment, atomic for readers
-            self.last_refusal = None
-            log.info(
-                "serving index version %s (was %s, %d items, loaded in %.0f ms)",
-                engine.version,
-                previous,
-                len(engine.index),
-                (time.perf_counter() - started) * 1000,
-                extra={"index_version": engine.version, "previous_version": previous},
-            )
+            engine = self._swap_in(path)
+        self._notify(engine)
+        return True, engine.version
+
+    def serve_last_good(self) -> str:
+        """After the current version was refused with nothing serving: the newest older valid one.
+
+        A start must not turn one corrupt publication into an outage when an earlier version is
+        intact: the versions older than ``current`` are tried newest first, each validated as
+        fully as a reload. ``current`` itself is left as it is (an operator decides: rebuild or
+        ``aisle rollback``), and ``last_refusal`` keeps naming it, in ``/health`` as well.
+
+        Raises:
+            IndexValidationError: no older version is valid either (the message lists why).
+        """
+        refusal = self.last_refusal
+        current = self.store.current_name()
+        reasons = [refusal.reason] if refusal is not None else []
+        with self._lock:
+            for name in reversed([name for name in self.store.names() if current is None or name < current]):
+                path = (self.store.versions_dir / name).resolve()
+                try:
+                    engine = self._swap_in(path)
+                except IndexValidationError as exc:
+                    reasons.append(str(exc))
+                    continue
+                self.last_refusal = refusal
+                log.critical(
+                    "THE CURRENT INDEX VERSION %s IS INVALID; serving the last good version %s instead. "
+                    "Rebuild, or run `aisle rollback` to a good version. Reason: %s",
+                    current,
+                    name,
+                    refusal.reason if refusal is not None else "?",
+                    extra={"refused_version": current, "index_version": name},
+                )
+                break
+            else:
+                raise IndexValidationError("; ".join(reasons) or f"no valid index version under {self.store.root}")
+        self._notify(engine)
+        return engine.version
+
+    def _swap_in(self, path: Path) -> Engine:
+        """Loads and validates ``path`` and makes it the serving version (call with the lock held).
+
+        Raises:
+            IndexValidationError: the version is invalid (recorded as the last refusal).
+        """
+        started = time.perf_counter()
+        # Collected now, the garbage of the requests so far is not frozen with the version below.
+        gc.collect(2 if self._engine is None else 1)
+        try:
+            with _collector_paused():
+                engine = self.load_version(path)
+                # Python's full garbage collection walks every tracked object, and a
+                # million-item version's tables made that a long pause of every
+                # request, whenever enough long-lived objects (user profiles, caches) had
+                # piled up. A version holds no reference cycles (checked), so it is moved
+                # out of the collector's sight, and reference counting still frees it
+                # after the next swap. Frozen before collection resumes: the first
+                # collection after the load would walk it once more.
+                gc.freeze()
+        except IndexValidationError as exc:
+            self._refuse(path, str(exc))
+            raise
+        previous = self._engine.version if self._engine else None
+        self._engine = engine  # the swap: one reference assignment, atomic for readers
+        self.last_refusal = None
+        log.info(
+            "serving index version %s (was %s, %d items, loaded in %.0f ms)",
+            engine.version,
+            previous,
+            len(engine.index),
+            (time.perf_counter() - started) * 1000,
+            extra={"index_version": engine.version, "previous_version": previous},
+        )
+        return engine
+
+    def _notify(self, engine: Engine) -> None:
         for listener in self._listeners:
             try:
                 listener(engine)
             except Exception:  # a listener's bug must not undo or fail a good swap
                 log.exception("swap listener %r failed", listener)
-        return True, engine.version
 
     def _refuse(self, path: Path, reason: str) -> None:
         serving = self._engine.version if self._engine else None

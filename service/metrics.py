@@ -34,6 +34,9 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075
 
 #: Route label of requests that matched no route (bounded cardinality: never the raw path).
 UNMATCHED_ROUTE = "<unmatched>"
+#: Method labels kept as they are; any other method (a client may send any token) is "OTHER".
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
 
 
 class _StateCollector(Collector):
@@ -105,7 +108,9 @@ class ServiceMetrics:
         self.registry.register(_StateCollector(holder_of, stored_events_of))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Records one finished request's latency and status."""
+        """Records one finished request's latency and status (labels from bounded sets only)."""
+        if method not in KNOWN_METHODS:
+            method = OTHER_METHOD
         self.request_latency.labels(method, route).observe(seconds)
         self.requests.labels(method, route, str(status)).inc()
 

@@ -4,9 +4,10 @@ Plain ASGI classes rather than ``BaseHTTPMiddleware``: they add no task or memor
 request, see the raw body stream (so a chunked upload without ``Content-Length`` is capped
 too), and can answer before the app has produced anything.
 
-Order, outermost first: ``RequestContextMiddleware`` → ``BodyLimitMiddleware`` →
-``TimeBudgetMiddleware`` → the routes. Every response, errors from the inner two included,
-therefore carries ``X-Request-ID`` and is counted and logged once.
+Order, outermost first: ``RequestContextMiddleware`` → ``EarlyKeyMiddleware``
+(``aisle.service.keygate``) → ``BodyLimitMiddleware`` → ``TimeBudgetMiddleware`` → the routes.
+Every response, errors from the inner ones included, therefore carries ``X-Request-ID`` and is
+counted and logged once.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from aisle.service.errors import error_response
 from aisle.service.logs import bind_request_id, unbind_request_id
 from aisle.service.metrics import UNMATCHED_ROUTE, ServiceMetrics
+from aisle.service.redact import loggable_path
 from aisle.service.routes import route_template
 
 log = logging.getLogger(__name__)
@@ -80,7 +82,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            log.exception("unhandled error on %s %s", scope["method"], loggable_path(scope))
             if not outcome["started"]:
                 await error_response(500, "internal error; see the server log", "internal")(
                     scope, receive, send_with_id
@@ -92,14 +94,15 @@ class RequestContextMiddleware:
             # No response at all: the client went away first (nginx's 499), not a server error.
             status = int(outcome["status"] or CLIENT_CLOSED_REQUEST)
             self.metrics.observe_request(scope["method"], route, status, seconds)
+            path = loggable_path(scope)  # never a raw user id
             access_log.info(
                 "%s %s %s",
                 scope["method"],
-                scope["path"],
+                path,
                 status,
                 extra={
                     "method": scope["method"],
-                    "path": scope["path"],
+                    "path": path,
                     "route": route,
                     "status": status,
                     "duration_ms": round(seconds * 1000, 3),
@@ -109,15 +112,27 @@ class RequestContextMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuses bodies over ``max_bytes`` with 413, by ``Content-Length`` or while streaming.
+    """Refuses bodies over ``max_bytes`` or ``max_json_values`` with 413, and slow ones with 408.
 
     The body is read here, up to the cap, and replayed to the app: a chunked upload (no
     ``Content-Length``) is cut off as soon as it passes the cap, not after it is all in memory.
+    A client that stalls mid-body (or trickles it) gets a 408 and its connection is closed when
+    the deadline passes, instead of holding the connection and a request slot forever.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        read_timeout_s: float = 10.0,
+        max_json_values: int | None = None,
+        json_values_by_path: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
+        self.max_json_values = max_json_values
+        self.json_values_by_path = json_values_by_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -133,8 +148,13 @@ class BodyLimitMiddleware:
                 return
         chunks: list[bytes] = []
         size = 0
+        deadline = asyncio.get_running_loop().time() + self.read_timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+            except TimeoutError:
+                await self._too_slow(scope, receive, send)
+                return
             if message["type"] != "http.request":  # the client went away before finishing its body
                 return
             chunk = message.get("body", b"")
@@ -145,11 +165,38 @@ class BodyLimitMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        await self.app(scope, _replay(b"".join(chunks), receive), send)
+        body = b"".join(chunks)
+        most = self.json_values_by_path.get(scope["path"], self.max_json_values)
+        if most is not None and json_values_bound(body) > most:
+            reason = f"the request body holds more than {most} JSON values; no request needs that many"
+            await error_response(413, reason, "too_many_values")(scope, receive, send)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _too_slow(self, scope: Scope, receive: Receive, send: Send) -> None:
+        log.warning(
+            "%s %s: body not received within %.0f s; closing",
+            scope["method"],
+            loggable_path(scope),
+            self.read_timeout_s,
+        )
+        message = f"the request body did not arrive within {self.read_timeout_s:g} s"
+        await error_response(408, message, headers={"Connection": "close"})(scope, receive, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"request body over the limit of {self.max_bytes} bytes"
         await error_response(413, message, headers={"Connection": "close"})(scope, receive, send)
+
+
+def json_values_bound(body: bytes) -> int:
+    """An upper bound of the values and keys a JSON body holds, read without parsing it.
+
+    Parsing and validating run on the event loop and hold the GIL (``json.loads`` is one C
+    call), so their cost must be bounded before they start: every value after the first follows
+    a ``,`` or ``:`` or opens with ``[`` or ``{``. Separators inside strings count too, which
+    only errs towards refusing. The counts scan the bytes in C, far faster than any parse.
+    """
+    return body.count(b",") + body.count(b":") + body.count(b"[") + body.count(b"{") + 1
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -172,16 +219,30 @@ class TimeBudgetMiddleware:
     The handler keeps running to its end (a worker thread cannot be interrupted), but its late
     response is dropped; the client has its answer on time and may retry after ``Retry-After``.
     A response already started is never cut. Paths under ``exempt_prefixes`` (index reloads,
-    which may legitimately take long) have no budget.
+    which may legitimately take long), and ``(method, prefix)`` pairs of ``exempt_routes``
+    (erasures, which rebuild the profiles), have no budget.
     """
 
-    def __init__(self, app: ASGIApp, budget_s: float, exempt_prefixes: Iterable[str] = ("/admin/",)) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        budget_s: float,
+        exempt_prefixes: Iterable[str] = ("/admin/",),
+        exempt_routes: Iterable[tuple[str, str]] = (),
+    ) -> None:
         self.app = app
         self.budget_s = budget_s
         self.exempt_prefixes = tuple(exempt_prefixes)
+        self.exempt_routes = tuple(exempt_routes)
+
+    def _exempt(self, scope: Scope) -> bool:
+        path = scope["path"]
+        if path.startswith(self.exempt_prefixes):
+            return True
+        return any(scope["method"] == method and path.startswith(prefix) for method, prefix in self.exempt_routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.exempt_prefixes):
+        if scope["type"] != "http" or self._exempt(scope):
             await self.app(scope, receive, send)
             return
         state: dict[str, Any] = {"started": False, "timed_out": False}
@@ -203,7 +264,9 @@ class TimeBudgetMiddleware:
             await task
             return
         state["timed_out"] = True  # set before any await: the handler can no longer start a response
-        log.warning("%s %s exceeded its time budget of %.0f ms", scope["method"], scope["path"], self.budget_s * 1000)
+        log.warning(
+            "%s %s exceeded its time budget of %.0f ms", scope["method"], loggable_path(scope), self.budget_s * 1000
+        )
         await error_response(
             503,
             f"the request did not complete within its time budget of {self.budget_s * 1000:.0f} ms; retry",
@@ -213,4 +276,6 @@ class TimeBudgetMiddleware:
         task.cancel()
         await asyncio.wait({task})  # returns without raising the task's own error or cancellation
         if not task.cancelled() and task.exception() is not None:
-            log.error("%s %s failed after its time budget", scope["method"], scope["path"], exc_info=task.exception())
+            log.error(
+                "%s %s failed after its time budget", scope["method"], loggable_path(scope), exc_info=task.exception()
+            )

@@ -7,10 +7,16 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from aisle.service.ranking.rules import RulesOverride
+from aisle.service.ranking.segments import RequestContext
+
+#: Most values one filter may list.
+MAX_FILTER_VALUES = 1000
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown fields and non-finite numbers (``Infinity``, ``NaN``) are refused with a 422."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 FilterScalar = (
@@ -19,7 +25,7 @@ FilterScalar = (
     | Annotated[float, Field(strict=True, allow_inf_nan=False)]
     | Annotated[str, Field(max_length=512)]
 )
-FilterList = Annotated[list[FilterScalar], Field(min_length=1, max_length=1000)]
+FilterList = Annotated[list[FilterScalar], Field(min_length=1, max_length=MAX_FILTER_VALUES)]
 
 
 class RangeFilter(StrictModel):
@@ -92,6 +98,9 @@ class SearchRequest(StrictModel):
     retrieval: Literal["hybrid", "dense", "lexical"] = Field(
         "hybrid", description="Candidate retrieval: dense and BM25 fused (default), dense only or BM25 only."
     )
+    context: RequestContext | None = Field(
+        None, description="The storefront's context (channel, device, region): segment rules and reports."
+    )
 
 
 class Result(BaseModel):
@@ -108,6 +117,8 @@ class RankedResponse(BaseModel):
     index_version: str
     took_ms: float
     results: list[Result]
+    experiment: str | None = Field(None, description="The experiment covering this request, if any.")
+    variant: str | None = Field(None, description="The variant that served it, with the experiment.")
 
 
 class SearchResponse(RankedResponse):

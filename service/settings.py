@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from aisle.service.experiments.config import ExperimentConfig, check_unique_names
 from aisle.settings import AisleSettings
 
 
@@ -62,6 +63,12 @@ class ServiceSettings(AisleSettings):
     purchase_exclusion_days: float = Field(
         30, ge=0, description="How long a purchase keeps the item out of recommendations."
     )
+    events_retention_days: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Events older than this many days are deleted (checked hourly), and so leave every profile; None keeps them.",
+    )
     events_max_db_mb: float | None = Field(
         None, gt=0, description="Size quota of the event database; beyond it writes answer 503."
     )
@@ -74,10 +81,22 @@ class ServiceSettings(AisleSettings):
     watch_interval_s: float = Field(2.0, ge=0, description="How often to check the current pointer; 0 disables.")
     # Request limits.
     max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_json_values: int = Field(
+        10_000,
+        ge=1000,
+        description="Most JSON values and keys in one request body, counted before parsing; POST /events "
+        "allows max_events_per_batch × 24 (an event with every field takes about 19).",
+    )
     max_query_chars: int = Field(512, ge=1)
     max_k: int = Field(100, ge=1)
     max_events_per_batch: int = Field(1000, ge=1)
     request_timeout_ms: float = Field(2000, gt=0, description="Per-request time budget.")
+    read_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a client has to send a request's head, and then its whole body; a stalled one is cut off.",
+    )
     handler_threads: int = Field(
         4,
         ge=1,
@@ -132,3 +151,27 @@ class ServiceSettings(AisleSettings):
     )
     # Reranking rules (service.ranking.rules).
     rules_file: Path | None = Field(None, description="YAML rules file: caps, pins, boosts, diversity, exploration.")
+    # Attribution and experiments (service.attribution, service.experiments).
+    experiments: list[ExperimentConfig] = Field(
+        default_factory=list, description="A/B experiments (see docs/CONTRACT.md, 'Attribution and experiments')."
+    )
+    attribution_window_days: float = Field(
+        7, gt=0, le=365, description="A purchase of an item clicked this recently is attributed to that click."
+    )
+    served_retention_days: float = Field(
+        30,
+        gt=0,
+        le=3650,
+        description="How long served responses are kept for attribution and search analytics.",
+    )
+    served_max_rows: int = Field(
+        2_000_000, ge=1000, description="Most served responses kept; the oldest go first beyond it."
+    )
+    returning_after_s: float = Field(
+        1800, ge=0, description="A visitor with history older than this is 'returning', else 'new'."
+    )
+
+    @field_validator("experiments")
+    @classmethod
+    def _unique_experiments(cls, experiments: list[ExperimentConfig]) -> list[ExperimentConfig]:
+        return check_unique_names(experiments)

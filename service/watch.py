@@ -56,7 +56,8 @@ class IndexWatcher:
                 self._missing_logged = True
             return False
         self._missing_logged = False
-        if pending is None or pending == self._refused:
+        refused_at_start = self.holder.last_refusal.path if self.holder.last_refusal is not None else None
+        if pending is None or pending in (self._refused, refused_at_start):
             return False
         try:
             swapped, _ = self.holder.reload()

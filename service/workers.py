@@ -77,6 +77,7 @@ def run_worker(fields: dict[str, Any], cpu: int | None, log_level: str, graceful
     from aisle.cli import CommandError
     from aisle.service.app import create_app
     from aisle.service.cli import validated_holder
+    from aisle.service.http import protocol_class
     from aisle.service.logs import configure_json_logging
     from aisle.service.settings import ServiceSettings
 
@@ -93,6 +94,7 @@ def run_worker(fields: dict[str, Any], cpu: int | None, log_level: str, graceful
     sock = reuseport_socket(settings.host, settings.port)
     config = uvicorn.Config(
         create_app(settings, holder=holder),
+        http=protocol_class(settings.read_timeout_s),
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=graceful_s,

@@ -250,7 +250,8 @@ def _load_interactions(folder: Path, split: str) -> SequenceSet:
         if item not in known:
             raise DatasetError(f"{folder / 'interactions.csv'}: unknown item '{item}'")
         sequences[row["user_id"]].append((int(row["position"]), item))
-    valid, train = [], []
+    valid: list[SequenceCase] = []
+    train: list[SequenceCase] = []
     for user in sorted(sequences):
         ordered = [item for _, item in sorted(sequences[user])]
         if len(ordered) < 2:
@@ -273,7 +274,8 @@ def events_sequence_set(
     for user, item, timestamp, kind in events:
         if item in known:
             by_user[user].append((timestamp, item, kind))
-    valid, train = [], []
+    valid: list[SequenceCase] = []
+    train: list[SequenceCase] = []
     for user in sorted(by_user):
         ordered = sorted(by_user[user])
         for end in range(1, len(ordered)):

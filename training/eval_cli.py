@@ -146,6 +146,7 @@ def run_search(args: argparse.Namespace) -> int:
             for mode in modes:
                 runs[mode] = evaluate_http(client, search_set, mode, engine).to_dict()
     else:
+        assert built is not None  # in process means an index was built above
         for mode in modes:
             runs[mode] = evaluate_in_process(built.index, built.encoder, search_set, mode).to_dict()
     payload = {"kind": "search", "data": search_set.name, "half": args.half, "runs": runs}
@@ -182,6 +183,7 @@ def run_recsys(args: argparse.Namespace) -> int:
         with _http_context(args, built.root if built else None) as client:
             report = evaluate_http(client, data, timeline=timeline, run_id=secrets.token_hex(4), limit=args.limit)
     else:
+        assert built is not None  # in process means an index was built above
         report = evaluate_profiles(
             built.index,
             data,

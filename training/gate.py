@@ -169,7 +169,7 @@ def gated_build(
     options = options or BuildOptions()
     store = VersionStore(root)
     if store.current_name() is None:
-        report = build_version(catalog, root, encoder, options)
+        first = build_version(catalog, root, encoder, options)
         return GateReport(
             eval_set.metric,
             0.0,
@@ -181,7 +181,7 @@ def gated_build(
             True,
             "no current version to compare with: published without a gate",
             None,
-            report.version,
+            first.version,
             True,
         )
     current_encoder = current_encoder or encoder

@@ -84,14 +84,14 @@ def load_unisrec(root: str | Path | None = None, domain: str = "Scientific") -> 
     """
     root = Path(root) if root is not None else shared_data_dir() / UNISREC_DIR
     index_of: dict[str, int] = {}
-    for asin, index in _tab_rows(root / f"{domain}.item2index", header=False):
-        index_of[asin] = int(index)
+    for asin, position in _tab_rows(root / f"{domain}.item2index", header=False):
+        index_of[asin] = int(position)
     count = len(index_of)
     if sorted(index_of.values()) != list(range(count)):
         raise ValueError(f"{domain}.item2index: indexes are not 0..{count - 1}")
     item_ids = [""] * count
-    for asin, index in index_of.items():
-        item_ids[index] = asin
+    for asin, position in index_of.items():
+        item_ids[position] = asin
     texts: list[str | None] = [None] * count
     for asin, text in _tab_rows(root / f"{domain}.text", header=True):
         if asin in index_of:

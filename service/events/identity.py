@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from aisle.index.storage import fsync_dir
+from aisle.service.events.files import ensure_private_dir
 
 SECRET_FILE = "id-secret.key"
 #: Hex characters kept of each HMAC-SHA256 (128 bits: collisions are not a practical concern).
@@ -51,7 +52,7 @@ class IdHasher:
 
 def load_or_create_secret(data_dir: Path) -> bytes:
     """The install's secret, created (atomically, mode 0600) when absent."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(data_dir)
     path = data_dir / SECRET_FILE
     if not path.exists():
         fd, tmp_name = tempfile.mkstemp(prefix=f".{SECRET_FILE}.", suffix=".tmp", dir=data_dir)

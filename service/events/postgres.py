@@ -18,13 +18,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from aisle.service.events.store import (
+    ERASURES_KEY,
     SCHEMA_VERSION,
     AppendResult,
+    Erasure,
     EventStore,
     EventStoreError,
     EventStoreUnavailable,
@@ -209,6 +212,52 @@ class PostgresEventStore(EventStore):
     def events_of_session(self, session_key: str) -> list[StoredEvent]:
         rows = self._read(f"SELECT {_COLUMNS} FROM aisle_events WHERE session_key = %s ORDER BY seq", (session_key,))
         return [_to_event(row) for row in rows]
+
+    # Erasure (see EventStore.erase_user): one transaction under the writers' advisory lock, which
+    # also moves the erasure counter every replica watches. PostgreSQL frees the deleted rows'
+    # space at its next (auto)vacuum.
+
+    def erase_user(self, user_key: str) -> Erasure:
+        with self._erasing() as conn:
+            sessions = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT DISTINCT session_key FROM aisle_events WHERE user_key = %s AND session_key IS NOT NULL",
+                    (user_key,),
+                ).fetchall()
+            ]
+            deleted = conn.execute("DELETE FROM aisle_events WHERE user_key = %s", (user_key,)).rowcount
+            if sessions:
+                deleted += conn.execute(
+                    "DELETE FROM aisle_events WHERE user_key IS NULL AND session_key = ANY(%s)", (sessions,)
+                ).rowcount
+        return Erasure(deleted, len(sessions), tuple(sessions))
+
+    def purge_older_than(self, cutoff: float) -> int:
+        with self._erasing() as conn:
+            return conn.execute("DELETE FROM aisle_events WHERE ts < %s", (cutoff,)).rowcount
+
+    def erasures(self) -> int:
+        rows = self._read("SELECT value FROM aisle_meta WHERE key = %s", (ERASURES_KEY,))
+        return int(rows[0][0]) if rows else 0
+
+    @contextmanager
+    def _erasing(self) -> Iterator[Any]:
+        psycopg = _psycopg()
+        conn = self._connect(autocommit=False)
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+                yield conn
+                conn.execute(
+                    "INSERT INTO aisle_meta(key, value) VALUES (%s, '1') ON CONFLICT (key) "
+                    "DO UPDATE SET value = (aisle_meta.value::bigint + 1)::text",
+                    (ERASURES_KEY,),
+                )
+        except psycopg.Error as exc:
+            raise EventStoreUnavailable(f"the erasure could not be stored: {exc}") from None
+        finally:
+            conn.close()
 
     def count(self) -> int:
         return int(self._read("SELECT count(*) FROM aisle_events")[0][0])

@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 EventType = Literal["view", "click", "add_to_cart", "purchase"]
@@ -45,7 +45,10 @@ def parse_timestamp(value: Any, now: float | None = None) -> float:
                 parsed = parsed.replace(tzinfo=timezone.utc)
             seconds = parsed.timestamp()
     elif isinstance(value, (int, float)):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer beyond any float
+            raise ValueError("is not a plausible Unix time (far beyond any date)") from None
     else:
         raise ValueError("must be an ISO-8601 string or Unix seconds")
     if not math.isfinite(seconds):
@@ -60,7 +63,7 @@ def parse_timestamp(value: Any, now: float | None = None) -> float:
 
 
 class EventIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     event_id: str = Field(..., min_length=1, max_length=256, description="Unique per event; re-sending it is harmless.")
     user_id: str | None = Field(None, min_length=1, max_length=256)
@@ -69,6 +72,24 @@ class EventIn(BaseModel):
     type: EventType
     #: Parsed to Unix seconds (a float) by the validator, whichever form was sent.
     timestamp: float | str | None = Field(None, description="ISO-8601 or Unix seconds; the arrival time when absent.")
+    # Attribution (aisle.service.attribution): which response the shopper acted on.
+    request_id: str | None = Field(
+        None, min_length=1, max_length=128, description="The request_id of the ranked response acted on."
+    )
+    position: int | None = Field(
+        None, ge=1, le=1000, description="1-based position of the item in that response (derived when absent)."
+    )
+    revenue: float | None = Field(
+        None, ge=0, le=1e9, allow_inf_nan=False, description="A purchase's amount (finite, ≥ 0)."
+    )
+
+    @model_validator(mode="after")
+    def _revenue_only_on_purchases(self) -> EventIn:
+        if self.revenue is not None and self.type != "purchase":
+            raise PydanticCustomError(
+                "revenue", "revenue: only purchase events carry revenue, this one is a {kind}", {"kind": self.type}
+            )
+        return self
 
     @field_validator("timestamp", mode="before")
     @classmethod

@@ -19,9 +19,12 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from aisle.service.attribution.records import ATTRIBUTION_SCHEMA, Attribution, erase_attributions, insert_attribution
+from aisle.service.events.files import ensure_private_database, ensure_private_dir
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +67,28 @@ class StoredEvent:
     timestamp: float
     received: float
     seq: int = 0
+    #: What led to the event (``aisle.service.attribution``), stored in the same transaction.
+    attribution: Attribution | None = None
 
 
 @dataclass(frozen=True)
 class AppendResult:
     accepted: list[StoredEvent]
     duplicates: int
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What one erasure removed: events, and the linked sessions whose anonymous events went too."""
+
+    events: int
+    sessions: int
+    #: The linked sessions' keys, for stores outside the event log that hold them too.
+    session_keys: tuple[str, ...] = ()
+
+
+#: meta key counting erasures and retention purges: every process rebuilds its profiles when it moves.
+ERASURES_KEY = "erasures"
 
 
 @dataclass
@@ -110,14 +129,90 @@ class EventStore:
         self._thread: threading.Thread | None = None
         self._conn = self._open_writer(id_check, max_bytes)
 
-    def _open_writer(self, id_check: str, max_bytes: int | None) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    # Erasure: deletions on their own connection (SQLite serialises them with the writer thread's
+    # transactions), with secure_delete so the freed pages are zeroed, and a WAL checkpoint so
+    # no old copy of a page stays in the log file.
+
+    def erase_user(self, user_key: str) -> Erasure:
+        """Deletes a user's events and the anonymous events of every session linked to them.
+
+        A session is linked by any event carrying both ids (``events_of_user``); events other
+        users sent from a shared session are theirs and stay. The erasure counter moves, so
+        every process serving this store rebuilds its profiles without the user.
+
+        Raises:
+            EventStoreUnavailable: the deletion could not be committed (nothing was deleted).
+        """
+        with self._eraser() as conn:
+            sessions = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT DISTINCT session_key FROM events WHERE user_key = ? AND session_key IS NOT NULL",
+                    (user_key,),
+                )
+            ]
+            deleted = conn.execute("DELETE FROM events WHERE user_key = ?", (user_key,)).rowcount
+            for session_key in sessions:
+                deleted += conn.execute(
+                    "DELETE FROM events WHERE user_key IS NULL AND session_key = ?", (session_key,)
+                ).rowcount
+            erase_attributions(conn, user_key, sessions)
+        return Erasure(deleted, len(sessions), tuple(sessions))
+
+    def purge_older_than(self, cutoff: float) -> int:
+        """Deletes every event that happened before ``cutoff`` (Unix seconds): the retention period.
+
+        Raises:
+            EventStoreUnavailable: the deletion could not be committed (nothing was deleted).
+        """
+        with self._eraser() as conn:
+            conn.execute("DELETE FROM attributions WHERE ts < ?", (cutoff,))
+            return conn.execute("DELETE FROM events WHERE ts < ?", (cutoff,)).rowcount
+
+    def erasures(self) -> int:
+        """How many erasures and purges have changed the log (a process rebuilds when it moves)."""
+        with closing(self._reader()) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (ERASURES_KEY,)).fetchone()
+        return int(row[0]) if row else 0
+
+    @contextmanager
+    def _eraser(self) -> Iterator[sqlite3.Connection]:
+        """One deleting transaction that also moves the erasure counter; checkpointed after."""
         try:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        except sqlite3.Error as exc:
+            raise EventStoreUnavailable(f"cannot open {self.path} to erase: {exc}") from None
+        with closing(conn):
+            try:
+                conn.execute("PRAGMA secure_delete=ON")
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES (?, '1') "
+                    "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+                    (ERASURES_KEY,),
+                )
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise EventStoreUnavailable(f"the erasure could not be stored: {exc}") from None
+            try:  # best effort: a reader holding an old snapshot delays it to the next checkpoint
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                log.warning("WAL checkpoint after an erasure failed (retried by the next one): %s", exc)
+
+    def _open_writer(self, id_check: str, max_bytes: int | None) -> sqlite3.Connection:
+        ensure_private_dir(self.path.parent)
+        try:
+            ensure_private_database(self.path)
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA secure_delete=ON")  # an erased event's bytes do not linger in free pages
             conn.executescript(_SCHEMA)
+            conn.executescript(ATTRIBUTION_SCHEMA)
             # OR IGNORE: several worker processes may open a new store at once; the first wins.
             conn.executemany(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
@@ -133,7 +228,7 @@ class EventStore:
             if max_bytes is not None:
                 page_size = conn.execute("PRAGMA page_size").fetchone()[0]
                 conn.execute(f"PRAGMA max_page_count={max(int(max_bytes // page_size), 8)}")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise EventStoreError(f"cannot open the event store {self.path}: {exc}") from None
         return conn
 
@@ -239,6 +334,17 @@ class EventStore:
                     )
                     if cursor.rowcount == 1:
                         accepted.append(replace(event, seq=int(cursor.lastrowid)))
+                        if event.attribution is not None:
+                            insert_attribution(
+                                self._conn,
+                                event.event_key,
+                                event.user_key,
+                                event.session_key,
+                                event.type,
+                                event.item_id,
+                                event.timestamp,
+                                event.attribution,
+                            )
                 results.append(AppendResult(accepted, len(pending.events) - len(accepted)))
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:

@@ -25,18 +25,37 @@ fields it sets. Example rules file::
       - {item_id: SKU-123, position: 1, query: "gift card"}
     surfaces:
       similar: {diversity: {lambda: 0.7}}
+    campaigns:
+      - name: winter-sale
+        start: 2026-12-01T00:00:00Z
+        end: 2027-01-06T00:00:00Z
+        segment: {channel: email, visitor: returning}
+        surfaces: [search, recommendations]
+        rules: {boosts: {categories: {"Outdoor > Winter": 0.2}}}
+
+Campaigns are the last layer before the request's own rules: each one active now (``start`` ≤
+now < ``end``, either bound optional) whose ``segment`` matches the request's segment
+(``aisle.service.ranking.segments``) and whose ``surfaces`` include the request's adds its
+``rules``, in file order.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from aisle.service.ranking.segments import Segment, SegmentMatch
 
 Surface = Literal["search", "similar", "recommendations"]
 SURFACES: tuple[str, ...] = ("search", "similar", "recommendations")
+
+
+#: An additive boost of a brand or a category: the same scale as the margin and boost weights.
+AdditiveBoost = Annotated[float, Field(ge=-10, le=10)]
 
 
 class RulesError(ValueError):
@@ -44,7 +63,8 @@ class RulesError(ValueError):
 
 
 class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # Non-finite numbers refused everywhere: an Infinity boost made an unrenderable score.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class Cap(_Rule):
@@ -84,8 +104,10 @@ class Boosts(_Rule):
 
     margin: float = Field(0.0, ge=-10, le=10, allow_inf_nan=False, description="Weight of the catalogue margin.")
     boost: float = Field(0.1, ge=-10, le=10, allow_inf_nan=False, description="Weight of the catalogue boost field.")
-    brands: dict[str, float] = Field(default_factory=dict, max_length=200, description="Brand → additive boost.")
-    categories: dict[str, float] = Field(
+    brands: dict[str, AdditiveBoost] = Field(
+        default_factory=dict, max_length=200, description="Brand → additive boost."
+    )
+    categories: dict[str, AdditiveBoost] = Field(
         default_factory=dict, max_length=200, description="Category path prefix → additive boost."
     )
 
@@ -134,7 +156,9 @@ class RuleSet(_Rule):
         """These rules with ``override``'s fields on top (see the module docstring)."""
         if override is None:
             return self
-        changes = override.model_dump(exclude_unset=True, exclude_none=True, by_alias=True, exclude={"surfaces"})
+        changes = override.model_dump(
+            exclude_unset=True, exclude_none=True, by_alias=True, exclude={"surfaces", "campaigns"}
+        )
         if not changes:
             return self
         values = self.model_dump(by_alias=True)
@@ -151,8 +175,8 @@ class RuleSet(_Rule):
 class BoostsOverride(_Rule):
     margin: float | None = Field(None, ge=-10, le=10, allow_inf_nan=False)
     boost: float | None = Field(None, ge=-10, le=10, allow_inf_nan=False)
-    brands: dict[str, float] | None = Field(None, max_length=200)
-    categories: dict[str, float] | None = Field(None, max_length=200)
+    brands: dict[str, AdditiveBoost] | None = Field(None, max_length=200)
+    categories: dict[str, AdditiveBoost] | None = Field(None, max_length=200)
 
 
 class RulesOverride(_Rule):
@@ -169,10 +193,42 @@ class RulesOverride(_Rule):
     exploration: Exploration | None = None
 
 
+class Campaign(_Rule):
+    """Rules for a segment and/or a time window (``start`` inclusive, ``end`` exclusive)."""
+
+    name: str = Field(..., min_length=1, max_length=128)
+    start: datetime | None = None
+    end: datetime | None = None
+    segment: SegmentMatch | None = None
+    surfaces: tuple[Surface, ...] | None = Field(None, description="None: every surface.")
+    rules: RulesOverride
+
+    @model_validator(mode="after")
+    def _window_is_not_empty(self) -> Campaign:
+        if self.start is not None and self.end is not None and _epoch(self.start) >= _epoch(self.end):
+            raise ValueError(f"campaign '{self.name}': start must be before end")
+        return self
+
+    def active(self, surface: str, segment: Segment | None, now: float) -> bool:
+        if self.surfaces is not None and surface not in self.surfaces:
+            return False
+        if self.start is not None and now < _epoch(self.start):
+            return False
+        if self.end is not None and now >= _epoch(self.end):
+            return False
+        return self.segment is None or (segment is not None and self.segment.matches(segment))
+
+
+def _epoch(moment: datetime) -> float:
+    """Unix seconds; a time without a zone is UTC, as event timestamps are."""
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
 class RulesFile(RulesOverride):
-    """A rules file: a top-level override plus one per surface."""
+    """A rules file: a top-level override, one per surface, and campaigns."""
 
     surfaces: dict[Surface, RulesOverride] = Field(default_factory=dict)
+    campaigns: list[Campaign] = Field(default_factory=list, max_length=200)
 
 
 #: Built-in per-surface defaults: product pages and recommendations show more variety than a
@@ -189,7 +245,8 @@ class RuleBook:
 
     def __init__(self, rules_file: RulesFile | None = None) -> None:
         rules_file = rules_file or RulesFile()
-        top = rules_file.model_copy(update={"surfaces": {}})
+        self.campaigns: tuple[Campaign, ...] = tuple(rules_file.campaigns)
+        top = rules_file.model_copy(update={"surfaces": {}, "campaigns": []})
         self.surfaces: dict[str, RuleSet] = {
             surface: RuleSet().merged(DEFAULT_SURFACES[surface]).merged(top).merged(rules_file.surfaces.get(surface))  # type: ignore[arg-type]
             for surface in SURFACES
@@ -198,6 +255,14 @@ class RuleBook:
     def for_surface(self, surface: str, override: RulesOverride | None = None) -> RuleSet:
         """The rules of ``surface`` with the request's ``override`` on top."""
         return self.surfaces[surface].merged(override)
+
+    def for_request(self, surface: str, override: RulesOverride | None, segment: Segment | None, now: float) -> RuleSet:
+        """The rules of ``surface`` with the active campaigns for ``segment``, then ``override``."""
+        rules = self.surfaces[surface]
+        for campaign in self.campaigns:
+            if campaign.active(surface, segment, now):
+                rules = rules.merged(campaign.rules)
+        return rules.merged(override)
 
 
 def load_rule_book(path: str | Path | None) -> RuleBook:

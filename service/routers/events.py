@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
+from aisle.service.attribution.resolve import attribute
 from aisle.service.deps import WRITE_GUARD, SettingsDep, check_batch_size
 from aisle.service.errors import ApiError
 from aisle.service.events.schemas import EventsRequest, EventsResponse
@@ -18,9 +19,27 @@ router = APIRouter(tags=["events"])
 RETRY_AFTER_S = "5"
 
 
-@router.post("/events", response_model=EventsResponse, dependencies=WRITE_GUARD)
+async def batch_within_limit(request: Request, settings: SettingsDep) -> None:
+    """Refuses an oversized batch (413) before its events are validated one by one.
+
+    FastAPI parses the JSON body before it solves dependencies and validates the body after
+    them, so the parsed body is at hand here, and counting its events is cheap, while validating
+    thousands of events on the event loop stalled every other request.
+    """
+    try:
+        body = await request.json()
+    except ValueError:  # malformed JSON: FastAPI reports it
+        return
+    if isinstance(body, dict) and isinstance(body.get("events"), list):
+        check_batch_size(settings, len(body["events"]))
+
+
+@router.post("/events", response_model=EventsResponse, dependencies=[*WRITE_GUARD, Depends(batch_within_limit)])
 def post_events(request: Request, body: EventsRequest, settings: SettingsDep, personal: PersonalizationDep) -> dict:
     """Stores a batch of events; duplicates (same ``event_id``) are counted and change nothing.
+
+    Clicks, add-to-carts and purchases are attributed (``request_id``, ``position``, a purchase
+    window: ``aisle.service.attribution``) and the attribution is stored with the event.
 
     The answer comes after the commit (SQLite WAL, ``synchronous=FULL``): an acknowledged event
     survives a crash, and the requester's next recommendation already reflects it. A failed
@@ -48,6 +67,10 @@ def post_events(request: Request, body: EventsRequest, settings: SettingsDep, pe
                 received=arrival,
             )
         )
+    experiments = getattr(request.app.state, "experiments", None)
+    if experiments is not None:
+        raw = [(event.request_id, event.position, event.revenue) for event in body.events]
+        stored = attribute(stored, raw, experiments.served, experiments.clicks, experiments.attribution_window_s)
     try:
         result = personal.store.append(stored)
     except EventStoreUnavailable as exc:

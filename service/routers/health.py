@@ -19,15 +19,16 @@ class HealthStatus(HealthResponse):
     )
 
 
-@router.get(
-    "/health",
-    response_model=HealthStatus,
-    responses={503: {"model": HealthStatus, "description": "No index version is loaded yet."}},
-)
+_HEALTH_RESPONSES: dict = {503: {"model": HealthStatus, "description": "No index version is loaded yet."}}
+
+
+@router.head("/health", response_model=HealthStatus, responses=_HEALTH_RESPONSES)
+@router.get("/health", response_model=HealthStatus, responses=_HEALTH_RESPONSES)
 async def health(request: Request, response: Response) -> HealthStatus:
     """200 with ``status: ok`` while a version is serving; 503 with ``status: loading`` before.
 
     ``async``: it only reads the holder, so it runs on the event loop without a thread-pool hop.
+    ``HEAD`` answers the same status without a body, for load balancers that probe with it.
     """
     holder = request.app.state.holder
     refusal = holder.last_refusal

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from aisle.service.deps import EngineDep, SettingsDep, check_k
 from aisle.service.engine import RulesConflict
 from aisle.service.errors import ApiError
-from aisle.service.personal.deps import context_for
+from aisle.service.experiments.deps import ContextDep, plan_context, plan_for, record_served
 from aisle.service.routers.responses import ranked_response
 from aisle.service.routers.search import RankingDep
 from aisle.service.schemas import RankedResponse
@@ -29,6 +29,7 @@ def similar(
     user_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     session_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     explain: bool = False,
+    context: ContextDep = None,
 ) -> Response:
     """Products similar to ``item_id`` (never the item itself), leaning towards the user's taste.
 
@@ -38,15 +39,17 @@ def similar(
     check_k(settings, k)
     if engine.item_row(item_id) is None:
         raise ApiError(404, f"unknown item id '{item_id}' in index version {engine.version}")
+    plan = plan_for(request, "similar", user_id, session_id, context)
     try:
         hits = engine.similar(
             item_id,
             k,
             explain=explain,
-            ctx=context_for(request, user_id, session_id, engine),
-            rules=ranking.rule_book.for_surface("similar"),
+            ctx=plan_context(request, plan, engine),
+            rules=plan.rules(ranking.rule_book),
             request_id=request.state.request_id,
         )
     except RulesConflict as exc:
         raise ApiError(422, str(exc)) from None
-    return ranked_response(request, engine, hits, started)
+    record_served(request, plan, engine, hits)
+    return ranked_response(request, engine, hits, started, labels=plan.labels)

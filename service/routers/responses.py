@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pydantic_core
 from fastapi import Request, Response
@@ -12,30 +12,45 @@ from aisle.service.engine import Engine, Hit, Listing
 
 
 def ranked_body(
-    engine: Engine, hits: list[Hit], request_id: str, took_ms: float, sources: Sequence[str] | None = None
+    engine: Engine,
+    hits: list[Hit],
+    request_id: str,
+    took_ms: float,
+    sources: Sequence[str] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> bytes:
     """The JSON body of a ranked response (``aisle.service.schemas.RankedResponse``).
 
     Serialized straight from the result dicts: they are built here with the model's fields and
     types and hold no ``None`` (``Engine.result`` leaves blank fields out), so validating them
     against the model again would only repeat work (more than half of the serialisation time);
-    ``tests/service`` validates bodies against it.
+    ``tests/service`` validates bodies against it. ``labels`` are top-level fields added to the
+    body (an experiment's ``experiment`` and ``variant``).
     """
     results = [engine.result(hit) for hit in hits]
     for result, source in zip(results, sources or ()):
         result["source"] = source
+    # Inputs are finite (requests, rules and catalogues refuse Infinity and NaN); should a score
+    # still overflow, the body stays valid JSON (null) instead of carrying a bare Infinity.
     return pydantic_core.to_json(
         {
             "request_id": request_id,
             "index_version": engine.version,
             "took_ms": took_ms,
             "results": results,
-        }
+            **(labels or {}),
+        },
+        inf_nan_mode="null",
     )
 
 
 def ranked_response(
-    request: Request, engine: Engine, hits: list[Hit], started: float, sources: Sequence[str] | None = None
+    request: Request,
+    engine: Engine,
+    hits: list[Hit],
+    started: float,
+    sources: Sequence[str] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> Response:
     """The ranked response, serialized here, in the handler's worker thread.
 
@@ -47,15 +62,21 @@ def ranked_response(
     ``response_model`` still documents the shape.
     """
     took_ms = round((time.perf_counter() - started) * 1000, 3)
-    body = ranked_body(engine, hits, request.state.request_id, took_ms, sources)
+    body = ranked_body(engine, hits, request.state.request_id, took_ms, sources, labels)
     return Response(body, media_type="application/json")
 
 
 def listing_response(
-    request: Request, engine: Engine, listing: Listing, started: float, *, facets_asked: bool
+    request: Request,
+    engine: Engine,
+    listing: Listing,
+    started: float,
+    *,
+    facets_asked: bool,
+    labels: Mapping[str, str] | None = None,
 ) -> Response:
-    """A search response: the ranked page plus ``total``, ``matched`` and, when asked, ``facets``
-    (``aisle.service.schemas.SearchResponse``)."""
+    """A search response: the ranked page plus ``total``, ``matched``, when asked ``facets``, and
+    the experiment's ``labels`` (``aisle.service.schemas.SearchResponse``)."""
     results = [engine.result(hit) for hit in listing.hits]
     body: dict = {
         "request_id": request.state.request_id,
@@ -67,5 +88,6 @@ def listing_response(
     }
     if facets_asked:
         body["facets"] = listing.facets
+    body.update(labels or {})
     body["took_ms"] = round((time.perf_counter() - started) * 1000, 3)
-    return Response(pydantic_core.to_json(body), media_type="application/json")
+    return Response(pydantic_core.to_json(body, inf_nan_mode="null"), media_type="application/json")

@@ -25,7 +25,7 @@ from aisle.index.filters import FilterError, Filters, parse_filters
 from aisle.service.deps import EngineDep, SettingsDep, check_k
 from aisle.service.engine import Engine, RulesConflict, SortOrder
 from aisle.service.errors import ApiError
-from aisle.service.personal.deps import context_for
+from aisle.service.experiments.deps import plan_context, plan_for, record_served
 from aisle.service.ranking.config import RankingConfig
 from aisle.service.ranking.listing import LIST_DEPTH
 from aisle.service.routers.responses import listing_response
@@ -105,7 +105,7 @@ def run_search(
     filters = to_filters(engine, filters_as_dict(body.filters))
     facets = check_facets(engine, body.facets)
     sort = check_sort(engine, body.sort)
-    rules = ranking.rule_book.for_surface("search", body.rules)
+    plan = plan_for(request, "search", body.user_id, body.session_id, body.context)
     browse = not body.query.strip()
     try:
         listing = engine.listing(
@@ -117,17 +117,18 @@ def run_search(
             sort=sort,
             exclude_ids=body.exclude_ids,
             explain=body.explain,
-            ctx=context_for(request, body.user_id, body.session_id, engine),
-            rules=rules,
-            fusion=ranking.fusion,
+            ctx=plan_context(request, plan, engine),
+            rules=plan.rules(ranking.rule_book, body.rules),
+            fusion=plan.fusion(ranking.fusion),
             matching=ranking.matching,
-            retrieval=body.retrieval,
+            retrieval=plan.retrieval(body.retrieval, "retrieval" in body.model_fields_set),  # type: ignore[arg-type]
             popularity=popularity_of(request, engine) if browse else None,
             visitor=(body.user_id, body.session_id),
         )
     except RulesConflict as exc:
         raise ApiError(422, str(exc)) from None
-    return listing_response(request, engine, listing, started, facets_asked=bool(body.facets))
+    record_served(request, plan, engine, listing.hits, body.query)
+    return listing_response(request, engine, listing, started, facets_asked=bool(body.facets), labels=plan.labels)
 
 
 @router.post("/search", response_model=SearchResponse, response_model_exclude_none=True)
@@ -145,13 +146,16 @@ def search(
 
 #: Plain query parameters of ``GET /search`` (besides ``filter.*``).
 _GET_PARAMETERS = ("q", "k", "offset", "user_id", "session_id", "explain", "sort", "facets", "retrieval")
+#: The storefront context (``aisle.service.ranking.segments.RequestContext``) as query parameters.
+_CONTEXT_PARAMETERS = ("channel", "device", "region")
 
 
 @router.get("/search", response_model=SearchResponse, response_model_exclude_none=True)
 def search_get(request: Request, engine: EngineDep, settings: SettingsDep, ranking: RankingDep) -> Response:
     """The same search for a plain form or a link: ``q``, ``k``, ``offset``, ``sort``, ``facets``,
     ``user_id``, ``session_id``, ``explain`` and ``filter.FIELD[.min|.max|.not]=value`` (see the
-    module docstring). Unknown parameters are refused."""
+    module docstring), and the storefront context ``channel``, ``device``, ``region``. Unknown
+    parameters are refused."""
     try:
         body = SearchRequest(**get_parameters(request))
     except ValidationError as exc:
@@ -172,15 +176,15 @@ def get_parameters(request: Request) -> dict[str, Any]:
         if name.startswith("filter."):
             _add_filter(filters, name, given)
             continue
-        if name not in _GET_PARAMETERS:
-            raise ApiError(
-                422,
-                f"unknown query parameter '{name}'; GET /search takes {', '.join(_GET_PARAMETERS)} and filter.FIELD",
-            )
+        if name not in _GET_PARAMETERS and name not in _CONTEXT_PARAMETERS:
+            known = ", ".join(_GET_PARAMETERS + _CONTEXT_PARAMETERS)
+            raise ApiError(422, f"unknown query parameter '{name}'; GET /search takes {known} and filter.FIELD")
         if name == "facets":
             values["facets"] = [part.strip() for value in given for part in value.split(",") if part.strip()]
         elif len(given) > 1:
             raise ApiError(422, f"query parameter '{name}' is given {len(given)} times")
+        elif name in _CONTEXT_PARAMETERS:
+            values.setdefault("context", {})[name] = given[0]
         else:
             values["query" if name == "q" else name] = given[0]
     if filters:

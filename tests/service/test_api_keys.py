@@ -1,4 +1,4 @@
-"""The API key: required on every write and admin route when configured, and on no read route.
+"""The API key: required on every write and admin route and on private reads when configured.
 
 The completeness test walks ``app.routes`` itself, so a write route added later without
 ``WRITE_GUARD`` fails it: nobody has to remember to extend a list.
@@ -35,12 +35,14 @@ def concrete_path(template: str) -> str:
 #: POST routes that only read (a search body too rich for a query string). Adding to this list
 #: is a decision to review: every other POST/PUT/PATCH/DELETE must require the key.
 READ_ONLY_POSTS = {("POST", "/search")}
+#: Reads of one shopper's data (history, price band, sessions): the shop's backend only.
+PRIVATE_READS = {("GET", "/users/{user_id}/profile")}
 
 
 def needs_key(route, method: str) -> bool:
     if (method, route.path) in READ_ONLY_POSTS:
         return False
-    return method in WRITE_METHODS or route.path.startswith("/admin")
+    return method in WRITE_METHODS or route.path.startswith("/admin") or (method, route.path) in PRIVATE_READS
 
 
 def guarded_operations(app) -> list[tuple[str, str]]:

@@ -10,7 +10,10 @@ configured and sent, so write and admin routes are exercised beyond their guard.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -30,8 +33,9 @@ from schemathesis.specs.openapi.checks import (
 from tests.service.harness import make_app
 
 KEY = "fuzz-key"
-#: Generated cases across all operations; the issue asks for at least 500.
-TARGET_CASES = 600
+#: Generated cases across all operations in ``make test``; the hardening run (issue 24) sets
+#: AISLE_FUZZ_CASES=2400 and AISLE_FUZZ_OUT to record its counts in benchmarks/results.
+TARGET_CASES = int(os.environ.get("AISLE_FUZZ_CASES", "600"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
@@ -66,6 +70,7 @@ def run_operation(operation, mode: GenerationMode, max_examples: int) -> tuple[i
 
 
 def test_openapi_fuzzing_finds_no_server_error_and_no_schema_violation(tmp_path: Path) -> None:
+    started = time.perf_counter()
     app = make_app(tmp_path, api_key=KEY)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -81,5 +86,18 @@ def test_openapi_fuzzing_finds_no_server_error_and_no_schema_violation(tmp_path:
             failures.append(failure)
     total = sum(counts.values())
     print(f"schemathesis: {total} cases over {len(operations)} operations: {counts}")
+    if os.environ.get("AISLE_FUZZ_OUT"):
+        record = {
+            "benchmark": "openapi_fuzz",
+            "tool": f"schemathesis {schemathesis.__version__}",
+            "cases": total,
+            "operations": len(operations),
+            "failures": len(failures),
+            "checks": [check.__name__ for check in CHECKS],
+            "seconds": round(time.perf_counter() - started, 1),
+            "cases_per_operation": counts,
+            "loadavg": os.getloadavg(),
+        }
+        Path(os.environ["AISLE_FUZZ_OUT"]).write_text(json.dumps(record, indent=2) + "\n")
     assert not failures, "\n\n".join(failures)
-    assert total >= 500, counts
+    assert total >= min(500, TARGET_CASES), counts

@@ -125,3 +125,33 @@ def test_two_writers_commit_in_sequence_order(open_store) -> None:
     assert len(everything) == len(set(everything)) == 300
     tail = [e.event_key for e in reader.iter_events(after_seq=0)][len(seen) :]
     assert seen + tail == everything  # the follower saw a prefix of the commit order, nothing skipped
+
+
+def test_erasing_a_user_takes_their_linked_sessions_but_not_other_users(open_store) -> None:
+    store = open_store()
+    other = open_store()  # a second process on the same data
+    store.append(
+        [
+            event("anon", user=None, session="s1", item="a"),
+            event("login", user="u1", session="s1", item="b"),
+            event("shared", user="u2", session="s1", item="c"),  # someone else on the same device
+            event("own", user="u1", item="d"),
+            event("unrelated", user=None, session="s2", item="e"),
+        ]
+    )
+    before = other.erasures()
+    erasure = store.erase_user("u1")
+    assert (erasure.events, erasure.sessions) == (3, 1)
+    assert sorted(e.event_key for e in other.iter_events()) == ["shared", "unrelated"]
+    assert other.erasures() == before + 1
+    assert store.erase_user("u1").events == 0
+    store.append([event("own", user="u1", item="d")])  # re-sent after the erasure: stored again
+    assert [e.event_key for e in store.events_of_user("u1")] == ["own"]
+
+
+def test_purging_drops_events_that_happened_before_the_cutoff(open_store) -> None:
+    store = open_store()
+    store.append([event(f"e{i}", ts=float(i)) for i in range(10)])
+    assert store.purge_older_than(4.0) == 4
+    assert [e.event_key for e in store.iter_events()] == [f"e{i}" for i in range(4, 10)]
+    assert store.erasures() >= 1

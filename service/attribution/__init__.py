@@ -1,0 +1,1 @@
+"""Attribution: which served response (request, query, surface, position, variant) led to an event."""
