@@ -22,7 +22,7 @@ from aisle import __version__
 from aisle.settings import CONFIG_ENV, AisleSettings, SettingsT, with_overrides
 
 if TYPE_CHECKING:
-    from aisle.embed.base import Encoder
+    from aisle.embed.base import Encoder, ImageEncoder
 
 COMMANDS_GROUP = "aisle.commands"
 
@@ -93,6 +93,36 @@ def load_encoder(settings: AisleSettings, *, prepare: bool = True) -> Encoder:
     except (FileNotFoundError, ValueError, ImportError) as exc:
         # ImportError: exporting needs the torch extra; its message carries the install hint.
         raise CommandError(f"cannot load the model '{settings.model}': {exc}") from None
+
+
+def load_image_encoder(settings: AisleSettings, *, prepare: bool = True) -> ImageEncoder | None:
+    """The configured image model (None when ``image_model`` is unset), or a one-line ``CommandError``.
+
+    A missing or broken model directory stops the command: a build that quietly went on
+    text-only would look successful. ``prepare=False`` (serving) opens only an existing export.
+    """
+    from aisle.embed.clip import cached_clip_export
+    from aisle.embed.image_encoder import OnnxClipEncoder
+
+    config = settings.image_encoder_config()
+    if config.model is None:
+        return None
+    if not Path(config.model).expanduser().is_dir():
+        raise CommandError(f"image model directory '{config.model}' does not exist (models are never downloaded)")
+    try:
+        if prepare:
+            from aisle.embed import prepare_image_model
+
+            return OnnxClipEncoder(prepare_image_model(config), threads=config.threads)
+        export = cached_clip_export(config)
+        if export is None:
+            raise FileNotFoundError("its ONNX export is not in the model cache; run `aisle build --image-model` first")
+        return OnnxClipEncoder(export, threads=config.threads)
+    except ImportError as exc:
+        raise CommandError(f"cannot load the image model '{config.model}': {exc}") from None
+    except Exception as exc:  # transformers and onnx raise many kinds; all mean "this is no usable model"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CommandError(f"cannot load the image model '{config.model}': {reason}") from None
 
 
 def positive_int(text: str) -> int:

@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
-from aisle.embed.config import BUNDLED_MODEL, EncoderConfig, default_cache_dir
+from aisle.embed.config import BUNDLED_MODEL, EncoderConfig, ImageEncoderConfig, default_cache_dir
 
 CONFIG_ENV = "AISLE_CONFIG"
 SETTINGS_GROUP = "aisle.settings"
@@ -35,7 +35,16 @@ class AisleSettings(BaseSettings):
         BUNDLED_MODEL, description="Text model: the bundled MiniLM or a local sentence-transformers dir."
     )
     encoder_backend: Literal["onnx-int8", "onnx-fp32", "sentence-transformers"] = "onnx-int8"
-    image_model: str | None = Field(None, description="Local CLIP-style model dir; None ignores images.")
+    image_model: str | None = Field(
+        None,
+        description="Local CLIP-style model dir (CLIP, OpenCLIP or SigLIP as transformers saves it); "
+        "None: pictures give colours and duplicate groups, no image vectors.",
+    )
+    image_backend: Literal["onnx-int8", "onnx-fp32"] = "onnx-int8"
+    image_fetch_urls: bool = Field(
+        False, description="Download http(s) product images at build time (off: URLs are counted, not fetched)."
+    )
+    image_fetch_timeout_s: float = Field(10.0, gt=0, le=600, description="Timeout of one image download.")
     threads: int = Field(1, ge=1, le=64, description="Encoder threads per process; one is fastest per worker.")
     cache_dir: Path = Field(default_factory=default_cache_dir, description="Cache of exported ONNX models.")
     query_prefix: str = ""
@@ -74,6 +83,11 @@ class AisleSettings(BaseSettings):
             cache_dir=self.cache_dir,
             query_prefix=self.query_prefix,
             document_prefix=self.document_prefix,
+        )
+
+    def image_encoder_config(self) -> ImageEncoderConfig:
+        return ImageEncoderConfig(
+            model=self.image_model, backend=self.image_backend, threads=self.threads, cache_dir=self.cache_dir
         )
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 class Encoder(ABC):
@@ -107,3 +111,8 @@ class ImageEncoder(Encoder):
             ``(vectors, ok_mask)``: a ``float32`` matrix of shape ``(len(paths), dim)`` with unit
             rows where ``ok_mask`` is ``True`` and zero rows elsewhere, and a boolean vector.
         """
+
+    @abstractmethod
+    def encode_pictures(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Encodes pictures already decoded (a catalogue build decodes each file once for the
+        model, the colours and the perceptual hashes); unit rows, one per picture."""

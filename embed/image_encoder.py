@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from aisle.embed.artifacts import TOKENIZER_FILE, ExportManifest, ManifestIdentity
 from aisle.embed.base import ImageEncoder, l2_normalize
-from aisle.embed.clip import TEXT_FILE, VISION_FILE, prepare_clip_model
+from aisle.embed.clip import TEXT_FILE, VISION_FILE, prepare_clip_model, token_arrays
 from aisle.embed.config import ImageEncoderConfig
 from aisle.embed.images import ImagePreprocessor
 from aisle.embed.runtime import load_tokenizer, make_session
@@ -42,7 +43,6 @@ class OnnxClipEncoder(ManifestIdentity, ImageEncoder):
         self._vision = make_session(self.model_dir / VISION_FILE, threads)
         self._text = make_session(self.model_dir / TEXT_FILE, threads)
         self._tokenizer = load_tokenizer(self.model_dir / TOKENIZER_FILE, max_length=self.manifest.max_length)
-        self._pad_id = self.manifest.pad_id
 
     def encode_images(
         self, paths: Sequence[str | Path], *, batch_size: int = 32, show_progress: bool = False
@@ -85,20 +85,22 @@ class OnnxClipEncoder(ManifestIdentity, ImageEncoder):
                 progress.close()
         return vectors, ok_mask
 
+    def encode_pictures(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Encodes decoded pictures in one onnxruntime call (the caller batches); unit rows."""
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        pixels = np.stack([self.preprocessor(image) for image in images])
+        return l2_normalize(self._vision.run(None, {"pixel_values": pixels})[0])
+
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Encodes search text into the image space (CLIP text tower), unit rows."""
         if isinstance(texts, str):
             raise TypeError("encode_queries expects a sequence of strings, not a single string")
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        encodings = self._tokenizer.encode_batch(list(texts))
-        width = max(len(encoding.ids) for encoding in encodings)
-        ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
-        mask = np.zeros((len(encodings), width), dtype=np.int64)
-        for row, encoding in enumerate(encodings):
-            ids[row, : len(encoding.ids)] = encoding.ids
-            mask[row, : len(encoding.ids)] = 1
-        embeds = self._text.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        ids, mask = token_arrays(self._tokenizer.encode_batch(list(texts)), self.manifest)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        embeds = self._text.run(None, {name: feeds[name] for name in self.manifest.input_names})[0]
         return l2_normalize(embeds)
 
     def encode_documents(
@@ -124,3 +126,22 @@ def create_image_encoder(config: ImageEncoderConfig) -> ImageEncoder | None:
         logger.info("no image model configured: product images are ignored")
         return None
     return OnnxClipEncoder(prepare_clip_model(config), threads=config.threads)
+
+
+def cached_image_encoder(fingerprint: str, cache_dir: Path, *, threads: int = 1) -> OnnxClipEncoder | None:
+    """The image encoder whose export in ``cache_dir`` has ``fingerprint``, or None.
+
+    A version records the fingerprint of the image model that built it
+    (``clip-<backend>:<content hash>``), and exports are cached by content hash, so a service
+    on the machine (or cache) of the build finds the model without being told where it is.
+    """
+    backend, _, model_hash = fingerprint.partition(":")
+    if not backend.startswith("clip-") or len(model_hash) != 64 or not all(c in "0123456789abcdef" for c in model_hash):
+        return None
+    from aisle.embed.artifacts import read_manifest_if_current
+    from aisle.embed.cache import export_dir
+
+    directory = export_dir(Path(cache_dir), model_hash, backend)
+    if read_manifest_if_current(directory) is None:
+        return None
+    return OnnxClipEncoder(directory, threads=threads)

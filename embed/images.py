@@ -72,7 +72,8 @@ class ImagePreprocessor:
         elif size is not None:
             raise ValueError(f"unsupported image size setting {size!r}")
         crop = None
-        if config.get("do_center_crop", True):
+        # SigLIP's processor has no crop at all (and no crop_size): resize to the square only.
+        if config.get("do_center_crop", "crop_size" in config):
             crop_size = config.get("crop_size", 224)
             if isinstance(crop_size, int):
                 crop = (crop_size, crop_size)

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from aisle.embed.base import Encoder
+from aisle.embed.base import Encoder, ImageEncoder
 from aisle.index.ann import INDEX_TYPES, AnnIndex, AnnParams
 from aisle.index.ann_build import choose_index_type, resolved_params
 from aisle.index.catalog import Catalog, Product
@@ -33,6 +33,7 @@ from aisle.index.layout import (  # noqa: F401  (FAISS_FILE, VECTORS_FILE: re-ex
     ID_MAP_FILE,
     ITEMS_FILE,
     LEXICAL_DIR,
+    PICTURES_FILE,
     VECTORS_FILE,
     faiss_file,
     vectors_file,
@@ -40,9 +41,17 @@ from aisle.index.layout import (  # noqa: F401  (FAISS_FILE, VECTORS_FILE: re-ex
 )
 from aisle.index.lexical import LexicalIndex
 from aisle.index.manifest import write_manifest
+from aisle.index.pictures import (
+    PictureOptions,
+    PictureResults,
+    PreviousPictures,
+    analyse_pictures,
+    with_colour_attribute,
+    write_pictures,
+)
 from aisle.index.reuse import PreviousVersion
 from aisle.index.schema import Schema, infer_schema, lexical_document
-from aisle.index.versions import VersionStore
+from aisle.index.versions import VersionError, VersionStore
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +84,7 @@ class BuildOptions:
             and FAISS files when no embedded field changed at all.
         fields: the config file's ``fields:`` mapping, field → roles, over the inferred schema
             (see ``aisle.index.schema``).
+        pictures: how product pictures are read (files, and URLs only when allowed).
         parallel: encode and fill inverted files on a cluster (``aisle build --ray``) instead of
             in this process; the vectors and the index's contents are the same.
     """
@@ -91,6 +101,7 @@ class BuildOptions:
     show_progress: bool = True
     reuse_vectors: bool = True
     fields: Mapping[str, Any] = field(default_factory=dict)
+    pictures: PictureOptions = field(default_factory=PictureOptions)
     parallel: ParallelBuild | None = None
 
     def validate(self) -> None:
@@ -122,6 +133,12 @@ class BuildReport:
     index_type: str = "flat"
     reused_files: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    #: Products per picture status (``aisle.index.pictures.STATUSES``); empty without pictures.
+    pictures: dict[str, int] = field(default_factory=dict)
+    #: One line saying how many pictures were read and why the others were not.
+    pictures_summary: str = ""
+    #: Pictures taken from the current version (unchanged files) instead of being read again.
+    pictures_reused: int = 0
 
 
 class _Timer:
@@ -142,11 +159,18 @@ def build_version(
     out: str | Path,
     encoder: Encoder,
     options: BuildOptions = BuildOptions(),
+    image_encoder: ImageEncoder | None = None,
 ) -> BuildReport:
     """Builds a new immutable version from ``catalog`` under ``out`` and makes it current.
 
+    Products with an ``image`` get their picture read once (``aisle.index.pictures``): colours
+    (the ``image_colour`` attribute) and near-duplicate groups always, and with
+    ``image_encoder`` a second vector space, ``image``, searched by text through the same model.
+
     Raises:
-        ValueError: no valid product, or bad options (``SchemaError``: a bad ``fields`` entry).
+        ValueError: no valid product, bad options (``SchemaError``: a bad ``fields`` entry), or an
+            image model without a single readable picture (a build that silently ignored the
+            model would look like it worked).
         BuildLockedError: another build of the same index root is running.
         OSError: the index root cannot be written.
     """
@@ -156,10 +180,25 @@ def build_version(
     if not products:
         raise ValueError("the catalogue has no valid products; nothing to index")
     timer = _Timer()
-    with timer.stage("schema"):
-        schema = infer_schema([product.attributes for product in products], options.fields)
     store = VersionStore(out)
     with store.build_lock():
+        # Pictures first: a bad image model fails before minutes of text encoding, and
+        # ``image_colour`` is an attribute like any other for every later step.
+        pictures = None
+        if image_encoder is not None or any(product.image for product in products):
+            with timer.stage("pictures"):
+                pictures = analyse_pictures(
+                    products,
+                    options.pictures,
+                    image_encoder,
+                    show_progress=options.show_progress,
+                    previous=_previous_pictures(store, image_encoder) if options.reuse_vectors else None,
+                    base_dir=catalog.source.parent if catalog.source is not None else None,
+                )
+            _check_pictures(pictures, image_encoder)
+            products = with_colour_attribute(products, pictures)
+        with timer.stage("schema"):  # after the pictures: image_colour is an attribute too
+            schema = infer_schema([product.attributes for product in products], options.fields)
         embedded = schema.names("embedded")
         with timer.stage("hash"):
             hashes = [product.content_hash(embedded) for product in products]
@@ -190,6 +229,12 @@ def build_version(
                 write_items(staging / ITEMS_FILE, products, hashes)
                 write_id_map(staging / ID_MAP_FILE, [product.id for product in products])
                 write_fields(staging / FIELDS_FILE, products, schema)
+            image_space = None
+            if pictures is not None:
+                with timer.stage("pictures_index"):
+                    write_pictures(staging / PICTURES_FILE, pictures)
+                    if image_encoder is not None and pictures.vectors is not None:
+                        image_space = _write_image_space(staging, pictures.vectors, image_encoder, options)
             with timer.stage("lexical"):
                 documents = lexical_documents(products, schema)
                 documents_digest = _digest(documents)
@@ -200,6 +245,14 @@ def build_version(
             with timer.stage("manifest"):
                 manifest = _manifest_fields(name, catalog, encoder, params, encoded)
                 manifest.update(schema=schema.to_manifest(), fields=FIELDS_FILE, lexical_documents=documents_digest)
+                if pictures is not None:
+                    manifest["pictures"] = {
+                        "file": PICTURES_FILE,
+                        "counts": pictures.counts(),
+                        "groups": int(len(np.unique(pictures.groups[pictures.ok]))),
+                    }
+                if image_space is not None:
+                    manifest["spaces"]["image"] = image_space
                 if options.parallel is not None:
                     manifest["build"] = options.parallel.describe()
                 write_manifest(staging, manifest, checksums)
@@ -221,7 +274,60 @@ def build_version(
         index_type=params.type,
         reused_files=sorted(reused_files),
         timings=timer.timings,
+        pictures=pictures.counts() if pictures is not None else {},
+        pictures_summary=pictures.summary() if pictures is not None else "",
+        pictures_reused=pictures.reused if pictures is not None else 0,
     )
+
+
+def _previous_pictures(store: VersionStore, image_encoder: ImageEncoder | None) -> PreviousPictures | None:
+    try:
+        current = store.current_path().resolve()
+    except (VersionError, OSError):
+        return None
+    return PreviousPictures.open(current, image_encoder.fingerprint if image_encoder is not None else None)
+
+
+def _check_pictures(pictures: PictureResults, image_encoder: ImageEncoder | None) -> None:
+    """An image model with nothing to encode is a mistake to report, not a text-only build."""
+    if image_encoder is None or pictures.ok.any():
+        return
+    if all(status == "none" for status in pictures.status):
+        raise ValueError(
+            f"an image model ({image_encoder.name}) is configured but no product has an image; "
+            "map the catalogue's image column with --map image=COLUMN"
+        )
+    raise ValueError(
+        f"an image model ({image_encoder.name}) is configured but no picture could be read: {pictures.summary()}"
+    )
+
+
+def _write_image_space(staging: Path, vectors: np.ndarray, encoder: ImageEncoder, options: BuildOptions) -> dict:
+    """Writes the image vectors and their FAISS index; returns the manifest's space entry."""
+    if not np.isfinite(vectors).all():
+        raise ValueError(f"the image model {encoder.name} produced non-finite vectors")
+    params = resolved_params(
+        AnnParams(
+            type=options.index_type
+            or choose_index_type(len(vectors), encoder.dim, options.memory_budget_mb, options.hnsw_m),  # type: ignore[arg-type]
+            hnsw_m=options.hnsw_m,
+            ef_construction=options.ef_construction,
+            ef_search=options.ef_search,
+            ivf_lists=options.ivf_lists,
+            nprobe=options.nprobe,
+        ),
+        len(vectors),
+    )
+    np.save(staging / vectors_file("image"), vectors, allow_pickle=False)
+    AnnIndex.build(vectors, params, options.show_progress).save(staging / faiss_file("image"))
+    return {
+        "dim": encoder.dim,
+        "vectors": vectors_file("image"),
+        "faiss": faiss_file("image"),
+        "index": params.to_dict(),
+        "fingerprint": encoder.fingerprint,
+        "model": encoder.name,
+    }
 
 
 def _vectors(

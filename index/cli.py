@@ -11,7 +11,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aisle.cli import CommandError, add_common_options, load_encoder, load_settings, positive_float, positive_int
+from aisle.cli import (
+    CommandError,
+    add_common_options,
+    load_encoder,
+    load_image_encoder,
+    load_settings,
+    positive_float,
+    positive_int,
+)
 from aisle.index.ann import INDEX_TYPES, AnnParams
 from aisle.settings import AisleSettings
 
@@ -25,11 +33,17 @@ LOCAL_RAY = "local"
 def _build(args: argparse.Namespace) -> int:
     from aisle.index.build import BuildOptions, build_version
     from aisle.index.catalog import CatalogError, load_catalog, parse_column_map
+    from aisle.index.pictures import PictureOptions
     from aisle.index.schema import SchemaError
     from aisle.index.versions import VersionError
 
     started = time.perf_counter()
-    settings = load_settings(index_dir=args.out, model=args.model)
+    settings = load_settings(
+        index_dir=args.out,
+        model=args.model,
+        image_model=args.image_model,
+        image_fetch_urls=True if args.fetch_image_urls else None,
+    )
     hnsw = {
         name: getattr(args, name)
         for name in ("hnsw_m", "ef_construction", "ef_search", "ivf_lists", "nprobe")
@@ -42,6 +56,7 @@ def _build(args: argparse.Namespace) -> int:
         keep_versions=args.keep,
         show_progress=not args.no_progress,
         fields=settings.fields,
+        pictures=PictureOptions(fetch_urls=settings.image_fetch_urls, fetch_timeout_s=settings.image_fetch_timeout_s),
     )
     try:
         options.validate()
@@ -57,11 +72,13 @@ def _build(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     _check_writable(settings.index_dir)  # before minutes of encoding, not after
+    # The image model first: a broken one must fail in a second, not after minutes of text.
+    image_encoder = load_image_encoder(settings)
     encoder = load_encoder(settings)
     if args.ray is not None:
         options = replace(options, parallel=_ray_build(args, settings))
     try:
-        report = build_version(catalog, settings.index_dir, encoder, options)
+        report = build_version(catalog, settings.index_dir, encoder, options, image_encoder)
     except (VersionError, SchemaError) as exc:  # e.g. another build is running, a bad fields: entry
         raise CommandError(str(exc)) from None
     except ImportError as exc:  # --ray without Ray installed: the message says what to install
@@ -71,6 +88,10 @@ def _build(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         raise CommandError(f"cannot build the index under {settings.index_dir}: {exc}") from None
     seconds = time.perf_counter() - started
+    if report.pictures_summary:
+        print(
+            report.pictures_summary + (f"; image space: {image_encoder.name}" if image_encoder else ""), file=sys.stderr
+        )
     print(
         f"published {report.version}: {report.items} items ({report.encoded} encoded, "
         f"{report.reused} re-used, {report.skipped} skipped), {report.index_type} index, "
@@ -90,6 +111,9 @@ def _build(args: argparse.Namespace) -> int:
                     "seconds": round(seconds, 3),
                     "build_seconds": round(report.seconds, 3),
                     "timings": report.timings,
+                    "pictures": report.pictures,
+                    "pictures_reused": report.pictures_reused,
+                    "image_model": image_encoder.name if image_encoder is not None else None,
                     "path": str(report.path),
                 }
             )
@@ -186,6 +210,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     build.add_argument("--skip-bad-rows", action="store_true", help="skip and report invalid rows")
     build.add_argument("--model", help="bundled:all-MiniLM-L6-v2 or a local sentence-transformers dir")
+    build.add_argument(
+        "--image-model",
+        metavar="DIR",
+        help="local CLIP, OpenCLIP or SigLIP dir (as transformers saves it): adds an image vector space "
+        "(also the image_model setting / AISLE_IMAGE_MODEL)",
+    )
+    build.add_argument(
+        "--fetch-image-urls",
+        action="store_true",
+        help="download http(s) product images (off by default; also image_fetch_urls)",
+    )
     build.add_argument(
         "--index-type",
         choices=list(INDEX_TYPES),

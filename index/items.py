@@ -86,6 +86,11 @@ class ItemTable:
         self.category_codes, self.category_names = _factorize([c.casefold() for c in columns["category"]])
         #: Rows of recently used filters (see ``aisle.index.filters.select_rows``).
         self.selections = SelectionCache()
+        #: Near-duplicate picture group of every row (``aisle.index.pictures``), None when the
+        #: version has no pictures: the reranker never shows two rows of one group.
+        self.picture_groups: np.ndarray | None = None
+        #: Rows whose group has another member (set with ``set_picture_groups``).
+        self.picture_shared: np.ndarray | None = None
         self.configure(schema or Schema.from_manifest(None), {})
 
     def configure(self, schema: Schema, attributes: dict[str, Any]) -> None:
@@ -133,6 +138,11 @@ class ItemTable:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def set_picture_groups(self, groups: np.ndarray) -> None:
+        """Records each row's near-duplicate picture group (a row number, see ``aisle.index.pictures``)."""
+        self.picture_groups = groups
+        self.picture_shared = np.bincount(groups, minlength=len(groups))[groups] > 1
 
     def brand(self, row: int) -> str:
         return self._columns["brand"][row]

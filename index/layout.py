@@ -18,6 +18,10 @@ Layout of a version directory::
     vectors.text.npy     float32 matrix ``(count, dim)`` of unit vectors (``.npy``, no pickle)
     index.text.faiss     the FAISS index of those vectors
     lexical/             the BM25 index of the products' text (``aisle.index.lexical``)
+    vectors.image.npy    with an image model: the pictures' unit vectors (zero rows for products
+    index.image.faiss    without a readable picture) and their FAISS index
+    pictures.parquet     when any product has an image: per row the picture's status, dominant
+                         colours, near-duplicate signatures and group (``aisle.index.pictures``)
 
 Every file is aligned on the row number: row ``r`` of ``items.parquet``, of the vectors and of
 BM25, and FAISS's internal id ``r`` (vectors are added in row order, without an ``IDMap``), all
@@ -40,6 +44,7 @@ FAISS_FILE = "index.{space}.faiss"
 LEXICAL_DIR = "lexical"
 #: Typed columns of the attributes that can be filtered, counted or sorted (see ``aisle.index.fields``).
 FIELDS_FILE = "fields.parquet"
+PICTURES_FILE = "pictures.parquet"
 
 
 def vectors_file(space: str) -> str:

@@ -14,17 +14,24 @@ from aisle.index.items import ItemTable
 from aisle.index.layout import read_id_map
 from aisle.index.lexical import LexicalIndex
 from aisle.index.manifest import IndexValidationError, read_manifest, require_listed, verify_files
+from aisle.index.pictures import read_picture_groups
 from aisle.index.schema import Schema
 
 
 @dataclass
 class VectorSpace:
-    """One modality's vectors and ANN index."""
+    """One modality's vectors and ANN index.
+
+    ``present`` marks the rows that have a vector: every row in the text space; in the image
+    space only products whose picture was read (the others hold zero rows).
+    """
 
     name: str
     vectors: np.ndarray
     ann: AnnIndex
     fingerprint: str
+    present: np.ndarray | None = None
+    model: str = ""
 
 
 class LoadedIndex:
@@ -51,6 +58,11 @@ class LoadedIndex:
     @property
     def text(self) -> VectorSpace:
         return self.spaces["text"]
+
+    @property
+    def image(self) -> VectorSpace | None:
+        """The image space (a version built with an image model), else None."""
+        return self.spaces.get("image")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -101,6 +113,9 @@ class LoadedIndex:
                 for name, entry in manifest["spaces"].items()
             }
             lexical = LexicalIndex.load(require_listed(path, manifest, manifest["lexical"]), count)
+            pictures = manifest.get("pictures")
+            if isinstance(pictures, dict):
+                items.set_picture_groups(read_picture_groups(require_listed(path, manifest, pictures["file"]), count))
         except IndexValidationError:
             raise
         except (KeyError, TypeError, ValueError, OSError, RuntimeError) as exc:
@@ -154,4 +169,6 @@ def _load_space(
     ann = ann.with_search_params(ef_search, nprobe)
     # A plain ndarray view of the memory map: slicing an np.memmap builds a memmap object per
     # call, a measurable cost when every request gathers a few hundred candidate rows.
-    return VectorSpace(name, np.asarray(vectors), ann, str(entry["fingerprint"]))
+    matrix = np.asarray(vectors)
+    present = None if name == "text" else np.einsum("ij,ij->i", matrix, matrix) > 0
+    return VectorSpace(name, matrix, ann, str(entry["fingerprint"]), present, str(entry.get("model", "")))

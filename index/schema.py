@@ -51,6 +51,9 @@ RESPONSE_FIELDS = frozenset(
 )
 #: Filter keys with a meaning of their own (the first contract's price bounds).
 FILTER_KEYWORDS = frozenset({"price_min", "price_max"})
+#: Attributes Aisle derives itself (``aisle.index.pictures``: a picture's colour): public unless
+#: configured otherwise, as they hold nothing the shop did not show.
+DERIVED_PUBLIC = frozenset({"image_colour"})
 #: At most this many distinct values make a column "few-valued" (filterable and facetable)...
 MAX_FACET_VALUES = 1000
 #: ...provided the values repeat: at most one distinct value per this many rows (tiny catalogues
@@ -193,6 +196,8 @@ def _infer_attribute(name: str, values: list[Any], rows: int) -> FieldSpec:
     kind = value_kind(values)
     distinct = len({_distinct_key(value) for value in values})
     few = distinct <= min(MAX_FACET_VALUES, max(MIN_FACET_VALUES, rows // ROWS_PER_FACET_VALUE))
+    if name in DERIVED_PUBLIC:
+        return FieldSpec(name, kind, searchable=True, filterable=True, facetable=True, public=True)
     if kind == "number":
         return FieldSpec(name, kind, filterable=True, facetable=few, sortable=True)
     if kind == "bool":

@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from aisle import __version__
-from aisle.embed.base import Encoder
+from aisle.embed.base import Encoder, ImageEncoder
 from aisle.index.manifest import IndexValidationError
 from aisle.service import metrics as metrics_routes
 from aisle.service.errors import install_error_handlers
@@ -112,12 +112,34 @@ def create_holder(settings: ServiceSettings, encoder_factory: EncoderFactory | N
         candidates=settings.candidates,
         ef_search=settings.ef_search,
         nprobe=settings.nprobe,
+        image_encoders=image_encoder_lookup(settings),
     )
     try:
         holder.reload()
     except IndexValidationError:
         holder.serve_last_good()
     return holder
+
+
+def image_encoder_lookup(settings: ServiceSettings) -> Callable[[str], ImageEncoder | None]:
+    """Finds the image model of a version: the configured ``image_model`` (its cached export),
+    else the export in the model cache whose fingerprint the version recorded."""
+    from aisle.embed.image_encoder import cached_image_encoder
+
+    def lookup(fingerprint: str) -> ImageEncoder | None:
+        if settings.image_model is not None:
+            from aisle.cli import CommandError, load_image_encoder
+
+            try:
+                configured = load_image_encoder(settings, prepare=False)
+            except CommandError as exc:
+                log.warning("%s", exc)
+                configured = None
+            if configured is not None and configured.fingerprint == fingerprint:
+                return configured
+        return cached_image_encoder(fingerprint, settings.cache_dir, threads=settings.threads)
+
+    return lookup
 
 
 def is_loopback(host: str) -> bool:

@@ -1,8 +1,9 @@
 """One index version plus the query encoder: everything a request reads, swapped as one object.
 
 ``search`` = hybrid candidates (``aisle.service.ranking.hybrid``) → the reranker
-(``aisle.service.ranking.rerank``); ``similar`` = the item's dense neighbours, leaning towards the
-user → the same reranker. Hard rules that filter (in stock, exclusions, recent purchases) are
+(``aisle.service.ranking.rerank``); ``similar`` = the item's dense neighbours (text, and picture
+on a version with an image space), leaning towards the user → the same reranker. With an image
+space and the image model that built it, queries are also embedded into the image space. Hard rules that filter (in stock, exclusions, recent purchases) are
 already applied at retrieval, so that the N candidates are all showable; the reranker applies
 them again as the guarantee.
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from aisle.embed.base import Encoder
+from aisle.embed.base import Encoder, ImageEncoder
 from aisle.index.filters import Filters, select_rows
 from aisle.index.loaded import LoadedIndex
 from aisle.service.ranking.hybrid import FusionParams, Retrieval, item_candidates
@@ -46,10 +47,20 @@ class RulesConflict(ValueError):
 class Engine:
     """Answers search and similar-item queries on one immutable index version."""
 
-    def __init__(self, index: LoadedIndex, encoder: Encoder, candidates: int = 200) -> None:
+    def __init__(
+        self, index: LoadedIndex, encoder: Encoder, candidates: int = 200, image_encoder: ImageEncoder | None = None
+    ) -> None:
         self.index = index
         self.encoder = encoder
         self.candidates = candidates
+        # Queries reach the image space only through the model that built it.
+        image = index.image
+        self.image_encoder = image_encoder if image is not None and image_encoder is not None else None
+        if self.image_encoder is not None and image is not None and self.image_encoder.fingerprint != image.fingerprint:
+            raise ValueError(
+                f"the image space was built with {image.fingerprint}, the image model here is "
+                f"{self.image_encoder.fingerprint}"
+            )
         # With every item in stock the in-stock rule filters nothing: skip its row selection.
         self._all_in_stock = bool(index.items.in_stock.all())
 
@@ -151,6 +162,9 @@ class Engine:
         matches: TextMatches | BrowseMatches
         if text:
             vector = None if retrieval == "lexical" else self.encoder.encode_queries([text])[0]
+            image_vector = None
+            if self.image_encoder is not None and retrieval != "lexical" and fusion.image_weight > 0:
+                image_vector = self.image_encoder.encode_queries([text])[0]
             matches = TextMatches(
                 self.index,
                 text,
@@ -161,6 +175,7 @@ class Engine:
                 extras=extras,
                 params=matching,
                 lexical=retrieval != "dense",
+                image_vector=image_vector,
             )
         else:
             matches = BrowseMatches(
@@ -202,8 +217,9 @@ class Engine:
         ctx: UserContext = ANONYMOUS,
         rules: RuleSet | None = None,
         request_id: str = "",
+        fusion: FusionParams = FusionParams(),
     ) -> list[Hit]:
-        """Products similar to ``item_id`` (never the item itself).
+        """Products similar to ``item_id`` (never the item itself, nor a product showing its picture).
 
         Raises:
             KeyError: ``item_id`` is not in this version.
@@ -224,6 +240,7 @@ class Engine:
             exclude_rows=self._excluded_rows(rules, ctx),
             ctx=ctx,
             extra_rows=self._pinned_rows(rules, None, category),
+            fusion=fusion,
         )
         return rerank(
             candidates,
@@ -234,6 +251,7 @@ class Engine:
             request_id=request_id,
             explain=explain,
             category=category,
+            same_picture_as=row,
         )
 
     def _effective_filters(self, filters: Filters | None, rules: RuleSet) -> Filters | None:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from aisle.embed.base import Encoder
+from aisle.embed.base import Encoder, ImageEncoder
 from aisle.index.loaded import LoadedIndex
 from aisle.index.manifest import IndexValidationError
 from aisle.index.versions import VersionStore
@@ -26,6 +26,8 @@ from aisle.service.engine import Engine
 log = logging.getLogger(__name__)
 
 SwapListener = Callable[[Engine], None]
+#: The image encoder for a version's image-space fingerprint, or None when none is available.
+ImageEncoderLookup = Callable[[str], "ImageEncoder | None"]
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,12 @@ class IndexHolder:
         ef_search: int | None = None,
         nprobe: int | None = None,
         on_swap: SwapListener | None = None,
+        image_encoders: ImageEncoderLookup | None = None,
     ) -> None:
         self.store = VersionStore(index_root)
         self.encoder = encoder
+        self.image_encoders = image_encoders
+        self._image_encoders: dict[str, ImageEncoder | None] = {}
         self.verify_checksums = verify_checksums
         self.candidates = candidates
         self.ef_search = ef_search
@@ -104,7 +109,7 @@ class IndexHolder:
             raise IndexValidationError(
                 f"{path}: text vectors have {dim} dimensions, the query encoder writes {self.encoder.dim}"
             )
-        engine = Engine(index, self.encoder, self.candidates)
+        engine = Engine(index, self.encoder, self.candidates, self._image_encoder(index))
         if len(index):
             try:
                 smoke = engine.search(index.items.titles[0], 1)
@@ -113,6 +118,27 @@ class IndexHolder:
             if not smoke:
                 raise IndexValidationError(f"{path}: the smoke query returned nothing")
         return engine
+
+    def _image_encoder(self, index: LoadedIndex) -> ImageEncoder | None:
+        """The query-side image model of a version with an image space (None: image retrieval
+        by text is off for it, with a warning; similar items still use its pictures)."""
+        space = index.image
+        if space is None:
+            return None
+        if space.fingerprint not in self._image_encoders:
+            encoder = self.image_encoders(space.fingerprint) if self.image_encoders is not None else None
+            if encoder is not None and encoder.fingerprint != space.fingerprint:
+                encoder = None
+            if encoder is None:
+                log.warning(
+                    "version %s has an image space (%s, %s) but its image model is not available here: "
+                    "search uses text only; configure image_model or share the build's model cache",
+                    index.version,
+                    space.model,
+                    space.fingerprint,
+                )
+            self._image_encoders[space.fingerprint] = encoder
+        return self._image_encoders[space.fingerprint]
 
     def pending_path(self) -> Path | None:
         """The published version if it differs from the one serving, else None."""

@@ -149,6 +149,17 @@ class ServiceSettings(AisleSettings):
         description="Origins allowed to call the API from a browser (e.g. https://shop.example.com, or * for any); "
         "empty: CORS off.",
     )
+    # The image space (versions built with an image model; service.ranking.hybrid). Not tuned:
+    # no real image model can be downloaded where Aisle is developed.
+    fusion_image_weight: float = Field(
+        0.2, ge=0, le=10, description="Weight of the text-to-image score in search (0: text retrieval only)."
+    )
+    similar_image_weight: float = Field(
+        0.5, ge=0, le=1, description="Share of the picture's similarity in similar items (the text has the rest)."
+    )
+    profile_image_weight: float = Field(
+        0.3, ge=0, le=1, description="Share of the image-space profile in the personal score of items with a picture."
+    )
     # Reranking rules (service.ranking.rules).
     rules_file: Path | None = Field(None, description="YAML rules file: caps, pins, boosts, diversity, exploration.")
     # Attribution and experiments (service.attribution, service.experiments).

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aisle.embed.base import Encoder
+from aisle.embed.base import Encoder, ImageEncoder
 from aisle.index.build import BuildOptions, build_version
 from aisle.index.catalog import Catalog
 from aisle.index.loaded import LoadedIndex
@@ -150,6 +150,7 @@ def gated_build(
     *,
     margin: float = 0.02,
     options: BuildOptions | None = None,
+    image_encoder: ImageEncoder | None = None,
 ) -> GateReport:
     """Builds a candidate version and publishes it only if it passes the gate.
 
@@ -161,6 +162,7 @@ def gated_build(
         eval_set: what to compare on.
         margin: the largest metric drop tolerated.
         options: build options of the candidate (default ``BuildOptions()``).
+        image_encoder: the shop's image model, so that the candidate keeps its image space.
 
     Raises:
         GateRefused: the candidate is worse by more than ``margin`` (nothing is published).
@@ -169,7 +171,7 @@ def gated_build(
     options = options or BuildOptions()
     store = VersionStore(root)
     if store.current_name() is None:
-        first = build_version(catalog, root, encoder, options)
+        first = build_version(catalog, root, encoder, options, image_encoder)
         return GateReport(
             eval_set.metric,
             0.0,
@@ -194,7 +196,7 @@ def gated_build(
         )
     scratch = root / f".gate-{secrets.token_hex(4)}"
     try:
-        built = build_version(catalog, scratch, encoder, options)
+        built = build_version(catalog, scratch, encoder, options, image_encoder)
         candidate_index = LoadedIndex.load(built.path, expected_fingerprint=encoder.fingerprint)
         report = compare_versions((current_index, current_encoder), (candidate_index, encoder), eval_set, margin)
         if not report.passed:

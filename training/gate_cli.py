@@ -44,6 +44,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _gate(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from aisle.cli import load_image_encoder
     from aisle.index.build import BuildOptions
     from aisle.index.catalog import load_catalog, parse_column_map
     from aisle.settings import with_overrides
@@ -72,7 +73,14 @@ def _gate(args: argparse.Namespace) -> int:
     options = BuildOptions(show_progress=not args.no_progress)
     try:
         report = gated_build(
-            catalog, settings.index_dir, encoder, current_encoder, eval_set, margin=args.margin, options=options
+            catalog,
+            settings.index_dir,
+            encoder,
+            current_encoder,
+            eval_set,
+            margin=args.margin,
+            options=options,
+            image_encoder=load_image_encoder(settings),
         )
     except GateRefused as refused:
         print(json.dumps(refused.report.to_dict(), indent=2, sort_keys=True))

@@ -26,6 +26,8 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from aisle.service.events.files import ensure_private_database, ensure_private_dir
+
 log = logging.getLogger(__name__)
 
 SERVED_FILE = "served.sqlite3"
@@ -126,7 +128,9 @@ class ServedLog:
         self._pending: list[Served] = []
         self._stop = threading.Event()
         self._last_prune = 0.0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # What each shopper was shown is as private as what they did: owner-only, like the events.
+        ensure_private_dir(self.path.parent)
+        ensure_private_database(self.path)
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -294,6 +298,7 @@ def record_look(path: Path, experiment: str, metric: str, variant: str, ts: floa
     Its own short-lived connection: reports run on request threads and in the CLI, beside the
     running writer (WAL lets both write in turn).
     """
+    ensure_private_database(path)
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(_SCHEMA)

@@ -78,6 +78,7 @@ def user_context(view: ProfileView | None, engine: Engine, purchase_window_s: fl
     if engine.encoder.fingerprint != view.engine.encoder.fingerprint:
         profile = EMPTY_PROFILE  # profiles of another model's space are not comparable
     return UserContext(
+        image_profile=image_profile(view, engine),
         profile=profile.vector,
         mass=profile.mass if profile.vector is not None else 0.0,
         price_band=price_band(view),
@@ -85,6 +86,15 @@ def user_context(view: ProfileView | None, engine: Engine, purchase_window_s: fl
         top_categories=affinities(view, "category"),
         top_brands=affinities(view, "brand"),
     )
+
+
+def image_profile(view: ProfileView, engine: Engine) -> np.ndarray | None:
+    """The requester's image-space profile, if both versions' image spaces share a model."""
+    profile = view.profiles.get("image")
+    here, there = engine.index.image, view.engine.index.image
+    if profile is None or here is None or there is None or here.fingerprint != there.fingerprint:
+        return None
+    return profile.vector
 
 
 def significant(value: float, digits: int = 6) -> float:

@@ -24,6 +24,7 @@ import numpy as np
 from aisle.index.profile import personal_share
 from aisle.service.engine import Engine
 from aisle.service.personal.config import PersonalConfig
+from aisle.service.personal.context import image_profile
 from aisle.service.personal.profiles import ProfileService, ProfileView
 from aisle.service.ranking.types import Candidates
 
@@ -49,8 +50,13 @@ def recommendation_candidates(
     *,
     n: int,
     exclude_rows: np.ndarray | None = None,
+    image_weight: float = 0.0,
 ) -> Candidates:
-    """Scored candidates for one requester (see the module docstring)."""
+    """Scored candidates for one requester (see the module docstring).
+
+    ``image_weight``: share of the image-space profile in the cosine of items with a picture
+    (versions with an image space; ``aisle.service.ranking.hybrid``'s ``profile_image_weight``).
+    """
     excluded = np.asarray(exclude_rows if exclude_rows is not None else [], dtype=np.int64)
     vector = view.text.vector if view is not None else None
     if vector is not None and view is not None and view.engine.encoder.fingerprint != engine.encoder.fingerprint:
@@ -89,6 +95,11 @@ def recommendation_candidates(
         rows = rows[~np.isin(rows, excluded)]
     vectors = np.asarray(engine.index.text.vectors[rows], dtype=np.float32)
     cosine = (vectors @ vector).astype(np.float64) if vector is not None else np.zeros(len(rows))
+    pictures = engine.index.image
+    picture_profile = image_profile(view, engine) if view is not None and vector is not None else None
+    if picture_profile is not None and pictures is not None and pictures.present is not None and image_weight > 0:
+        picture_cosine = (np.asarray(pictures.vectors[rows], dtype=np.float32) @ picture_profile).astype(np.float64)
+        cosine = np.where(pictures.present[rows], (1 - image_weight) * cosine + image_weight * picture_cosine, cosine)
     parts = {
         "personal": share * cosine,
         "popular": (1.0 - share) * (counts.scores_of(rows) if counts is not None else np.zeros(len(rows))),

@@ -33,6 +33,9 @@ class RankingConfig:
             dense_weight=settings.fusion_dense_weight,
             lexical_weight=settings.fusion_lexical_weight,
             rrf_k=settings.fusion_rrf_k,
+            image_weight=settings.fusion_image_weight,
+            similar_image_weight=settings.similar_image_weight,
+            profile_image_weight=settings.profile_image_weight,
         )
         matching = MatchParams(
             lexical_floor=settings.match_lexical_floor,

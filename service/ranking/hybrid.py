@@ -15,10 +15,21 @@ best MRR@10 on half of the Amazon-Google dev queries (even positions by query id
 bundled MiniLM; nearby weights score almost the same there, and RRF slightly lower.
 Results on the other half and on all queries: ``benchmarks/results/search_ag.json``.
 
+Image space (a version built with an image model): the query is also embedded by the image
+model's text tower, its image-space top N joins the union, and every candidate gets
+``image_weight · max(0, cos) / best cos`` (the image cosine divided by the best of the query among
+the candidates, as BM25 is; 0 for a product without a picture), reported as the ``image`` part;
+with ``rrf``, ``image_weight/(rrf_k + image rank)``. Image weight 0 turns it off. Similar items
+take the item's picture as a second query: its image neighbours join the text ones and a
+candidate with a picture scores ``(1 − w)·cos_text`` (``semantic``) ``+ w·cos_image`` (``image``)
+with ``w = similar_image_weight``; without a picture (on either side) it scores ``cos_text``.
+
 Personal blend: with a profile, ``relevance = (1 − s)·query_relevance + s·cosine(profile, item)``
 with ``s = index.profile.personal_share(ctx.mass)`` (or ``ctx.personal_share`` when the
-personalization sets it); the parts (``semantic``, ``lexical``,
-``personal``) always add up to ``relevance``. Similar items use the item's own vector as the
+personalization sets it); the parts (``semantic``, ``lexical``, ``image``,
+``personal``) always add up to ``relevance``. With an image profile too (``ctx.image_profile``),
+a candidate with a picture uses ``(1 − a)·cos(profile, item) + a·cos(image profile, picture)``,
+``a = profile_image_weight``. Similar items use the item's own vector as the
 query (``semantic`` = cosine to the item) and lean towards the user the same way.
 """
 
@@ -30,7 +41,7 @@ from typing import Literal
 
 import numpy as np
 
-from aisle.index.loaded import LoadedIndex
+from aisle.index.loaded import LoadedIndex, VectorSpace
 from aisle.index.profile import personal_share
 from aisle.index.selection import RowSelection
 from aisle.service.ranking.types import Candidates, UserContext
@@ -47,6 +58,9 @@ class FusionParams:
     dense_weight: float = 0.6
     lexical_weight: float = 0.4
     rrf_k: float = 60.0
+    image_weight: float = 0.2
+    similar_image_weight: float = 0.5
+    profile_image_weight: float = 0.3
 
 
 def query_candidates(
@@ -61,6 +75,7 @@ def query_candidates(
     fusion: FusionParams = FusionParams(),
     ctx: UserContext | None = None,
     extra_rows: Iterable[int] = (),
+    image_vector: np.ndarray | None = None,
 ) -> Candidates:
     """The candidates of a search, scored and blended.
 
@@ -75,9 +90,11 @@ def query_candidates(
         fusion: the fusion of ``hybrid``.
         ctx: the user, for the personal blend.
         extra_rows: rows to add whatever retrieval found (pinned items), if allowed.
+        image_vector: the query embedded in the version's image space (None: no image retrieval).
     """
     excluded = np.fromiter(exclude_rows, dtype=np.int64)
     mask = selection.mask if selection is not None else None
+    image = index.image if image_vector is not None and fusion.image_weight > 0 and retrieval != "lexical" else None
     dense_rows = np.empty(0, np.int64)
     if retrieval != "lexical":
         if query_vector is None:
@@ -87,8 +104,11 @@ def query_candidates(
     lexical_rows = np.empty(0, np.int64)
     if retrieval != "dense":
         lexical_rows, _ = index.lexical.top(query, n, selection, excluded)
+    image_rows = np.empty(0, np.int64)
+    if image is not None:
+        image_rows = _image_neighbours(image, image_vector, n, selection, excluded)  # type: ignore[arg-type]
     extras = _allowed_extras(extra_rows, mask, excluded)
-    rows = _sorted_union(dense_rows, lexical_rows, extras)
+    rows = _sorted_union(dense_rows, lexical_rows, image_rows, extras)
     vectors = np.asarray(index.text.vectors[rows], dtype=np.float32)
     cosine = vectors @ np.asarray(query_vector, dtype=np.float32) if query_vector is not None else np.zeros(len(rows))
     bm25 = index.lexical.scores_of(query, rows).astype(np.float64) if retrieval != "dense" else np.zeros(len(rows))
@@ -105,8 +125,29 @@ def query_candidates(
     else:
         semantic = fusion.dense_weight * cosine.astype(np.float64)
         lexical = fusion.lexical_weight * bm25 / best_bm25
-    sources = _sources(rows, dense_rows, lexical_rows)
-    return blend_personal(rows, vectors, {"semantic": semantic, "lexical": lexical}, ctx, sources)
+    parts = {"semantic": semantic, "lexical": lexical}
+    image_vectors = None
+    if image is not None:
+        image_vectors = np.asarray(image.vectors[rows], dtype=np.float32)
+        if fusion.method == "rrf":
+            parts["image"] = fusion.image_weight * reciprocal_ranks(image_rows, rows, fusion.rrf_k)
+        else:
+            image_cosine = np.maximum(
+                (image_vectors @ np.asarray(image_vector, dtype=np.float32)).astype(np.float64), 0
+            )
+            best = float(image_cosine.max()) if len(rows) else 0.0
+            parts["image"] = fusion.image_weight * image_cosine / best if best > 0 else np.zeros(len(rows))
+    sources = _sources(rows, dense_rows, lexical_rows, image_rows)
+    return blend_personal(rows, vectors, parts, ctx, sources, image_vectors=image_vectors, fusion=fusion)
+
+
+def _image_neighbours(
+    space: VectorSpace, vector: np.ndarray, n: int, selection: RowSelection | None, excluded: np.ndarray
+) -> np.ndarray:
+    """The top ``n`` rows of the image space among products that have a picture."""
+    allowed = space.present if selection is None else space.present & selection.mask  # type: ignore[operator]
+    found, _ = space.ann.search(np.asarray(vector, dtype=np.float32), n + len(excluded), allowed)
+    return _without(found, excluded)[:n]
 
 
 def item_candidates(
@@ -118,18 +159,35 @@ def item_candidates(
     exclude_rows: Iterable[int] = (),
     ctx: UserContext | None = None,
     extra_rows: Iterable[int] = (),
+    fusion: FusionParams = FusionParams(),
 ) -> Candidates:
-    """The candidates of "similar to item ``row``" (never the item itself)."""
+    """The candidates of "similar to item ``row``" (never the item itself), from text and picture."""
     excluded = np.unique(np.append(np.fromiter(exclude_rows, dtype=np.int64), row))
     item_vector = np.asarray(index.text.vectors[row], dtype=np.float32)
     found, _ = index.text.ann.search(item_vector, n + len(excluded), selection)
     found = _without(found, excluded)[:n]
+    image = index.image
+    weight = fusion.similar_image_weight
+    if image is None or image.present is None or not image.present[row] or weight <= 0:
+        image = None
+    image_rows = np.empty(0, np.int64)
+    if image is not None:
+        picture = np.asarray(image.vectors[row], dtype=np.float32)
+        image_rows = _image_neighbours(image, picture, n, selection, excluded)
     extras = _allowed_extras(extra_rows, selection.mask if selection is not None else None, excluded)
-    rows = _sorted_union(found, extras)
+    rows = _sorted_union(found, image_rows, extras)
     vectors = np.asarray(index.text.vectors[rows], dtype=np.float32)
     semantic = (vectors @ item_vector).astype(np.float64)
-    sources = _sources(rows, found, np.empty(0, np.int64))
-    return blend_personal(rows, vectors, {"semantic": semantic, "lexical": np.zeros(len(rows))}, ctx, sources)
+    parts = {"semantic": semantic, "lexical": np.zeros(len(rows))}
+    image_vectors = None
+    if image is not None:
+        image_vectors = np.asarray(image.vectors[rows], dtype=np.float32)
+        with_picture = image.present[rows]  # type: ignore[index]
+        image_cosine = (image_vectors @ picture).astype(np.float64)
+        parts["semantic"] = np.where(with_picture, (1.0 - weight) * semantic, semantic)
+        parts["image"] = np.where(with_picture, weight * image_cosine, 0.0)
+    sources = _sources(rows, found, np.empty(0, np.int64), image_rows)
+    return blend_personal(rows, vectors, parts, ctx, sources, image_vectors=image_vectors, fusion=fusion)
 
 
 def blend_personal(
@@ -138,15 +196,28 @@ def blend_personal(
     parts: dict[str, np.ndarray],
     ctx: UserContext | None,
     sources: np.ndarray | None = None,
+    *,
+    image_vectors: np.ndarray | None = None,
+    fusion: FusionParams = FusionParams(),
 ) -> Candidates:
-    """Candidates whose relevance is the query parts, blended with the profile when there is one."""
+    """Candidates whose relevance is the query parts, blended with the profile when there is one.
+
+    ``image_vectors`` (the candidates' pictures, zero rows without one) let an image profile
+    take part (see the module docstring).
+    """
     share = 0.0
     if ctx is not None and ctx.profile is not None:
         share = ctx.personal_share if ctx.personal_share is not None else personal_share(ctx.mass)
     personal = np.zeros(len(rows))
     if share > 0 and ctx is not None and ctx.profile is not None:
         parts = {name: (1.0 - share) * values for name, values in parts.items()}
-        personal = share * (vectors @ np.asarray(ctx.profile, dtype=np.float32)).astype(np.float64)
+        affinity = (vectors @ np.asarray(ctx.profile, dtype=np.float32)).astype(np.float64)
+        if image_vectors is not None and ctx.image_profile is not None and fusion.profile_image_weight > 0:
+            picture = (image_vectors @ np.asarray(ctx.image_profile, dtype=np.float32)).astype(np.float64)
+            with_picture = np.einsum("ij,ij->i", image_vectors, image_vectors) > 0
+            weight = fusion.profile_image_weight
+            affinity = np.where(with_picture, (1.0 - weight) * affinity + weight * picture, affinity)
+        personal = share * affinity
     parts = {**parts, "personal": personal}
     # Every part counts (a browse page adds ``popularity``; explanations show it as ``other``).
     relevance = sum(parts.values(), np.zeros(len(rows)))
@@ -181,13 +252,29 @@ def reciprocal_ranks(ranked: np.ndarray, rows: np.ndarray, k: float) -> np.ndarr
     return out
 
 
-#: Names of the retrievers that found a candidate, indexed by ``1·dense + 2·lexical``.
-SOURCE_NAMES = np.array(["pin", "dense", "lexical", "dense+lexical"], dtype=object)
+#: Names of the retrievers that found a candidate, indexed by ``1·dense + 2·lexical + 4·image``.
+SOURCE_NAMES = np.array(
+    [
+        "pin",
+        "dense",
+        "lexical",
+        "dense+lexical",
+        "image",
+        "dense+image",
+        "lexical+image",
+        "dense+lexical+image",
+    ],
+    dtype=object,
+)
 
 
-def _sources(rows: np.ndarray, dense_rows: np.ndarray, lexical_rows: np.ndarray) -> np.ndarray:
-    """Which retriever found each of ``rows`` (sorted, unique; both lists are subsets of it)."""
+def _sources(
+    rows: np.ndarray, dense_rows: np.ndarray, lexical_rows: np.ndarray, image_rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Which retriever found each of ``rows`` (sorted, unique; every list is a subset of it)."""
     codes = np.zeros(len(rows), dtype=np.int8)
     codes[np.searchsorted(rows, dense_rows)] += 1
     codes[np.searchsorted(rows, lexical_rows)] += 2
+    if image_rows is not None and len(image_rows):
+        codes[np.searchsorted(rows, image_rows)] += 4
     return SOURCE_NAMES[codes]

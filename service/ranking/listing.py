@@ -37,7 +37,13 @@ import numpy as np
 from aisle.index.loaded import LoadedIndex
 from aisle.index.selection import RowSelection
 from aisle.index.tokens import query_tokens
-from aisle.service.ranking.hybrid import FusionParams, blend_personal, reciprocal_ranks
+from aisle.service.ranking.hybrid import (
+    FusionParams,
+    _image_neighbours,
+    _sources,
+    blend_personal,
+    reciprocal_ranks,
+)
 from aisle.service.ranking.rerank import rerank
 from aisle.service.ranking.rules import RuleSet
 from aisle.service.ranking.types import Candidates, Hit, UserContext
@@ -100,6 +106,7 @@ class TextMatches:
         extras: np.ndarray,
         params: MatchParams,
         lexical: bool = True,
+        image_vector: np.ndarray | None = None,
     ) -> None:
         self.index, self.query, self.vector = index, query, vector
         self.dense_rows = np.empty(0, np.int64)
@@ -126,6 +133,17 @@ class TextMatches:
                 else:  # more matches than candidates: enumerate them all
                     rows, _ = index.lexical.above(query, floor, selection)
                     self.lexical_matches = _without(rows, excluded)
+        # The image space (a version built with an image model): its nearest pictures within the
+        # margin of the best one are matches too, and every candidate gets the image part.
+        self.image_vector = image_vector if index.image is not None else None
+        self.image_rows = np.empty(0, np.int64)
+        self.best_image = 0.0
+        if self.image_vector is not None:
+            found = _image_neighbours(index.image, self.image_vector, n, selection, excluded)  # type: ignore[arg-type]
+            if len(found):
+                cosine = np.asarray(index.image.vectors[found], dtype=np.float32) @ self.image_vector  # type: ignore[union-attr]
+                self.best_image = max(float(cosine.max()), 0.0)
+                self.image_rows = np.sort(found[cosine >= self.best_image - params.similarity_margin])
         self.extras = extras
         self.attribute_boost = params.attribute_boost
         self.named_values: dict[str, np.ndarray] = {}
@@ -134,7 +152,7 @@ class TextMatches:
             if tokens:
                 version = index.lexical.tokenizer_version
                 self.named_values = index.items.fields.values_named_by(tokens, lambda text: query_tokens(text, version))
-        self.candidate_rows = _sorted_union(self.dense_rows, self.lexical_rows, extras)
+        self.candidate_rows = _sorted_union(self.dense_rows, self.lexical_rows, self.image_rows, extras)
         self._rows: np.ndarray | None = None
 
     @property
@@ -167,10 +185,7 @@ class TextMatches:
             candidates = blend_personal(rows, vectors, parts, ctx)
         else:
             candidates = self.score(rows, fusion, ctx)
-        codes = np.zeros(len(rows), dtype=np.int8)
-        codes[np.searchsorted(rows, self.dense_rows)] += 1
-        codes[np.searchsorted(rows, self.lexical_rows)] += 2
-        candidates.sources = np.array(["pin", "dense", "lexical", "dense+lexical"], dtype=object)[codes]
+        candidates.sources = _sources(rows, self.dense_rows, self.lexical_rows, self.image_rows)
         return candidates
 
     def score(self, rows: np.ndarray, fusion: FusionParams, ctx: UserContext) -> Candidates:
@@ -190,7 +205,12 @@ class TextMatches:
         if self.vector is None or self.best_bm25 <= 0:  # one signal: it is the whole relevance
             dense_weight, lexical_weight = float(self.vector is not None), float(self.best_bm25 > 0)
         parts = {"semantic": dense_weight * cosine.astype(np.float64), "lexical": lexical_weight * lexical}
-        return blend_personal(rows, vectors, parts, ctx)
+        image_vectors = None
+        if self.image_vector is not None and self.best_image > 0:
+            image_vectors = np.asarray(self.index.image.vectors[rows], dtype=np.float32)  # type: ignore[union-attr]
+            image_cosine = np.maximum((image_vectors @ self.image_vector).astype(np.float64), 0)
+            parts["image"] = fusion.image_weight * np.minimum(image_cosine / self.best_image, 1.0)
+        return blend_personal(rows, vectors, parts, ctx, image_vectors=image_vectors, fusion=fusion)
 
 
 class BrowseMatches:

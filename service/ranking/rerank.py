@@ -2,7 +2,10 @@
 
 ``rerank`` turns a few hundred candidates into the k results of a response, in four steps:
 
-1. **Eligibility** (hard): duplicates are merged (the best relevance counts); out-of-stock items
+1. **Eligibility** (hard): duplicates are merged (the best relevance counts); of products whose
+   pictures are near-duplicates (``ItemTable.picture_groups``, with ``distinct_pictures``) only
+   the best is kept, a pinned one first, and on a product page (``same_picture_as``) none that
+   shows the page's own picture; out-of-stock items
    (``in_stock_only``), ``exclude_ids`` and, with ``exclude_purchased``, the user's recent
    purchases are removed. Nothing removed here is ever shown, pins included: a pinned item that
    is out of stock stays hidden (pin it again with ``in_stock_only: false`` to override).
@@ -25,7 +28,8 @@ request's generator), never the first position, only for users with affinities. 
 is seeded by a hash of the request id, so a request id always gets the same list.
 
 Each result's score is ``final = relevance + boosts − penalties − diversity`` (relevance being
-``semantic + lexical + personal``, plus ``other`` when retrieval's parts do not add up). With
+``semantic + lexical + personal``, and ``image`` on a version with an image space, plus ``other``
+when retrieval's parts do not add up). With
 ``explain`` each result carries those parts, ``relevance_rank`` (its rank by relevance among
 eligible candidates, 1-based), ``position`` and ``rules``: the rules that changed its score
 (``boost:*``, ``price_band``, ``diversity``), placed it (``pin``, ``exploration``), or moved it
@@ -47,6 +51,8 @@ from aisle.service.ranking.scoring import SoftScores, affinity_mask, eligible_ma
 from aisle.service.ranking.types import Candidates, Hit, UserContext
 
 RELEVANCE_PARTS = ("semantic", "lexical", "personal")
+#: Parts reported only when retrieval produced them (a version with an image space).
+OPTIONAL_PARTS = ("image",)
 
 
 def request_rng(request_id: str) -> random.Random:
@@ -68,6 +74,7 @@ def rerank(
     query: str | None = None,
     category: str | None = None,
     depth: int | None = None,
+    same_picture_as: int | None = None,
 ) -> list[Hit]:
     """The top ``k`` of ``candidates`` under ``rules`` (see the module docstring).
 
@@ -86,13 +93,16 @@ def rerank(
         depth: the length of the list the ``k`` results begin (default ``k``): pins, caps and
             exploration slots are planned for ``depth`` positions, so that the first ``k`` equal
             the first ``k`` of ``rerank(..., depth)`` and pages can be slices of one list.
+        same_picture_as: the row whose page the list is shown on (similar items): products
+            with a near-duplicate of its picture are left out.
 
     Raises:
         ValueError: diversity is asked for (λ < 1) but no vectors are available.
     """
     if k <= 0 or len(candidates) == 0:
         return []
-    state = _prepare(candidates, items, ctx, rules, item_vectors)
+    pinned_rows = {items.row_of[pin.item_id] for pin in rules.pins_for(query, category) if pin.item_id in items.row_of}
+    state = _prepare(candidates, items, ctx, rules, item_vectors, pinned_rows, same_picture_as)
     if state is None:
         return []
     rows, base = state.rows, state.base
@@ -199,6 +209,8 @@ def _prepare(
     ctx: UserContext,
     rules: RuleSet,
     item_vectors: np.ndarray | None,
+    pinned_rows: set[int] = frozenset(),  # type: ignore[assignment]
+    same_picture_as: int | None = None,
 ) -> _State | None:
     rows = np.asarray(candidates.rows, dtype=np.int64)
     relevance = np.asarray(candidates.relevance, dtype=np.float64)
@@ -211,6 +223,19 @@ def _prepare(
         return None
     rows, relevance = rows[keep_index], relevance[keep_index]
     soft = soft_scores(rows, items, ctx, rules)
+    # Most products share their picture with none: only candidates that do need the work.
+    if items.picture_shared is not None and rules.distinct_pictures:
+        shared = items.picture_shared[rows]
+        if shared.any():
+            distinct = _distinct_pictures(
+                rows, relevance + soft.boosts - soft.penalties, shared, items, pinned_rows, same_picture_as
+            )
+            if not distinct.all():
+                keep_index, rows, relevance = keep_index[distinct], rows[distinct], relevance[distinct]
+                soft.boosts, soft.penalties = soft.boosts[distinct], soft.penalties[distinct]
+                soft.by_rule = {name: values[distinct] for name, values in soft.by_rule.items()}
+                if len(rows) == 0:  # everything showed the product page's own picture
+                    return None
     order = np.lexsort((rows, -(relevance + soft.boosts - soft.penalties)))
     index = keep_index[order]
     rows, relevance = rows[order], relevance[order]
@@ -227,6 +252,35 @@ def _prepare(
             raise ValueError("diversity (lambda < 1) needs the candidates' vectors: pass item_vectors")
     sources = np.asarray(candidates.sources)[index] if candidates.sources is not None else None
     return _State(rows, relevance, parts, soft, vectors, vector_index, sources)
+
+
+def _distinct_pictures(
+    rows: np.ndarray,
+    base: np.ndarray,
+    shared: np.ndarray,
+    items: ItemTable,
+    pinned_rows: set[int],
+    page_row: int | None,
+) -> np.ndarray:
+    """Mask keeping one candidate per near-duplicate picture group: a pinned one, else the best.
+
+    Only the ``shared`` candidates (whose picture has a near-duplicate somewhere) can be dropped.
+    Candidates showing the picture of ``page_row`` (the product page's own) are all dropped.
+    """
+    assert items.picture_groups is not None
+    keep = np.ones(len(rows), dtype=bool)
+    at = np.flatnonzero(shared)
+    candidate_groups = items.picture_groups[rows[at]]
+    pinned = np.isin(rows[at], np.fromiter(pinned_rows, dtype=np.int64)) if pinned_rows else np.zeros(len(at), bool)
+    # Order: pinned first, then by base score (descending); the first of each group stays.
+    order = np.lexsort((rows[at], -base[at], ~pinned))
+    first = np.zeros(len(at), dtype=bool)
+    _, first_at = np.unique(candidate_groups[order], return_index=True)
+    first[order[first_at]] = True
+    if page_row is not None:
+        first &= (candidate_groups != items.picture_groups[page_row]) | pinned
+    keep[at] = first
+    return keep
 
 
 def _place_pins(
@@ -302,9 +356,8 @@ def _hits(state: _State, picks: list[tuple[int, float, list[str]]], explain: boo
     if not explain:
         return [Hit(row, final) for row, final in zip(rows, finals)]
     count = len(chosen)
-    parts = {
-        name: state.parts[name][chosen].tolist() if name in state.parts else [0.0] * count for name in RELEVANCE_PARTS
-    }
+    reported = RELEVANCE_PARTS + tuple(name for name in OPTIONAL_PARTS if name in state.parts)
+    parts = {name: state.parts[name][chosen].tolist() if name in state.parts else [0.0] * count for name in reported}
     relevance = state.relevance[chosen].tolist()
     boosts = state.soft.boosts[chosen].tolist()
     penalties = state.soft.penalties[chosen].tolist()
@@ -312,8 +365,8 @@ def _hits(state: _State, picks: list[tuple[int, float, list[str]]], explain: boo
     ranks = state.relevance_ranks(chosen)
     hits = []
     for n, (row, final) in enumerate(zip(rows, finals)):
-        details: dict[str, Any] = {name: round(parts[name][n], 6) for name in RELEVANCE_PARTS}
-        residual = relevance[n] - sum(parts[name][n] for name in RELEVANCE_PARTS)
+        details: dict[str, Any] = {name: round(parts[name][n], 6) for name in reported}
+        residual = relevance[n] - sum(parts[name][n] for name in reported)
         if abs(residual) > 1e-9:
             details["other"] = round(residual, 6)
         rules = picks[n][2] + [name for name, flags in applied.items() if flags[n]]

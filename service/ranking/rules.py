@@ -9,7 +9,9 @@ scores (see ``aisle.service.ranking.rerank`` for exactly how each one acts):
   (at most n items per brand or category within the top positions);
 * soft: ``boosts`` (catalogue ``margin`` and ``boost`` fields, brands, categories),
   ``price_band`` (a penalty for prices outside the user's usual band), ``diversity`` (MMR λ);
-* ``exploration``: a share of slots for items outside the user's strongest affinities.
+* ``exploration``: a share of slots for items outside the user's strongest affinities;
+* ``distinct_pictures`` (hard, on by default): never two products whose pictures are
+  near-duplicates in one list (versions built from a catalogue with images).
 
 The effective rules of a request are layered, later layers winning: the built-in defaults, the
 built-in defaults of its surface (``DEFAULT_SURFACES``), the rules file's top level, the rules
@@ -151,6 +153,7 @@ class RuleSet(_Rule):
     price_band: PriceBand = PriceBand()
     diversity: Diversity = Diversity()
     exploration: Exploration = Exploration()
+    distinct_pictures: bool = True
 
     def merged(self, override: RulesOverride | None) -> RuleSet:
         """These rules with ``override``'s fields on top (see the module docstring)."""
@@ -191,6 +194,7 @@ class RulesOverride(_Rule):
     price_band: PriceBand | None = None
     diversity: Diversity | None = None
     exploration: Exploration | None = None
+    distinct_pictures: bool | None = None
 
 
 class Campaign(_Rule):

@@ -22,6 +22,8 @@ class UserContext:
         top_brands: the user's strongest brand affinities, strongest first.
         personal_share: the profile's share of a blended relevance when personalization has
             its own setting for it; None uses ``index.profile.personal_share(mass)``.
+        image_profile: unit vector in the image space (the pictures of interacted items), or
+            None without a usable one; it refines ``profile``, never replaces it.
     """
 
     profile: np.ndarray | None = None
@@ -31,6 +33,7 @@ class UserContext:
     top_categories: tuple[str, ...] = ()
     top_brands: tuple[str, ...] = ()
     personal_share: float | None = None
+    image_profile: np.ndarray | None = None
 
     @property
     def is_anonymous(self) -> bool:
@@ -51,7 +54,8 @@ class Candidates:
     rows: np.ndarray
     relevance: np.ndarray
     parts: dict[str, np.ndarray] = field(default_factory=dict)
-    #: Which retriever found each candidate (``dense``, ``lexical``, ``dense+lexical``, ``pin``).
+    #: Which retriever found each candidate (``dense``, ``lexical``, ``image`` or a ``+`` of them,
+    #: ``pin``).
     sources: np.ndarray | None = None
     #: The candidates' unit vectors (one row per candidate) when retrieval already gathered
     #: them; the reranker's diversity step uses them instead of reading the index again.

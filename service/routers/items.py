@@ -48,6 +48,7 @@ def similar(
             ctx=plan_context(request, plan, engine),
             rules=plan.rules(ranking.rule_book),
             request_id=request.state.request_id,
+            fusion=ranking.fusion,
         )
     except RulesConflict as exc:
         raise ApiError(422, str(exc)) from None

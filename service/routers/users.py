@@ -79,6 +79,7 @@ def recommendations(
         plan.personal_config(personal.config),
         n=settings.candidates,
         exclude_rows=excluded,
+        image_weight=request.app.state.ranking.fusion.profile_image_weight,
     )
     hits = rerank(
         candidates,

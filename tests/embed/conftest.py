@@ -115,3 +115,11 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_clip_config(tiny_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> ImageEncoderConfig:
     cache = tmp_path_factory.mktemp("clip-cache")
     return ImageEncoderConfig(model=str(tiny_clip), backend="onnx-fp32", cache_dir=cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_export_stack()
+    from tests.embed.tiny_models import build_tiny_siglip
+
+    return build_tiny_siglip(tmp_path_factory.mktemp("tiny-siglip") / "tiny-siglip")

@@ -57,13 +57,10 @@ def build_tiny_sentence_transformer(
     return directory
 
 
-def build_tiny_clip(directory: Path, *, seed: int = 0) -> Path:
-    """Saves a random CLIPModel (ViT 32 px, patch 8, hidden 32, 2 layers; projection 16)."""
-    import torch
-    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+def _tiny_bpe_tokenizer(directory: Path):  # type: ignore[no-untyped-def]
+    """A CLIP BPE tokenizer over ``WORDS`` (fast, saved with ``tokenizer.json``) and its vocabulary."""
+    from transformers import CLIPTokenizer
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     characters = list("abcdefghijklmnopqrstuvwxyz0123456789-.,'&/")
     vocab: dict[str, int] = {}
     for character in characters:
@@ -82,6 +79,17 @@ def build_tiny_clip(directory: Path, *, seed: int = 0) -> Path:
     vocab["<|endoftext|>"] = len(vocab)
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=16)
     tokenizer.save_pretrained(directory)
+    return tokenizer, vocab
+
+
+def build_tiny_clip(directory: Path, *, seed: int = 0) -> Path:
+    """Saves a random CLIPModel (ViT 32 px, patch 8, hidden 32, 2 layers; projection 16)."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    _, vocab = _tiny_bpe_tokenizer(directory)
     torch.manual_seed(seed)
     config = CLIPConfig(
         text_config={
@@ -119,6 +127,56 @@ def build_tiny_clip(directory: Path, *, seed: int = 0) -> Path:
         "image_mean": [0.48145466, 0.4578275, 0.40821073],
         "image_std": [0.26862954, 0.26130258, 0.27577711],
         "do_convert_rgb": True,
+    }
+    (directory / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2), encoding="utf-8")
+    return directory
+
+
+def build_tiny_siglip(directory: Path, *, seed: int = 0) -> Path:
+    """Saves a random SiglipModel (ViT 32 px, patch 8, hidden 32, 2 layers) with a fast tokenizer.
+
+    Real SigLIP 2 checkpoints ship a fast (Gemma) tokenizer; this one reuses the tiny CLIP BPE.
+    """
+    import torch
+    from transformers import SiglipConfig, SiglipModel
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer, vocab = _tiny_bpe_tokenizer(directory)
+    torch.manual_seed(seed)
+    config = SiglipConfig(
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 16,
+            "projection_size": 32,
+            "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": vocab["<|startoftext|>"],
+            "eos_token_id": vocab["<|endoftext|>"],
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+    )
+    SiglipModel(config).eval().save_pretrained(directory)
+    preprocessor = {
+        "image_processor_type": "SiglipImageProcessor",
+        "do_resize": True,
+        "size": {"height": 32, "width": 32},
+        "resample": 2,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
     }
     (directory / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2), encoding="utf-8")
     return directory
