@@ -12,6 +12,10 @@ through the service's own ``Engine.search`` (hybrid candidates → reranker, def
 rules), in each retrieval mode, and once more through HTTP (``POST /search`` on the app) to
 check that the API returns exactly the engine's results.
 
+The same runs on the typo queries (``queries_typo.csv``: one typo each) and, for both, with the
+listing's manufacturer appended to the query (``query_sets``), with typo tolerance off and with
+the dense retriever given the query as typed, to show what each part contributes.
+
 Metrics over the labelled products (``qrels.csv``): MRR@10, recall@10, and hit@10 (the share of
 queries with a labelled product in the top 10). The fusion weights are tuned on half of the
 queries (even positions in query-id order) and reported on the other half and on all; the
@@ -54,17 +58,68 @@ class Query:
     relevant: frozenset[str]
 
 
-def load_queries(folder: Path) -> list[Query]:
-    """Labelled queries in query-id order (queries without a label are left out)."""
+#: The query sets reported: (file, whether the listing's manufacturer is appended to its title).
+QUERY_SETS = {
+    "clean": ("queries.csv", False),
+    "typo": ("queries_typo.csv", False),
+    "clean+manufacturer": ("queries.csv", True),
+    "typo+manufacturer": ("queries_typo.csv", True),
+}
+
+
+def load_queries(folder: Path, file: str = "queries.csv", with_manufacturer: bool = False) -> list[Query]:
+    """Labelled queries in query-id order (queries without a label are left out).
+
+    ``queries_typo.csv`` holds the same queries with one typo each; ``with_manufacturer`` appends
+    the other shop's manufacturer field to the title, as a shopper typing a brand would.
+    """
     relevant: dict[str, set[str]] = defaultdict(set)
     with open(folder / "qrels.csv", newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             if float(row.get("gain") or 1) > 0:
                 relevant[row["query_id"]].add(row["product_id"])
-    with open(folder / "queries.csv", newline="", encoding="utf-8") as handle:
+    with open(folder / file, newline="", encoding="utf-8") as handle:
         rows = [row for row in csv.DictReader(handle) if row["query_id"] in relevant]
     rows.sort(key=lambda row: int(row["query_id"]) if row["query_id"].isdigit() else row["query_id"])
-    return [Query(row["query_id"], row["query"], frozenset(relevant[row["query_id"]])) for row in rows]
+    return [
+        Query(
+            row["query_id"],
+            f"{row['query']} {row.get('manufacturer') or ''}".strip() if with_manufacturer else row["query"],
+            frozenset(relevant[row["query_id"]]),
+        )
+        for row in rows
+    ]
+
+
+def query_set_report(folder: Path, engine: Engine, fusion: FusionParams) -> dict[str, Any]:
+    """Hybrid, BM25 and dense MRR@10 on the clean and the typo queries, title alone and with the
+    manufacturer; then the typo queries with typo tolerance off, and with the dense retriever
+    given the query as typed (not its confident correction)."""
+    report: dict[str, Any] = {}
+    for name, (file, with_manufacturer) in QUERY_SETS.items():
+        if not (folder / file).is_file():
+            continue
+        queries = load_queries(folder, file, with_manufacturer)
+        report[name] = {mode: metrics(queries, rank_all(engine, queries, mode, fusion)) for mode in RETRIEVALS}
+        if name.startswith("typo"):
+            lexical, encode_corrected = engine.index.lexical, engine.encode_corrected
+            try:
+                lexical.typo_tolerance = False
+                report[name]["hybrid, typo tolerance off"] = metrics(
+                    queries, rank_all(engine, queries, "hybrid", fusion)
+                )
+                lexical.typo_tolerance, engine.encode_corrected = True, False
+                report[name]["hybrid, dense encodes the query as typed"] = metrics(
+                    queries, rank_all(engine, queries, "hybrid", fusion)
+                )
+            finally:
+                lexical.typo_tolerance, engine.encode_corrected = True, encode_corrected
+    for suffix in ("", "+manufacturer"):
+        clean, typo = report.get("clean" + suffix), report.get("typo" + suffix)
+        if clean and typo:
+            gap = round(clean["hybrid"]["mrr@10"] - typo["hybrid"]["mrr@10"], 4)
+            report[f"typo_gap{suffix or ' (title only)'}"] = {"mrr@10": gap, "within_0.02": gap <= 0.02}
+    return report
 
 
 def split(queries: Sequence[Query]) -> tuple[list[Query], list[Query]]:
@@ -214,10 +269,16 @@ def evaluate(
                 "all": metrics(queries, ranked),
             }
             progress(f"{name}: {modes[name]['all']}")
+    query_sets = query_set_report(folder, engine, default_fusion)
+    for name, report in query_sets.items():
+        progress(f"{name}: {report}")
     started = time.perf_counter()
     engine_ranked = rank_all(engine, queries, "hybrid", default_fusion)
     http_ranked = through_http(work / "index", encoder, queries, default_fusion)
     identical = sum(a == b for a, b in zip(engine_ranked, http_ranked))
+    http_seconds = round(time.perf_counter() - started, 2)
+    typo_queries = load_queries(folder, "queries_typo.csv") if (folder / "queries_typo.csv").is_file() else []
+    typo_http = through_http(work / "index", encoder, typo_queries, default_fusion) if typo_queries else []
     return {
         "dataset": {
             "folder": str(folder),
@@ -240,8 +301,10 @@ def evaluate(
             "identical_to_engine": identical,
             "queries": len(queries),
             "hit@10": metrics(queries, http_ranked)["hit@10"],
-            "seconds": round(time.perf_counter() - started, 2),
+            "seconds": http_seconds,
+            "typo_queries": metrics(typo_queries, typo_http) if typo_queries else None,
         },
+        "query_sets": query_sets,
         "tuning_trials": trials,
     }
 
@@ -261,7 +324,12 @@ def main() -> None:
     report["machine"] = describe_machine(REPO)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out, report)
-    print(json.dumps({key: report[key] for key in ("modes", "hybrid_beats_both", "http", "tuned_fusion")}, indent=2))
+    print(
+        json.dumps(
+            {key: report[key] for key in ("modes", "hybrid_beats_both", "http", "tuned_fusion", "query_sets")},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -44,6 +44,12 @@ class ServerConfig:
     cpus: tuple[int, ...] | None = (0,)
     threads: int = 1
     log_level: str = "INFO"
+    #: Serve another revision's code: an exported package root (``bench_typeahead.export_revision``)
+    #: put first on the path and used as the working directory, so that nothing of this checkout
+    #: (its ``aisle`` metadata included) is imported.
+    code_path: Path | None = None
+    #: Further environment variables of the server (e.g. an ``AISLE_*`` setting).
+    environment: tuple[tuple[str, str], ...] = ()
 
     def describe(self) -> dict:
         return {
@@ -96,7 +102,8 @@ def server_environment(config: ServerConfig) -> dict[str, str]:
             "AISLE_DATA_DIR": str(config.data_dir),
             "AISLE_LOG_LEVEL": config.log_level,
             "HF_HUB_OFFLINE": "1",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(config.code_path or REPO_ROOT), env.get("PYTHONPATH")])),
+            **dict(config.environment),
         }
     )
     return env
@@ -167,7 +174,7 @@ def running_server(config: ServerConfig, log_path: Path, startup_timeout: float 
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
             command,
-            cwd=REPO_ROOT,
+            cwd=config.code_path or REPO_ROOT,
             env=server_environment(config),
             stdout=log_file,
             stderr=subprocess.STDOUT,

@@ -399,16 +399,19 @@ def _write_vectors_and_index(
 
 
 def lexical_signature() -> str:
-    """Identifies the code that builds the BM25 index: its module's source and bm25s's version.
+    """Identifies the code that builds the BM25 index and its vocabulary: their modules' source
+    and bm25s's version.
 
     A version's BM25 files are re-used only by a build whose signature is the same, so a change
-    of tokenizer or library rebuilds them.
+    of tokenizer, vocabulary or library rebuilds them.
     """
     from importlib.metadata import version
 
-    from aisle.index import lexical
+    from aisle.index import lexical, tokens, vocabulary
 
-    digest = hashlib.sha256(Path(lexical.__file__).read_bytes())
+    digest = hashlib.sha256()
+    for module in (lexical, tokens, vocabulary):
+        digest.update(Path(module.__file__).read_bytes())
     digest.update(version("bm25s").encode())
     return digest.hexdigest()
 

@@ -27,20 +27,38 @@ A filter (``allowed``) is applied late when it keeps most rows: the best rows ar
 only they are checked against it (``_top_allowed``).
 
 The tokenizer version is stored beside the index (``META_FILE``; see ``aisle.index.tokens``).
+
+Typo tolerance and prefixes (``analyze``): a query word that is not in the catalogue's
+vocabulary is replaced by the vocabulary word it most likely misspells (``aisle.index.vocabulary``:
+edits allowed by the word's length), so a query with a typo finds what the corrected query finds,
+while a word that is in the vocabulary is searched as typed: clean queries are not changed. A
+rare catalogue word with a far more frequent neighbour is searched as typed too, and the
+neighbour offered as "did you mean". In prefix mode (the search box as the shopper types) the
+last word also matches the most frequent vocabulary words it begins.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from aisle.index.selection import RowSelection
 from aisle.index.storage import atomic_write_json
-from aisle.index.tokens import KNOWN_VERSIONS, TOKENIZER_VERSION, query_tokens, tokenize
+from aisle.index.tokens import (
+    KNOWN_VERSIONS,
+    TOKENIZER_VERSION,
+    alpha_runs,
+    fold_plural,
+    query_tokens,
+    tokenize,
+)
+from aisle.index.vocabulary import Correction, Vocabulary, allowed_edits, surface_forms
 
 Allowed = np.ndarray | RowSelection | None
 
@@ -56,6 +74,49 @@ DENSE_LOOKUP_RATIO = 32
 LATE_FILTER_MARGIN = 1.25
 #: ...when the matching rows are at least this many times more (else it filters them all first).
 LATE_FILTER_MIN_RATIO = 4
+#: A catalogue word typed into a query is offered a "did you mean" only when it is in at most
+#: this many products...
+RARE_WORD_FREQUENCY = 3
+#: ...and a word within the allowed edits is in at least this many times as many.
+DID_YOU_MEAN_RATIO = 20
+#: In prefix mode the last word matches at most this many vocabulary words (the most frequent).
+PREFIX_EXPANSIONS = 12
+#: Query analyses kept per index (the search bar repeats its popular queries).
+ANALYSIS_CACHE_SIZE = 4096
+
+TermKind = Literal["exact", "typo", "prefix"]
+
+
+@dataclass(frozen=True)
+class QueryTerm:
+    """One query word and the vocabulary tokens it searches for."""
+
+    typed: str
+    tokens: tuple[str, ...]
+    kind: TermKind
+
+
+@dataclass(frozen=True)
+class QueryAnalysis:
+    """What a query searches for (see the module docstring).
+
+    Attributes:
+        terms: the query's words that match something, with the tokens each one searches.
+        corrected: the query with its misspelled words replaced (None when nothing was).
+        did_you_mean: a spelling of the query that finds far more (None when there is none).
+        confident: every correction was clearly the likeliest (no near tie in frequency), so
+            the corrected text may stand in for the query elsewhere (e.g. in the dense encoder).
+    """
+
+    terms: tuple[QueryTerm, ...] = ()
+    corrected: str | None = None
+    did_you_mean: str | None = None
+    confident: bool = True
+
+    @property
+    def tokens(self) -> list[str]:
+        """Every token searched, once each, in query order."""
+        return list(dict.fromkeys(token for term in self.terms for token in term.tokens))
 
 
 def _import_bm25s() -> Any:
@@ -93,7 +154,14 @@ def _empty() -> tuple[np.ndarray, np.ndarray]:
 class LexicalIndex:
     """A BM25 index whose row r is row r of the version's items."""
 
-    def __init__(self, retriever: Any, size: int, tokenizer_version: int = TOKENIZER_VERSION) -> None:
+    def __init__(
+        self,
+        retriever: Any,
+        size: int,
+        tokenizer_version: int = TOKENIZER_VERSION,
+        vocabulary: Vocabulary | None = None,
+        typo_tolerance: bool = True,
+    ) -> None:
         if tokenizer_version not in KNOWN_VERSIONS:
             raise ValueError(
                 f"lexical index built by tokenizer version {tokenizer_version}, which this Aisle "
@@ -115,20 +183,24 @@ class LexicalIndex:
         _require_sorted_postings(self._rows, self._starts)
         self._common_postings = max(int(size * COMMON_TOKEN_SHARE), 1)
         self._max_weights = _max_per_token(self._weights, self._starts)
-        self._last_spans: tuple[str, list[tuple[int, int]]] = ("", [])
+        self.vocabulary = vocabulary if vocabulary is not None else Vocabulary.build(_frequencies(retriever))
+        self.typo_tolerance = typo_tolerance
+        self._analyze_cached = functools.lru_cache(maxsize=ANALYSIS_CACHE_SIZE)(self._analyze)
 
     @classmethod
     def build(cls, texts: list[str]) -> LexicalIndex:
-        """Indexes ``texts`` (row r = ``texts[r]``)."""
+        """Indexes ``texts`` (row r = ``texts[r]``), with the vocabulary of their words."""
         bm25s = _import_bm25s()
 
         retriever = bm25s.BM25(k1=1.5, b=0.75, method="lucene")
         retriever.index([tokenize(text) or [EMPTY_DOCUMENT_TOKEN] for text in texts], show_progress=False)
-        return cls(retriever, len(texts))
+        frequencies = _frequencies(retriever)
+        return cls(retriever, len(texts), vocabulary=Vocabulary.build(frequencies, surface_forms(texts, frequencies)))
 
     def save(self, directory: Path) -> None:
-        """Writes the bm25s files and the tokenizer version into ``directory``."""
+        """Writes the bm25s files, the vocabulary and the tokenizer version into ``directory``."""
         self._retriever.save(str(directory), show_progress=False)
+        self.vocabulary.save(Path(directory))
         atomic_write_json(Path(directory) / META_FILE, {"tokenizer_version": self.tokenizer_version})
 
     @classmethod
@@ -143,29 +215,99 @@ class LexicalIndex:
         meta_path = Path(directory) / META_FILE
         version = json.loads(meta_path.read_text())["tokenizer_version"] if meta_path.is_file() else 1
         retriever = bm25s.BM25.load(str(directory), mmap=True, show_progress=False)
-        return cls(retriever, size, int(version))
+        # Versions built before the vocabulary was saved get it from the postings (without the
+        # plural spellings, which need the products' text).
+        vocabulary = Vocabulary.load(Path(directory)) if Vocabulary.exists(Path(directory)) else None
+        return cls(retriever, size, int(version), vocabulary)
 
-    def tokens(self, query: str) -> list[str]:
-        """The query's tokens that occur in the index."""
-        return [t for t in query_tokens(query, self.tokenizer_version) if t in self._vocab]
+    def tokens(self, query: str, prefix: bool = False) -> list[str]:
+        """The tokens the query searches for: its words in the index, corrected or completed."""
+        return self.analyze(query, prefix).tokens
 
-    def match(self, query: str, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def analyze(self, query: str, prefix: bool = False) -> QueryAnalysis:
+        """The words ``query`` searches for, corrected and (``prefix``) completed; see the module
+        docstring. Cached: a search asks for it several times, and popular queries repeat."""
+        return self._analyze_cached(query, prefix and self.tokenizer_version >= 2, self.typo_tolerance)
+
+    def _analyze(self, query: str, prefix: bool, typo_tolerance: bool) -> QueryAnalysis:
+        typed = query_tokens(query, self.tokenizer_version)
+        vocabulary = self.vocabulary
+        completing = _last_token(query) if prefix else None
+        completions = self.vocabulary.completions(completing, PREFIX_EXPANSIONS) if completing else []
+        if completing in self._vocab and completing not in completions:
+            completions = [completing, *completions[:-1]]
+        if not completions:  # no word begins so: the last word may be a whole word, misspelled
+            completing = None
+        corrections: dict[str, Correction] = {}
+        suggestions: dict[str, Correction] = {}
+        ties = False
+        if typo_tolerance and self.tokenizer_version >= 2:
+            for _, _, written in alpha_runs(query):
+                token = fold_plural(written)
+                if token == completing or token in corrections or token in suggestions or not allowed_edits(written):
+                    continue
+                frequency = vocabulary.frequency(token)
+                if frequency > RARE_WORD_FREQUENCY:
+                    continue
+                found = vocabulary.neighbours(written, allowed_edits(written))
+                if not found or found[0].word == token:
+                    continue
+                if frequency == 0:
+                    corrections[token] = found[0]
+                    rivals = [other for other in found[1:] if other.edits == found[0].edits]
+                    ties |= bool(rivals) and rivals[0].frequency * 2 > found[0].frequency
+                elif found[0].frequency >= DID_YOU_MEAN_RATIO * frequency:
+                    suggestions[token] = found[0]
+        terms = []
+        for token in typed:
+            if token == completing:
+                terms.append(QueryTerm(token, tuple(completions), "prefix"))
+            elif token in self._vocab:
+                terms.append(QueryTerm(token, (token,), "exact"))
+            elif token in corrections:
+                terms.append(QueryTerm(token, (corrections[token].word,), "typo"))
+        return QueryAnalysis(
+            terms=tuple(terms),
+            corrected=self._respell(query, corrections) if corrections else None,
+            did_you_mean=self._respell(query, corrections | suggestions) if suggestions else None,
+            confident=not ties,
+        )
+
+    def _respell(self, query: str, corrections: dict[str, Correction]) -> str:
+        """``query`` with each corrected word replaced by the correction's usual spelling."""
+        parts, end = [], 0
+        for start, stop, written in alpha_runs(query):
+            correction = corrections.get(fold_plural(written))
+            if correction is not None:
+                parts += [query[end:start], self.vocabulary.surface(correction.word)]
+                end = stop
+        return "".join(parts) + query[end:]
+
+    def match(
+        self, query: str, allowed: np.ndarray | None = None, prefix: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Every row matching at least one query token, with its BM25 score.
 
         Args:
             query: the query text.
             allowed: optional boolean mask over rows; other rows are left out.
+            prefix: the last word may be the beginning of a word (the search box as one types).
 
         Returns:
             ``(rows, scores)``: int64 rows in ascending order and their float32 scores (> 0).
         """
-        spans = self._spans(query)
+        spans = self._spans(query, prefix)
         if not spans:
             return _empty()
         return _keep(*self._accumulate(spans), allowed, None)
 
     def top(
-        self, query: str, k: int, allowed: Allowed = None, excluded: np.ndarray | None = None
+        self,
+        query: str,
+        k: int,
+        allowed: Allowed = None,
+        excluded: np.ndarray | None = None,
+        prefix: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best rows by BM25, as ``top_k`` of ``match`` would give them, usually faster.
 
@@ -175,11 +317,12 @@ class LexicalIndex:
             allowed: optional boolean mask over rows, or a ``RowSelection`` (which knows its
                 count); other rows are left out.
             excluded: optional rows never to return.
+            prefix: the last word may be the beginning of a word.
 
         Returns:
             ``(rows, scores)``: best first, ties by row, only rows with a positive score.
         """
-        spans = self._spans(query)
+        spans = self._spans(query, prefix)
         if not spans or k <= 0:
             return _empty()
         # The rare tokens' rows, scored in full, give a threshold that k allowed rows reach;
@@ -256,19 +399,31 @@ class LexicalIndex:
             rows, scores = rows[alive], scores[alive]
         return rows, scores
 
-    def scores_of(self, query: str, rows: np.ndarray) -> np.ndarray:
+    def scores_of(self, query: str, rows: np.ndarray, prefix: bool = False) -> np.ndarray:
         """The BM25 score of each of ``rows`` (ascending) for ``query``, 0 where no token matches."""
-        return self._weights_at(self._spans(query), np.asarray(rows, dtype=np.int64))
+        return self._weights_at(self._spans(query, prefix), np.asarray(rows, dtype=np.int64))
 
-    def _spans(self, query: str) -> list[tuple[int, int]]:
-        """The posting ranges of the query's tokens (the last query's are kept: hybrid search
-        asks for the top rows and then for the scores of the dense candidates)."""
-        last_query, last_spans = self._last_spans
-        if query == last_query:
-            return last_spans
-        token_ids = [self._vocab[token] for token in self.tokens(query)]
-        spans = [(int(self._starts[t]), int(self._starts[t + 1])) for t in token_ids]
-        self._last_spans = (query, spans)  # one tuple, replaced whole: safe across threads
+    def containing(self, token: str, rows: np.ndarray) -> np.ndarray:
+        """Which of ``rows`` (ascending) contain the indexed ``token`` (all False for another)."""
+        token_id = self._vocab.get(token)
+        if token_id is None:
+            return np.zeros(len(rows), dtype=bool)
+        span = (int(self._starts[token_id]), int(self._starts[token_id + 1]))
+        return self._weights_at([span], np.asarray(rows, dtype=np.int64)) > 0
+
+    def _spans(self, query: str, prefix: bool = False) -> list[tuple[int, int]]:
+        """The posting ranges of the tokens the query searches for."""
+        return self._spans_cached(query, prefix and self.tokenizer_version >= 2, self.typo_tolerance)
+
+    @functools.cached_property
+    def _spans_cached(self) -> Any:
+        # Cached per query: hybrid search asks for the top rows and then for the scores of the
+        # dense candidates, and popular queries repeat.
+        @functools.lru_cache(maxsize=ANALYSIS_CACHE_SIZE)
+        def spans(query: str, prefix: bool, typo_tolerance: bool) -> list[tuple[int, int]]:
+            tokens = self._analyze_cached(query, prefix, typo_tolerance).tokens
+            return [(int(self._starts[t]), int(self._starts[t + 1])) for t in (self._vocab[token] for token in tokens)]
+
         return spans
 
     def _token_of(self, span: tuple[int, int]) -> int:
@@ -338,6 +493,25 @@ class LexicalIndex:
         rows, scores = self.match(query)
         dense[rows] = scores
         return dense
+
+
+def _frequencies(retriever: Any) -> dict[str, int]:
+    """Each indexed token's document frequency (its number of postings)."""
+    counts = np.diff(np.asarray(retriever.scores["indptr"], dtype=np.int64))
+    return {
+        token: int(counts[t])
+        for token, t in retriever.vocab_dict.items()
+        if t < len(counts) and counts[t] > 0 and token and token != EMPTY_DOCUMENT_TOKEN
+    }
+
+
+def _last_token(query: str) -> str | None:
+    """The token of the query's last word when the shopper may still be typing it (no space
+    after it), else None."""
+    if not query or not query[-1].isalnum():
+        return None
+    tokens = tokenize(query.rsplit(None, 1)[-1])
+    return tokens[-1] if tokens else None
 
 
 def _max_per_token(weights: np.ndarray, starts: np.ndarray) -> np.ndarray:

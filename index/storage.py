@@ -20,14 +20,16 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Writes a file through ``write(handle)`` so that readers see the old or the new file, whole."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], mode: int = 0o644) -> None:
+    """Writes a file through ``write(handle)`` so that readers see the old or the new file, whole.
+
+    ``mode``: index files must be readable by the serving user too; data files are owner-only.
+    """
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            # mkstemp creates 0600; index files must be readable by the serving user too.
-            os.fchmod(handle.fileno(), 0o644)
+            os.fchmod(handle.fileno(), mode)
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())

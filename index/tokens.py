@@ -64,15 +64,18 @@ QUERY_STOPWORDS = frozenset(
 _WORD = re.compile(r"[^\W_]+(?:[./+-][^\W_]+)*")
 _SEPARATORS = re.compile(r"[./+-]")
 _LETTERS_OR_DIGITS = re.compile(r"\d+|[^\W\d_]+")
+_ALPHA_RUN = re.compile(r"[^\W\d_]+")
 _LEGACY_WORD = re.compile(r"[0-9a-z]+(?:[./-][0-9a-z]+)*")
 
 
-def _fold(text: str) -> str:
+def fold(text: str) -> str:
+    """``text`` case-folded, accents stripped (``Küche`` → ``küche`` → ``kuche``)."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 
-def _fold_plural(token: str) -> str:
+def fold_plural(token: str) -> str:
+    """A token's singular by the ``s``/``es``/``ies`` rule (``cables`` → ``cable``)."""
     # A light "S-stemmer": enough to match "cables"/"cable" without a language-specific stemmer.
     if len(token) <= 3 or not token.isalpha():
         return token
@@ -88,7 +91,7 @@ def _fold_plural(token: str) -> str:
 def tokenize(text: str) -> list[str]:
     """The tokens of ``text`` (see the module docstring), in order, repeats kept."""
     tokens: list[str] = []
-    for match in _WORD.finditer(_fold(text)):
+    for match in _WORD.finditer(fold(text)):
         word = match.group()
         parts = [part for part in _SEPARATORS.split(word) if part]
         if len(parts) > 1:
@@ -98,7 +101,23 @@ def tokenize(text: str) -> list[str]:
             if len(pieces) > 1:
                 tokens.append(part)
             tokens.extend(pieces)
-    return [_fold_plural(token) for token in tokens]
+    return [fold_plural(token) for token in tokens]
+
+
+def alpha_runs(text: str) -> list[tuple[int, int, str]]:
+    """``(start, end, folded run)`` of each run of letters in ``text``, offsets into ``text``.
+
+    Every such run is a token of ``tokenize`` once its plural is folded (words split at digits
+    and separators), which is what spelling correction, prefix completion and highlighting need:
+    they replace or mark words of the text as written.
+    """
+    return [(match.start(), match.end(), fold(match.group())) for match in _ALPHA_RUN.finditer(text)]
+
+
+def word_spans(text: str) -> list[tuple[int, int, list[str]]]:
+    """``(start, end, tokens)`` of each word of ``text`` as ``tokenize`` splits it, offsets into
+    ``text`` (for highlighting the words a query matched)."""
+    return [(match.start(), match.end(), tokenize(match.group())) for match in _WORD.finditer(text)]
 
 
 def _tokenize_v1(text: str) -> list[str]:

@@ -22,8 +22,9 @@ from aisle.service.middleware import BodyLimitMiddleware, RequestContextMiddlewa
 from aisle.service.openapi import install_openapi
 from aisle.service.personal.runtime import Personalization
 from aisle.service.playground import install_playground
+from aisle.service.query_log import QueryLog
 from aisle.service.ranking.config import RankingConfig
-from aisle.service.routers import admin, events, experiments, health, items, search, users
+from aisle.service.routers import admin, events, experiments, health, items, search, suggest, users
 from aisle.service.settings import ServiceSettings
 from aisle.service.watch import IndexWatcher
 
@@ -113,6 +114,11 @@ def create_holder(settings: ServiceSettings, encoder_factory: EncoderFactory | N
         ef_search=settings.ef_search,
         nprobe=settings.nprobe,
         image_encoders=image_encoder_lookup(settings),
+        engine_options={
+            "query_cache_size": settings.query_cache_size,
+            "encode_corrected": settings.encode_corrected_query,
+            "typo_tolerance": settings.typo_tolerance,
+        },
     )
     try:
         holder.reload()
@@ -214,6 +220,12 @@ def create_app(
             # run after the last request.
             app.state.personal = Personalization.open(settings, serving)
             resources.callback(app.state.personal.close)
+            if settings.query_log_size > 0:
+                app.state.query_log = QueryLog(
+                    settings.data_dir, capacity=settings.query_log_size, min_count=settings.query_log_min_count
+                )
+                app.state.query_log.start()
+                resources.callback(app.state.query_log.close)
             app.state.experiments = Experiments.open(settings, app.state.personal.hasher, app.state.metrics.registry)
             resources.callback(app.state.experiments.close)
             app.state.erasures = ErasureWatcher(
@@ -245,6 +257,7 @@ def create_app(
     # Read (and validated) once: a bad rules file stops the start with a clear message.
     app.state.ranking = RankingConfig.from_settings(settings)
     app.state.holder = holder
+    app.state.query_log = None
     app.state.metrics = ServiceMetrics(lambda: app.state.holder, lambda: _stored_events(app))
     install_error_handlers(app)
     # add_middleware wraps: the last added runs first.
@@ -268,7 +281,7 @@ def create_app(
     if settings.cors_origins:
         install_cors(app, settings.cors_origins)
 
-    for module in (health, search, items, admin, metrics_routes, events, users, experiments):
+    for module in (health, search, suggest, items, admin, metrics_routes, events, users, experiments):
         app.include_router(module.router)
     install_openapi(app)
     install_playground(app)

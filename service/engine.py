@@ -19,7 +19,10 @@ import numpy as np
 from aisle.embed.base import Encoder, ImageEncoder
 from aisle.index.filters import Filters, select_rows
 from aisle.index.loaded import LoadedIndex
-from aisle.service.ranking.hybrid import FusionParams, Retrieval, item_candidates
+from aisle.service.highlight import Matcher
+from aisle.service.query_cache import LruCache
+from aisle.service.query_log import normalise
+from aisle.service.ranking.hybrid import FusionParams, Retrieval, item_candidates, query_candidates
 from aisle.service.ranking.listing import (
     BrowseMatches,
     Listing,
@@ -38,6 +41,10 @@ from aisle.service.ranking.types import ANONYMOUS, Hit, UserContext
 __all__ = ["Engine", "Hit", "Listing", "RulesConflict", "SortOrder"]
 
 _DEFAULT_RULES = RuleBook()
+#: Products scored for a suggest box before the rules pick the few shown.
+SUGGEST_CANDIDATES = 50
+#: Products matching the words before the last one that rank its completions.
+COMPLETION_CONTEXT_ROWS = 200
 
 
 class RulesConflict(ValueError):
@@ -48,11 +55,25 @@ class Engine:
     """Answers search and similar-item queries on one immutable index version."""
 
     def __init__(
-        self, index: LoadedIndex, encoder: Encoder, candidates: int = 200, image_encoder: ImageEncoder | None = None
+        self,
+        index: LoadedIndex,
+        encoder: Encoder,
+        candidates: int = 200,
+        image_encoder: ImageEncoder | None = None,
+        *,
+        query_cache_size: int = 4096,
+        encode_corrected: bool = True,
+        typo_tolerance: bool = True,
     ) -> None:
         self.index = index
+        index.lexical.typo_tolerance = typo_tolerance
         self.encoder = encoder
         self.candidates = candidates
+        # Encodings of recent query texts; a new version gets a new engine, so a new cache.
+        self.query_vectors: LruCache[np.ndarray] = LruCache(query_cache_size)
+        #: Encode the spelling-corrected query when the correction is confident (typos hurt the
+        #: dense retriever as much as BM25).
+        self.encode_corrected = encode_corrected
         # Queries reach the image space only through the model that built it.
         image = index.image
         self.image_encoder = image_encoder if image is not None and image_encoder is not None else None
@@ -161,7 +182,7 @@ class Engine:
         extras = extras[~np.isin(extras, excluded)]
         matches: TextMatches | BrowseMatches
         if text:
-            vector = None if retrieval == "lexical" else self.encoder.encode_queries([text])[0]
+            vector = None if retrieval == "lexical" else self.query_vector(text)
             image_vector = None
             if self.image_encoder is not None and retrieval != "lexical" and fusion.image_weight > 0:
                 image_vector = self.image_encoder.encode_queries([text])[0]
@@ -205,6 +226,79 @@ class Engine:
                 category=category,
             )
         return Listing(hits, matches.total, counts)
+
+    def query_vector(self, query: str) -> np.ndarray:
+        """The query's unit vector: of its corrected spelling when the correction is confident;
+        cached per text."""
+        text = query
+        if self.encode_corrected:
+            analysis = self.index.lexical.analyze(query)
+            if analysis.corrected is not None and analysis.confident:
+                text = analysis.corrected
+        return self.query_vectors.get_or_compute(text, lambda: self.encoder.encode_queries([text])[0])
+
+    def spelling(self, query: str) -> dict[str, str]:
+        """The response's spelling fields: ``corrected_query`` (the text searched instead of the
+        query) and ``did_you_mean`` (a spelling that finds far more), each when there is one."""
+        analysis = self.index.lexical.analyze(query)
+        fields = {}
+        if analysis.corrected is not None:
+            fields["corrected_query"] = analysis.corrected
+        if analysis.did_you_mean is not None:
+            fields["did_you_mean"] = analysis.did_you_mean
+        return fields
+
+    def matcher(self, query: str, prefix: bool = False) -> Matcher:
+        """What highlighting marks in results for ``query`` (``aisle.service.highlight``)."""
+        return Matcher.of(query, self.index.lexical.analyze(query, prefix))
+
+    def suggest(
+        self,
+        prefix: str,
+        k: int,
+        *,
+        ctx: UserContext = ANONYMOUS,
+        rules: RuleSet | None = None,
+        request_id: str = "",
+    ) -> list[Hit]:
+        """Products for what the shopper has typed so far: BM25 with the last word completed
+        (no query encoding: it runs on every keystroke), leaning towards the user's profile, then
+        the search rules."""
+        rules = rules or _DEFAULT_RULES.for_surface("search")
+        candidates = query_candidates(
+            self.index,
+            prefix,
+            None,
+            n=max(SUGGEST_CANDIDATES, k),
+            selection=select_rows(self.index.items, self._effective_filters(None, rules)),
+            exclude_rows=self._excluded_rows(rules, ctx),
+            retrieval="lexical",
+            ctx=ctx,
+            prefix=True,
+        )
+        return rerank(candidates, self.index.items, ctx, rules, k, request_id=request_id, query=prefix)
+
+    def completions(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` completions of the last word of ``prefix`` from the catalogue's
+        vocabulary, each as the whole query text: the most frequent words when it is the only
+        word, else those most often found in the products matching the words before it."""
+        lexical = self.index.lexical
+        analysis = lexical.analyze(prefix, prefix=True)
+        last = next((term for term in analysis.terms if term.kind == "prefix"), None)
+        if last is None or limit <= 0:
+            return []
+        words = list(last.tokens)
+        base = analysis.corrected or prefix
+        head = normalise(base[: len(base) - len(base.rsplit(None, 1)[-1])])
+        before = {token for term in analysis.terms if term.kind != "prefix" for token in term.tokens}
+        if before:
+            words = [word for word in words if word not in before]
+            rows, _ = lexical.top(head, COMPLETION_CONTEXT_ROWS)
+            rows = np.sort(rows)
+            found = {word: int(np.count_nonzero(lexical.containing(word, rows))) for word in words}
+            words = sorted((word for word in words if found[word]), key=lambda word: -found[word])
+        surface = lexical.vocabulary.surface
+        return [f"{head} {surface(word)}".strip() for word in words[:limit]]
 
     def similar(
         self,

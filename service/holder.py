@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aisle.embed.base import Encoder, ImageEncoder
 from aisle.index.loaded import LoadedIndex
@@ -53,6 +54,7 @@ class IndexHolder:
         nprobe: int | None = None,
         on_swap: SwapListener | None = None,
         image_encoders: ImageEncoderLookup | None = None,
+        engine_options: dict[str, Any] | None = None,
     ) -> None:
         self.store = VersionStore(index_root)
         self.encoder = encoder
@@ -62,6 +64,8 @@ class IndexHolder:
         self.candidates = candidates
         self.ef_search = ef_search
         self.nprobe = nprobe
+        #: Keyword arguments of every ``Engine`` (typo tolerance, query cache size, ...).
+        self.engine_options = dict(engine_options or {})
         self._listeners: list[SwapListener] = [on_swap] if on_swap is not None else []
         self._refusal_listeners: list[Callable[[Refusal], None]] = []
         self.last_refusal: Refusal | None = None
@@ -109,7 +113,7 @@ class IndexHolder:
             raise IndexValidationError(
                 f"{path}: text vectors have {dim} dimensions, the query encoder writes {self.encoder.dim}"
             )
-        engine = Engine(index, self.encoder, self.candidates, self._image_encoder(index))
+        engine = Engine(index, self.encoder, self.candidates, self._image_encoder(index), **self.engine_options)
         if len(index):
             try:
                 smoke = engine.search(index.items.titles[0], 1)

@@ -8,6 +8,8 @@ create many apps in one process. Metric names:
 * ``aisle_requests_in_flight``: requests being handled now.
 * ``aisle_index_info{version}`` (always 1) and ``aisle_index_items``: the version being served,
   read from the index holder at scrape time so they can never be stale.
+* ``aisle_query_cache_hits``, ``aisle_query_cache_misses``, ``aisle_query_cache_entries``: the
+  query-encoding cache of the version being served (it starts empty at each swap).
 * ``aisle_index_swaps_total`` and ``aisle_index_refusals_total``: hot swaps done and refused.
 * ``aisle_events_accepted_total``, ``aisle_events_duplicates_total``: events durably stored and
   events re-sent with a known ``event_id`` by this process; ``aisle_events_stored``: events in
@@ -52,12 +54,21 @@ class _StateCollector(Collector):
         )
         items = GaugeMetricFamily("aisle_index_items", "Products in the index version being served.")
         holder = self._holder_of()
+        cache = None
         if holder is not None and holder.loaded:
             engine = holder.engine
             info.add_metric([engine.version], 1.0)
             items.add_metric([], float(len(engine.index)))
+            cache = engine.query_vectors.stats()
         yield info
         yield items
+        if cache is not None:
+            for name, help_text in (
+                ("hits", "Query encodings answered from the cache since this version was loaded."),
+                ("misses", "Query encodings computed since this version was loaded."),
+                ("entries", "Query encodings cached for the version being served."),
+            ):
+                yield GaugeMetricFamily(f"aisle_query_cache_{name}", help_text, value=float(cache[name]))
         try:
             stored = self._stored_events_of()
         except Exception as exc:  # a scrape must not fail because the store is busy or closed

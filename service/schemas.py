@@ -98,6 +98,11 @@ class SearchRequest(StrictModel):
     retrieval: Literal["hybrid", "dense", "lexical"] = Field(
         "hybrid", description="Candidate retrieval: dense and BM25 fused (default), dense only or BM25 only."
     )
+    highlight: bool = Field(
+        False,
+        description="Attach to each result which query words matched in which field: "
+        '{"title": {"value": "<em>Adidas</em> running shoes", "words": ["addidas"]}} (values HTML-escaped).',
+    )
     context: RequestContext | None = Field(
         None, description="The storefront's context (channel, device, region): segment rules and reports."
     )
@@ -117,6 +122,13 @@ class RankedResponse(BaseModel):
     index_version: str
     took_ms: float
     results: list[Result]
+    corrected_query: str | None = Field(
+        None, description="The query as searched, when misspelled words were replaced by catalogue words."
+    )
+    did_you_mean: str | None = Field(
+        None,
+        description="A spelling of the query that finds far more products (the results are for the query as typed).",
+    )
     experiment: str | None = Field(None, description="The experiment covering this request, if any.")
     variant: str | None = Field(None, description="The variant that served it, with the experiment.")
 
@@ -125,6 +137,24 @@ class SearchResponse(RankedResponse):
     total: int = Field(..., description="How many items match (see docs/CONTRACT.md, 'A match').")
     matched: bool = Field(..., description="False when nothing matched the query (then total is 0).")
     facets: dict[str, dict[str, int]] | None = Field(None, description="Per asked facet, value → matches.")
+
+
+class Suggestion(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    text: str
+    source: Literal["queries", "catalogue"] = Field(
+        description="queries: searched often in this shop; catalogue: the last word completed from the products' words."
+    )
+
+
+class SuggestResponse(BaseModel):
+    request_id: str
+    index_version: str
+    took_ms: float
+    suggestions: list[Suggestion]
+    results: list[Result]
+    corrected_query: str | None = None
 
 
 class HealthResponse(BaseModel):

@@ -162,6 +162,26 @@ class ServiceSettings(AisleSettings):
     )
     # Reranking rules (service.ranking.rules).
     rules_file: Path | None = Field(None, description="YAML rules file: caps, pins, boosts, diversity, exploration.")
+    # Typos, the query cache and the suggest box (index.lexical, service.query_cache, service.query_log).
+    typo_tolerance: bool = Field(
+        True,
+        description="Correct query words that are not in the catalogue (1 edit from 5 letters, 2 from 9).",
+    )
+    encode_corrected_query: bool = Field(
+        True, description="Encode the corrected query for semantic retrieval when the correction is confident."
+    )
+    query_cache_size: int = Field(
+        4096, ge=0, le=1_000_000, description="Query encodings kept per index version (LRU); 0 disables the cache."
+    )
+    query_log_size: int = Field(
+        20_000,
+        ge=0,
+        le=1_000_000,
+        description="Distinct query texts counted for suggestions (no user ids are kept); 0 disables the log.",
+    )
+    query_log_min_count: int = Field(
+        3, ge=1, description="Searches of a query text before it is suggested to other shoppers."
+    )
     # Attribution and experiments (service.attribution, service.experiments).
     experiments: list[ExperimentConfig] = Field(
         default_factory=list, description="A/B experiments (see docs/CONTRACT.md, 'Attribution and experiments')."

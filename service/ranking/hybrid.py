@@ -75,6 +75,7 @@ def query_candidates(
     fusion: FusionParams = FusionParams(),
     ctx: UserContext | None = None,
     extra_rows: Iterable[int] = (),
+    prefix: bool = False,
     image_vector: np.ndarray | None = None,
 ) -> Candidates:
     """The candidates of a search, scored and blended.
@@ -90,6 +91,8 @@ def query_candidates(
         fusion: the fusion of ``hybrid``.
         ctx: the user, for the personal blend.
         extra_rows: rows to add whatever retrieval found (pinned items), if allowed.
+        prefix: the query's last word may be unfinished (the search box as one types): BM25
+            matches the words it begins too.
         image_vector: the query embedded in the version's image space (None: no image retrieval).
     """
     excluded = np.fromiter(exclude_rows, dtype=np.int64)
@@ -103,7 +106,7 @@ def query_candidates(
         dense_rows = _without(dense_rows, excluded)[:n]
     lexical_rows = np.empty(0, np.int64)
     if retrieval != "dense":
-        lexical_rows, _ = index.lexical.top(query, n, selection, excluded)
+        lexical_rows, _ = index.lexical.top(query, n, selection, excluded, prefix=prefix)
     image_rows = np.empty(0, np.int64)
     if image is not None:
         image_rows = _image_neighbours(image, image_vector, n, selection, excluded)  # type: ignore[arg-type]
@@ -111,7 +114,11 @@ def query_candidates(
     rows = _sorted_union(dense_rows, lexical_rows, image_rows, extras)
     vectors = np.asarray(index.text.vectors[rows], dtype=np.float32)
     cosine = vectors @ np.asarray(query_vector, dtype=np.float32) if query_vector is not None else np.zeros(len(rows))
-    bm25 = index.lexical.scores_of(query, rows).astype(np.float64) if retrieval != "dense" else np.zeros(len(rows))
+    bm25 = (
+        index.lexical.scores_of(query, rows, prefix=prefix).astype(np.float64)
+        if retrieval != "dense"
+        else np.zeros(len(rows))
+    )
     # The best BM25 row within the filter is the first lexical row, so it is among ``rows``.
     best_bm25 = float(bm25.max()) if len(lexical_rows) else 1.0
 

@@ -128,7 +128,20 @@ def run_search(
     except RulesConflict as exc:
         raise ApiError(422, str(exc)) from None
     record_served(request, plan, engine, listing.hits, body.query)
-    return listing_response(request, engine, listing, started, facets_asked=bool(body.facets), labels=plan.labels)
+    query_log = request.app.state.query_log
+    if listing.hits and query_log is not None and not browse:
+        query_log.record(body.query)
+    matcher = engine.matcher(body.query) if body.highlight and not browse else None
+    return listing_response(
+        request,
+        engine,
+        listing,
+        started,
+        facets_asked=bool(body.facets),
+        labels=plan.labels,
+        extra=engine.spelling(body.query) if not browse else None,
+        matcher=matcher,
+    )
 
 
 @router.post("/search", response_model=SearchResponse, response_model_exclude_none=True)
@@ -145,7 +158,18 @@ def search(
 
 
 #: Plain query parameters of ``GET /search`` (besides ``filter.*``).
-_GET_PARAMETERS = ("q", "k", "offset", "user_id", "session_id", "explain", "sort", "facets", "retrieval")
+_GET_PARAMETERS = (
+    "q",
+    "k",
+    "offset",
+    "user_id",
+    "session_id",
+    "explain",
+    "highlight",
+    "sort",
+    "facets",
+    "retrieval",
+)
 #: The storefront context (``aisle.service.ranking.segments.RequestContext``) as query parameters.
 _CONTEXT_PARAMETERS = ("channel", "device", "region")
 
@@ -195,8 +219,9 @@ def get_parameters(request: Request) -> dict[str, Any]:
                 values[name] = int(values[name])
             except ValueError:
                 raise ApiError(422, f"{name}: expected an integer, got {values[name]!r}") from None
-    if "explain" in values:
-        values["explain"] = _bool("explain", values["explain"])
+    for name in ("explain", "highlight"):
+        if name in values:
+            values[name] = _bool(name, values[name])
     return values
 
 
