@@ -3,7 +3,15 @@
 Usage::
 
     python -m benchmarks.eval_recsys_http [--split valid|train] [--limit N] [--skip-movielens]
-        [--out benchmarks/results/recsys.json]
+        [--shipped-defaults] [--cadence-days D] [--end-days-ago E] [--half all|even|odd]
+        [--set AISLE_X=VALUE ...] [--out benchmarks/results/recsys.json]
+
+``--shipped-defaults`` serves with the shipped settings (only ``--set`` changes them) in one run:
+the protocol of the issue's table. ``--cadence-days`` spaces a history's purchases (a shop's
+customers buy days or months apart), ``--end-days-ago`` places the last one before the
+evaluation (180: a customer returning after half a year); results go under
+``scientific_<split>_defaults_cadence<D>d_end<E>d``. Settings were chosen with
+``--split train`` (never on ``valid``).
 
 **Amazon Scientific (UniSRec split).** The 4,385 items (item text = the ``text`` column) are
 indexed with the real encoder (``aisle.embed.create_encoder``: bundled MiniLM, ONNX int8) by
@@ -36,6 +44,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -147,13 +156,39 @@ class Client:
         return response.json()
 
 
+@dataclass(frozen=True)
+class Timing:
+    """Where the histories sit in time, and which settings serve them.
+
+    Attributes:
+        cadence_s: seconds between two consecutive purchases of a history.
+        end_s: seconds between the last purchase and the evaluation.
+        shipped_defaults: serve with the shipped settings (only ``overrides`` on top).
+        overrides: settings changed on top of the shipped ones (tuning runs).
+        half: ``even``/``odd`` users only (tune on one half, report on the other), or ``all``.
+    """
+
+    cadence_s: float = DAY_S
+    end_s: float = DAY_S
+    shipped_defaults: bool = False
+    overrides: dict[str, str] = field(default_factory=dict)
+    half: str = "all"
+
+    def select(self, cases: list) -> list:
+        if self.half == "all":
+            return cases
+        return [case for case in cases if (int(case.user) % 2 == 0) == (self.half == "even")]
+
+
 def parallel(function: Callable[[Any], Any], items: Sequence[Any], threads: int = 3) -> list[Any]:
     with ThreadPoolExecutor(threads) as pool:
         return list(pool.map(function, items))
 
 
-def history_events(data: UniSRecData, cases: list, split: str, now: float) -> list[dict[str, Any]]:
-    """One purchase per history position, one day apart, the last one a day before ``now``."""
+def history_events(
+    data: UniSRecData, cases: list, split: str, now: float, cadence_s: float = DAY_S, end_s: float = DAY_S
+) -> list[dict[str, Any]]:
+    """One purchase per history position, ``cadence_s`` apart, the last one ``end_s`` before ``now``."""
     events = []
     for case in cases:
         length = len(case.history)
@@ -164,7 +199,7 @@ def history_events(data: UniSRecData, cases: list, split: str, now: float) -> li
                     "user_id": f"u{case.user}",
                     "item_id": data.item_ids[item],
                     "type": "purchase",
-                    "timestamp": now - (length - position) * DAY_S,
+                    "timestamp": now - end_s - (length - 1 - position) * cadence_s,
                 }
             )
     return events
@@ -196,10 +231,21 @@ def variants(workdir: Path) -> dict[str, dict[str, Any]]:
 
 
 def evaluate_scientific(
-    data: UniSRecData, split: str, limit: int | None, workdir: Path, index: dict, only: Sequence[str] = ()
+    data: UniSRecData,
+    split: str,
+    limit: int | None,
+    workdir: Path,
+    index: dict,
+    only: Sequence[str] = (),
+    timing: Timing | None = None,
 ) -> dict:
-    """Posts every history once, then serves the stored events under each variant, decay on and off."""
+    """Posts every history once, then serves the stored events under each variant, decay on and off.
+
+    With ``timing.shipped_defaults`` one server run only: the shipped settings, nothing changed.
+    """
+    timing = timing or Timing()
     cases = data.valid if split == "valid" else data.last_train_cases()
+    cases = timing.select(cases)
     cases = cases[:limit] if limit else cases
     data_dir = workdir / f"data-{split}-{len(cases)}-{int(time.time())}"
     config = ServerConfig(workdir / "scientific" / "index", data_dir, cpus=None)
@@ -208,26 +254,35 @@ def evaluate_scientific(
         "users": len(cases),
         "index": index,
         "settings": {**SERVER_SETTINGS, **SCIENTIFIC_SETTINGS},
-        "time_per_position_s": DAY_S,
+        "time_per_position_s": timing.cadence_s,
+        "last_event_before_now_s": timing.end_s,
+        "users_half": timing.half,
         "events": "one purchase per history position",
         "variants": {},
     }
+    if timing.shipped_defaults:
+        results["settings"] = dict(SERVER_SETTINGS)
     posted = False
     for variant, changes in variants(workdir).items():
         if only and variant not in only:
             continue
+        if timing.shipped_defaults and variant != "shop_rules":
+            continue
         runs: dict[str, Any] = {"changes": {k: v for k, v in changes.items() if k != "AISLE_RULES_FILE"}}
         if "AISLE_RULES_FILE" in changes:
             runs["changes"]["rules"] = Path(changes["AISLE_RULES_FILE"]).read_text(encoding="utf-8")
-        for decay in (True, False):
+        for decay in (True,) if timing.shipped_defaults else (True, False):
             name = "decay" if decay else "no_decay"
             settings = {**SERVER_SETTINGS, **SCIENTIFIC_SETTINGS, **changes, "AISLE_DECAY": str(decay).lower()}
+            if timing.shipped_defaults:
+                settings = {**SERVER_SETTINGS, **timing.overrides}
             with environment(settings), running_server(config, workdir / f"server-{variant}-{name}.log") as server:
                 client = Client(server)
                 run: dict[str, Any] = {"startup_s": server.startup_seconds}
                 if not posted:  # later runs reload the same stored events at start-up
                     started = time.perf_counter()
-                    run["posted"] = client.post_events(history_events(data, cases, split, time.time()))
+                    events = history_events(data, cases, split, time.time(), timing.cadence_s, timing.end_s)
+                    run["posted"] = client.post_events(events)
                     run["post_s"] = round(time.perf_counter() - started, 2)
                     posted = True
                 sample = cases[0]
@@ -260,8 +315,14 @@ def movielens_events(data: MovieLensData, cases: list, now: float) -> list[dict[
     return events
 
 
-def evaluate_movielens(data: MovieLensData, limit: int | None, workdir: Path, index: dict) -> dict:
-    """Posts every case's history once; searches without and with the user, decay on and off."""
+def evaluate_movielens(
+    data: MovieLensData, limit: int | None, workdir: Path, index: dict, timing: Timing | None = None
+) -> dict:
+    """Posts every case's history once; searches without and with the user, decay on and off.
+
+    With ``timing.shipped_defaults``: decay on only, with ``timing.overrides`` on top.
+    """
+    timing = timing or Timing()
     cases = data.tag_cases()
     cases = cases[:limit] if limit else cases
     config = ServerConfig(workdir / "movielens" / "index", workdir / f"data-ml-{int(time.time())}", cpus=None)
@@ -271,8 +332,9 @@ def evaluate_movielens(data: MovieLensData, limit: int | None, workdir: Path, in
         "half_split": "even/odd case positions",
         "rating_to_type": {name: threshold for threshold, name in MOVIELENS_TYPES},
     }
-    for decay in (True, False):
-        with environment({**SERVER_SETTINGS, "AISLE_DECAY": str(decay).lower()}):
+    result["settings"] = dict(timing.overrides)
+    for decay in (True,) if timing.shipped_defaults else (True, False):
+        with environment({**SERVER_SETTINGS, **timing.overrides, "AISLE_DECAY": str(decay).lower()}):
             with running_server(config, workdir / f"server-movielens-{decay}.log") as server:
                 client = Client(server)
                 if decay:
@@ -312,6 +374,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="override a server setting of the Scientific runs (tuning)",
     )
     parser.add_argument("--variants", nargs="*", default=[], help="only these Scientific variants")
+    parser.add_argument(
+        "--shipped-defaults",
+        action="store_true",
+        help="one run with the shipped settings (only --set changes them), not the tuned variants",
+    )
+    parser.add_argument("--cadence-days", type=float, default=1.0, help="days between two purchases of a history")
+    parser.add_argument(
+        "--end-days-ago", type=float, default=1.0, help="days between the last purchase and the evaluation"
+    )
+    parser.add_argument("--half", choices=["all", "even", "odd"], default="all", help="users of one half only")
     parser.add_argument("--skip-movielens", action="store_true")
     parser.add_argument("--skip-scientific", action="store_true")
     parser.add_argument("--model", help="a local model directory (e.g. from aisle train) to index and serve with")
@@ -321,13 +393,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = " ".join(["python -m benchmarks.eval_recsys_http", *argv])
     os.environ.setdefault("AISLE_CACHE_DIR", str(REPO / ".cache" / "aisle"))
+    overrides: dict[str, str] = {}
     for assignment in args.set:
         name, _, value = assignment.partition("=")
         SCIENTIFIC_SETTINGS[name] = value
+        overrides[name] = value
     if args.model:
-        SCIENTIFIC_SETTINGS["AISLE_MODEL"] = str(Path(args.model).resolve())
+        SCIENTIFIC_SETTINGS["AISLE_MODEL"] = overrides["AISLE_MODEL"] = str(Path(args.model).resolve())
         args.workdir = args.workdir / ("model-" + Path(args.model).name)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    timing = Timing(args.cadence_days * DAY_S, args.end_days_ago * DAY_S, args.shipped_defaults, overrides, args.half)
     report: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
     report.pop("command", None)  # each section records the command that produced it
     if not args.skip_scientific:
@@ -335,9 +410,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = [{"id": item, "title": text} for item, text in zip(data.item_ids, data.item_texts)]
         index = build_index(rows, args.workdir / "scientific", args.model)
         key = f"scientific_{args.split}" + ("_" + Path(args.model).name if args.model else "")
+        if args.shipped_defaults:
+            key += f"_defaults_cadence{args.cadence_days:g}d_end{args.end_days_ago:g}d"
+            key += "" if args.half == "all" else f"_{args.half}"
         report[key] = {
             "command": command,
-            **evaluate_scientific(data, args.split, args.limit, args.workdir, index, args.variants),
+            **evaluate_scientific(data, args.split, args.limit, args.workdir, index, args.variants, timing),
         }
     if not args.skip_movielens:
         movies = load_movielens()
@@ -345,7 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             {"id": str(m.movie), "title": m.title, "description": ", ".join(m.genres)} for m in movies.movies.values()
         ]
         index = build_index(rows, args.workdir / "movielens")
-        report["movielens_tags"] = {"command": command, **evaluate_movielens(movies, args.limit, args.workdir, index)}
+        key = "movielens_tags" + ("_defaults" if args.shipped_defaults else "")
+        report[key] = {"command": command, **evaluate_movielens(movies, args.limit, args.workdir, index, timing)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out, report)
     print(f"wrote {args.out}")

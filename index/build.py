@@ -160,12 +160,27 @@ def build_version(
     encoder: Encoder,
     options: BuildOptions = BuildOptions(),
     image_encoder: ImageEncoder | None = None,
+    *,
+    live_sequence: int = 0,
+    known_vectors: Mapping[str, np.ndarray] | None = None,
 ) -> BuildReport:
     """Builds a new immutable version from ``catalog`` under ``out`` and makes it current.
 
     Products with an ``image`` get their picture read once (``aisle.index.pictures``): colours
     (the ``image_colour`` attribute) and near-duplicate groups always, and with
     ``image_encoder`` a second vector space, ``image``, searched by text through the same model.
+
+    Args:
+        catalog: the products, with the live catalogue's changes already folded in
+            (``aisle.index.changes.fold_log``).
+        out: the index root.
+        encoder: the text encoder.
+        options: how to build.
+        image_encoder: the image model of an ``image`` space (None: none).
+        live_sequence: the newest change-log ``seq`` the catalogue includes; servers apply the
+            changes above it on top of the new version.
+        known_vectors: content hash → vector already encoded by ``encoder`` (the change log's),
+            used for products the previous version does not have.
 
     Raises:
         ValueError: no valid product, bad options (``SchemaError``: a bad ``fields`` entry), or an
@@ -205,7 +220,7 @@ def build_version(
         with timer.stage("read_previous"):
             previous = PreviousVersion.open(store, encoder.fingerprint, encoder.dim) if options.reuse_vectors else None
         with timer.stage("encode"):
-            vectors, encoded = _vectors(catalog, hashes, previous, encoder, options, embedded)
+            vectors, encoded = _vectors(catalog, hashes, previous, encoder, options, known_vectors or {}, embedded)
         params = resolved_params(
             AnnParams(
                 type=options.index_type
@@ -245,6 +260,7 @@ def build_version(
             with timer.stage("manifest"):
                 manifest = _manifest_fields(name, catalog, encoder, params, encoded)
                 manifest.update(schema=schema.to_manifest(), fields=FIELDS_FILE, lexical_documents=documents_digest)
+                manifest["live_sequence"] = live_sequence
                 if pictures is not None:
                     manifest["pictures"] = {
                         "file": PICTURES_FILE,
@@ -336,12 +352,19 @@ def _vectors(
     previous: PreviousVersion | None,
     encoder: Encoder,
     options: BuildOptions,
+    known_vectors: Mapping[str, np.ndarray],
     embedded: list[str],
 ) -> tuple[np.ndarray, int]:
     """The vector of every product, in row order, and how many had to be encoded."""
     vectors = np.empty((len(hashes), encoder.dim), dtype=np.float32)
     known = previous.rows_by_hash() if previous is not None else {}
     new_rows = [row for row, content_hash in enumerate(hashes) if content_hash not in known]
+    logged = [row for row in new_rows if _usable_vector(known_vectors.get(hashes[row]), encoder.dim)]
+    for row in logged:
+        vectors[row] = known_vectors[hashes[row]]
+    if logged:
+        taken = set(logged)
+        new_rows = [row for row in new_rows if row not in taken]
     if known:
         old_rows = [row for row, content_hash in enumerate(hashes) if content_hash in known]
         if old_rows:
@@ -358,6 +381,11 @@ def _vectors(
     if not np.isfinite(vectors).all():  # a broken model must not publish an unusable index
         raise ValueError(f"the encoder {encoder.name} produced non-finite vectors")
     return vectors, len(new_rows)
+
+
+def _usable_vector(vector: np.ndarray | None, dim: int) -> bool:
+    """Whether a logged vector can stand for a product's: the right size and finite."""
+    return vector is not None and vector.shape == (dim,) and bool(np.isfinite(vector).all())
 
 
 def _write_vectors_and_index(

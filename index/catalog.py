@@ -231,6 +231,26 @@ def load_catalog(
     return Catalog(products, list(first_per_row.values()), path)
 
 
+def product_from_record(record: Mapping[str, Any], *, row: int = 1, base_dir: Path | None = None) -> Product:
+    """One catalogue row given as a mapping of Aisle field names (an API's product), validated.
+
+    The same typing and checks as a row of a catalogue file, so a product sent to
+    ``PUT /items/{id}`` is refused for exactly what would fail a build.
+
+    Args:
+        record: Aisle field name → value; unknown keys become attributes.
+        row: the row number to name in problems (a batch's position).
+        base_dir: directory relative image paths are resolved against; None keeps them as given.
+
+    Raises:
+        CatalogError: with one ``RowProblem`` per bad field.
+    """
+    product, problems = _to_product(dict(record), row, base_dir)
+    if problems or product is None:
+        raise CatalogError(f"product {row}: {len(problems)} bad field(s)", problems)
+    return product
+
+
 def _validate_rows(
     source: RowSource, column_map: Mapping[str, str], base_dir: Path
 ) -> tuple[list[Product], list[RowProblem], set[str]]:
@@ -304,7 +324,7 @@ def _is_blank(value: Any) -> bool:
     )
 
 
-def _to_product(record: dict[str, Any], row: int, base_dir: Path) -> tuple[Product | None, list[RowProblem]]:
+def _to_product(record: dict[str, Any], row: int, base_dir: Path | None) -> tuple[Product | None, list[RowProblem]]:
     problems: list[RowProblem] = []
     raw_id = record.get("id")
     product_id = "" if _is_blank(raw_id) else _as_id(raw_id)
@@ -415,9 +435,9 @@ def normalize_category(path: str) -> str:
     return CATEGORY_SEPARATOR.join(part.strip() for part in path.split(">") if part.strip())
 
 
-def _image_path(value: str, base_dir: Path) -> str:
+def _image_path(value: str, base_dir: Path | None) -> str:
     """An image file path made absolute against the catalogue's directory; URLs stay as they are."""
-    if not value or "://" in value:
+    if not value or "://" in value or base_dir is None:
         return value
     image = Path(value).expanduser()
     return str(image if image.is_absolute() else (base_dir / image).resolve())

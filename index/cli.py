@@ -1,4 +1,4 @@
-"""``aisle build``, ``aisle versions`` and ``aisle rollback``: the offline side of an index."""
+"""``aisle build``, ``aisle compact``, ``aisle versions`` and ``aisle rollback``: the offline side of an index."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ from aisle.index.ann import INDEX_TYPES, AnnParams
 from aisle.settings import AisleSettings
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from aisle.index.catalog import Catalog
     from aisle.index.distributed import RayBuild
 
 #: ``--ray`` without an address: start a local cluster for the build.
@@ -75,10 +78,19 @@ def _build(args: argparse.Namespace) -> int:
     # The image model first: a broken one must fail in a second, not after minutes of text.
     image_encoder = load_image_encoder(settings)
     encoder = load_encoder(settings)
+    folded = _fold_changes(settings.index_dir, catalog, encoder.fingerprint, args.supersede_changes)
     if args.ray is not None:
         options = replace(options, parallel=_ray_build(args, settings))
     try:
-        report = build_version(catalog, settings.index_dir, encoder, options, image_encoder)
+        report = build_version(
+            folded[0],
+            settings.index_dir,
+            encoder,
+            options,
+            image_encoder,
+            live_sequence=folded[1],
+            known_vectors=folded[2],
+        )
     except (VersionError, SchemaError) as exc:  # e.g. another build is running, a bad fields: entry
         raise CommandError(str(exc)) from None
     except ImportError as exc:  # --ray without Ray installed: the message says what to install
@@ -118,6 +130,83 @@ def _build(args: argparse.Namespace) -> int:
                 }
             )
         )
+    return 0
+
+
+def _fold_changes(
+    index_root: Path, catalog: Catalog, fingerprint: str, supersede: bool
+) -> tuple[Catalog, int, dict[str, np.ndarray]]:
+    """The catalogue with the live catalogue's logged changes applied, their last seq and vectors.
+
+    With ``supersede`` the file is taken as already including every logged change: none is
+    applied, and the servers apply only the changes accepted after this moment.
+    """
+    from aisle.index.catalog import Catalog
+    from aisle.index.changes import ChangeLog, fold_log
+
+    if supersede:
+        change_log = ChangeLog.open_existing(index_root)
+        sequence = 0
+        if change_log is not None:
+            sequence = change_log.last_seq()
+            change_log.close()
+        print(f"the catalogue supersedes the live changes up to {sequence}", file=sys.stderr)
+        return catalog, sequence, {}
+    folded = fold_log(index_root, catalog.products, fingerprint)
+    if folded.changes:
+        print(f"folded {folded.changes} live catalogue changes (up to {folded.sequence})", file=sys.stderr)
+    return Catalog(folded.products, catalog.skipped, catalog.source), folded.sequence, folded.vectors
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from aisle.index.build import BuildOptions, build_version
+    from aisle.index.catalog import Catalog
+    from aisle.index.changes import fold_log
+    from aisle.index.items import ItemTable
+    from aisle.index.live import base_sequence
+    from aisle.index.manifest import IndexValidationError, read_manifest, require_listed
+    from aisle.index.versions import VersionError, VersionStore
+
+    started = time.perf_counter()
+    settings = load_settings(index_dir=args.index, model=args.model)
+    try:
+        path = VersionStore(settings.index_dir).current_path().resolve()
+        manifest = read_manifest(path)
+        items = ItemTable.read(require_listed(path, manifest, manifest["items"]))
+    except (VersionError, IndexValidationError, OSError, KeyError) as exc:
+        raise CommandError(f"cannot read the current version under {settings.index_dir}: {exc}") from None
+    encoder = load_encoder(settings)
+    products = [items.product(row) for row in range(len(items))]
+    folded = fold_log(settings.index_dir, products, encoder.fingerprint, after=base_sequence(manifest))
+    if not folded.changes:
+        print(f"nothing to fold: {path.name} includes every live change (up to {folded.sequence})")
+        return 0
+    # The folded version keeps the current one's index settings (a shop that tuned them keeps them).
+    built = manifest["spaces"]["text"]["index"]
+    tuned = {name: built[name] for name in ("hnsw_m", "ef_construction", "ef_search", "nprobe") if name in built}
+    options = BuildOptions(
+        index_type=built.get("type") if built.get("type") != "flat" else None,
+        show_progress=not args.no_progress,
+        keep_versions=args.keep,
+        **tuned,
+    )
+    try:
+        report = build_version(
+            Catalog(folded.products),
+            settings.index_dir,
+            encoder,
+            options,
+            live_sequence=folded.sequence,
+            known_vectors=folded.vectors,
+        )
+    except VersionError as exc:
+        raise CommandError(str(exc)) from None
+    except (ValueError, OSError) as exc:
+        raise CommandError(f"cannot build the index under {settings.index_dir}: {exc}") from None
+    print(
+        f"published {report.version}: {path.name} + {folded.changes} live changes (up to {folded.sequence}), "
+        f"{report.items} items ({report.encoded} encoded), in {time.perf_counter() - started:.2f} s"
+    )
     return 0
 
 
@@ -250,8 +339,23 @@ def register(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--ray-actors", type=positive_int, help="encoder actors with --ray (default: one per CPU)")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.add_argument("--json", action="store_true", help="also print a JSON summary line")
+    build.add_argument(
+        "--supersede-changes",
+        action="store_true",
+        help="the catalogue already includes every change accepted through the API: do not fold the change log in",
+    )
     add_common_options(build)
     build.set_defaults(handler=_build)
+
+    compact = commands.add_parser(
+        "compact", help="fold the live catalogue's changes into a new version (current version + change log)"
+    )
+    compact.add_argument("--index", type=Path, help="index root")
+    compact.add_argument("--model", help="bundled:all-MiniLM-L6-v2 or a local sentence-transformers dir")
+    compact.add_argument("--keep", type=positive_int, default=5, help="published versions to keep (default 5)")
+    compact.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_common_options(compact)
+    compact.set_defaults(handler=_compact)
 
     versions = commands.add_parser("versions", help="list published index versions (* = current)")
     versions.add_argument("--index", type=Path, help="index root")

@@ -86,6 +86,8 @@ class ItemTable:
         self.category_codes, self.category_names = _factorize([c.casefold() for c in columns["category"]])
         #: Rows of recently used filters (see ``aisle.index.filters.select_rows``).
         self.selections = SelectionCache()
+        #: Rows deleted through the live catalogue (``aisle.index.live``): a mask, None when none is.
+        self.removed: np.ndarray | None = None
         #: Near-duplicate picture group of every row (``aisle.index.pictures``), None when the
         #: version has no pictures: the reranker never shows two rows of one group.
         self.picture_groups: np.ndarray | None = None
@@ -149,6 +151,11 @@ class ItemTable:
 
     def category(self, row: int) -> str:
         return self._columns["category"][row]
+
+    def product(self, row: int) -> Product:
+        """Row ``row`` as the catalogue product it was built from (a live change starts from it)."""
+        values = {name: self._columns[name][row] for name in _COLUMNS}
+        return Product(**values, attributes=json.loads(self._attributes[row]))
 
     def image(self, row: int) -> str:
         """The row's image as stored: an absolute file path, a URL, or empty."""

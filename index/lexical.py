@@ -224,6 +224,11 @@ class LexicalIndex:
         """The tokens the query searches for: its words in the index, corrected or completed."""
         return self.analyze(query, prefix).tokens
 
+    def document_frequency(self, token: str) -> int:
+        """How many rows contain ``token`` (0 when none): lets a live delta score with this index's IDF."""
+        token_id = self._vocab.get(token)
+        return 0 if token_id is None else int(self._starts[token_id + 1] - self._starts[token_id])
+
     def analyze(self, query: str, prefix: bool = False) -> QueryAnalysis:
         """The words ``query`` searches for, corrected and (``prefix``) completed; see the module
         docstring. Cached: a search asks for it several times, and popular queries repeat."""

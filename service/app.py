@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from aisle import __version__
 from aisle.embed.base import Encoder, ImageEncoder
+from aisle.index.changes import ChangeLogError
 from aisle.index.manifest import IndexValidationError
 from aisle.service import metrics as metrics_routes
 from aisle.service.errors import install_error_handlers
@@ -17,6 +18,7 @@ from aisle.service.events.erasure import ErasureWatcher
 from aisle.service.experiments.runtime import Experiments
 from aisle.service.holder import IndexHolder
 from aisle.service.keygate import EarlyKeyMiddleware
+from aisle.service.live import LiveCatalog
 from aisle.service.metrics import ServiceMetrics
 from aisle.service.middleware import BodyLimitMiddleware, RequestContextMiddleware, TimeBudgetMiddleware
 from aisle.service.openapi import install_openapi
@@ -24,7 +26,7 @@ from aisle.service.personal.runtime import Personalization
 from aisle.service.playground import install_playground
 from aisle.service.query_log import QueryLog
 from aisle.service.ranking.config import RankingConfig
-from aisle.service.routers import admin, events, experiments, health, items, search, suggest, users
+from aisle.service.routers import admin, catalog, events, experiments, health, items, search, suggest, users
 from aisle.service.settings import ServiceSettings
 from aisle.service.watch import IndexWatcher
 
@@ -34,6 +36,8 @@ EncoderFactory = Callable[[ServiceSettings], Encoder]
 
 #: JSON values and keys one event may take (every field set, attribution included, takes 19).
 EVENT_JSON_VALUES = 24
+#: JSON values a batch change may take: a product with a dozen attributes.
+CHANGE_JSON_VALUES = 40
 #: Cheap routes that must answer even when the service is saturated, and reloads that may be slow.
 BUDGET_EXEMPT_PREFIXES = ("/admin/", "/health", "/metrics")
 #: (method, path prefix): an erasure rebuilds the worker's profiles before it answers.
@@ -218,6 +222,12 @@ def create_app(
                 resources.callback(watcher.stop)
             # Stores opened here: register their close/flush with resources.callback(...) so they
             # run after the last request.
+            try:
+                app.state.live = LiveCatalog.open(serving, poll_s=settings.live_poll_ms / 1000)
+                resources.callback(app.state.live.close)
+            except ChangeLogError as exc:  # e.g. a read-only index root: search still serves
+                log.warning("live catalogue disabled (item writes answer 503): %s", exc)
+                app.state.live = None
             app.state.personal = Personalization.open(settings, serving)
             resources.callback(app.state.personal.close)
             if settings.query_log_size > 0:
@@ -236,6 +246,8 @@ def create_app(
             )
             app.state.erasures.start()
             resources.callback(app.state.erasures.stop)
+            if app.state.live is not None:
+                app.state.live.add_listener(app.state.personal.profiles.follow)
             log.info("ready: serving index version %s", serving.engine.version)
             yield
             log.info("shutting down: in-flight requests drained, closing the stores")
@@ -273,7 +285,8 @@ def create_app(
         read_timeout_s=settings.read_timeout_s,
         max_json_values=settings.max_json_values,
         json_values_by_path={
-            "/events": max(settings.max_json_values, EVENT_JSON_VALUES * settings.max_events_per_batch)
+            "/events": max(settings.max_json_values, EVENT_JSON_VALUES * settings.max_events_per_batch),
+            "/items/batch": max(settings.max_json_values, CHANGE_JSON_VALUES * settings.max_events_per_batch),
         },
     )
     app.add_middleware(EarlyKeyMiddleware, api_key=settings.api_key)
@@ -281,7 +294,7 @@ def create_app(
     if settings.cors_origins:
         install_cors(app, settings.cors_origins)
 
-    for module in (health, search, suggest, items, admin, metrics_routes, events, users, experiments):
+    for module in (health, search, suggest, items, catalog, admin, metrics_routes, events, users, experiments):
         app.include_router(module.router)
     install_openapi(app)
     install_playground(app)

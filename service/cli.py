@@ -1,4 +1,4 @@
-"""``aisle serve`` and ``aisle forget``: registered into the ``aisle`` command through an entry point."""
+"""``aisle serve``, ``aisle forget`` and ``aisle recommend``: registered into the ``aisle`` command through an entry point."""
 
 from __future__ import annotations
 
@@ -33,6 +33,24 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     serve.set_defaults(handler=_serve)
     register_forget(commands)
+
+    recommend = commands.add_parser(
+        "recommend",
+        help="recommendations for many users as JSON Lines (e-mail and push campaigns)",
+        description=(
+            "Reads user ids (one per line) and writes one JSON line per user with the recommendations "
+            "GET /users/{id}/recommendations would give, from the stored events and the current version."
+        ),
+    )
+    recommend.add_argument("--users", type=Path, required=True, help="file of user ids, one per line ('-': stdin)")
+    recommend.add_argument("--out", type=Path, help="JSON Lines output (default: stdout)")
+    recommend.add_argument("-k", "--k", type=int, default=10, help="recommendations per user (default 10)")
+    recommend.add_argument("--filters", help='the search filter syntax as JSON, e.g. {"in_stock": true}')
+    recommend.add_argument("--index", type=Path, help="index root (default: settings index_dir)")
+    recommend.add_argument("--data-dir", type=Path, help="where the service stores events")
+    recommend.add_argument("--config", type=Path, help="YAML settings file (also $AISLE_CONFIG)")
+    recommend.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    recommend.set_defaults(handler=_recommend)
 
 
 def validated_holder(settings: ServiceSettings) -> IndexHolder:
@@ -99,4 +117,65 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
+    return 0
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    """Streams recommendations for the listed users (see ``aisle.service.personal.export``)."""
+    import sys
+
+    from tqdm import tqdm
+
+    from aisle.cli import CommandError, load_settings
+    from aisle.service.events.identity import SECRET_FILE, IdHasher, load_or_create_secret
+    from aisle.service.events.store import EVENTS_FILE, EventStoreError
+    from aisle.service.personal.config import PersonalConfig
+    from aisle.service.personal.export import output, read_user_ids, recommendation_lines
+    from aisle.service.personal.profiles import ProfileService
+    from aisle.service.personal.runtime import open_event_store
+    from aisle.service.ranking.rules import RulesError, load_rule_book
+    from aisle.service.routers.search import filters_from_json
+    from aisle.service.settings import ServiceSettings
+
+    settings = load_settings(ServiceSettings, index_dir=args.index, data_dir=args.data_dir)
+    if not 1 <= args.k <= settings.max_k:
+        raise CommandError(f"--k must be between 1 and {settings.max_k}, got {args.k}")
+    local_events = settings.data_dir / EVENTS_FILE
+    if not (settings.data_dir / SECRET_FILE).exists() or not (settings.database_url or local_events.exists()):
+        raise CommandError(f"no stored events under {settings.data_dir} (set --data-dir to the service's data_dir)")
+    if str(args.users) != "-" and not args.users.is_file():
+        raise CommandError(f"--users: no such file {args.users}")
+    try:
+        config = PersonalConfig.from_settings(settings)
+        rule_book = load_rule_book(settings.rules_file)
+    except (ValueError, RulesError) as exc:
+        raise CommandError(str(exc)) from None
+    holder = validated_holder(settings)
+    try:  # against the served version's schema: any filterable field
+        filters = filters_from_json(args.filters, holder.engine)
+    except ValueError as exc:
+        raise CommandError(f"--{exc}") from None
+    hasher = IdHasher(load_or_create_secret(settings.data_dir))
+    try:
+        store = open_event_store(settings, hasher.check_value())
+    except EventStoreError as exc:
+        raise CommandError(f"cannot read events: {exc}") from None
+    try:
+        profiles = ProfileService(hasher, config, store)
+        profiles.attach(holder.engine)
+        handle = sys.stdin if str(args.users) == "-" else args.users.open(encoding="utf-8")
+        with handle:
+            try:
+                user_ids = list(read_user_ids(handle, str(args.users)))
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+        lines = recommendation_lines(holder.engine, profiles, rule_book, user_ids, args.k, filters)
+        show = not args.no_progress
+        with output(args.out) as out:
+            for line in tqdm(lines, total=len(user_ids), unit="users", disable=not show, file=sys.stderr):
+                out.write(line)
+    finally:
+        store.close()
+    if args.out is not None:
+        print(f"wrote recommendations for {len(user_ids)} users to {args.out}")
     return 0

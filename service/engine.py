@@ -2,8 +2,11 @@
 
 ``search`` = hybrid candidates (``aisle.service.ranking.hybrid``) → the reranker
 (``aisle.service.ranking.rerank``); ``similar`` = the item's dense neighbours (text, and picture
-on a version with an image space), leaning towards the user → the same reranker. With an image
-space and the image model that built it, queries are also embedded into the image space. Hard rules that filter (in stock, exclusions, recent purchases) are
+on a version with an image space) and what is bought with it, leaning towards the user → the
+same reranker; ``recommend`` = a candidate source's candidates (the profile service's) → the
+same reranker. Every surface takes the same filters. With an image space and the image model
+that built it, queries are also embedded into the image space. Hard rules that filter (in
+stock, exclusions, recent purchases) are
 already applied at retrieval, so that the N candidates are all showable; the reranker applies
 them again as the guarantee.
 """
@@ -36,7 +39,7 @@ from aisle.service.ranking.listing import (
 )
 from aisle.service.ranking.rerank import rerank
 from aisle.service.ranking.rules import RuleBook, RuleSet
-from aisle.service.ranking.types import ANONYMOUS, Hit, UserContext
+from aisle.service.ranking.types import ANONYMOUS, CandidateSource, Hit, UserContext
 
 __all__ = ["Engine", "Hit", "Listing", "RulesConflict", "SortOrder"]
 
@@ -311,9 +314,14 @@ class Engine:
         ctx: UserContext = ANONYMOUS,
         rules: RuleSet | None = None,
         request_id: str = "",
+        together: tuple[np.ndarray, np.ndarray] | None = None,
+        together_weight: float = 0.0,
         fusion: FusionParams = FusionParams(),
     ) -> list[Hit]:
         """Products similar to ``item_id`` (never the item itself, nor a product showing its picture).
+
+        ``together``: ``(rows, scores)`` of items bought with it (best 1.0), blended in with
+        ``together_weight`` and added as candidates: the product page shows complements too.
 
         Raises:
             KeyError: ``item_id`` is not in this version.
@@ -334,6 +342,8 @@ class Engine:
             exclude_rows=self._excluded_rows(rules, ctx),
             ctx=ctx,
             extra_rows=self._pinned_rows(rules, None, category),
+            together=together,
+            together_weight=together_weight,
             fusion=fusion,
         )
         return rerank(
@@ -347,6 +357,32 @@ class Engine:
             category=category,
             same_picture_as=row,
         )
+
+    def recommend(
+        self,
+        source: CandidateSource,
+        k: int,
+        *,
+        filters: Filters | None = None,
+        exclude_ids: list[str] | tuple[str, ...] = (),
+        explain: bool = False,
+        ctx: UserContext = ANONYMOUS,
+        rules: RuleSet | None = None,
+        request_id: str = "",
+    ) -> tuple[list[Hit], list[str]]:
+        """Recommendations: ``source``'s candidates → the reranker; ``(hits, each hit's source)``.
+
+        Raises:
+            RulesConflict: the filters contradict the rules.
+        """
+        rules = self._with_exclusions(rules or _DEFAULT_RULES.for_surface("recommendations"), exclude_ids)
+        selection = select_rows(self.index.items, self._effective_filters(filters, rules))
+        excluded = np.array(self._excluded_rows(rules, ctx), dtype=np.int64)
+        candidates = source.candidates(self.index, n=self.candidates, selection=selection, exclude_rows=excluded)
+        hits = rerank(candidates, self.index.items, ctx, rules, k, request_id=request_id, explain=explain)
+        sources = candidates.sources if candidates.sources is not None else []
+        source_of = dict(zip(candidates.rows.tolist(), (str(name) for name in sources)))
+        return hits, [source_of.get(hit.row, "profile") for hit in hits]
 
     def _effective_filters(self, filters: Filters | None, rules: RuleSet) -> Filters | None:
         """The request's filters plus ``in_stock=True`` when the in-stock rule has work to do."""

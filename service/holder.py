@@ -71,6 +71,11 @@ class IndexHolder:
         self.last_refusal: Refusal | None = None
         self._engine: Engine | None = None
         self._lock = threading.Lock()
+        #: Held while the serving engine is replaced; the live catalogue holds it to publish a delta.
+        self.publish_lock = threading.Lock()
+        #: Turns a freshly loaded version's engine into the one to serve (the live catalogue's
+        #: changes applied on top), under ``publish_lock``, before the swap.
+        self.overlay: Callable[[Engine], Engine] | None = None
 
     @property
     def engine(self) -> Engine:
@@ -122,6 +127,10 @@ class IndexHolder:
             if not smoke:
                 raise IndexValidationError(f"{path}: the smoke query returned nothing")
         return engine
+
+    def publish(self, engine: Engine) -> None:
+        """Serves ``engine``, a newer snapshot of the version serving; the caller holds ``publish_lock``."""
+        self._engine = engine
 
     def _image_encoder(self, index: LoadedIndex) -> ImageEncoder | None:
         """The query-side image model of a version with an image space (None: image retrieval
@@ -228,7 +237,10 @@ class IndexHolder:
             self._refuse(path, str(exc))
             raise
         previous = self._engine.version if self._engine else None
-        self._engine = engine  # the swap: one reference assignment, atomic for readers
+        with self.publish_lock:
+            if self.overlay is not None:
+                engine = self.overlay(engine)
+            self._engine = engine  # the swap: one reference assignment, atomic for readers
         self.last_refusal = None
         log.info(
             "serving index version %s (was %s, %d items, loaded in %.0f ms)",

@@ -35,12 +35,34 @@ class ServiceSettings(AisleSettings):
     )
     half_lives_s: dict[str, float] = Field(
         default_factory=dict,
-        description="Event type → profile half-life in seconds, over index.profile.DecayConfig's defaults.",
+        description=(
+            "Event type → profile half-life in seconds, counted back from the customer's latest event "
+            "(not the wall clock), over index.profile.DecayConfig's defaults."
+        ),
+    )
+    activity_half_life: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Steps of the customer's own activity (a purchase is one step, lighter events a fraction) "
+            "after which an event's weight in the profile halves (None: index.profile.DecayConfig's default)."
+        ),
+    )
+    profile_idle_half_life_s: float = Field(
+        365 * 86400,
+        gt=0,
+        description="Time since a customer's latest event after which the profile's share loses half of what staleness may take.",
+    )
+    profile_idle_floor: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="The least share a stale profile keeps, as a fraction of a fresh one's: a returning customer is never anonymous.",
     )
     decay: bool = Field(
         True, description="Recency decay of profiles and popularity; false gives plain weighted averages."
     )
-    popularity_half_life_s: float = Field(7 * 86400, gt=0, description="Half-life of the popular-items counts.")
+    popularity_half_life_s: float = Field(30 * 86400, gt=0, description="Half-life of the popular-items counts.")
     personal_half_mass: float = Field(
         4.0, gt=0, description="Decayed evidence at which the profile takes half of its maximum share of a score."
     )
@@ -51,17 +73,65 @@ class ServiceSettings(AisleSettings):
         description="Largest share of a recommendation score the profile takes; popularity keeps the rest.",
     )
     bought_together_weight: float = Field(
-        0.4, ge=0, le=10, description="Weight of 'frequently bought together' in recommendations."
+        0.3, ge=0, le=10, description="Weight of 'frequently bought together' in recommendations."
     )
     bought_together_window_s: float = Field(
-        86400, gt=0, description="Events of one user this close in time count as bought together."
+        3600, gt=0, description="Events of one actor this close in time form a basket (paired at full weight)."
+    )
+    bought_after_half_life: float = Field(
+        2.0,
+        gt=0,
+        description=(
+            "Sequence pairs: an event pairs with the actor's earlier events whatever the gap, its weight "
+            "halving every this many events in between."
+        ),
+    )
+    bought_before_weight: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Weight of the reverse direction of a sequence pair (A then B also suggests A after B).",
+    )
+    variant_similarity: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description=(
+            "Cosine above which a candidate of the same brand and category as a recent purchase counts as its "
+            "variant and is held back (without brand or category, only near-duplicates)."
+        ),
+    )
+    cart_window_s: float = Field(
+        7 * 86400, ge=0, description="How long an item added to the cart and not bought counts as in the cart."
     )
     recommend_exclude: Literal["none", "purchased", "interacted"] = Field(
         "purchased",
         description="Items left out of a user's recommendations: none, recent purchases, or everything interacted with.",
     )
     purchase_exclusion_days: float = Field(
-        30, ge=0, description="How long a purchase keeps the item out of recommendations."
+        3650,
+        ge=0,
+        description=(
+            "How long a purchase keeps the item out of recommendations; consumables (items the shop's "
+            "customers buy again) come back earlier, at their typical repurchase interval."
+        ),
+    )
+    variant_hold_days: float = Field(
+        30, ge=0, description="How long after a purchase its variants and near-duplicates are held back."
+    )
+    search_together_weight: float = Field(
+        0.1,
+        ge=0,
+        le=10,
+        description="Weight, in a signed-in search or similar-items score, of what people buy with the user's items.",
+    )
+    session_ttl_days: float = Field(
+        30, gt=0, description="Anonymous sessions idle this long are forgotten in memory (their events stay stored)."
+    )
+    max_sessions: int = Field(
+        1_000_000,
+        ge=1,
+        description="Sessions kept in memory per worker; beyond it the longest idle are forgotten first.",
     )
     events_retention_days: float | None = Field(
         None,
@@ -79,6 +149,9 @@ class ServiceSettings(AisleSettings):
     )
     verify_checksums: bool = Field(True, description="Check every file's sha256 when loading a version.")
     watch_interval_s: float = Field(2.0, ge=0, description="How often to check the current pointer; 0 disables.")
+    live_poll_ms: float = Field(
+        100, gt=0, le=1000, description="How often a worker looks for live catalogue changes other workers accepted."
+    )
     # Request limits.
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_json_values: int = Field(

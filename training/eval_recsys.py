@@ -54,8 +54,8 @@ class ProfileRanker:
         rows = [self.row_of[case.history[n]] for n in keep]
         timestamps = [case.timestamps[n] for n in keep] if case.timestamps is not None else None
         types = [case.types[n] for n in keep] if case.types is not None else None
-        events, now = self.timeline.events(rows, timestamps, types, case.now)
-        profile = profile_from_events(events, self.index.text.vectors, self.decay, now)
+        events, _ = self.timeline.events(rows, timestamps, types, case.now)
+        profile = profile_from_events(events, self.index.text.vectors, self.decay)
         if profile.vector is None:
             return []
         seen = set(rows) if mask_seen else set()

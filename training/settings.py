@@ -8,11 +8,9 @@ exactly the decay the service will apply.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from pydantic import Field
 
-from aisle.index.profile import EVENT_TYPES, DecayConfig, TypeDecay
+from aisle.index.profile import DecayConfig, decay_from_overrides
 from aisle.settings import AisleSettings
 
 
@@ -22,6 +20,7 @@ class TrainingSettings(AisleSettings):
     event_weights: dict[str, float] = Field(default_factory=dict, description="Weight per event type.")
     half_lives_s: dict[str, float] = Field(default_factory=dict, description="Half-life per event type, seconds.")
     decay: bool = Field(True, description="Recency decay of profiles.")
+    activity_half_life: float | None = Field(None, gt=0, description="Activity half-life of profiles, in steps.")
 
     def decay_config(self) -> DecayConfig:
         """``DecayConfig`` defaults with the configured weights and half-lives on top.
@@ -29,21 +28,4 @@ class TrainingSettings(AisleSettings):
         Raises:
             ValueError: an unknown event type or a non-positive value, named.
         """
-        return decay_config(self.event_weights, self.half_lives_s, self.decay)
-
-
-def decay_config(weights: dict[str, float], half_lives: dict[str, float], decay: bool = True) -> DecayConfig:
-    """``DecayConfig`` with the given overrides (unknown types refused)."""
-    for name, values in (("event_weights", weights), ("half_lives_s", half_lives)):
-        unknown = sorted(set(values) - set(EVENT_TYPES))
-        if unknown:
-            raise ValueError(f"{name}: unknown event types {unknown}; expected some of {list(EVENT_TYPES)}")
-    base = DecayConfig()
-    changes = {
-        kind: TypeDecay(
-            float(weights.get(kind, base.for_type(kind).weight)),
-            float(half_lives.get(kind, base.for_type(kind).half_life_s)),
-        )
-        for kind in EVENT_TYPES
-    }
-    return replace(base, decay=decay, **changes)
+        return decay_from_overrides(self.event_weights, self.half_lives_s, self.decay, self.activity_half_life)

@@ -4,8 +4,7 @@ Sequence data such as UniSRec's Amazon splits carries the order of interactions 
 Evaluation and training both place them on one synthetic timeline: the ``j``-th of ``n`` history
 items (oldest first) happened at ``j · step_s`` seconds, and the profile is asked for at
 ``n · step_s``, the moment of the next interaction. The per-event weights then come from
-``aisle.index.profile.DecayConfig.log2_weight``, the very function the service uses, so that a half-life
-of one ``step_s`` halves the weight of each older item.
+``aisle.index.profile.event_log2_weights``, the very function the service uses.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from aisle.index.profile import DAY_S, DecayConfig, ProfileEvent
+from aisle.index.profile import DAY_S, DecayConfig, ProfileEvent, event_log2_weights
 
 
 @dataclass(frozen=True)
@@ -59,9 +58,9 @@ class Timeline:
         return [ProfileEvent(row, kind, t) for row, kind, t in zip(rows, kinds, times)], now
 
 
-def log2_weights(events: Sequence[ProfileEvent], config: DecayConfig, now: float) -> np.ndarray:
-    """``log2`` of every event's decayed weight at ``now``, exactly as the service weighs it."""
-    return np.array([config.log2_weight(e.type, e.timestamp, now) for e in events], dtype=np.float64)
+def log2_weights(events: Sequence[ProfileEvent], config: DecayConfig) -> np.ndarray:
+    """``log2`` of every event's weight in the profile, exactly as the service weighs it."""
+    return event_log2_weights(events, config)
 
 
 @dataclass
@@ -98,11 +97,11 @@ def pad_histories(cases: Sequence[TimedHistory], timeline: Timeline, config: Dec
     weights = np.full((len(cases), width), -np.inf, dtype=np.float64)
     valid = np.zeros((len(cases), width), dtype=bool)
     for case, item in enumerate(cases):
-        events, now = timeline.events(item.history, item.timestamps, item.types, item.now)
+        events, _ = timeline.events(item.history, item.timestamps, item.types, item.now)
         if not events:
             continue
         start = width - len(events)
         rows[case, start:] = [e.row for e in events]
-        weights[case, start:] = log2_weights(events, config, now)
+        weights[case, start:] = log2_weights(events, config)
         valid[case, start:] = True
     return PaddedHistories(rows, weights, valid)

@@ -2,7 +2,7 @@
 
 Training must optimise the vector the service will actually compute, so this is the same sum
 ``Σ 2^(e_i − max e) · v_i`` normalised to unit length, with the per-event exponents ``e_i`` taken
-from ``aisle.training.timeline`` (itself ``DecayConfig.log2_weight``). A test asserts equality with
+from ``aisle.training.timeline`` (itself ``aisle.index.profile.event_log2_weights``). A test asserts equality with
 ``aisle.index.profile`` on random data.
 """
 

@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from aisle.index.loaded import LoadedIndex
-from aisle.index.profile import DecayConfig
+from aisle.index.profile import DecayConfig, TypeDecay, decay_from_overrides
 from aisle.index.storage import atomic_write_bytes
 from aisle.training.datasets import SearchSet, SequenceSet
 from aisle.training.eval_recsys import evaluate_profiles
 from aisle.training.eval_search import evaluate_http as search_http
 from aisle.training.local_service import local_service
-from aisle.training.settings import decay_config
 from aisle.training.timeline import Timeline
 
 log = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ def tune_half_life(
     trials = []
     for step in steps:
         half_life = step * timeline.step_s
-        decay = decay_config({}, {**_half_lives(base), timeline.event_type: half_life}, base.decay)
+        decay = replace(base, **{timeline.event_type: TypeDecay(base.weight(timeline.event_type), half_life)})
         report = evaluate_profiles(index, data, decay=decay, timeline=timeline)
         trials.append(
             {
@@ -117,7 +116,7 @@ def tune_decay(
             if number == 0
             else {k: round(h * 2 ** rng.uniform(-3, 3), 1) if k in kinds else h for k, h in half_lives.items()}
         )
-        decay = decay_config(trial_weights, trial_lives, base.decay)
+        decay = decay_from_overrides(trial_weights, trial_lives, base.decay, base.activity_half_life)
         report = evaluate_profiles(index, data, decay=decay, timeline=timeline)
         results.append(
             {

@@ -7,6 +7,7 @@ Query-parameter routes take the storefront context with ``ContextDep`` (``?chann
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
@@ -14,6 +15,7 @@ from fastapi import Depends, Query, Request
 from aisle.service.engine import Engine, Hit
 from aisle.service.errors import ApiError
 from aisle.service.experiments.runtime import Experiments, Plan
+from aisle.service.personal.recommend import user_together
 from aisle.service.ranking.segments import RequestContext, Segment
 from aisle.service.ranking.types import UserContext
 
@@ -37,7 +39,14 @@ def plan_context(request: Request, plan: Plan, engine: Engine) -> UserContext:
     """The ranking context of the plan's visitor (the personalization's purchase window)."""
     personal = getattr(request.app.state, "personal", None)
     window = personal.config.purchase_window_s if personal is not None else 30 * 86400.0
-    return plan.context(engine, window)
+    ctx = plan.context(engine, window)
+    if personal is None or plan.view is None or not plan.personalized or personal.config.search_together_weight <= 0:
+        return ctx
+    # What people buy with or after the visitor's strongest items (search and similar items).
+    together = user_together(personal.profiles, plan.view, engine)
+    if together is None:
+        return ctx
+    return replace(ctx, together=together, together_weight=personal.config.search_together_weight)
 
 
 def record_served(request: Request, plan: Plan, engine: Engine, hits: list[Hit], query: str | None = None) -> None:

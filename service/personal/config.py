@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from aisle.index.profile import DAY_S, EVENT_TYPES, DecayConfig, TypeDecay
+from aisle.index.profile import DAY_S, DecayConfig, decay_from_overrides
 
 if TYPE_CHECKING:
     from aisle.service.settings import ServiceSettings
@@ -18,24 +18,44 @@ class PersonalConfig:
     """How events become profiles, popularity, co-occurrence and recommendations.
 
     Attributes:
-        decay: per-type weights and half-lives of profiles.
+        decay: per-type weights, gap half-lives and the activity half-life of profiles.
         popularity_half_life_s: half-life of the popular-items counts.
-        half_mass: decayed evidence at which the profile gets half of its maximum share.
+        half_mass: evidence at which the profile gets half of its maximum share.
         profile_cap: the profile's largest share of a recommendation score.
+        idle_half_life_s: staleness half-life of the profile's share (``freshness``).
+        idle_floor: the least fraction of its share a stale profile keeps.
         bought_together_weight: weight of co-occurrence in recommendation scores.
-        bought_together_window_s: events of one actor this close in time pair up.
+        bought_together_window_s: events of one actor this close in time form a basket.
+        bought_after_half_life: sequence pairs halve every this many events in between.
+        bought_before_weight: weight of the reverse direction of a sequence pair.
+        variant_similarity: cosine above which a candidate is a variant of a recent purchase.
+        variant_hold_s: how long after a purchase its variants are held back.
+        cart_window_s: how long an item added to the cart (and not bought) is in the cart.
+        search_together_weight: weight of the user's bought-with items in search and similar items.
+        session_ttl_s: anonymous sessions idle this long are forgotten.
+        max_sessions: at most this many sessions are kept (the longest idle go first).
         exclude: items left out of recommendations (none, recent purchases, all interacted).
         purchase_window_s: how long a purchase counts as recent.
     """
 
     decay: DecayConfig = field(default_factory=DecayConfig)
-    popularity_half_life_s: float = 7 * DAY_S
+    popularity_half_life_s: float = 30 * DAY_S
     half_mass: float = 4.0
     profile_cap: float = 0.9
-    bought_together_weight: float = 0.4
-    bought_together_window_s: float = DAY_S
+    idle_half_life_s: float = 365 * DAY_S
+    idle_floor: float = 0.8
+    bought_together_weight: float = 0.3
+    bought_together_window_s: float = 3600.0
+    bought_after_half_life: float = 2.0
+    bought_before_weight: float = 0.5
+    variant_similarity: float = 0.9
+    variant_hold_s: float = 30 * DAY_S
+    cart_window_s: float = 7 * DAY_S
+    search_together_weight: float = 0.1
+    session_ttl_s: float = 30 * DAY_S
+    max_sessions: int = 1_000_000
     exclude: Exclusion = "purchased"
-    purchase_window_s: float = 30 * DAY_S
+    purchase_window_s: float = 3650 * DAY_S
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> PersonalConfig:
@@ -45,31 +65,24 @@ class PersonalConfig:
             ValueError: names the setting and the offending key or value.
         """
         return cls(
-            decay=decay_from_overrides(settings.event_weights, settings.half_lives_s, settings.decay),
+            decay=decay_from_overrides(
+                settings.event_weights, settings.half_lives_s, settings.decay, settings.activity_half_life
+            ),
             popularity_half_life_s=settings.popularity_half_life_s,
             half_mass=settings.personal_half_mass,
             profile_cap=settings.recommend_profile_cap,
+            idle_half_life_s=settings.profile_idle_half_life_s,
+            idle_floor=settings.profile_idle_floor,
             bought_together_weight=settings.bought_together_weight,
             bought_together_window_s=settings.bought_together_window_s,
+            bought_after_half_life=settings.bought_after_half_life,
+            bought_before_weight=settings.bought_before_weight,
+            variant_similarity=settings.variant_similarity,
+            variant_hold_s=settings.variant_hold_days * DAY_S,
+            cart_window_s=settings.cart_window_s,
+            search_together_weight=settings.search_together_weight,
+            session_ttl_s=settings.session_ttl_days * DAY_S,
+            max_sessions=settings.max_sessions,
             exclude=settings.recommend_exclude,
             purchase_window_s=settings.purchase_exclusion_days * DAY_S,
         )
-
-
-def decay_from_overrides(weights: dict[str, float], half_lives: dict[str, float], decay: bool = True) -> DecayConfig:
-    """``DecayConfig`` defaults with the given per-type weights and half-lives on top."""
-    for name, values in (("event_weights", weights), ("half_lives_s", half_lives)):
-        unknown = sorted(set(values) - set(EVENT_TYPES))
-        if unknown:
-            raise ValueError(f"{name}: unknown event types {unknown}; expected some of {list(EVENT_TYPES)}")
-    base = DecayConfig()
-    changes: dict[str, TypeDecay] = {}
-    for event_type in EVENT_TYPES:
-        spec = base.for_type(event_type)
-        try:
-            changes[event_type] = TypeDecay(
-                float(weights.get(event_type, spec.weight)), float(half_lives.get(event_type, spec.half_life_s))
-            )
-        except ValueError as exc:
-            raise ValueError(f"settings for event type '{event_type}': {exc}") from None
-    return replace(base, decay=decay, **changes)

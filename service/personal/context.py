@@ -4,7 +4,7 @@
   recent purchases, category and brand affinities), for the index version of the request.
 * ``describe_profile``: the ``GET /users/{id}/profile`` body.
 
-Item-level facts are read from the version the profiles were built against (``view.engine``),
+Item-level facts are read from the version the profiles were built against (``view.index``),
 so a request served by a newer version during a rebuild still gets a coherent context; a
 version built with another model gets no profile vector (its space is not comparable).
 """
@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from aisle.index.profile import EMPTY_PROFILE, EVENT_TYPES
+from aisle.index.loaded import LoadedIndex
+from aisle.index.profile import EMPTY_PROFILE, EVENT_TYPES, SpaceBinding
 from aisle.service.engine import Engine
 from aisle.service.personal.profiles import ProfileView
 from aisle.service.ranking.types import ANONYMOUS, UserContext
@@ -38,7 +39,7 @@ def weighted_quantiles(values: np.ndarray, weights: np.ndarray, quantiles: tuple
 
 def price_band(view: ProfileView) -> tuple[float, float] | None:
     """The 10th–90th weighted percentile of the prices of items bought or put in the cart."""
-    items = view.engine.index.items
+    items = view.index.items
     rows, weights = [], []
     for (row, event_type), weight in view.item_weights.items():
         if event_type in PRICE_TYPES and weight > 0 and math.isfinite(items.price[row]):
@@ -51,15 +52,17 @@ def price_band(view: ProfileView) -> tuple[float, float] | None:
 
 
 def purchased_recently(view: ProfileView, window_s: float) -> frozenset[str]:
-    """Ids of items purchased within the last ``window_s`` seconds."""
-    ids = view.engine.index.items.ids
+    """Ids of items purchased within the last ``window_s`` seconds, but for consumables due again."""
+    ids = view.index.items.ids
     cutoff = view.now - window_s
-    return frozenset(ids[row] for row, last in view.last_purchase.items() if last >= cutoff)
+    return frozenset(
+        ids[row] for row, last in view.last_purchase.items() if last >= cutoff and row not in view.due_again
+    )
 
 
 def affinities(view: ProfileView, field: str, top: int = TOP_AFFINITIES) -> tuple[str, ...]:
     """The ``top`` categories (or brands) with the most decayed weight, strongest first."""
-    items = view.engine.index.items
+    items = view.index.items
     read = items.category if field == "category" else items.brand
     totals: dict[str, float] = {}
     for row, weight in view.weight_by_row().items():
@@ -75,12 +78,12 @@ def user_context(view: ProfileView | None, engine: Engine, purchase_window_s: fl
     if view is None:
         return ANONYMOUS
     profile = view.text
-    if engine.encoder.fingerprint != view.engine.encoder.fingerprint:
+    if not view.binding.comparable(SpaceBinding.of(engine.index)):
         profile = EMPTY_PROFILE  # profiles of another model's space are not comparable
     return UserContext(
-        image_profile=image_profile(view, engine),
+        image_profile=image_profile(view, engine.index),
         profile=profile.vector,
-        mass=profile.mass if profile.vector is not None else 0.0,
+        mass=profile.mass * view.freshness if profile.vector is not None else 0.0,
         price_band=price_band(view),
         purchased_recently=purchased_recently(view, purchase_window_s),
         top_categories=affinities(view, "category"),
@@ -88,10 +91,10 @@ def user_context(view: ProfileView | None, engine: Engine, purchase_window_s: fl
     )
 
 
-def image_profile(view: ProfileView, engine: Engine) -> np.ndarray | None:
+def image_profile(view: ProfileView, index: LoadedIndex) -> np.ndarray | None:
     """The requester's image-space profile, if both versions' image spaces share a model."""
     profile = view.profiles.get("image")
-    here, there = engine.index.image, view.engine.index.image
+    here, there = index.image, view.index.image
     if profile is None or here is None or there is None or here.fingerprint != there.fingerprint:
         return None
     return profile.vector
@@ -127,7 +130,7 @@ def describe_profile(view: ProfileView | None, user_id: str, top: int = 10) -> d
             "spaces": [],
         }
     counts.update(view.counts)
-    items = view.engine.index.items
+    items = view.index.items
     by_row: dict[int, dict[str, float]] = {}
     for (row, event_type), weight in view.item_weights.items():
         by_row.setdefault(row, {})[event_type] = weight
@@ -136,7 +139,7 @@ def describe_profile(view: ProfileView | None, user_id: str, top: int = 10) -> d
     return {
         "user_id": user_id,
         "known": True,
-        "index_version": view.engine.version,
+        "index_version": view.binding.version,
         "events": {"total": sum(view.counts.values()), **counts},
         "evidence": significant(view.text.mass),
         "top_items": [

@@ -1,11 +1,18 @@
-"""Frequently bought together: items that appear close together in the same actor's events.
+"""Frequently bought together and bought after: pairs from the same actor's events.
 
 An actor is a user (events with a user id) or an anonymous session. Each actor keeps its last
-``recent`` events; a new event pairs with those of them within ``window_s`` of its timestamp
-(before or after, so late-arriving events pair correctly). A pair adds ``min(w_a, w_b)`` (the
-weaker event type's weight) to both directions, so a view next to a purchase counts like two
-views, and a purchase next to a purchase counts most. Per item, only the ``max_neighbours``
-strongest partners are kept, which bounds memory on large catalogues.
+``recent`` events, and a new event pairs with each of them:
+
+* a **basket** pair when the two are within ``window_s`` of each other: both directions at
+  full weight;
+* otherwise a **sequence** pair, whatever the gap (customers buy weeks or months apart): the
+  later item is what was bought *after* the earlier one, at full weight, and the reverse
+  direction at ``before_weight``; both halve every ``after_half_life`` events in between, so
+  consecutive events pair most.
+
+A pair adds ``min(w_a, w_b)`` (the weaker event type's weight), so a view next to a purchase
+counts like two views and a purchase next to a purchase counts most. Per item only the
+``max_neighbours`` strongest partners are kept, which bounds memory on large catalogues.
 """
 
 from __future__ import annotations
@@ -19,18 +26,22 @@ from aisle.index.profile import DecayConfig
 
 
 class CoOccurrence:
-    """Sparse, symmetric pair weights between rows of one index version."""
+    """Sparse, directed pair weights between rows of one index version (``pairs[a][b]``: b follows a)."""
 
     def __init__(
         self,
         config: DecayConfig,
         *,
         window_s: float,
-        recent: int = 20,
+        after_half_life: float = 2.0,
+        before_weight: float = 0.5,
+        recent: int = 8,
         max_neighbours: int = 200,
     ) -> None:
         self.config = config
         self.window_s = window_s
+        self.after_half_life = after_half_life
+        self.before_weight = before_weight
         self.recent = recent
         self.max_neighbours = max_neighbours
         self._pairs: dict[int, dict[int, float]] = {}
@@ -44,12 +55,25 @@ class CoOccurrence:
             history = self._recent.get(actor)
             if history is None:
                 history = self._recent[actor] = deque(maxlen=self.recent)
-            for other, other_weight, other_time in history:
-                if other != row and abs(other_time - timestamp) <= self.window_s:
-                    pair = min(weight, other_weight)
+            for distance, (other, other_weight, other_time) in enumerate(reversed(history), start=1):
+                if other == row:
+                    continue
+                pair = min(weight, other_weight)
+                if abs(other_time - timestamp) <= self.window_s:
                     self._bump(row, other, pair)
                     self._bump(other, row, pair)
+                    continue
+                pair *= 2.0 ** (-(distance - 1) / self.after_half_life)
+                first, then = (other, row) if other_time <= timestamp else (row, other)
+                self._bump(first, then, pair)
+                if self.before_weight > 0:
+                    self._bump(then, first, pair * self.before_weight)
             history.append((row, weight, timestamp))
+
+    def forget_actor(self, actor: str) -> None:
+        """Drops an actor's recent events (an expired session, an erased user); pairs stay anonymous."""
+        with self._lock:
+            self._recent.pop(actor, None)
 
     def _bump(self, row: int, other: int, amount: float) -> None:
         neighbours = self._pairs.setdefault(row, {})

@@ -30,6 +30,12 @@ class Popularity:
     def __len__(self) -> int:
         return len(self._counts)
 
+    def grow(self, size: int) -> None:
+        """Makes room for rows up to ``size`` (products added through the live catalogue)."""
+        with self._lock:
+            if size > len(self._counts):
+                self._counts = np.concatenate([self._counts, np.zeros(size - len(self._counts))])
+
     def add(self, row: int, event_type: str, timestamp: float) -> None:
         with self._lock:
             if self._ref is None:

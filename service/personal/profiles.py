@@ -26,39 +26,63 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aisle.index.profile import ProfileVector, combine_profiles
+from aisle.index.loaded import LoadedIndex
+from aisle.index.profile import ProfileVector, SpaceBinding, combine_profiles, freshness
+from aisle.index.profile.state import ProfileState, SessionState, merged_item_weights
 from aisle.service.engine import Engine
 from aisle.service.events.identity import IdHasher
 from aisle.service.events.store import EventStore, StoredEvent
 from aisle.service.personal.config import PersonalConfig
 from aisle.service.personal.cooccurrence import CoOccurrence
 from aisle.service.personal.popularity import Popularity
-from aisle.service.personal.state import ProfileState, SessionState, merged_item_weights
+from aisle.service.personal.repurchase import Repurchase
 
 log = logging.getLogger(__name__)
 TEXT_SPACE = "text"
+#: How many recently viewed items a view keeps (the "recently viewed" surface).
+RECENT_VIEWS = 20
+BROWSE_TYPES = ("view", "click")
+#: Sessions are swept for expiry every this many applied events (and whenever over the cap).
+SWEEP_EVERY = 4096
 
 
 @dataclass(frozen=True)
 class ProfileView:
-    """A profile as read at one moment (a user, a session, or a user with a new session)."""
+    """A profile as read at one moment (a user, a session, or a user with a new session).
 
-    engine: Engine
+    Attributes:
+        index: the version the profiles were built for (item rows are its rows).
+        binding: that version and its model fingerprint (``SpaceBinding``).
+        profiles: the profile vector per space.
+        item_weights: weight per (row, event type), as the profile vector weighs them.
+        last_purchase: row → time of its latest purchase.
+        due_again: consumables bought before whose typical repurchase interval has passed.
+        in_cart: row → time it was last added to the cart, for items not bought since.
+        recently_viewed: rows viewed or clicked, latest first.
+        freshness: the fraction of its share the profile keeps after the customer's absence.
+    """
+
+    index: LoadedIndex
+    binding: SpaceBinding
     profiles: dict[str, ProfileVector]
     item_weights: dict[tuple[int, str], float]
     last_purchase: dict[int, float]
+    due_again: frozenset[int]
+    in_cart: dict[int, float]
+    recently_viewed: tuple[int, ...]
     counts: dict[str, int]
     linked_sessions: int
     first_ts: float | None
     last_ts: float | None
     now: float
+    freshness: float = 1.0
 
     @property
     def text(self) -> ProfileVector:
         return self.profiles[TEXT_SPACE]
 
     def weight_by_row(self) -> dict[int, float]:
-        """Decayed weight per item row, all event types together."""
+        """Weight per item row, all event types together."""
         totals: dict[int, float] = {}
         for (row, _), weight in self.item_weights.items():
             totals[row] = totals.get(row, 0.0) + weight
@@ -66,17 +90,26 @@ class ProfileView:
 
 
 class _Derived:
-    """All state derived from the event log for one index version."""
+    """All state derived from the event log for one index version (rows and vectors are its)."""
 
-    def __init__(self, engine: Engine, config: PersonalConfig) -> None:
-        self.engine = engine
+    def __init__(self, index: LoadedIndex, config: PersonalConfig, clock: Callable[[], float] = time.time) -> None:
+        self.index = index
+        self.clock = clock
+        self._since_sweep = 0
+        self.binding = SpaceBinding.of(index)
         self.config = config
-        self.vectors = {name: space.vectors for name, space in engine.index.spaces.items()}
+        self.vectors = {name: space.vectors for name, space in index.spaces.items()}
         self.dims = {name: int(vectors.shape[1]) for name, vectors in self.vectors.items()}
         self.users: dict[str, ProfileState] = {}
         self.sessions: dict[str, SessionState] = {}
-        self.popularity = Popularity(len(engine.index), config.decay, config.popularity_half_life_s)
-        self.cooccurrence = CoOccurrence(config.decay, window_s=config.bought_together_window_s)
+        self.popularity = Popularity(len(index), config.decay, config.popularity_half_life_s)
+        self.repurchase = Repurchase(len(index))
+        self.cooccurrence = CoOccurrence(
+            config.decay,
+            window_s=config.bought_together_window_s,
+            after_half_life=config.bought_after_half_life,
+            before_weight=config.bought_before_weight,
+        )
         # Every event with seq <= floor is applied, plus those in ``above`` (events this process
         # committed itself, ahead of events other processes committed but not yet read).
         self.floor = 0
@@ -103,7 +136,29 @@ class _Derived:
             state = self.sessions[key] = SessionState(self._new_state(), self._new_state())
         return state
 
+    def sweep(self, now: float) -> int:
+        """Forgets anonymous sessions idle for ``session_ttl_s``, then the longest idle beyond
+        ``max_sessions``; returns how many. Users they were linked to keep what was merged."""
+        cutoff = now - self.config.session_ttl_s
+        expired = [key for key, session in self.sessions.items() if session.last_ts < cutoff]
+        excess = len(self.sessions) - len(expired) - self.config.max_sessions
+        if excess > 0:
+            # Oldest first, down to 90% of the cap, so that sweeps stay rare under pressure.
+            excess += self.config.max_sessions // 10
+            alive = sorted(
+                (session.last_ts, key) for key, session in self.sessions.items() if session.last_ts >= cutoff
+            )
+            expired.extend(key for _, key in alive[:excess])
+        for key in expired:
+            del self.sessions[key]
+            self.cooccurrence.forget_actor(key)
+        return len(expired)
+
     def apply(self, event: StoredEvent) -> None:
+        self._since_sweep += 1
+        if self._since_sweep >= SWEEP_EVERY or len(self.sessions) > self.config.max_sessions:
+            self._since_sweep = 0
+            self.sweep(self.clock())
         if event.seq:
             if event.seq <= self.floor or event.seq in self.above:
                 return  # already applied: the log is replayed, never double-counted
@@ -111,7 +166,7 @@ class _Derived:
             while self.floor + 1 in self.above:  # one process alone keeps ``above`` empty
                 self.floor += 1
                 self.above.remove(self.floor)
-        row = self.engine.index.items.row_of.get(event.item_id)
+        row = self.index.items.row_of.get(event.item_id)
         vectors: dict[str, np.ndarray] = {}
         if row is not None:
             for name, matrix in self.vectors.items():
@@ -122,6 +177,13 @@ class _Derived:
         args = (row, event.type, event.timestamp, vectors)
         if event.user_key is not None:
             user = self._user(event.user_key)
+            if row is not None and event.type == "purchase":
+                before = user.items.get((row, "purchase"))
+                if before is None:
+                    self.repurchase.first_purchase(row)
+                else:
+                    # Out of order, the distance to the latest purchase stands in for the interval.
+                    self.repurchase.repeat_purchase(row, abs(event.timestamp - before.last_ts))
             user.add(*args)
             if event.session_key is not None:
                 session = self._session(event.session_key)
@@ -184,7 +246,7 @@ class ProfileService:
     def attach(self, engine: Engine) -> None:
         """(Re)builds everything for ``engine``'s index version from the event log, then swaps."""
         started = time.perf_counter()
-        derived = _Derived(engine, self.config)
+        derived = _Derived(engine.index, self.config, self.clock)
         replayed = self._replay(derived, self.store.iter_events() if self.store else ())
         with self._lock:
             if self.store is not None:  # events committed while replaying
@@ -199,6 +261,20 @@ class ProfileService:
             engine.version,
             time.perf_counter() - started,
         )
+
+    def follow(self, engine: Engine) -> None:
+        """Moves to a newer snapshot of the same version (live catalogue changes applied).
+
+        Rows are stable within a version (``aisle.index.live``), so the state stays valid: only new
+        products' rows are added, and their vectors read from the new snapshot.
+        """
+        with self._lock:
+            derived = self._derived
+            if derived is None or derived.engine.index.path != engine.index.path:
+                return
+            derived.engine = engine
+            derived.vectors = {name: space.vectors for name, space in engine.index.spaces.items()}
+            derived.popularity.grow(len(engine.index))
 
     @staticmethod
     def _replay(derived: _Derived, events: Iterable[StoredEvent]) -> int:
@@ -248,37 +324,61 @@ class ProfileService:
             states = derived.states(user_key, session_key)
             if not states:
                 return None
-            profiles = {name: combine_profiles([state.spaces[name] for state in states], now) for name in derived.dims}
+            profiles = {name: combine_profiles([state.spaces[name] for state in states]) for name in derived.dims}
             counts: dict[str, int] = {}
             for state in states:
                 for event_type, count in state.counts.items():
                     counts[event_type] = counts.get(event_type, 0) + count
-            last_purchase: dict[int, float] = {}
+            latest: dict[str, dict[int, float]] = {"purchase": {}, "add_to_cart": {}, "browse": {}}
             for state in states:
                 for (row, event_type), stat in state.items.items():
-                    if event_type == "purchase":
-                        last_purchase[row] = max(stat.last_ts, last_purchase.get(row, -np.inf))
+                    kind = "browse" if event_type in BROWSE_TYPES else event_type
+                    if kind in latest:
+                        latest[kind][row] = max(stat.last_ts, latest[kind].get(row, -np.inf))
+            purchases = latest["purchase"]
+            cart_cutoff = now - self.config.cart_window_s
+            in_cart = {
+                row: added
+                for row, added in latest["add_to_cart"].items()
+                if added >= cart_cutoff and purchases.get(row, -np.inf) < added
+            }
+            due = frozenset(
+                row
+                for row, when in purchases.items()
+                if (interval := derived.repurchase.interval_s(row)) is not None and now - when >= interval
+            )
+            viewed = sorted(latest["browse"].items(), key=lambda kv: (-kv[1], kv[0]))[:RECENT_VIEWS]
             first = min(state.first_ts for state in states)
             last = max(state.last_ts for state in states)
+            fresh = 1.0
+            if np.isfinite(last):
+                fresh = freshness(now - last, self.config.idle_half_life_s, self.config.idle_floor)
             return ProfileView(
-                engine=derived.engine,
+                index=derived.index,
+                binding=derived.binding,
                 profiles=profiles,
-                item_weights=merged_item_weights(states, now),
-                last_purchase=last_purchase,
+                item_weights=merged_item_weights(states),
+                last_purchase=purchases,
+                due_again=due,
+                in_cart=in_cart,
+                recently_viewed=tuple(row for row, _ in viewed),
                 counts=counts,
                 linked_sessions=sum(state.linked_sessions for state in states),
                 first_ts=first if np.isfinite(first) else None,
                 last_ts=last if np.isfinite(last) else None,
                 now=now,
+                freshness=fresh if self.config.decay.decay else 1.0,
             )
 
-    def popularity(self) -> tuple[Engine, Popularity] | None:
+    def popularity(self) -> tuple[LoadedIndex, Popularity] | None:
+        """Popular items and the version whose rows they count."""
         with self._lock:
-            return None if self._derived is None else (self._derived.engine, self._derived.popularity)
+            return None if self._derived is None else (self._derived.index, self._derived.popularity)
 
-    def cooccurrence(self) -> tuple[Engine, CoOccurrence] | None:
+    def cooccurrence(self) -> tuple[LoadedIndex, CoOccurrence] | None:
+        """Co-occurrence pairs and the version whose rows they pair."""
         with self._lock:
-            return None if self._derived is None else (self._derived.engine, self._derived.cooccurrence)
+            return None if self._derived is None else (self._derived.index, self._derived.cooccurrence)
 
     def counts(self) -> dict[str, int]:
         """How many users and sessions have profiles (for metrics and logs)."""

@@ -167,8 +167,15 @@ def item_candidates(
     ctx: UserContext | None = None,
     extra_rows: Iterable[int] = (),
     fusion: FusionParams = FusionParams(),
+    together: tuple[np.ndarray, np.ndarray] | None = None,
+    together_weight: float = 0.0,
 ) -> Candidates:
-    """The candidates of "similar to item ``row``" (never the item itself), from text and picture."""
+    """The candidates of "similar to item ``row``" (never the item itself), from text and picture.
+
+    ``together``: items bought with it and their scores (best 1.0), nominated as candidates and
+    added to the relevance with ``together_weight`` (source ``bought_together`` where that part
+    outweighs the similarity).
+    """
     excluded = np.unique(np.append(np.fromiter(exclude_rows, dtype=np.int64), row))
     item_vector = np.asarray(index.text.vectors[row], dtype=np.float32)
     found, _ = index.text.ann.search(item_vector, n + len(excluded), selection)
@@ -181,8 +188,12 @@ def item_candidates(
     if image is not None:
         picture = np.asarray(image.vectors[row], dtype=np.float32)
         image_rows = _image_neighbours(image, picture, n, selection, excluded)
-    extras = _allowed_extras(extra_rows, selection.mask if selection is not None else None, excluded)
-    rows = _sorted_union(found, image_rows, extras)
+    mask = selection.mask if selection is not None else None
+    together_rows = np.empty(0, np.int64)
+    if together is not None and together_weight > 0 and len(together[0]):
+        together_rows = _allowed_extras(together[0], mask, excluded)
+    extras = _allowed_extras(extra_rows, mask, excluded)
+    rows = _sorted_union(found, image_rows, extras, together_rows)
     vectors = np.asarray(index.text.vectors[rows], dtype=np.float32)
     semantic = (vectors @ item_vector).astype(np.float64)
     parts = {"semantic": semantic, "lexical": np.zeros(len(rows))}
@@ -194,7 +205,15 @@ def item_candidates(
         parts["semantic"] = np.where(with_picture, (1.0 - weight) * semantic, semantic)
         parts["image"] = np.where(with_picture, weight * image_cosine, 0.0)
     sources = _sources(rows, found, np.empty(0, np.int64), image_rows)
-    return blend_personal(rows, vectors, parts, ctx, sources, image_vectors=image_vectors, fusion=fusion)
+    candidates = blend_personal(rows, vectors, parts, ctx, sources, image_vectors=image_vectors, fusion=fusion)
+    if len(together_rows) and together is not None:
+        score = dict(zip(together[0].tolist(), together[1].tolist()))
+        bonus = together_weight * np.array([score.get(int(r), 0.0) for r in rows])
+        candidates.parts["bought_together"] = bonus
+        candidates.relevance = candidates.relevance + bonus
+        if candidates.sources is not None:
+            candidates.sources = np.where(bonus > semantic, "bought_together", candidates.sources).astype(object)
+    return candidates
 
 
 def blend_personal(
@@ -225,6 +244,17 @@ def blend_personal(
             weight = fusion.profile_image_weight
             affinity = np.where(with_picture, (1.0 - weight) * affinity + weight * picture, affinity)
         personal = share * affinity
+    if ctx is not None and ctx.together is not None and ctx.together_weight > 0 and len(ctx.together[0]):
+        # What people buy with or after the user's strongest items: the collaborative half of
+        # the profile, which the vector average alone cannot express.
+        together_rows, together_scores = ctx.together
+        order = np.argsort(together_rows, kind="stable")
+        sorted_rows = together_rows[order]
+        at = np.minimum(np.searchsorted(sorted_rows, rows), len(sorted_rows) - 1)
+        found = sorted_rows[at] == rows
+        bonus = np.zeros(len(rows))
+        bonus[found] = ctx.together_weight * together_scores[order[at[found]]]
+        personal = personal + bonus
     parts = {**parts, "personal": personal}
     # Every part counts (a browse page adds ``popularity``; explanations show it as ``other``).
     relevance = sum(parts.values(), np.zeros(len(rows)))

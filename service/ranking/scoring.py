@@ -20,6 +20,8 @@ from aisle.service.ranking.types import UserContext
 def eligible_mask(rows: np.ndarray, items: ItemTable, ctx: UserContext, rules: RuleSet) -> np.ndarray:
     """Candidates that pass the filtering hard rules: in stock, not excluded, not bought lately."""
     eligible = np.ones(len(rows), dtype=bool)
+    if items.removed is not None:  # deleted through the live catalogue: never shown, whatever the rules
+        eligible &= ~items.removed[rows]
     if rules.in_stock_only:
         eligible &= items.in_stock[rows]
     excluded = set(rules.exclude_ids)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from aisle.index.loaded import LoadedIndex
+    from aisle.index.selection import RowSelection
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,9 @@ class UserContext:
         top_brands: the user's strongest brand affinities, strongest first.
         personal_share: the profile's share of a blended relevance when personalization has
             its own setting for it; None uses ``index.profile.personal_share(mass)``.
+        together: ``(rows, scores)`` of the items bought with or after the user's strongest items
+            (best 1.0), in the rows of the version the request is served by, or None.
+        together_weight: how much ``together`` adds to a search or similar-items relevance.
         image_profile: unit vector in the image space (the pictures of interacted items), or
             None without a usable one; it refines ``profile``, never replaces it.
     """
@@ -33,6 +40,8 @@ class UserContext:
     top_categories: tuple[str, ...] = ()
     top_brands: tuple[str, ...] = ()
     personal_share: float | None = None
+    together: tuple[np.ndarray, np.ndarray] | None = None
+    together_weight: float = 0.0
     image_profile: np.ndarray | None = None
 
     @property
@@ -72,3 +81,15 @@ class Hit:
     row: int
     score: float
     explain: dict[str, Any] | None = None
+
+
+class CandidateSource(Protocol):
+    """Where a surface without a query gets its candidates (recommendations: the profile service).
+
+    ``Engine.recommend`` passes the filters' selection and the rows the rules exclude; the
+    source returns scored candidates of ``index``'s version within them.
+    """
+
+    def candidates(
+        self, index: LoadedIndex, *, n: int, selection: RowSelection | None, exclude_rows: np.ndarray
+    ) -> Candidates: ...

@@ -42,7 +42,7 @@ async def health(request: Request, response: Response) -> HealthStatus:
     return HealthStatus(
         status="ok",
         index_version=engine.version,
-        items=len(engine.index),
+        items=getattr(engine.index, "live_items", len(engine.index)),
         request_id=request.state.request_id,
         refused_version=refused,
     )

@@ -14,12 +14,13 @@ A parameter it does not know is refused (422 naming it), never silently ignored.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request, Response
-from pydantic import ValidationError
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import TypeAdapter, ValidationError
 
 from aisle.index.filters import FilterError, Filters, parse_filters
 from aisle.service.deps import EngineDep, SettingsDep, check_k
@@ -29,7 +30,7 @@ from aisle.service.experiments.deps import plan_context, plan_for, record_served
 from aisle.service.ranking.config import RankingConfig
 from aisle.service.ranking.listing import LIST_DEPTH
 from aisle.service.routers.responses import listing_response
-from aisle.service.schemas import SearchRequest, SearchResponse, filters_as_dict
+from aisle.service.schemas import FilterValue, SearchRequest, SearchResponse, filters_as_dict
 
 router = APIRouter(tags=["search"])
 
@@ -52,6 +53,47 @@ def to_filters(engine: Engine, raw: dict[str, Any] | None) -> Filters | None:
         return parse_filters(raw, engine.index.items.fields)
     except FilterError as exc:
         raise ApiError(422, str(exc)) from None
+
+
+_FILTERS_JSON = TypeAdapter(dict[str, FilterValue])
+
+
+def filters_from_json(text: str | None, engine: Engine) -> Filters | None:
+    """The search body's ``filters`` given as JSON text (GET surfaces, ``aisle recommend``).
+
+    Raises:
+        ValueError: naming what is wrong (not JSON, a bad value, an unknown or non-filterable field).
+    """
+    if text is None or not text.strip():
+        return None
+    try:
+        raw = _FILTERS_JSON.validate_python(json.loads(text))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"filters: not JSON ({exc})") from None
+    except ValidationError as exc:
+        detail = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'filters'}: {error['msg']}" for error in exc.errors()
+        )
+        raise ValueError(f"filters: {detail}") from None
+    return parse_filters(filters_as_dict(raw), engine.index.items.fields)
+
+
+def filters_from_query(filters: str | None, engine: Engine) -> Filters | None:
+    """The ``filters`` query parameter of GET surfaces (422 naming what is wrong)."""
+    try:
+        return filters_from_json(filters, engine)
+    except ValueError as exc:  # FilterError included: its message starts with "filters."
+        raise ApiError(422, str(exc)) from None
+
+
+FiltersQuery = Annotated[
+    str | None,
+    Query(
+        max_length=4096,
+        description='The search filter syntax as JSON, e.g. {"category": "Kitchen", "gender": ["Men"], '
+        '"price": {"max": 50}}.',
+    ),
+]
 
 
 def check_facets(engine: Engine, facets: list[str]) -> list[str]:

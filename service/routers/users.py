@@ -1,4 +1,4 @@
-"""``/users/{user_id}/recommendations`` and ``/users/{user_id}/profile``."""
+"""``/users/{user_id}/recommendations``, ``/users/{user_id}/recently-viewed`` and ``/users/{user_id}/profile``."""
 
 from __future__ import annotations
 
@@ -9,41 +9,30 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from aisle.service.deps import WRITE_GUARD, EngineDep, SettingsDep, check_k
-from aisle.service.engine import Engine
+from aisle.service.engine import Engine, Hit, RulesConflict
 from aisle.service.errors import ApiError, ErrorResponse
 from aisle.service.events.store import EventStoreUnavailable
 from aisle.service.experiments.deps import ContextDep, plan_context, plan_for, record_served
-from aisle.service.experiments.runtime import Plan
 from aisle.service.personal.context import describe_profile
 from aisle.service.personal.deps import PersonalizationDep
-from aisle.service.personal.profiles import ProfileView
-from aisle.service.personal.recommend import recommendation_candidates
-from aisle.service.personal.runtime import Personalization
-from aisle.service.ranking.rerank import rerank
-from aisle.service.ranking.rules import RuleSet, RulesOverride
+from aisle.service.personal.recommend import PageContext, RecommendationSource, recommendation_rules
 from aisle.service.routers.responses import ranked_response
+from aisle.service.routers.search import FiltersQuery, filters_from_query
 from aisle.service.schemas import RankedResponse
 
 router = APIRouter(tags=["users"])
 UserId = Annotated[
     str, Path(min_length=1, max_length=256, description="The shop's user id (stored only as a keyed hash).")
 ]
+MAX_CONTEXT_ITEMS = 100
 
 
-def recommendation_rules(
-    request: Request, personal: Personalization, view: ProfileView | None, engine: Engine, plan: Plan
-) -> RuleSet:
-    """The ``recommendations`` rules (with campaigns and the variant's) and ``recommend_exclude`` on top."""
-    rule_book = request.app.state.ranking.rule_book
-    exclude = personal.config.exclude
-    if exclude == "none":
-        return plan.rules(rule_book, RulesOverride(exclude_purchased=False))
-    rules = plan.rules(rule_book)
-    if exclude == "interacted" and view is not None and view.engine.version == engine.version:
-        ids = engine.index.items.ids
-        seen = tuple(ids[row] for row in view.weight_by_row())
-        rules = rules.model_copy(update={"exclude_ids": (*rules.exclude_ids, *seen)})
-    return rules
+def page_context(engine: Engine, cart: list[str], item_id: str | None) -> PageContext:
+    """The storefront page's cart and product as rows of ``engine``'s version (unknown ids ignored)."""
+    if len(cart) > MAX_CONTEXT_ITEMS:
+        raise ApiError(422, f"cart: at most {MAX_CONTEXT_ITEMS} items, got {len(cart)}")
+    rows = tuple(row for row in (engine.item_row(item) for item in cart) if row is not None)
+    return PageContext(cart=rows, viewing=engine.item_row(item_id) if item_id else None)
 
 
 @router.get("/users/{user_id}/recommendations", response_model=RankedResponse, response_model_exclude_none=True)
@@ -55,47 +44,86 @@ def recommendations(
     user_id: UserId,
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     session_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    cart: Annotated[
+        list[str],
+        Query(max_length=256, description="Items in the cart (repeat the parameter); never recommended."),
+    ] = [],  # noqa: B006 (FastAPI copies the default)
+    item_id: Annotated[
+        str | None,
+        Query(
+            min_length=1, max_length=256, description="The product being viewed: what is bought with it comes first."
+        ),
+    ] = None,
+    filters: FiltersQuery = None,
     explain: bool = False,
     context: ContextDep = None,
 ) -> Response:
     """Personalized recommendations; a user without history gets the popular list, never an error.
 
-    Each result says where it came from: ``source`` is ``profile``, ``popular``,
-    ``bought_together`` (or ``catalogue`` in a shop without any event yet).
+    Always ``k`` results when the filters allow ``k`` items (backfilled from the popular list
+    and the catalogue). Each result says where it came from: ``source`` is ``profile``,
+    ``popular``, ``bought_together``, ``repurchase`` (or ``catalogue`` in a shop without any
+    event yet).
     """
     started = time.perf_counter()
     check_k(settings, k)
+    parsed = filters_from_query(filters, engine)
     plan = plan_for(request, "recommendations", user_id, session_id, context)
     view = plan.view
-    ctx = plan_context(request, plan, engine)
-    rules = recommendation_rules(request, personal, view, engine, plan)
-    row_of = engine.index.items.row_of
-    excluded = [row_of[item] for item in rules.exclude_ids if item in row_of]
+    config = plan.personal_config(personal.config)
+    rule_book = request.app.state.ranking.rule_book
     # Without personalization (an experiment's control) the visitor gets the popular list.
-    candidates = recommendation_candidates(
-        engine,
-        personal.profiles,
-        view if plan.personalized else None,
-        plan.personal_config(personal.config),
-        n=settings.candidates,
-        exclude_rows=excluded,
-        image_weight=request.app.state.ranking.fusion.profile_image_weight,
+    source = RecommendationSource.for_request(
+        personal.profiles, config, view if plan.personalized else None, page_context(engine, cart, item_id)
     )
-    hits = rerank(
-        candidates,
-        engine.index.items,
-        ctx,
-        rules,
-        k,
-        request_id=request.state.request_id,
-        explain=explain,
-    )
-    sources = candidates.sources if candidates.sources is not None else []
-    source_of = dict(zip(candidates.rows.tolist(), (str(source) for source in sources)))
+    source.image_weight = request.app.state.ranking.fusion.profile_image_weight
+    try:
+        hits, sources = engine.recommend(
+            source,
+            k,
+            filters=parsed,
+            explain=explain,
+            ctx=plan_context(request, plan, engine),
+            rules=recommendation_rules(lambda override: plan.rules(rule_book, override), config, view, engine),
+            request_id=request.state.request_id,
+        )
+    except RulesConflict as exc:
+        raise ApiError(422, str(exc)) from None
     record_served(request, plan, engine, hits)
-    return ranked_response(
-        request, engine, hits, started, [source_of.get(hit.row, "profile") for hit in hits], labels=plan.labels
-    )
+    return ranked_response(request, engine, hits, started, sources, labels=plan.labels)
+
+
+@router.get(
+    "/users/{user_id}/recently-viewed",
+    response_model=RankedResponse,
+    response_model_exclude_none=True,
+    dependencies=WRITE_GUARD,
+)
+def recently_viewed(
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    personal: PersonalizationDep,
+    user_id: UserId,
+    k: Annotated[int, Query(ge=1, le=100)] = 10,
+    session_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+) -> Response:
+    """The items the user (or session) viewed or clicked most recently, latest first.
+
+    Private like the profile: it needs the API key when one is configured (it reveals history),
+    so a storefront renders it from its backend.
+    """
+    started = time.perf_counter()
+    check_k(settings, k)
+    view = personal.profiles.view(user_id, session_id)
+    hits: list[Hit] = []
+    if view is not None:
+        ids = view.index.items.ids
+        for rank, row in enumerate(view.recently_viewed):
+            served = engine.item_row(ids[row])
+            if served is not None:
+                hits.append(Hit(served, 1.0 - rank / len(view.recently_viewed)))
+    return ranked_response(request, engine, hits[:k], started, ["recently_viewed"] * min(k, len(hits)))
 
 
 class ErasureResponse(BaseModel):
@@ -146,7 +174,7 @@ def profile(
     top: Annotated[int, Query(ge=1, le=100, description="How many contributing items to list.")] = 10,
 ) -> dict:
     """What Aisle believes about the user: event counts, the items weighing most on the profile
-    (with their decayed weights), the price band, category and brand affinities.
+    (with their weights), the price band, category and brand affinities.
 
     Private: it needs the API key when one is configured (a storefront shows "your profile" from
     its backend), so nobody else can read a shopper's history, learn from ``known`` whether an id

@@ -120,8 +120,18 @@ def test_opening_a_product_shows_it_with_similar_items(demo: Browser) -> None:
     demo.shot("product")
 
 
+def _personalized_shopper(demo: Browser) -> str:
+    """A new shopper id outside any experiment's control group (control shoppers get the popular
+    list whatever they do: assignment is a salted hash of the id, so draw until one is not)."""
+    for _ in range(50):
+        shopper = f"shopper-{uuid.uuid4().hex[:6]}"
+        if api(demo, "GET", f"/users/{shopper}/recommendations?k=1").get("variant") != "control":
+            return shopper
+    raise AssertionError("50 new shoppers in a row were assigned to the control group")
+
+
 def test_a_shopper_acts_and_the_recommendations_change(demo: Browser) -> None:
-    shopper = f"shopper-{uuid.uuid4().hex[:6]}"
+    shopper = _personalized_shopper(demo)
     page = demo.open("/?view=shopper", "shopper")
     page.once("dialog", lambda dialog: dialog.accept(shopper))
     page.select_option("#shopper", "__other")

@@ -169,8 +169,10 @@ def test_items_bought_together_for_a_product_page(client: TestClient) -> None:
     )
     send(client, [event(9, "a-13", "solo", "purchase", ago_s=5 * 86400), event(9, "a-1", "solo", "purchase")])
     engine = client.app.state.holder.engine
-    rows, scores = bought_with_item(client.app.state.personal.profiles, engine, engine.item_row("a-13"), 5)
-    assert [engine.index.items.ids[row] for row in rows] == ["a-15"]  # a-1 came days later: no pair
+    rows, scores = bought_with_item(client.app.state.personal.profiles, engine.index, engine.item_row("a-13"), 5)
+    # a-15 is in the same baskets; a-1 was bought days after a-13 once: a weaker "bought after" pair.
+    assert [engine.index.items.ids[row] for row in rows] == ["a-15", "a-1"]
+    assert scores[1] < scores[0]
     assert scores[0] == 1.0
 
 

@@ -60,3 +60,13 @@ def demo_index(tmp_path_factory: pytest.TempPathFactory, real_encoder) -> Path:
     assert result.returncode == 0, result.stderr
     assert "382 items" in result.stdout, result.stdout
     return out
+
+
+@pytest.fixture
+def demo_index_copy(demo_index: Path, tmp_path: Path) -> Path:
+    """A private copy of the demo index root: a test's live changes and builds stay its own."""
+    import shutil
+
+    target = tmp_path / "index"
+    shutil.copytree(demo_index, target, symlinks=True)
+    return target

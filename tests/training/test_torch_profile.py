@@ -20,8 +20,8 @@ from aisle.training.train_data import NextItemCase
 
 
 def _served(case: NextItemCase, vectors: np.ndarray, config: DecayConfig, timeline: Timeline) -> np.ndarray:
-    events, now = timeline.events(case.history, case.timestamps, case.types, case.now)
-    profile = profile_from_events(events, vectors, config, now)
+    events, _ = timeline.events(case.history, case.timestamps, case.types, case.now)
+    profile = profile_from_events(events, vectors, config)
     assert profile.vector is not None
     return profile.vector
 

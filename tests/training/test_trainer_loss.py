@@ -61,8 +61,8 @@ def _served_loss(vectors: np.ndarray, candidates: list[int] | None = None, *, ma
             for r in (range(len(vectors)) if candidates is None else candidates)
             if r == case.target or not mask_own or r not in case.history
         ]
-        events, now = Timeline().events(case.history)
-        profile = profile_from_events(events, vectors, DECAY, now).vector
+        events, _ = Timeline().events(case.history)
+        profile = profile_from_events(events, vectors, DECAY).vector
         logits = vectors[rows] @ profile / TEMPERATURE
         target = rows.index(case.target)
         total += np.log(np.exp(logits - logits.max()).sum()) + logits.max() - logits[target]

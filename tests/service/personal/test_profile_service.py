@@ -1,13 +1,19 @@
-"""ProfileService over a real EventStore: idempotent, order-independent, equal to a recomputation.
+"""ProfileService over a real EventStore: idempotent, replayable, equal to a recomputation.
 
 Hypothesis draws event streams over a few users and sessions (anonymous events, identified
 events, session → user links, unknown items, out-of-order timestamps spread over two months);
 every property compares the incrementally maintained profiles with ``profile_from_events`` over
 the events the store returns for that user or session (the documented definition).
+
+The gap clock is exact in any arrival order; the activity clock follows arrival order (and a
+session's anonymous events join its user at login, after the user's own). So the properties
+that shuffle arrivals or merge sessions run with the activity clock off, and the shipped
+configuration is checked on in-order streams and on replays of the log.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import tempfile
 from collections.abc import Iterator
@@ -34,9 +40,12 @@ USERS = ("alice", "bob", "carol")
 SESSIONS = ("s1", "s2", "s3", "s4")
 ITEMS = tuple(f"a-{i}" for i in range(30)) + ("not-in-the-index",)
 HASHER = IdHasher(b"k" * 32)
+NO_ACTIVITY = math.inf
 CONFIGS = (
-    PersonalConfig(),
-    PersonalConfig(decay=DecayConfig(view=TypeDecay(1.0, 3600.0), click=TypeDecay(2.0, 600.0))),
+    PersonalConfig(decay=DecayConfig(activity_half_life=NO_ACTIVITY)),
+    PersonalConfig(
+        decay=DecayConfig(view=TypeDecay(1.0, 3600.0), click=TypeDecay(2.0, 600.0), activity_half_life=NO_ACTIVITY)
+    ),
     PersonalConfig(decay=DecayConfig(decay=False)),
 )
 
@@ -108,7 +117,7 @@ def harnesses(engine: Engine, config: PersonalConfig, count: int = 1) -> Iterato
 def recomputed(events: list[StoredEvent], engine: Engine, config: PersonalConfig):
     rows = [(engine.item_row(e.item_id), e) for e in events]
     profile_events = [ProfileEvent(row, e.type, e.timestamp) for row, e in rows if row is not None]
-    return profile_from_events(profile_events, engine.index.text.vectors, config.decay, NOW)
+    return profile_from_events(profile_events, engine.index.text.vectors, config.decay)
 
 
 def assert_close(view, expected) -> None:
@@ -117,7 +126,7 @@ def assert_close(view, expected) -> None:
         assert actual is None or actual.vector is None
         return
     assert actual is not None and actual.vector is not None
-    np.testing.assert_allclose(actual.vector, expected.vector, atol=1e-5)
+    np.testing.assert_allclose(actual.vector, expected.vector, atol=5e-3)  # float16 sums
     assert actual.mass == pytest.approx(expected.mass, rel=1e-5)
 
 
@@ -145,7 +154,7 @@ def assert_same_snapshots(left: dict, right: dict) -> None:
         assert a.linked_sessions == b.linked_sessions, key
         assert (a.text.vector is None) == (b.text.vector is None), key
         if a.text.vector is not None:
-            np.testing.assert_allclose(a.text.vector, b.text.vector, atol=1e-5)
+            np.testing.assert_allclose(a.text.vector, b.text.vector, atol=5e-3)
         assert a.text.mass == pytest.approx(b.text.mass, rel=1e-5)
         assert a.item_weights.keys() == b.item_weights.keys(), key
         for item in a.item_weights:
@@ -175,6 +184,27 @@ def check_against_recomputation(harness: Harness, engine: Engine, config: Person
     assert_same_snapshots(snapshot(rebuilt), snapshot(harness.profiles))
 
 
+@settings(max_examples=15, deadline=None)
+@given(events=event_streams())
+def test_shipped_clocks_equal_recomputation_in_order_and_replay_the_same(engine, events) -> None:
+    config = PersonalConfig()
+    own = [
+        StoredEvent(e.event_key, e.user_key, None, e.item_id, e.type, e.timestamp, e.received)
+        for e in events
+        if e.user_key is not None
+    ]
+    with harnesses(engine, config) as (harness,):
+        harness.send(own or events)
+        for user in USERS:
+            expected = recomputed(harness.store.events_of_user(HASHER.user(user)), engine, config)
+            assert_close(harness.profiles.view(user, None), expected)
+    with harnesses(engine, config) as (harness,):
+        harness.send(events)
+        rebuilt = ProfileService(HASHER, config, harness.store, clock=lambda: NOW)
+        rebuilt.attach(engine)
+        assert_same_snapshots(snapshot(rebuilt), snapshot(harness.profiles))
+
+
 @settings(max_examples=20, deadline=None)
 @given(events=event_streams(), seed=st.integers(0, 2**32 - 1))
 def test_resending_events_changes_nothing(engine, events, seed) -> None:
@@ -195,7 +225,7 @@ def check_resending(harness: Harness, events, seed) -> None:
 
 @settings(max_examples=20, deadline=None)
 @given(events=event_streams(), seed=st.integers(0, 2**32 - 1), config_index=st.integers(0, len(CONFIGS) - 1))
-def test_any_arrival_order_gives_the_same_profiles(engine, events, seed, config_index) -> None:
+def test_any_arrival_order_gives_the_same_profiles_on_the_gap_clock(engine, events, seed, config_index) -> None:
     with harnesses(engine, CONFIGS[config_index], 2) as (first, second):
         check_orders(first, second, events, seed)
 

@@ -22,7 +22,7 @@ caps: [{field: brand, max: 3, within: 10}]
 boosts: {margin: 0.2, brands: {acme: 0.05}}
 pins:
   - {item_id: SKU-1, position: 1, query: "Gift  Card"}
-diversity: {lambda: 0.9}
+diversity: {lambda: 0.95}
 surfaces:
   similar:
     diversity: {lambda: 0.6}
@@ -43,12 +43,12 @@ def test_layers_apply_in_order(tmp_path: Path) -> None:
     search = book.for_surface("search")
     assert search.caps[0].max == 3 and search.caps[0].within == 10
     assert search.boosts.margin == 0.2 and search.boosts.boost == 0.1  # unset fields keep defaults
-    assert search.diversity.lambda_ == 0.9
+    assert search.diversity.lambda_ == 0.95
     similar = book.for_surface("similar")
     assert similar.diversity.lambda_ == 0.6 and similar.caps == ()
-    # The file's top level beats the built-in surface default (0.8 for recommendations).
+    # The file's top level beats the built-in surface default (0.9 for recommendations).
     recommendations = book.for_surface("recommendations")
-    assert recommendations.diversity.lambda_ == 0.9 and recommendations.exploration.share == 0.2
+    assert recommendations.diversity.lambda_ == 0.95 and recommendations.exploration.share == 0.2
     assert recommendations.exploration.pool == 20
 
 
@@ -74,7 +74,7 @@ def test_request_override_merges_objects_and_replaces_lists(tmp_path: Path) -> N
     assert [cap.field for cap in rules.caps] == ["category"]
     assert len(rules.pins) == 1  # an explicit null changes nothing
     assert rules.diversity.lambda_ == 0.3
-    assert book.for_surface("search").diversity.lambda_ == 0.9  # the book itself is unchanged
+    assert book.for_surface("search").diversity.lambda_ == 0.95  # the book itself is unchanged
 
 
 @pytest.mark.parametrize(

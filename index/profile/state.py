@@ -1,8 +1,8 @@
 """What is kept in memory per user and per session, maintained in O(d) per event.
 
 A ``ProfileState`` holds one ``ProfileAccumulator`` per vector space of the index (text, and
-images when indexed), the event counts, and per (item, event type) the decayed weight in log2
-form (``log2 Σ w·2^(t/h)``, exact for events in any order, never overflowing), from which the
+images when indexed), the event counts, and per (item, event type) the weight in log2 form
+(``log2 Σ w·2^(A_i/H + t_i/h)`` on the two clocks of ``decay``, never overflowing), from which the
 profile endpoint, price band, purchases and affinities are read.
 
 A ``SessionState`` splits a session's events into anonymous ones (no user id), which are merged
@@ -17,22 +17,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aisle.index.profile import DecayConfig, ProfileAccumulator, exp2
+from aisle.index.profile.decay import DecayConfig, exp2, log2_add
+from aisle.index.profile.vector import ProfileAccumulator
 
 
-def log2_add(a: float, b: float) -> float:
-    """``log2(2^a + 2^b)`` without overflow."""
-    if a == -math.inf:
-        return b
-    if b == -math.inf:
-        return a
-    top = max(a, b)
-    return top + math.log2(2.0 ** (a - top) + 2.0 ** (b - top))
-
-
-@dataclass
+@dataclass(slots=True)
 class ItemStat:
-    """One (item, event type) of a profile: ``log2 Σ w·2^(t/h)``, the latest time and the count."""
+    """One (item, event type) of a profile: ``log2 Σ w·2^(A_i/H + t_i/h)``, the latest time, the count."""
 
     log2_weight: float
     last_ts: float
@@ -46,7 +37,7 @@ class ItemStat:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class ProfileState:
     """A user's or a session's profile in every vector space, plus per-item statistics."""
 
@@ -58,6 +49,7 @@ class ProfileState:
     first_ts: float = math.inf
     last_ts: float = -math.inf
     linked_sessions: int = 0
+    clock: float = 0.0
 
     def __post_init__(self) -> None:
         self.spaces = {name: ProfileAccumulator(dim, self.config) for name, dim in self.dims.items()}
@@ -67,46 +59,70 @@ class ProfileState:
         return sum(self.counts.values())
 
     def add(self, row: int | None, event_type: str, timestamp: float, vectors: dict[str, np.ndarray]) -> None:
-        """Counts one event; ``row`` None (an item unknown to the index) only counts."""
+        """Counts one event; ``row`` None (an item unknown to the index) only counts.
+
+        A space without a vector for the item (no image) gets a zero vector: every space's
+        activity clock then agrees with the item statistics'.
+        """
         self.counts[event_type] = self.counts.get(event_type, 0) + 1
         self.first_ts = min(self.first_ts, timestamp)
         self.last_ts = max(self.last_ts, timestamp)
         if row is None:
             return
-        for name, vector in vectors.items():
-            self.spaces[name].add(vector, event_type, timestamp)
-        stat = ItemStat(self._log2_weight(event_type, timestamp), timestamp)
+        for name, accumulator in self.spaces.items():
+            vector = vectors.get(name)
+            accumulator.add(vector if vector is not None else np.zeros(accumulator.dim), event_type, timestamp)
+        self.clock += self.config.step(event_type)
+        stat = ItemStat(self._log2_weight(event_type, timestamp, self.clock), timestamp)
         key = (row, event_type)
         known = self.items.get(key)
         self.items[key] = stat if known is None else known.merged(stat)
 
-    def _log2_weight(self, event_type: str, timestamp: float) -> float:
+    def _log2_weight(self, event_type: str, timestamp: float, clock: float) -> float:
         half_life = self.config.half_life(event_type)
-        return math.log2(self.config.weight(event_type)) + (0.0 if math.isinf(half_life) else timestamp / half_life)
+        activity = self.config.activity()
+        return (
+            math.log2(self.config.weight(event_type))
+            + (0.0 if math.isinf(activity) else clock / activity)
+            + (0.0 if math.isinf(half_life) else timestamp / half_life)
+        )
 
     def merge(self, other: ProfileState) -> None:
-        """Adds every event of ``other`` (a session's anonymous events joining its user)."""
+        """Appends every event of ``other`` (a session's anonymous events joining its user).
+
+        On the activity clock they count as after this profile's own (``ProfileAccumulator.merge``).
+        """
         for name, accumulator in other.spaces.items():
             self.spaces[name].merge(accumulator)
         for event_type, count in other.counts.items():
             self.counts[event_type] = self.counts.get(event_type, 0) + count
+        activity = self.config.activity()
+        shift = 0.0 if math.isinf(activity) else self.clock / activity
         for key, stat in other.items.items():
+            moved = ItemStat(stat.log2_weight + shift, stat.last_ts, stat.count)
             known = self.items.get(key)
-            self.items[key] = stat if known is None else known.merged(stat)
+            self.items[key] = moved if known is None else known.merged(moved)
+        self.clock += other.clock
         self.first_ts = min(self.first_ts, other.first_ts)
         self.last_ts = max(self.last_ts, other.last_ts)
 
-    def item_weights(self, now: float) -> dict[tuple[int, str], float]:
-        """The decayed weight at ``now`` of every (row, event type) in the profile."""
+    def item_weights(self, latest: float | None = None) -> dict[tuple[int, str], float]:
+        """The weight of every (row, event type) in the profile, as its vector weighs them.
+
+        ``latest``: the time the gap clock counts back from (default: this profile's latest event).
+        """
+        latest = self.last_ts if latest is None else latest
+        activity = self.config.activity()
+        clock_age = 0.0 if math.isinf(activity) else self.clock / activity
         weights: dict[tuple[int, str], float] = {}
         for (row, event_type), stat in self.items.items():
             half_life = self.config.half_life(event_type)
-            age = 0.0 if math.isinf(half_life) else now / half_life
+            age = clock_age + (0.0 if math.isinf(half_life) else latest / half_life)
             weights[(row, event_type)] = exp2(stat.log2_weight - age)
         return weights
 
 
-@dataclass
+@dataclass(slots=True)
 class SessionState:
     """A session: its anonymous and identified events, and the users it is linked to."""
 
@@ -117,11 +133,17 @@ class SessionState:
     def parts(self) -> list[ProfileState]:
         return [part for part in (self.anonymous, self.identified) if part.total_events]
 
+    @property
+    def last_ts(self) -> float:
+        """The session's latest event time (``-inf`` before any)."""
+        return max(self.anonymous.last_ts, self.identified.last_ts)
 
-def merged_item_weights(states: list[ProfileState], now: float) -> dict[tuple[int, str], float]:
-    """Item weights of several profiles added together."""
+
+def merged_item_weights(states: list[ProfileState]) -> dict[tuple[int, str], float]:
+    """Item weights of several profiles added together (gap clock from the latest of all)."""
+    latest = max((state.last_ts for state in states), default=-math.inf)
     weights: dict[tuple[int, str], float] = {}
     for state in states:
-        for key, weight in state.item_weights(now).items():
+        for key, weight in state.item_weights(latest).items():
             weights[key] = weights.get(key, 0.0) + weight
     return weights
