@@ -102,6 +102,37 @@ class FieldColumn:
         codes = np.asarray(values, dtype=bool).astype(np.int32)
         return cls(name, "bool", codes, [False, True], {False: 0, True: 1})
 
+    def patched(self, size: int, rows: Sequence[int], values: Sequence[Any]) -> FieldColumn:
+        """A copy grown to ``size`` rows with ``rows`` set to ``values`` (a live catalogue's
+        changes; new values get new codes, rows without a value −1)."""
+        codes = np.full(size, -1, dtype=np.int32)
+        codes[: len(self.codes)] = self.codes[:size]
+        numbers = None
+        if self.numbers is not None:
+            numbers = np.full(size, np.nan)
+            numbers[: len(self.numbers)] = self.numbers[:size]
+        labels, code_of = list(self.labels), dict(self.code_of)
+        for row, value in zip(rows, values):
+            key: Any = None
+            if value is not None and value != "":
+                try:
+                    key = self.lookup_key(value)
+                except ValueError:
+                    key = None
+            if key is None or (self.kind == "text" and not key):
+                codes[row] = -1
+                if numbers is not None:
+                    numbers[row] = np.nan
+                continue
+            code = code_of.get(key)
+            if code is None:
+                code = code_of[key] = len(labels)
+                labels.append(value if self.kind == "text" else key)
+            codes[row] = code
+            if numbers is not None:
+                numbers[row] = key
+        return FieldColumn(self.name, self.kind, codes, labels, code_of, numbers, self.prefix)
+
     def lookup_key(self, value: Any) -> Any:
         """The ``code_of`` key of a filter value (a ``ValueError`` when the type cannot be one)."""
         if self.kind == "number":

@@ -178,6 +178,9 @@ class Engine:
         items = self.index.items
         selection = select_rows(items, self._effective_filters(filters, rules))
         excluded = np.fromiter(self._excluded_rows(rules, ctx), dtype=np.int64)
+        removed = getattr(items, "removed", None)  # products a live change deleted
+        if removed is not None and removed.any():
+            excluded = np.union1d(excluded, np.flatnonzero(removed))
         text = (query or "").strip()
         extras = np.fromiter(self._pinned_rows(rules, text or None, category), dtype=np.int64)
         if selection is not None and len(extras):
