@@ -153,8 +153,11 @@ def _recommend(args: argparse.Namespace) -> int:
     holder = validated_holder(settings)
     try:  # against the served version's schema: any filterable field
         filters = filters_from_json(args.filters, holder.engine)
-    except ValueError as exc:
-        raise CommandError(f"--{exc}") from None
+    except ValueError as exc:  # "filters: ..." or, naming a field, "filters.colour: ..."
+        message = str(exc)
+        raise CommandError(
+            "--filters: " + message.split(".", 1)[1] if message.startswith("filters.") else f"--{message}"
+        ) from None
     hasher = IdHasher(load_or_create_secret(settings.data_dir))
     try:
         store = open_event_store(settings, hasher.check_value())
