@@ -129,12 +129,18 @@ def instrumented(engine: Any, clock: StageClock) -> Iterator[list[str]]:
         ann = engine.index.text.ann
         stack.enter_context(_patched(ann, "search", clock.wrap(ann.search, "ann")))
         lexical = engine.index.lexical
-        for method in ("match", "top", "scores_of", "search", "scores"):
+        for method in ("match", "top", "above", "scores_of", "search", "scores"):
             if hasattr(lexical, method):
                 stack.enter_context(_patched(lexical, method, clock.wrap(getattr(lexical, method), "bm25")))
-        for name, stage in (("select_rows", "filter"), ("query_candidates", "retrieve"), ("rerank", "rerank")):
-            if hasattr(engine_module, name):
-                stack.enter_context(_patched(engine_module, name, clock.wrap(getattr(engine_module, name), stage)))
+        from aisle.service.ranking import listing as listing_module
+
+        for module, name, stage in (
+            (engine_module, "select_rows", "filter"),
+            (engine_module, "TextMatches", "retrieve"),
+            (listing_module, "rerank", "rerank"),
+        ):
+            if hasattr(module, name):
+                stack.enter_context(_patched(module, name, clock.wrap(getattr(module, name), stage)))
                 found.append(stage)
         yield found
 

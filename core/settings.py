@@ -52,6 +52,11 @@ class AisleSettings(BaseSettings):
     columns: dict[str, str] = Field(
         default_factory=dict, description="Catalogue column map: aisle field → shop column."
     )
+    fields: dict[str, list[str] | str] = Field(
+        default_factory=dict,
+        description="Catalogue field roles over the inferred ones: field → [searchable(:weight), filterable, "
+        "facetable, sortable, public | private] (the roles named replace the inferred ones).",
+    )
 
     @classmethod
     def settings_customise_sources(

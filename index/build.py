@@ -25,9 +25,11 @@ from aisle.embed.base import Encoder, ImageEncoder
 from aisle.index.ann import INDEX_TYPES, AnnIndex, AnnParams
 from aisle.index.ann_build import choose_index_type, resolved_params
 from aisle.index.catalog import Catalog, Product
+from aisle.index.fields import write_fields
 from aisle.index.items import write_items
 from aisle.index.layout import (  # noqa: F401  (FAISS_FILE, VECTORS_FILE: re-exported for callers)
     FAISS_FILE,
+    FIELDS_FILE,
     ID_MAP_FILE,
     ITEMS_FILE,
     LEXICAL_DIR,
@@ -48,6 +50,7 @@ from aisle.index.pictures import (
     write_pictures,
 )
 from aisle.index.reuse import PreviousVersion
+from aisle.index.schema import Schema, infer_schema, lexical_document
 from aisle.index.versions import VersionError, VersionStore
 
 log = logging.getLogger(__name__)
@@ -79,6 +82,8 @@ class BuildOptions:
         show_progress: draw a progress bar while encoding.
         reuse_vectors: re-use the current version's vectors for unchanged products, and its vector
             and FAISS files when no embedded field changed at all.
+        fields: the config file's ``fields:`` mapping, field → roles, over the inferred schema
+            (see ``aisle.index.schema``).
         pictures: how product pictures are read (files, and URLs only when allowed).
         parallel: encode and fill inverted files on a cluster (``aisle build --ray``) instead of
             in this process; the vectors and the index's contents are the same.
@@ -95,6 +100,7 @@ class BuildOptions:
     batch_size: int = 64
     show_progress: bool = True
     reuse_vectors: bool = True
+    fields: Mapping[str, Any] = field(default_factory=dict)
     pictures: PictureOptions = field(default_factory=PictureOptions)
     parallel: ParallelBuild | None = None
 
@@ -177,8 +183,9 @@ def build_version(
             used for products the previous version does not have.
 
     Raises:
-        ValueError: no valid product, bad options, or an image model without a single readable
-            picture (a build that silently ignored the model would look like it worked).
+        ValueError: no valid product, bad options (``SchemaError``: a bad ``fields`` entry), or an
+            image model without a single readable picture (a build that silently ignored the
+            model would look like it worked).
         BuildLockedError: another build of the same index root is running.
         OSError: the index root cannot be written.
     """
@@ -187,8 +194,8 @@ def build_version(
     products = catalog.products
     if not products:
         raise ValueError("the catalogue has no valid products; nothing to index")
-    store = VersionStore(out)
     timer = _Timer()
+    store = VersionStore(out)
     with store.build_lock():
         # Pictures first: a bad image model fails before minutes of text encoding, and
         # ``image_colour`` is an attribute like any other for every later step.
@@ -205,12 +212,15 @@ def build_version(
                 )
             _check_pictures(pictures, image_encoder)
             products = with_colour_attribute(products, pictures)
+        with timer.stage("schema"):  # after the pictures: image_colour is an attribute too
+            schema = infer_schema([product.attributes for product in products], options.fields)
+        embedded = schema.names("embedded")
         with timer.stage("hash"):
-            hashes = [product.content_hash() for product in products]
+            hashes = [product.content_hash(embedded) for product in products]
         with timer.stage("read_previous"):
             previous = PreviousVersion.open(store, encoder.fingerprint, encoder.dim) if options.reuse_vectors else None
         with timer.stage("encode"):
-            vectors, encoded = _vectors(catalog, hashes, previous, encoder, options, known_vectors or {})
+            vectors, encoded = _vectors(catalog, hashes, previous, encoder, options, known_vectors or {}, embedded)
         params = resolved_params(
             AnnParams(
                 type=options.index_type
@@ -233,6 +243,7 @@ def build_version(
             with timer.stage("items"):
                 write_items(staging / ITEMS_FILE, products, hashes)
                 write_id_map(staging / ID_MAP_FILE, [product.id for product in products])
+                write_fields(staging / FIELDS_FILE, products, schema)
             image_space = None
             if pictures is not None:
                 with timer.stage("pictures_index"):
@@ -240,24 +251,27 @@ def build_version(
                     if image_encoder is not None and pictures.vectors is not None:
                         image_space = _write_image_space(staging, pictures.vectors, image_encoder, options)
             with timer.stage("lexical"):
-                reused_lexical = _write_lexical(staging, products, hashes, previous)
+                documents = lexical_documents(products, schema)
+                documents_digest = _digest(documents)
+                reused_lexical = _write_lexical(staging, documents, documents_digest, previous)
             if reused_lexical:
                 checksums.update(reused_lexical)
                 reused_files.append(LEXICAL_DIR)
             with timer.stage("manifest"):
-                fields = _manifest_fields(name, catalog, encoder, params, encoded)
-                fields["live_sequence"] = live_sequence
+                manifest = _manifest_fields(name, catalog, encoder, params, encoded)
+                manifest.update(schema=schema.to_manifest(), fields=FIELDS_FILE, lexical_documents=documents_digest)
+                manifest["live_sequence"] = live_sequence
                 if pictures is not None:
-                    fields["pictures"] = {
+                    manifest["pictures"] = {
                         "file": PICTURES_FILE,
                         "counts": pictures.counts(),
                         "groups": int(len(np.unique(pictures.groups[pictures.ok]))),
                     }
                 if image_space is not None:
-                    fields["spaces"]["image"] = image_space
+                    manifest["spaces"]["image"] = image_space
                 if options.parallel is not None:
-                    fields["build"] = options.parallel.describe()
-                write_manifest(staging, fields, checksums)
+                    manifest["build"] = options.parallel.describe()
+                write_manifest(staging, manifest, checksums)
             with timer.stage("publish"):
                 path = store.publish(name, staging)
         except BaseException:
@@ -339,6 +353,7 @@ def _vectors(
     encoder: Encoder,
     options: BuildOptions,
     known_vectors: Mapping[str, np.ndarray],
+    embedded: list[str],
 ) -> tuple[np.ndarray, int]:
     """The vector of every product, in row order, and how many had to be encoded."""
     vectors = np.empty((len(hashes), encoder.dim), dtype=np.float32)
@@ -359,7 +374,7 @@ def _vectors(
         log.info("encoding %d of %d products", len(new_rows), len(hashes))
         encode = options.parallel.encode_documents if options.parallel is not None else encoder.encode_documents
         vectors[new_rows] = encode(
-            [catalog.products[row].embedding_text() for row in new_rows],
+            [catalog.products[row].embedding_text(embedded) for row in new_rows],
             batch_size=options.batch_size,
             show_progress=options.show_progress,
         )
@@ -429,10 +444,37 @@ def lexical_signature() -> str:
     return digest.hexdigest()
 
 
+def lexical_documents(products: list[Product], schema: Schema) -> list[str]:
+    """The text BM25 indexes for each product: its searchable fields, each repeated by its weight."""
+    searchable = [spec for spec in schema.fields if spec.searchable]
+    return [
+        lexical_document(
+            {
+                "title": p.title,
+                "brand": p.brand,
+                "category": p.category,
+                "description": p.description,
+                **{name: value for name, value in p.attributes.items()},
+            },
+            searchable,
+        )
+        for p in products
+    ]
+
+
+def _digest(documents: list[str]) -> str:
+    digest = hashlib.sha256()
+    for document in documents:
+        digest.update(document.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
 def _write_lexical(
-    staging: Path, products: list[Product], hashes: list[str], previous: PreviousVersion | None
+    staging: Path, documents: list[str], documents_digest: str, previous: PreviousVersion | None
 ) -> dict[str, str]:
-    """Writes the BM25 index, or links the previous one when it would be identical.
+    """Writes the BM25 index, or links the previous one when it would be identical (same
+    documents, same code).
 
     Returns:
         The verified checksums of linked files (empty when the index was built).
@@ -440,14 +482,14 @@ def _write_lexical(
     signature = lexical_signature()
     if (
         previous is not None
-        and previous.same_products(hashes)
+        and previous.manifest.get("lexical_documents") == documents_digest
         and previous.manifest.get("lexical_signature") == signature
         and isinstance(previous.manifest.get("lexical"), str)
     ):
         linked = previous.link_tree_verified(previous.manifest["lexical"], staging / LEXICAL_DIR)
         if linked is not None:
             return {f"{LEXICAL_DIR}/{name}": checksum for name, checksum in linked.items()}
-    LexicalIndex.build([product.embedding_text() for product in products]).save(staging / LEXICAL_DIR)
+    LexicalIndex.build(documents).save(staging / LEXICAL_DIR)
     return {}
 
 

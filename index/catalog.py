@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,21 +87,36 @@ class Product:
     margin: float | None = None
     boost: float | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    #: ``image`` as the catalogue gave it (what responses return; ``image`` is the resolved path
+    #: the build may read).
+    image_source: str = ""
 
-    def embedding_text(self) -> str:
-        """The text the encoder sees: title first, since models truncate long inputs."""
+    def embedding_text(self, attributes: Sequence[str] = ()) -> str:
+        """The text the encoder sees: title first, since models truncate long inputs.
+
+        Args:
+            attributes: attributes the schema embeds (role ``embedded``), appended after the
+                category as ``value, value`` (before the description, which may be long).
+        """
         parts = [self.title]
         if self.brand:
             parts.append(self.brand)
         if self.category:
             parts.append(self.category)
+        values = [str(self.attributes[name]) for name in attributes if self.attributes.get(name) not in (None, "")]
+        if values:
+            parts.append(", ".join(values))
         if self.description:
             parts.append(self.description)
         return ". ".join(parts)
 
-    def content_hash(self) -> str:
-        """sha256 of the embedded fields and the image path: equal hash, equal vector."""
-        payload = json.dumps([getattr(self, name) for name in EMBEDDED_FIELDS] + [self.image])
+    def content_hash(self, attributes: Sequence[str] = ()) -> str:
+        """sha256 of the embedded fields (and embedded ``attributes``) and the image path: equal
+        hash, equal vector."""
+        embedded = [getattr(self, name) for name in EMBEDDED_FIELDS] + [self.image]
+        if attributes:  # only then: versions built before the role keep their hashes
+            embedded.append([self.attributes.get(name) for name in attributes])
+        payload = json.dumps(embedded, default=str)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -117,8 +132,27 @@ class Catalog:
         return len(self.products)
 
 
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def template_columns(spec: str) -> list[str] | None:
+    """The columns a ``--map`` template combines (``"{a} > {b}"`` → ``["a", "b"]``), or None when
+    ``spec`` is a plain column name."""
+    if "{" not in spec and "}" not in spec:
+        return None
+    return [name.strip() for name in _PLACEHOLDER.findall(spec)]
+
+
+def render_template(spec: str, record: Mapping[str, Any]) -> str:
+    """A template filled in from a row's cells (blank cells give empty text)."""
+    return _PLACEHOLDER.sub(lambda match: _text(record.get(match.group(1).strip())), spec)
+
+
 def parse_column_map(pairs: list[str] | None) -> dict[str, str]:
     """Parses ``["title=productDisplayName", ...]`` into ``{"title": "productDisplayName"}``.
+
+    The shop's side may be a template combining columns:
+    ``category={masterCategory} > {subCategory}``.
 
     Raises:
         CatalogError: a pair without ``=``, with an empty side, or naming an unknown Aisle field.
@@ -139,7 +173,14 @@ def check_column_map(column_map: Mapping[str, str]) -> None:
     Raises:
         CatalogError: naming the unknown field and the known ones.
     """
-    for aisle_field in column_map:
+    for aisle_field, spec in column_map.items():
+        columns = template_columns(spec)
+        stray_brace = "{" in _PLACEHOLDER.sub("", spec) or "}" in _PLACEHOLDER.sub("", spec)
+        if columns is not None and (not columns or not all(columns) or stray_brace):
+            raise CatalogError(
+                f"bad --map template '{aisle_field}={spec}': name each column in braces, "
+                "e.g. category={masterCategory} > {subCategory}"
+            )
         if aisle_field not in KNOWN_FIELDS:
             raise CatalogError(
                 f"cannot map a column to '{aisle_field}': Aisle's fields are {', '.join(KNOWN_FIELDS)} "
@@ -214,7 +255,8 @@ def _validate_rows(
     source: RowSource, column_map: Mapping[str, str], base_dir: Path
 ) -> tuple[list[Product], list[RowProblem], set[str]]:
     """Every valid product, every problem, and the (shop) column names seen in any row."""
-    mapped_from = {shop: aisle for aisle, shop in column_map.items()}
+    templates = {aisle: spec for aisle, spec in column_map.items() if template_columns(spec) is not None}
+    mapped_from = {shop: aisle for aisle, shop in column_map.items() if aisle not in templates}
     products: list[Product] = []
     problems: list[RowProblem] = []
     seen_ids: dict[str, int] = {}
@@ -236,6 +278,7 @@ def _validate_rows(
         # A mapped column wins over an unmapped one already carrying the Aisle field's name.
         record = {key: value for key, value in raw.items() if key not in mapped_from and key not in column_map}
         record.update({mapped_from[key]: value for key, value in raw.items() if key in mapped_from})
+        record.update({aisle: render_template(spec, raw) for aisle, spec in templates.items()})
         product, row_problems = _to_product(record, row_number, base_dir)
         if product is not None and product.id in seen_ids:
             row_problems.append(
@@ -252,6 +295,14 @@ def _validate_rows(
 
 def _check_columns(path: Path, columns: set[str], column_map: Mapping[str, str]) -> None:
     for aisle_field, shop_column in column_map.items():
+        for used in template_columns(shop_column) or []:
+            if used not in columns:
+                raise CatalogError(
+                    f"--map {aisle_field}={shop_column}: catalogue {path} has no column '{used}'; "
+                    f"its columns are: {', '.join(sorted(columns))}"
+                )
+        if template_columns(shop_column) is not None:
+            continue
         if shop_column not in columns:
             raise CatalogError(
                 f"--map {aisle_field}={shop_column}: catalogue {path} has no column '{shop_column}'; "
@@ -307,6 +358,7 @@ def _to_product(record: dict[str, Any], row: int, base_dir: Path | None) -> tupl
         price=numbers["price"],
         in_stock=in_stock,
         image=_image_path(_text(record.get("image")), base_dir),
+        image_source=_text(record.get("image")),
         margin=numbers["margin"],
         boost=numbers["boost"],
         attributes=attributes,

@@ -37,6 +37,7 @@ def _build(args: argparse.Namespace) -> int:
     from aisle.index.build import BuildOptions, build_version
     from aisle.index.catalog import CatalogError, load_catalog, parse_column_map
     from aisle.index.pictures import PictureOptions
+    from aisle.index.schema import SchemaError
     from aisle.index.versions import VersionError
 
     started = time.perf_counter()
@@ -57,6 +58,7 @@ def _build(args: argparse.Namespace) -> int:
         **hnsw,
         keep_versions=args.keep,
         show_progress=not args.no_progress,
+        fields=settings.fields,
         pictures=PictureOptions(fetch_urls=settings.image_fetch_urls, fetch_timeout_s=settings.image_fetch_timeout_s),
     )
     try:
@@ -89,7 +91,7 @@ def _build(args: argparse.Namespace) -> int:
             live_sequence=folded[1],
             known_vectors=folded[2],
         )
-    except VersionError as exc:  # e.g. another build is running
+    except (VersionError, SchemaError) as exc:  # e.g. another build is running, a bad fields: entry
         raise CommandError(str(exc)) from None
     except ImportError as exc:  # --ray without Ray installed: the message says what to install
         raise CommandError(str(exc)) from None
@@ -289,7 +291,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     build = commands.add_parser("build", help="build and publish a new index version from a catalogue")
     build.add_argument("--catalog", type=Path, required=True, help="CSV, JSON Lines or Parquet file")
     build.add_argument("--out", type=Path, help="index root (default: settings index_dir)")
-    build.add_argument("--map", action="append", metavar="FIELD=COLUMN", help="map an Aisle field to your column")
+    build.add_argument(
+        "--map",
+        action="append",
+        metavar="FIELD=COLUMN",
+        help="map an Aisle field to your column, or to a template of columns: 'category={a} > {b}'",
+    )
     build.add_argument("--skip-bad-rows", action="store_true", help="skip and report invalid rows")
     build.add_argument("--model", help="bundled:all-MiniLM-L6-v2 or a local sentence-transformers dir")
     build.add_argument(

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 
 from aisle.index.catalog import CATEGORY_SEPARATOR, Product
+from aisle.index.fields import FieldColumn, FieldIndex
 from aisle.index.layout import ITEMS_FILE
+from aisle.index.schema import Schema, as_number
 from aisle.index.selection import SelectionCache
 
 __all__ = ["ITEMS_FILE", "ItemTable", "read_content_hashes", "write_items"]
@@ -27,6 +29,8 @@ def write_items(path: Path, products: list[Product], content_hashes: list[str]) 
     table = pa.table(
         {
             **{name: [getattr(p, name) for p in products] for name in _COLUMNS},
+            # As the catalogue gave it, for responses: a path on this server is not for callers.
+            "image_source": [p.image_source for p in products],
             "attributes": [json.dumps(p.attributes, sort_keys=True) for p in products],
             "content_hash": content_hashes,
         },
@@ -44,6 +48,7 @@ def write_items(path: Path, products: list[Product], content_hashes: list[str]) 
                 ("boost", pa.float64()),
                 ("attributes", pa.string()),
                 ("content_hash", pa.string()),
+                ("image_source", pa.string()),
             ]
         ),
     )
@@ -58,13 +63,17 @@ def read_content_hashes(path: Path) -> list[str]:
 
 
 class ItemTable:
-    """Column arrays for fast filtering plus row → response dict."""
+    """Column arrays for fast filtering plus row → response dict.
 
-    def __init__(self, columns: dict[str, list[Any]]) -> None:
+    Only public fields reach a response (``to_result``): Aisle's own fields the schema leaves
+    public and the attributes configured public; ``margin``, ``boost`` and other attributes stay
+    in the table for ranking and filtering only.
+    """
+
+    def __init__(self, columns: dict[str, list[Any]], schema: Schema | None = None) -> None:
         self.ids: list[str] = columns["id"]
         self.row_of: dict[str, int] = {item_id: row for row, item_id in enumerate(self.ids)}
         self._columns = columns
-        self._result_columns = [(name, columns[name]) for name in _COLUMNS]
         self._attributes: list[str] = columns["attributes"]
         self.titles: list[str] = columns["title"]
         self.content_hashes: list[str] = columns["content_hash"]
@@ -84,6 +93,43 @@ class ItemTable:
         self.picture_groups: np.ndarray | None = None
         #: Rows whose group has another member (set with ``set_picture_groups``).
         self.picture_shared: np.ndarray | None = None
+        self.configure(schema or Schema.from_manifest(None), {})
+
+    def configure(self, schema: Schema, attributes: dict[str, Any]) -> None:
+        """Applies a version's schema: which fields are public, and the columns of indexed fields.
+
+        Args:
+            schema: the version's schema.
+            attributes: the indexed attributes' values by field (``FieldIndex.read_attributes``).
+        """
+        self.schema = schema
+        public = set(schema.names("public"))
+        # ``image`` is answered as the catalogue gave it (versions built before that kept only
+        # the resolved path, which ``image()`` still gives the playground).
+        shown = {**self._columns, "image": self._columns.get("image_source", self._columns["image"])}
+        self._result_columns = [(name, shown[name]) for name in _COLUMNS if name in public]
+        self._public_attributes = frozenset(schema.public_attributes())
+        # CSV cells are text: a number field is returned as a number, as JSON catalogues give it.
+        self._public_numbers = frozenset(
+            spec.name for spec in schema.attributes if spec.public and spec.kind == "number"
+        )
+        self.fields = FieldIndex.build(schema, self._builtin_columns(schema), attributes)
+
+    def _builtin_columns(self, schema: Schema) -> dict[str, FieldColumn]:
+        wanted = {spec.name for spec in schema.fields if spec.builtin and spec.indexed}
+        makers = {
+            "brand": lambda: FieldColumn.from_text("brand", self._columns["brand"]),
+            "category": lambda: FieldColumn.from_text("category", self._columns["category"], prefix=True),
+            "price": lambda: FieldColumn.from_numbers("price", self.price),
+            "in_stock": lambda: FieldColumn.from_bools("in_stock", self.in_stock),
+            "margin": lambda: FieldColumn.from_numbers("margin", self._optional_numbers("margin")),
+            "boost": lambda: FieldColumn.from_numbers("boost", self._optional_numbers("boost")),
+            "title": lambda: FieldColumn.from_text("title", self.titles),
+        }
+        return {name: make() for name, make in makers.items() if name in wanted}
+
+    def _optional_numbers(self, name: str) -> np.ndarray:
+        return np.array([np.nan if v is None else v for v in self._columns[name]], dtype=np.float64)
 
     @classmethod
     def read(cls, path: Path) -> ItemTable:
@@ -116,16 +162,20 @@ class ItemTable:
         return self._columns["image"][row] or ""
 
     def to_result(self, row: int) -> dict[str, Any]:
-        """The catalogue fields of a row, as returned in responses (blank fields left out)."""
-        # Runs for every result of every response: columns are bound once in ``__init__`` and
-        # the common empty attributes skip the JSON parser.
+        """The public catalogue fields of a row, as returned in responses (blank fields left out)."""
+        # Runs for every result of every response: columns are bound in ``configure`` and rows
+        # without public attributes skip the JSON parser.
         result = {
             name: value for name, column in self._result_columns if (value := column[row]) is not None and value != ""
         }
-        attributes = self._attributes[row]
-        if attributes != "{}":
-            for key, value in json.loads(attributes).items():
-                result.setdefault(key, value)
+        if self._public_attributes:
+            attributes = self._attributes[row]
+            if attributes != "{}":
+                for key, value in json.loads(attributes).items():
+                    if key in self._public_attributes:
+                        if key in self._public_numbers and isinstance(value, str):
+                            value = _number(value)
+                        result.setdefault(key, value)
         return result
 
     def category_prefix_codes(self, prefix: str) -> np.ndarray:
@@ -140,6 +190,13 @@ class ItemTable:
             ],
             dtype=np.int32,
         )
+
+
+def _number(text: str) -> int | float | str:
+    number = as_number(text)
+    if number is None:
+        return text
+    return int(number) if number.is_integer() and "." not in text else number
 
 
 def _factorize(values: list[str]) -> tuple[np.ndarray, list[str]]:

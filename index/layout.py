@@ -42,6 +42,8 @@ ITEMS_FILE = "items.parquet"
 VECTORS_FILE = "vectors.{space}.npy"
 FAISS_FILE = "index.{space}.faiss"
 LEXICAL_DIR = "lexical"
+#: Typed columns of the attributes that can be filtered, counted or sorted (see ``aisle.index.fields``).
+FIELDS_FILE = "fields.parquet"
 PICTURES_FILE = "pictures.parquet"
 
 

@@ -361,6 +361,29 @@ class LexicalIndex:
         # rows that reach the threshold (less a margin for float sums).
         return _top_allowed(*self._accumulate(spans, threshold * (1 - 1e-5)), k, allowed, excluded)
 
+    def above(self, query: str, min_score: float, allowed: Allowed = None) -> tuple[np.ndarray, np.ndarray]:
+        """Every allowed row scoring at least ``min_score`` (> 0), rows ascending, with scores.
+
+        The rows a storefront counts as lexical matches (``aisle.service.ranking.listing``): the
+        tokens whose largest weights add up to less than ``min_score`` cannot make a row match
+        alone, so only the other tokens' rows are read in full (MaxScore, as in ``top``).
+        """
+        spans = self._spans(query)
+        if not spans:
+            return _empty()
+        if min_score <= 0:
+            return self.match(query, allowed.mask if isinstance(allowed, RowSelection) else allowed)
+        bounds = np.array([self._max_weights[self._token_of(span)] for span in spans], dtype=np.float64)
+        order = np.argsort(bounds, kind="stable")
+        optional_count = int(np.searchsorted(np.cumsum(bounds[order]), min_score, side="left"))
+        if optional_count == len(spans):
+            return _empty()
+        essential = [spans[i] for i in order[optional_count:]]
+        optional = [(spans[i], float(bounds[i])) for i in order[:optional_count][::-1]]
+        rows, scores = self._max_score(essential, optional, min_score)
+        keep = scores >= min_score
+        return _keep(rows[keep], scores[keep], allowed, None)
+
     def _max_score(
         self, essential: list[tuple[int, int]], optional: list[tuple[tuple[int, int], float]], threshold: float
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -373,6 +396,7 @@ class LexicalIndex:
         margin = 1e-5 * threshold  # float sums added up in another order
         still_possible = sum(bound for _, bound in optional)
         rows, scores = self._accumulate(essential, threshold - still_possible - margin)
+        scores = scores.copy()  # one span's scores are a view of the (memory-mapped) postings
         for span, bound in optional:
             scores += self._weights_at([span], rows)
             still_possible -= bound

@@ -30,6 +30,7 @@ import numpy as np
 
 from aisle.index.catalog import KNOWN_FIELDS, Product
 from aisle.index.changes import Change, apply_change
+from aisle.index.fields import FieldIndex
 from aisle.index.items import ItemTable
 from aisle.index.lexical import EMPTY_DOCUMENT_TOKEN, LexicalIndex, top_k
 from aisle.index.loaded import LoadedIndex, VectorSpace
@@ -326,6 +327,7 @@ class LiveItems(ItemTable):
         elif groups is not None:
             self.picture_groups, self.picture_shared = groups, previous.picture_shared
         self.selections = SelectionCache()
+        self.fields = _patched_fields(previous.fields, size, rows, products)
 
     def __len__(self) -> int:
         return self._size
@@ -346,12 +348,20 @@ class LiveItems(ItemTable):
         product = self._products.get(row)
         if product is None:
             return self._base.to_result(row)
-        # Built like the version's rows: the understood fields, then the attributes.
+        # Built like the version's rows: the public understood fields (the image as given), then
+        # the public attributes.
+        public = {name for name, _ in self._result_columns}
         result = {
-            name: value for name in _RESULT_FIELDS if (value := getattr(product, name)) is not None and value != ""
+            name: value
+            for name in _RESULT_FIELDS
+            if name in public
+            and (value := (product.image_source or product.image if name == "image" else getattr(product, name)))
+            is not None
+            and value != ""
         }
         for key, value in product.attributes.items():
-            result.setdefault(key, value)
+            if key in self._public_attributes:
+                result.setdefault(key, value)
         return result
 
 
@@ -793,3 +803,18 @@ def _average_length(items: ItemTable) -> float:
     rows = np.unique(np.linspace(0, len(items) - 1, min(AVGDL_SAMPLE, len(items))).astype(np.int64))
     lengths = [len(tokenize(items.product(int(row)).embedding_text())) or 1 for row in rows]
     return float(np.mean(lengths))
+
+
+_PRODUCT_FIELDS = ("brand", "category", "price", "in_stock", "margin", "boost", "title")
+
+
+def _patched_fields(previous: FieldIndex, size: int, rows: list[int], products: list[Product]) -> FieldIndex:
+    """The filter, facet and sort columns with the changed and appended rows' values."""
+    columns = {}
+    for name, column in previous.columns.items():
+        if name in _PRODUCT_FIELDS:
+            values = [getattr(product, name) for product in products]
+        else:
+            values = [product.attributes.get(name) for product in products]
+        columns[name] = column.patched(size, rows, values)
+    return FieldIndex(previous.schema, columns)

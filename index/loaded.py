@@ -9,11 +9,13 @@ from typing import Any
 import numpy as np
 
 from aisle.index.ann import INDEX_TYPES, AnnIndex, AnnParams
+from aisle.index.fields import FieldIndex
 from aisle.index.items import ItemTable
 from aisle.index.layout import read_id_map
 from aisle.index.lexical import LexicalIndex
 from aisle.index.manifest import IndexValidationError, read_manifest, require_listed, verify_files
 from aisle.index.pictures import read_picture_groups
+from aisle.index.schema import Schema
 
 
 @dataclass
@@ -99,6 +101,12 @@ class LoadedIndex:
             items = ItemTable.read(require_listed(path, manifest, manifest["items"]))
             if len(items) != count:
                 raise IndexValidationError(f"{path}: {len(items)} items but the manifest says {count}")
+            attributes = {}
+            if "fields" in manifest:  # versions built before schemas have Aisle's fields only
+                attributes = FieldIndex.read_attributes(require_listed(path, manifest, manifest["fields"]))
+                if any(len(column) != count for column in attributes.values()):
+                    raise IndexValidationError(f"{path}: the fields file does not have {count} rows")
+            items.configure(Schema.from_manifest(manifest.get("schema")), attributes)
             _check_id_map(path, manifest, items)
             spaces = {
                 name: _load_space(path, manifest, name, entry, count, ef_search, nprobe)

@@ -79,6 +79,26 @@ def limit_handler_threads(threads: int) -> None:
     anyio.to_thread.current_default_thread_limiter().total_tokens = threads
 
 
+def install_cors(app: FastAPI, origins: list[str]) -> None:
+    """Lets a storefront's pages call the API from the browser (``cors_origins``; off when empty).
+
+    Added last, so it runs first: preflight requests are answered before the body limit and the
+    time budget, and error responses carry the headers too. Browsers may read ``X-Request-ID``
+    (to attribute events); the API key header is not allowed: a key belongs in the shop's
+    backend, never in a page.
+    """
+    from starlette.middleware.cors import CORSMiddleware
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type"],
+        expose_headers=["X-Request-ID"],
+        max_age=600,
+    )
+
+
 def create_holder(settings: ServiceSettings, encoder_factory: EncoderFactory | None = None) -> IndexHolder:
     """The index holder with the current version loaded and validated.
 
@@ -271,6 +291,8 @@ def create_app(
     )
     app.add_middleware(EarlyKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    if settings.cors_origins:
+        install_cors(app, settings.cors_origins)
 
     for module in (health, search, suggest, items, catalog, admin, metrics_routes, events, users, experiments):
         app.include_router(module.router)

@@ -124,7 +124,6 @@ def _recommend(args: argparse.Namespace) -> int:
     """Streams recommendations for the listed users (see ``aisle.service.personal.export``)."""
     import sys
 
-    import pydantic
     from tqdm import tqdm
 
     from aisle.cli import CommandError, load_settings
@@ -135,18 +134,12 @@ def _recommend(args: argparse.Namespace) -> int:
     from aisle.service.personal.profiles import ProfileService
     from aisle.service.personal.runtime import open_event_store
     from aisle.service.ranking.rules import RulesError, load_rule_book
-    from aisle.service.routers.search import to_filters
-    from aisle.service.schemas import SearchFilters
+    from aisle.service.routers.search import filters_from_json
     from aisle.service.settings import ServiceSettings
 
     settings = load_settings(ServiceSettings, index_dir=args.index, data_dir=args.data_dir)
     if not 1 <= args.k <= settings.max_k:
         raise CommandError(f"--k must be between 1 and {settings.max_k}, got {args.k}")
-    try:
-        filters = to_filters(SearchFilters.model_validate_json(args.filters)) if args.filters else None
-    except pydantic.ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'filters'}: {e['msg']}" for e in exc.errors())
-        raise CommandError(f"--filters: {problems}") from None
     local_events = settings.data_dir / EVENTS_FILE
     if not (settings.data_dir / SECRET_FILE).exists() or not (settings.database_url or local_events.exists()):
         raise CommandError(f"no stored events under {settings.data_dir} (set --data-dir to the service's data_dir)")
@@ -158,6 +151,13 @@ def _recommend(args: argparse.Namespace) -> int:
     except (ValueError, RulesError) as exc:
         raise CommandError(str(exc)) from None
     holder = validated_holder(settings)
+    try:  # against the served version's schema: any filterable field
+        filters = filters_from_json(args.filters, holder.engine)
+    except ValueError as exc:  # "filters: ..." or, naming a field, "filters.colour: ..."
+        message = str(exc)
+        raise CommandError(
+            "--filters: " + message.split(".", 1)[1] if message.startswith("filters.") else f"--{message}"
+        ) from None
     hasher = IdHasher(load_or_create_secret(settings.data_dir))
     try:
         store = open_event_store(settings, hasher.check_value())

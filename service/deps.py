@@ -67,15 +67,6 @@ def check_k(settings: ServiceSettings, k: int) -> int:
     return k
 
 
-def check_query(settings: ServiceSettings, query: str) -> str:
-    """A query of at most ``max_query_chars`` characters, not blank."""
-    if len(query) > settings.max_query_chars:
-        raise ApiError(422, f"query: at most {settings.max_query_chars} characters, got {len(query)}")
-    if not query.strip():
-        raise ApiError(422, "query: must not be blank")
-    return query
-
-
 def check_batch_size(settings: ServiceSettings, count: int) -> None:
     """At most ``max_events_per_batch`` events in one ``POST /events``."""
     if count > settings.max_events_per_batch:

@@ -13,6 +13,7 @@ them again as the guarantee.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -25,11 +26,22 @@ from aisle.service.highlight import Matcher
 from aisle.service.query_cache import LruCache
 from aisle.service.query_log import normalise
 from aisle.service.ranking.hybrid import FusionParams, Retrieval, item_candidates, query_candidates
+from aisle.service.ranking.listing import (
+    BrowseMatches,
+    Listing,
+    MatchParams,
+    SortOrder,
+    TextMatches,
+    facet_counts,
+    list_seed,
+    ranked_page,
+    sorted_page,
+)
 from aisle.service.ranking.rerank import rerank
 from aisle.service.ranking.rules import RuleBook, RuleSet
 from aisle.service.ranking.types import ANONYMOUS, CandidateSource, Hit, UserContext
 
-__all__ = ["Engine", "Hit", "RulesConflict"]
+__all__ = ["Engine", "Hit", "Listing", "RulesConflict", "SortOrder"]
 
 _DEFAULT_RULES = RuleBook()
 #: Products scored for a suggest box before the rules pick the few shown.
@@ -106,42 +118,120 @@ class Engine:
         retrieval: Retrieval = "hybrid",
         request_id: str = "",
     ) -> list[Hit]:
-        """Ranked hits for ``query``.
+        """The first ``k`` hits of ``listing`` for ``query``.
+
+        ``request_id`` is kept for callers; the list is seeded by its own key (see ``listing``).
+
+        Raises:
+            RulesConflict: the filters contradict the rules.
+        """
+        return self.listing(
+            query,
+            k,
+            filters=filters,
+            exclude_ids=exclude_ids,
+            explain=explain,
+            ctx=ctx,
+            rules=rules,
+            fusion=fusion,
+            retrieval=retrieval,
+        ).hits
+
+    def listing(
+        self,
+        query: str | None,
+        k: int,
+        *,
+        offset: int = 0,
+        filters: Filters | None = None,
+        facets: Sequence[str] = (),
+        sort: SortOrder | None = None,
+        exclude_ids: list[str] | tuple[str, ...] = (),
+        explain: bool = False,
+        ctx: UserContext = ANONYMOUS,
+        rules: RuleSet | None = None,
+        fusion: FusionParams = FusionParams(),
+        matching: MatchParams = MatchParams(),
+        retrieval: Retrieval = "hybrid",
+        popularity: np.ndarray | None = None,
+        visitor: tuple[str | None, ...] = (),
+    ) -> Listing:
+        """A page of the matches of ``query`` (a browse page when it is empty), their total and facets.
+
+        See ``aisle.service.ranking.listing`` for what a match is and how the list is ordered.
+
+        Args:
+            query: the query text; empty or None lists every allowed item (browse).
+            k: results on the page.
+            offset: the page's first position in the list (0-based).
+            filters: the request's filters.
+            facets: facetable fields whose values to count over every match.
+            sort: order by a sortable field instead of relevance.
+            popularity: each row's popularity (0..1), ranking a browse page; None: none known.
+            visitor: the visitor's ids, part of the list's key (its exploration seed).
 
         Raises:
             RulesConflict: the filters contradict the rules.
         """
         rules = self._with_exclusions(rules or _DEFAULT_RULES.for_surface("search"), exclude_ids)
         category = filters.category if filters is not None else None
-        selection = select_rows(self.index.items, self._effective_filters(filters, rules))
-        vector = None if retrieval == "lexical" else self.query_vector(query)
-        image_vector = None
-        if self.image_encoder is not None and retrieval != "lexical" and fusion.image_weight > 0:
-            image_vector = self.image_encoder.encode_queries([query])[0]
-        candidates = query_candidates(
-            self.index,
-            query,
-            vector,
-            n=self.candidates,
-            selection=selection,
-            exclude_rows=self._excluded_rows(rules, ctx),
-            retrieval=retrieval,
-            fusion=fusion,
-            ctx=ctx,
-            extra_rows=self._pinned_rows(rules, query, category),
-            image_vector=image_vector,
-        )
-        return rerank(
-            candidates,
-            self.index.items,
-            ctx,
-            rules,
-            k,
-            request_id=request_id,
-            explain=explain,
-            query=query,
-            category=category,
-        )
+        items = self.index.items
+        selection = select_rows(items, self._effective_filters(filters, rules))
+        excluded = np.fromiter(self._excluded_rows(rules, ctx), dtype=np.int64)
+        removed = getattr(items, "removed", None)  # products a live change deleted
+        if removed is not None and removed.any():
+            excluded = np.union1d(excluded, np.flatnonzero(removed))
+        text = (query or "").strip()
+        extras = np.fromiter(self._pinned_rows(rules, text or None, category), dtype=np.int64)
+        if selection is not None and len(extras):
+            extras = extras[selection.mask[extras]]
+        extras = extras[~np.isin(extras, excluded)]
+        matches: TextMatches | BrowseMatches
+        if text:
+            vector = None if retrieval == "lexical" else self.query_vector(text)
+            image_vector = None
+            if self.image_encoder is not None and retrieval != "lexical" and fusion.image_weight > 0:
+                image_vector = self.image_encoder.encode_queries([text])[0]
+            matches = TextMatches(
+                self.index,
+                text,
+                vector,
+                n=self.candidates,
+                selection=selection,
+                excluded=excluded,
+                extras=extras,
+                params=matching,
+                lexical=retrieval != "dense",
+                image_vector=image_vector,
+            )
+        else:
+            matches = BrowseMatches(
+                self.index,
+                n=self.candidates,
+                selection=selection,
+                excluded=excluded,
+                extras=extras,
+                popularity=popularity,
+                ctx=ctx,
+            )
+        counts = facet_counts(self.index, matches.rows, facets) if facets else {}
+        if sort is not None:
+            hits = sorted_page(matches, sort, offset=offset, k=k, fusion=fusion, ctx=ctx, explain=explain)
+        else:
+            key = filters.cache_key() if filters is not None else None
+            hits = ranked_page(
+                matches,
+                offset=offset,
+                k=k,
+                fusion=fusion,
+                ctx=ctx,
+                rules=rules,
+                seed=list_seed(self.version, text, key, visitor),
+                explain=explain,
+                query=text or None,
+                category=category,
+            )
+        return Listing(hits, matches.total, counts)
 
     def query_vector(self, query: str) -> np.ndarray:
         """The query's unit vector: of its corrected spelling when the correction is confident;

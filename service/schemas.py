@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from aisle.service.ranking.rules import RulesOverride
 from aisle.service.ranking.segments import RequestContext
@@ -19,32 +19,70 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class SearchFilters(StrictModel):
-    category: str | None = Field(None, max_length=512, description="Category path prefix, e.g. 'Home > Kitchen'.")
-    # Capped inside the union: a cap on the union itself let pydantic validate all of a huge list.
-    brand: str | Annotated[list[str], Field(max_length=MAX_FILTER_VALUES)] | None = Field(
-        None, description="One brand or a list of brands."
-    )
-    price_min: float | None = Field(None, ge=0, allow_inf_nan=False, description="Lowest price (inclusive).")
-    price_max: float | None = Field(
-        None, ge=0, allow_inf_nan=False, description="Highest price (inclusive); not below price_min (else 422)."
-    )
-    in_stock: bool | None = None
+FilterScalar = (
+    StrictBool
+    | StrictInt
+    | Annotated[float, Field(strict=True, allow_inf_nan=False)]
+    | Annotated[str, Field(max_length=512)]
+)
+FilterList = Annotated[list[FilterScalar], Field(min_length=1, max_length=MAX_FILTER_VALUES)]
 
-    @model_validator(mode="after")
-    def _price_range_is_not_empty(self) -> SearchFilters:
-        # An inverted range matches nothing: almost surely swapped bounds, so say so instead of [].
-        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
-            raise ValueError(f"price_min ({self.price_min:g}) is above price_max ({self.price_max:g})")
-        return self
+
+class RangeFilter(StrictModel):
+    """``{"min": x, "max": y}``: a number field within bounds (inclusive; either may be left out)."""
+
+    min: float | None = Field(None, allow_inf_nan=False)
+    max: float | None = Field(None, allow_inf_nan=False)
+
+
+class NotFilter(StrictModel):
+    """``{"not": value or [values]}``: a field equal to none of the values."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    not_: FilterScalar | FilterList = Field(..., alias="not")
+
+
+FilterValue = FilterScalar | FilterList | RangeFilter | NotFilter
+
+
+def filters_as_dict(filters: dict[str, FilterValue] | None) -> dict[str, Any] | None:
+    """The request's filters as plain values (``aisle.index.filters.parse_filters`` reads them)."""
+    if filters is None:
+        return None
+    plain: dict[str, Any] = {}
+    for name, value in filters.items():
+        if isinstance(value, RangeFilter):
+            plain[name] = {"min": value.min, "max": value.max}
+        elif isinstance(value, NotFilter):
+            plain[name] = {"not": value.not_}
+        else:
+            plain[name] = value
+    return plain
 
 
 class SearchRequest(StrictModel):
-    query: str = Field(..., min_length=1, max_length=512)
+    query: str = Field(
+        "", max_length=512, description="The query text; empty or absent: a browse (category) page of every match."
+    )
     user_id: str | None = Field(None, min_length=1, max_length=256)
     session_id: str | None = Field(None, min_length=1, max_length=256)
     k: int = Field(10, ge=1, le=100)
-    filters: SearchFilters | None = None
+    offset: int = Field(0, ge=0, le=999, description="The page's first position (0-based); offset + k ≤ 1000.")
+    filters: dict[str, FilterValue] | None = Field(
+        None,
+        max_length=64,
+        description="Field → value (equals), [values] (any of), {min, max} (range) or {not: value or [values]}; "
+        "keys combine with AND. Any filterable field, plus price_min and price_max. A category matches its "
+        "sub-categories too.",
+    )
+    facets: list[str] = Field(
+        default_factory=list, max_length=32, description="Facetable fields whose values to count over every match."
+    )
+    sort: str | None = Field(
+        None,
+        pattern=r"^[^:]{1,128}:(asc|desc)$",
+        description="field:asc or field:desc over a sortable field; relevance breaks ties.",
+    )
     exclude_ids: list[str] = Field(default_factory=list, max_length=1000)
     explain: bool = Field(
         False,
@@ -93,6 +131,12 @@ class RankedResponse(BaseModel):
     )
     experiment: str | None = Field(None, description="The experiment covering this request, if any.")
     variant: str | None = Field(None, description="The variant that served it, with the experiment.")
+
+
+class SearchResponse(RankedResponse):
+    total: int = Field(..., description="How many items match (see docs/CONTRACT.md, 'A match').")
+    matched: bool = Field(..., description="False when nothing matched the query (then total is 0).")
+    facets: dict[str, dict[str, int]] | None = Field(None, description="Per asked facet, value → matches.")
 
 
 class Suggestion(BaseModel):

@@ -199,6 +199,29 @@ class ServiceSettings(AisleSettings):
     fusion_dense_weight: float = Field(0.6, ge=0, le=10, description="Weight of the dense (semantic) score.")
     fusion_lexical_weight: float = Field(0.4, ge=0, le=10, description="Weight of the BM25 (lexical) score.")
     fusion_rrf_k: float = Field(60.0, gt=0, description="The k of reciprocal rank fusion (rrf only).")
+    # What counts as a match of a text query (service.ranking.listing): total, facets and pages.
+    match_lexical_floor: float = Field(
+        0.3, ge=0, le=1, description="A lexical match scores at least this share of the query's best BM25 score."
+    )
+    match_min_similarity: float = Field(
+        0.35, ge=-1, le=1, description="A dense (semantic) match has at least this cosine with the query..."
+    )
+    match_similarity_margin: float = Field(
+        0.15, ge=0, le=2, description="...and is within this much of the best dense hit's cosine."
+    )
+    match_attribute_boost: float = Field(
+        0.3,
+        ge=0,
+        le=5,
+        description="Lexical bonus, times the field's search weight, for items whose searchable facet value the query "
+        'names in full ("men\'s running shoes" favours gender Men).',
+    )
+    # Browser storefronts (CORS).
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to call the API from a browser (e.g. https://shop.example.com, or * for any); "
+        "empty: CORS off.",
+    )
     # The image space (versions built with an image model; service.ranking.hybrid). Not tuned:
     # no real image model can be downloaded where Aisle is developed.
     fusion_image_weight: float = Field(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aisle.service.ranking.hybrid import FusionParams
+from aisle.service.ranking.listing import MatchParams
 from aisle.service.ranking.rules import RuleBook, load_rule_book
 
 if TYPE_CHECKING:
@@ -17,6 +18,7 @@ class RankingConfig:
     """Everything ranking reads from the settings, loaded (and validated) once at start-up."""
 
     fusion: FusionParams = FusionParams()
+    matching: MatchParams = MatchParams()
     rule_book: RuleBook = field(default_factory=RuleBook)
 
     @classmethod
@@ -35,4 +37,10 @@ class RankingConfig:
             similar_image_weight=settings.similar_image_weight,
             profile_image_weight=settings.profile_image_weight,
         )
-        return cls(fusion=fusion, rule_book=load_rule_book(settings.rules_file))
+        matching = MatchParams(
+            lexical_floor=settings.match_lexical_floor,
+            min_similarity=settings.match_min_similarity,
+            similarity_margin=settings.match_similarity_margin,
+            attribute_boost=settings.match_attribute_boost,
+        )
+        return cls(fusion=fusion, matching=matching, rule_book=load_rule_book(settings.rules_file))

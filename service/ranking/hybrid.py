@@ -127,8 +127,8 @@ def query_candidates(
     elif retrieval == "lexical":
         semantic, lexical = np.zeros(len(rows)), bm25 / best_bm25
     elif fusion.method == "rrf":
-        semantic = fusion.dense_weight * _reciprocal_ranks(dense_rows, rows, fusion.rrf_k)
-        lexical = fusion.lexical_weight * _reciprocal_ranks(lexical_rows, rows, fusion.rrf_k)
+        semantic = fusion.dense_weight * reciprocal_ranks(dense_rows, rows, fusion.rrf_k)
+        lexical = fusion.lexical_weight * reciprocal_ranks(lexical_rows, rows, fusion.rrf_k)
     else:
         semantic = fusion.dense_weight * cosine.astype(np.float64)
         lexical = fusion.lexical_weight * bm25 / best_bm25
@@ -137,7 +137,7 @@ def query_candidates(
     if image is not None:
         image_vectors = np.asarray(image.vectors[rows], dtype=np.float32)
         if fusion.method == "rrf":
-            parts["image"] = fusion.image_weight * _reciprocal_ranks(image_rows, rows, fusion.rrf_k)
+            parts["image"] = fusion.image_weight * reciprocal_ranks(image_rows, rows, fusion.rrf_k)
         else:
             image_cosine = np.maximum(
                 (image_vectors @ np.asarray(image_vector, dtype=np.float32)).astype(np.float64), 0
@@ -256,7 +256,8 @@ def blend_personal(
         bonus[found] = ctx.together_weight * together_scores[order[at[found]]]
         personal = personal + bonus
     parts = {**parts, "personal": personal}
-    relevance = sum(parts.values())
+    # Every part counts (a browse page adds ``popularity``; explanations show it as ``other``).
+    relevance = sum(parts.values(), np.zeros(len(rows)))
     return Candidates(rows=rows, relevance=relevance, parts=parts, sources=sources, vectors=vectors)
 
 
@@ -277,7 +278,7 @@ def _sorted_union(*parts: np.ndarray) -> np.ndarray:
     return rows[np.r_[True, rows[1:] != rows[:-1]]] if len(rows) else rows
 
 
-def _reciprocal_ranks(ranked: np.ndarray, rows: np.ndarray, k: float) -> np.ndarray:
+def reciprocal_ranks(ranked: np.ndarray, rows: np.ndarray, k: float) -> np.ndarray:
     out = np.zeros(len(rows))
     if len(ranked) == 0:
         return out

@@ -73,6 +73,7 @@ def rerank(
     item_vectors: np.ndarray | None = None,
     query: str | None = None,
     category: str | None = None,
+    depth: int | None = None,
     same_picture_as: int | None = None,
 ) -> list[Hit]:
     """The top ``k`` of ``candidates`` under ``rules`` (see the module docstring).
@@ -89,6 +90,9 @@ def rerank(
             None.
         query: the search query, for query pins.
         category: the request's category, for category pins.
+        depth: the length of the list the ``k`` results begin (default ``k``): pins, caps and
+            exploration slots are planned for ``depth`` positions, so that the first ``k`` equal
+            the first ``k`` of ``rerank(..., depth)`` and pages can be slices of one list.
         same_picture_as: the row whose page the list is shown on (similar items): products
             with a near-duplicate of its picture are left out.
 
@@ -102,9 +106,10 @@ def rerank(
     if state is None:
         return []
     rows, base = state.rows, state.base
-    caps = CapTracker(rules.caps, items, rows, k)
-    pin_at = _place_pins(rules, items, state, caps, k, query, category)
-    explore_at, rng = _exploration_slots(ctx, rules, k, pin_at, request_id)
+    plan = max(k, depth or k)
+    caps = CapTracker(rules.caps, items, rows, plan)
+    pin_at = _place_pins(rules, items, state, caps, plan, query, category)
+    explore_at, rng = _exploration_slots(ctx, rules, plan, pin_at, request_id)
     outside = ~affinity_mask(rows, items, ctx) if explore_at else None
 
     delta = (1.0 - rules.diversity.lambda_) / rules.diversity.lambda_

@@ -40,7 +40,7 @@ def similar(
     """
     started = time.perf_counter()
     check_k(settings, k)
-    parsed = filters_from_query(filters)
+    parsed = filters_from_query(filters, engine)
     row = engine.item_row(item_id)
     if row is None:
         raise ApiError(404, f"unknown item id '{item_id}' in index version {engine.version}")

@@ -9,7 +9,7 @@ from typing import Any
 import pydantic_core
 from fastapi import Request, Response
 
-from aisle.service.engine import Engine, Hit
+from aisle.service.engine import Engine, Hit, Listing
 from aisle.service.highlight import Matcher, highlight_result
 
 
@@ -77,3 +77,37 @@ def ranked_response(
     took_ms = round((time.perf_counter() - started) * 1000, 3)
     body = ranked_body(engine, hits, request.state.request_id, took_ms, sources, labels, extra=extra, matcher=matcher)
     return Response(body, media_type="application/json")
+
+
+def listing_response(
+    request: Request,
+    engine: Engine,
+    listing: Listing,
+    started: float,
+    *,
+    facets_asked: bool,
+    labels: Mapping[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+    matcher: Matcher | None = None,
+) -> Response:
+    """A search response: the ranked page plus ``total``, ``matched``, when asked ``facets``, the
+    spelling fields (``extra``), highlights (with a ``matcher``) and the experiment's ``labels``
+    (``aisle.service.schemas.SearchResponse``)."""
+    results = [engine.result(hit) for hit in listing.hits]
+    if matcher is not None:
+        for result in results:
+            result["highlight"] = highlight_result(result, matcher)
+    body: dict = {
+        "request_id": request.state.request_id,
+        "index_version": engine.version,
+        "took_ms": 0.0,
+        "total": listing.total,
+        "matched": listing.matched,
+        "results": results,
+    }
+    if facets_asked:
+        body["facets"] = listing.facets
+    body.update(extra or {})
+    body.update(labels or {})
+    body["took_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    return Response(pydantic_core.to_json(body, inf_nan_mode="null"), media_type="application/json")

@@ -67,7 +67,7 @@ def recommendations(
     """
     started = time.perf_counter()
     check_k(settings, k)
-    parsed = filters_from_query(filters)
+    parsed = filters_from_query(filters, engine)
     plan = plan_for(request, "recommendations", user_id, session_id, context)
     view = plan.view
     config = plan.personal_config(personal.config)

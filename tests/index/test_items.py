@@ -6,9 +6,10 @@ from pathlib import Path
 
 from aisle.index.catalog import Product
 from aisle.index.items import ItemTable, write_items
+from aisle.index.schema import infer_schema
 
 
-def test_results_leave_blanks_out_and_merge_attributes_under_the_columns(tmp_path: Path) -> None:
+def test_results_leave_blanks_out_and_return_only_public_fields(tmp_path: Path) -> None:
     products = [
         Product("p-1", "Oak desk", description="", brand="Acme", price=None, attributes={}),
         Product(
@@ -31,7 +32,15 @@ def test_results_leave_blanks_out_and_merge_attributes_under_the_columns(tmp_pat
         "category": "Office > Desks",
         "price": 120.5,
         "in_stock": False,
-        "margin": 0.3,
+    }
+    # Attributes configured public are returned (never over Aisle's own fields); margin never.
+    items.configure(infer_schema([p.attributes for p in products], {"colour": ["public"], "legs": ["public"]}), {})
+    assert items.to_result(1) == {
+        "id": "p-2",
+        "title": "Pine desk",
+        "category": "Office > Desks",
+        "price": 120.5,
+        "in_stock": False,
         "colour": "pine",
         "legs": 4,
     }

@@ -184,3 +184,18 @@ def test_versions_without_metadata_use_the_first_tokenizer(tmp_path: Path) -> No
     index.save(tmp_path / "lexical")
     (tmp_path / "lexical" / META_FILE).unlink()
     assert LexicalIndex.load(tmp_path / "lexical", len(TEXTS)).tokenizer_version == 1
+
+
+def test_above_with_one_essential_token_leaves_the_saved_postings_alone(tmp_path) -> None:
+    from aisle.index.lexical import LexicalIndex
+
+    texts = [f"common filler {i}" for i in range(60)] + ["rare common", "rare thing"]
+    LexicalIndex.build(texts).save(tmp_path / "lexical")
+    index = LexicalIndex.load(tmp_path / "lexical", len(texts))  # memory-mapped, read-only postings
+    full = index.scores("rare common")
+    best = float(full.max())
+    # "common" alone cannot reach half the best score: "rare" is the one essential token.
+    rows, scores = index.above("rare common", 0.5 * best)
+    expected = np.flatnonzero(full >= 0.5 * best)
+    assert rows.tolist() == expected.tolist() and np.allclose(scores, full[expected])
+    assert np.array_equal(index.scores("rare common"), full)  # nothing was added into the postings

@@ -147,7 +147,8 @@ def test_vectors_of_the_log_are_used_and_only_price_changes_keep_the_version_vec
     row = live.items.row_of["n"]
     np.testing.assert_allclose(live.text.vectors[row], vector)
     np.testing.assert_allclose(live.text.vectors[1], base.text.vectors[1])
-    assert live.items.to_result(1)["size"] == "L" and live.items.price[1] == 1.0
+    assert live.items.product(1).attributes["size"] == "L" and live.items.price[1] == 1.0
+    assert "size" not in live.items.to_result(1)  # attributes not configured public stay private
     assert base.items.price[1] != 1.0  # copy-on-write: the version's own table is untouched
     live = delta.apply([Change("patch", "p-2", fields={"title": "renamed"}, seq=3)])
     assert encoded == ["renamed. Initech. Tools"]  # a retitle is encoded (here: not logged with a vector)

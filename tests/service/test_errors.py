@@ -77,7 +77,9 @@ def test_malformed_bodies_are_4xx_envelopes(client: TestClient, body: bytes) -> 
         ({"query": 42}, "query"),
         ({"query": "knife", "filters": {"price_min": -1}}, "filters.price_min"),
         ({"query": "knife", "filters": {"colour": "red"}}, "filters.colour"),
-        ({}, "query"),
+        ({"query": "knife", "facets": ["colour"]}, "colour"),
+        ({"query": "knife", "sort": "colour:up"}, "sort"),
+        ({"query": "knife", "sort": "title:asc"}, "title"),
     ],
 )
 def test_validation_errors_name_the_field(client: TestClient, payload: dict, field: str) -> None:

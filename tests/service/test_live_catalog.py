@@ -64,7 +64,13 @@ def test_out_of_stock_patch_hides_the_product_under_the_in_stock_rule(client: Te
 def test_attributes_patch_merges_and_null_removes(client: TestClient) -> None:
     client.patch("/items/a-1", json={"attributes": {"size": "XL", "color": None}})
     item = client.get("/items/a-1").json()["item"]
-    assert item["size"] == "XL" and "color" not in item
+    assert "size" not in item and "color" not in item  # attributes not configured public stay private
+    items = client.app.state.holder.engine.index.items
+    assert items.product(items.row_of["a-1"]).attributes == {"size": "XL"}
+    # A changed value of a field of the version's schema is what filters and facets see.
+    client.patch("/items/a-2", json={"attributes": {"color": "red"}})
+    found = client.post("/search", json={"filters": {"color": "Red"}, "facets": ["color"]}).json()
+    assert [r["id"] for r in found["results"]] == ["a-2"] and found["facets"]["color"] == {"red": 1}
 
 
 def test_a_retitled_product_is_found_by_its_new_words_only(client: TestClient) -> None:

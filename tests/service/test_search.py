@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from aisle.service.ranking.rules import RulesError
-from aisle.service.schemas import RankedResponse
+from aisle.service.schemas import SearchResponse
 from tests.service.harness import make_app
 
 # Catalogue "a" of the harness: a-3 (cast iron skillet), a-10, a-17 and a-24 are out of stock.
@@ -28,15 +28,18 @@ def ids(response) -> list[str]:
 
 
 def test_response_shape_and_in_stock_default(client: TestClient) -> None:
-    response = client.post("/search", json={"query": "cast iron skillet", "k": 30})
+    response = client.post("/search", json={"query": "stainless steel", "k": 30})
     body = response.json()
-    assert set(body) == {"request_id", "index_version", "took_ms", "results"}
-    assert not OUT_OF_STOCK & set(ids(response)) and len(ids(response)) == 26
+    assert set(body) == {"request_id", "index_version", "took_ms", "total", "matched", "results"}
+    assert not OUT_OF_STOCK & set(ids(response)) and len(ids(response)) == body["total"] > 0
+    # The only skillet is out of stock: nothing in stock matches, and the response says so.
+    hidden = client.post("/search", json={"query": "cast iron skillet", "k": 30}).json()
+    assert hidden["matched"] is False and hidden["total"] == 0 and hidden["results"] == []
     first = body["results"][0]
     assert {"id", "score", "title", "brand", "category", "price", "in_stock"} <= set(first)
     assert "explain" not in first
     # Bodies are serialized without the response model: they must still be what it documents.
-    assert RankedResponse.model_validate_json(response.content).model_dump(exclude_none=True) == body
+    assert SearchResponse.model_validate_json(response.content).model_dump(exclude_none=True) == body
     lenient = client.post("/search", json={"query": "cast iron skillet", "rules": {"in_stock_only": False}})
     assert ids(lenient)[0] == "a-3"
 
@@ -46,7 +49,7 @@ def test_explain_parts_compose_to_the_score(client: TestClient) -> None:
         client.post("/search", json={"query": "coffee grinder", "explain": True}),
         client.get("/search", params={"q": "coffee grinder", "explain": "true"}),
     ):
-        assert RankedResponse.model_validate_json(response.content).model_dump(exclude_none=True) == response.json()
+        assert SearchResponse.model_validate_json(response.content).model_dump(exclude_none=True) == response.json()
         for result in response.json()["results"]:
             parts = result["explain"]
             composed = (
@@ -64,7 +67,9 @@ def test_explain_parts_compose_to_the_score(client: TestClient) -> None:
 def test_lexical_retrieval_finds_exact_words(client: TestClient) -> None:
     assert ids(client.post("/search", json={"query": "Baratza", "retrieval": "lexical", "k": 3})) == ["a-7"]
     assert ids(client.post("/search", json={"query": "Baratza", "k": 3}))[0] == "a-7"
-    assert len(ids(client.post("/search", json={"query": "Baratza", "retrieval": "dense", "k": 3}))) == 3
+    # Dense-only hits far below the best one are not matches: they are not padded in.
+    dense = client.post("/search", json={"query": "Baratza", "retrieval": "dense", "k": 3}).json()
+    assert 1 <= len(dense["results"]) <= 3 and dense["total"] >= len(dense["results"])
 
 
 def test_request_rules_pin_cap_and_exclude(client: TestClient) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from aisle.service.schemas import RankedResponse, SuggestResponse
+from aisle.service.schemas import SearchResponse, SuggestResponse
 from tests.service.harness import make_app, publish
 
 
@@ -94,7 +94,7 @@ def test_searched_queries_become_suggestions_without_user_ids(tmp_path: Path) ->
 def test_search_says_what_it_corrected_and_highlights_on_request(client: TestClient) -> None:
     response = client.post("/search", json={"query": "stainles steel knif", "k": 3, "highlight": True})
     body = response.json()
-    assert RankedResponse.model_validate_json(response.content).model_dump(exclude_none=True) == body
+    assert SearchResponse.model_validate_json(response.content).model_dump(exclude_none=True) == body
     assert body["corrected_query"] == "stainless steel knif"  # four letters: "knif" is left alone
     first = body["results"][0]
     assert first["id"] == "a-0"

@@ -228,7 +228,7 @@ def test_report_counts_what_happened_and_survives_a_restart(tmp_path: Path) -> N
                     expected[variant]["purchases"] += 1
                     expected[variant]["revenue"] += 10.0 + n
         # The last response is clicked only after a restart.
-        late = client.post("/search", json={"query": "lamp", "user_id": users_in(client, "control", 1)[0]}).json()
+        late = client.post("/search", json={"query": "knife", "user_id": users_in(client, "control", 1)[0]}).json()
         assert client.get("/experiments/home-recs").status_code == 401
         before = client.get("/experiments/home-recs", headers=HEADERS).json()
     with TestClient(app_for(tmp_path)) as client:
