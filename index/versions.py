@@ -17,6 +17,7 @@ sharing the directory is never disturbed). The files of one version are describe
 
 from __future__ import annotations
 
+import builtins
 import fcntl
 import json
 import os
@@ -197,7 +198,7 @@ class VersionStore:
         self.set_current(name)
         return name
 
-    def prune(self, keep: int) -> list[str]:
+    def prune(self, keep: int) -> builtins.list[str]:  # ``list`` here is the method above
         """Deletes all but the newest ``keep`` versions (never the current one) and stale staging dirs."""
         if keep < 1:
             raise ValueError(f"keep must be at least 1, not {keep}")

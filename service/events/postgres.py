@@ -98,6 +98,9 @@ class PostgresEventStore(EventStore):
         on_commit: as for :class:`EventStore`.
     """
 
+    #: A psycopg connection here (the base class holds SQLite's).
+    _conn: Any
+
     def __init__(
         self,
         url: str,

@@ -333,7 +333,7 @@ class EventStore:
                         ),
                     )
                     if cursor.rowcount == 1:
-                        accepted.append(replace(event, seq=int(cursor.lastrowid)))
+                        accepted.append(replace(event, seq=int(cursor.lastrowid or 0)))
                         if event.attribution is not None:
                             insert_attribution(
                                 self._conn,
