@@ -237,6 +237,7 @@ def test_a_swap_during_a_stream_of_changes_keeps_every_acknowledged_change(
         stop = threading.Event()
         acknowledged: dict[str, float] = {}
         failures: list[str] = []
+        progress = threading.Semaphore(0)
 
         def stream() -> None:
             n = 0
@@ -247,6 +248,7 @@ def test_a_swap_during_a_stream_of_changes_keeps_every_acknowledged_change(
                     failures.append(response.text)
                     continue
                 acknowledged[f"a-{n % 30}"] = float(n)
+                progress.release()
 
         products = load_catalog(write_catalog(tmp_path / "catalog-c.jsonl", "a")).products
         thread = threading.Thread(target=stream)
@@ -266,6 +268,10 @@ def test_a_swap_during_a_stream_of_changes_keeps_every_acknowledged_change(
                     known_vectors=folded.vectors,
                 )
                 assert client.post("/admin/reload").json()["swapped"] is True
+                # Let the stream move between swaps: on a busy machine the builds could otherwise
+                # take every turn of the shared client.
+                for _ in range(10):
+                    progress.acquire(timeout=5)
         finally:
             stop.set()
             thread.join(30)
