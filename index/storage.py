@@ -6,9 +6,10 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 
 def fsync_dir(path: Path) -> None:
@@ -20,17 +21,19 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None], mode: int = 0o644) -> None:
-    """Writes a file through ``write(handle)`` so that readers see the old or the new file, whole.
+@contextmanager
+def atomic_file(path: Path, *, text: bool = False, mode: int = 0o644) -> Iterator[IO[Any]]:
+    """A handle on a temporary file beside ``path``, fsynced and renamed onto it when the block
+    ends without an error (and removed when it raises): readers see the old or the new file, whole.
 
     ``mode``: index files must be readable by the serving user too; data files are owner-only.
     """
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with os.fdopen(fd, "w" if text else "wb", **({"encoding": "utf-8"} if text else {})) as handle:
             os.fchmod(handle.fileno(), mode)
-            write(handle)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
@@ -38,6 +41,12 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], mode: int = 0o64
         Path(tmp_name).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], mode: int = 0o644) -> None:
+    """Writes a file through ``write(handle)`` atomically (see :func:`atomic_file`)."""
+    with atomic_file(path, mode=mode) as handle:
+        write(handle)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -12,15 +12,14 @@ at all (temporary file, then rename).
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
 from aisle.index.filters import Filters
+from aisle.index.storage import atomic_file
 from aisle.service.engine import Engine
 from aisle.service.personal.context import user_context
 from aisle.service.personal.profiles import ProfileService
@@ -83,13 +82,6 @@ def output(path: Path | None) -> Iterator[TextIO]:
         sys.stdout.flush()
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    # Shoppers' recommendations are their data: owner-only, like the event database.
+    with atomic_file(path, text=True, mode=0o600) as handle:
+        yield handle
