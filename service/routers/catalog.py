@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from aisle.index.catalog import CatalogError, Product, product_from_record
 from aisle.index.changes import Change, ChangeLogError, ChangeRefused, validate_patch
 from aisle.service.deps import WRITE_GUARD, EngineDep, SettingsDep
-from aisle.service.errors import ApiError
+from aisle.service.errors import ApiError, ErrorResponse
 from aisle.service.live import LiveCatalog
 
 router = APIRouter(tags=["catalogue"])
@@ -102,6 +102,16 @@ def _single(item_id: str, stored: tuple[int, int, int, bool]) -> ChangeResponse:
     )
 
 
+#: What a refused change answers (``ChangeRefused``): nothing of the request was applied.
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "A change patches or deletes an unknown item; nothing was applied."},
+    409: {
+        "model": ErrorResponse,
+        "description": "A change id was used before for another change; nothing was applied.",
+    },
+}
+
+
 @router.get("/items/{item_id}")
 def get_item(engine: EngineDep, item_id: ItemId) -> dict[str, Any]:
     """The product as served now (its public catalogue fields), with the live changes applied."""
@@ -112,7 +122,11 @@ def get_item(engine: EngineDep, item_id: ItemId) -> dict[str, Any]:
 
 
 @router.put(
-    "/items/{item_id}", response_model=ChangeResponse, response_model_exclude_none=True, dependencies=WRITE_GUARD
+    "/items/{item_id}",
+    response_model=ChangeResponse,
+    response_model_exclude_none=True,
+    dependencies=WRITE_GUARD,
+    responses=REFUSALS,
 )
 def put_item(
     request: Request,
@@ -128,7 +142,11 @@ def put_item(
 
 
 @router.patch(
-    "/items/{item_id}", response_model=ChangeResponse, response_model_exclude_none=True, dependencies=WRITE_GUARD
+    "/items/{item_id}",
+    response_model=ChangeResponse,
+    response_model_exclude_none=True,
+    dependencies=WRITE_GUARD,
+    responses=REFUSALS,
 )
 def patch_item(
     request: Request,
@@ -148,7 +166,11 @@ def patch_item(
 
 
 @router.delete(
-    "/items/{item_id}", response_model=ChangeResponse, response_model_exclude_none=True, dependencies=WRITE_GUARD
+    "/items/{item_id}",
+    response_model=ChangeResponse,
+    response_model_exclude_none=True,
+    dependencies=WRITE_GUARD,
+    responses=REFUSALS,
 )
 def delete_item(
     request: Request, item_id: ItemId, change_id: ChangeId = None, idempotency_key: IdempotencyKey = None
@@ -158,7 +180,13 @@ def delete_item(
     return _single(item_id, _store(live, [Change("delete", item_id, change_id=change_id or idempotency_key)]))
 
 
-@router.post("/items/batch", response_model=ChangeResponse, response_model_exclude_none=True, dependencies=WRITE_GUARD)
+@router.post(
+    "/items/batch",
+    response_model=ChangeResponse,
+    response_model_exclude_none=True,
+    dependencies=WRITE_GUARD,
+    responses=REFUSALS,
+)
 def batch(request: Request, settings: SettingsDep, body: BatchRequest) -> ChangeResponse:
     """Applies a list of upserts, patches and deletes in order, all or none."""
     if len(body.changes) > settings.max_events_per_batch:
