@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 
 def fsync_dir(path: Path) -> None:
@@ -31,7 +31,8 @@ def atomic_file(path: Path, *, text: bool = False, mode: int = 0o644) -> Iterato
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w" if text else "wb", **({"encoding": "utf-8"} if text else {})) as handle:
+        handle: IO[Any] = os.fdopen(fd, "w", encoding="utf-8") if text else os.fdopen(fd, "wb")
+        with handle:
             os.fchmod(handle.fileno(), mode)
             yield handle
             handle.flush()
@@ -46,7 +47,7 @@ def atomic_file(path: Path, *, text: bool = False, mode: int = 0o644) -> Iterato
 def atomic_write(path: Path, write: Callable[[BinaryIO], None], mode: int = 0o644) -> None:
     """Writes a file through ``write(handle)`` atomically (see :func:`atomic_file`)."""
     with atomic_file(path, mode=mode) as handle:
-        write(handle)
+        write(cast(BinaryIO, handle))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
