@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 #: Texts per encoding shard: a multiple of the ONNX text encoder's sort window (8,192), so that
 #: batches, and so vectors, match a single-process build's.
 SHARD_TEXTS = 8192
+#: Seconds to wait for the encoder actors to start (and load the model) before giving up.
+ACTOR_START_TIMEOUT_S = 600
 #: Vectors per task when filling an inverted file.
 IVF_SHARD_VECTORS = 200_000
 
@@ -113,7 +115,11 @@ class RayBuild:
                 ignore_reinit_error=True,
             )
         try:
-            ray.data.DataContext.get_current().enable_progress_bars = False
+            context = ray.data.DataContext.get_current()
+            context.enable_progress_bars = False
+            # Every actor loaded before the first shard is handed out, so that none sits idle while
+            # another drains the queue; a pool the cluster cannot hold fails after this long.
+            context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
             yield ray
         finally:
             if started_here:
@@ -131,9 +137,11 @@ class RayBuild:
             raise ValueError("nothing to encode")
         with self._cluster() as ray:
             actors = self.actors or max(1, int(ray.cluster_resources().get("CPU", 1)) // self.threads_per_actor)
+            # More actors than shards would only load the model for nothing.
+            self.used_actors = actors = max(1, min(actors, -(-len(texts) // self.shard_texts)))
             shards = [
-                {"start": start, "texts": list(texts[start : start + SHARD_TEXTS])}
-                for start in range(0, len(texts), SHARD_TEXTS)
+                {"start": start, "texts": list(texts[start : start + self.shard_texts])}
+                for start in range(0, len(texts), self.shard_texts)
             ]
             log.info("encoding %d texts in %d shards on %d Ray actors", len(texts), len(shards), actors)
             encoded = ray.data.from_items(shards, override_num_blocks=len(shards)).map_batches(
@@ -141,7 +149,9 @@ class RayBuild:
                 fn_constructor_kwargs={"encoder_factory": self.encoder_factory, "batch_size": batch_size},
                 batch_size=1,
                 batch_format="numpy",
-                concurrency=self.used_actors,
+                # A fixed pool: the default autoscaling pool starts with one actor and, for a
+                # few shards, never grows, which left one core idle.
+                compute=ray.data.ActorPoolStrategy(size=actors),
                 num_cpus=self.threads_per_actor,
             )
             vectors: np.ndarray | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -62,6 +63,32 @@ def test_ray_build_equals_the_single_process_build(local_cluster, tmp_path: Path
     manifest = json.loads((on_ray.path / "manifest.json").read_text())
     assert manifest["build"] == {"engine": "ray", "address": "local", "actors": 2}
     assert manifest["spaces"]["text"]["index"]["type"] == index_type
+
+
+class _PidRecordingEncoder(HashingEncoder):
+    """Leaves one file per encoding process in ``folder``: which actors really did the work."""
+
+    def __init__(self, folder: str, dim: int = 64) -> None:
+        super().__init__(dim=dim)
+        self._folder = Path(folder)
+
+    def encode_documents(self, texts, *, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        (self._folder / f"pid-{os.getpid()}").touch()
+        return super().encode_documents(texts, batch_size=batch_size, show_progress=show_progress)
+
+
+def test_every_actor_of_the_pool_encodes_shards(local_cluster, tmp_path: Path) -> None:
+    """The pool has as many actors as the cluster has CPUs, and all of them get shards: an
+    autoscaling pool that starts at one actor encoded everything on one core."""
+    texts = [f"product number {n}" for n in range(64 * 6)]
+    cluster = RayBuild(
+        address=None, actors=None, encoder_factory=partial(_PidRecordingEncoder, str(tmp_path)), shard_texts=64
+    )
+    vectors = cluster.encode_documents(texts)
+
+    assert np.array_equal(vectors, HashingEncoder(dim=64).encode_documents(texts))
+    assert cluster.describe()["actors"] == 2
+    assert len(list(tmp_path.glob("pid-*"))) == 2
 
 
 def test_aisle_build_ray_with_the_bundled_model_writes_the_same_bytes(tmp_path: Path) -> None:
