@@ -15,10 +15,11 @@ from fastapi import Path as PathParam
 from aisle.service.deps import WRITE_GUARD, EngineDep
 from aisle.service.engine import Engine
 from aisle.service.errors import ApiError
+from aisle.service.json_body import FastJsonRoute
 from aisle.service.personal.deps import PersonalizationDep
 from aisle.service.playground.catalogue import summary_of
 
-router = APIRouter(prefix="/playground", include_in_schema=False)
+router = APIRouter(route_class=FastJsonRoute, prefix="/playground", include_in_schema=False)
 
 ItemId = Annotated[str, PathParam(min_length=1, max_length=256)]
 

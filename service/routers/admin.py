@@ -12,10 +12,11 @@ from aisle.index.manifest import IndexValidationError
 from aisle.index.versions import VersionError
 from aisle.service.deps import WRITE_GUARD
 from aisle.service.errors import ApiError, ErrorResponse
+from aisle.service.json_body import FastJsonRoute
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["admin"], dependencies=WRITE_GUARD)
+router = APIRouter(route_class=FastJsonRoute, tags=["admin"], dependencies=WRITE_GUARD)
 
 
 class ReloadResponse(BaseModel):

@@ -17,9 +17,10 @@ from aisle.index.catalog import CatalogError, Product, product_from_record
 from aisle.index.changes import Change, ChangeLogError, ChangeRefused, validate_patch
 from aisle.service.deps import WRITE_GUARD, EngineDep, SettingsDep
 from aisle.service.errors import ApiError, ErrorResponse
+from aisle.service.json_body import FastJsonRoute
 from aisle.service.live import LiveCatalog
 
-router = APIRouter(tags=["catalogue"])
+router = APIRouter(route_class=FastJsonRoute, tags=["catalogue"])
 
 ItemId = Annotated[str, Path(min_length=1, max_length=256, description="The product's id.")]
 ChangeId = Annotated[

@@ -11,10 +11,11 @@ from aisle.service.deps import WRITE_GUARD, SettingsDep, check_batch_size
 from aisle.service.errors import ApiError
 from aisle.service.events.schemas import EventsRequest, EventsResponse
 from aisle.service.events.store import EventStoreUnavailable, StoredEvent
+from aisle.service.json_body import FastJsonRoute
 from aisle.service.metrics import record_events
 from aisle.service.personal.deps import PersonalizationDep
 
-router = APIRouter(tags=["events"])
+router = APIRouter(route_class=FastJsonRoute, tags=["events"])
 #: Seconds a client should wait before retrying after a failed commit (disk full, I/O error).
 RETRY_AFTER_S = "5"
 

@@ -13,8 +13,9 @@ from aisle.service.events.store import EVENTS_FILE
 from aisle.service.experiments.deps import ExperimentsDep
 from aisle.service.experiments.report import experiment_report
 from aisle.service.experiments.runtime import POSTGRES_WARNING
+from aisle.service.json_body import FastJsonRoute
 
-router = APIRouter(tags=["experiments"], dependencies=WRITE_GUARD)
+router = APIRouter(route_class=FastJsonRoute, tags=["experiments"], dependencies=WRITE_GUARD)
 
 
 @router.get("/experiments")

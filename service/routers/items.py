@@ -11,12 +11,13 @@ from aisle.service.deps import EngineDep, SettingsDep, check_k
 from aisle.service.engine import RulesConflict
 from aisle.service.errors import ApiError
 from aisle.service.experiments.deps import ContextDep, plan_context, plan_for, record_served
+from aisle.service.json_body import FastJsonRoute
 from aisle.service.personal.recommend import bought_with_item
 from aisle.service.routers.responses import ranked_response
 from aisle.service.routers.search import FiltersQuery, RankingDep, filters_from_query
 from aisle.service.schemas import RankedResponse
 
-router = APIRouter(tags=["items"])
+router = APIRouter(route_class=FastJsonRoute, tags=["items"])
 
 
 @router.get("/items/{item_id}/similar", response_model=RankedResponse, response_model_exclude_none=True)

@@ -27,12 +27,13 @@ from aisle.service.deps import EngineDep, SettingsDep, check_k
 from aisle.service.engine import Engine, RulesConflict, SortOrder
 from aisle.service.errors import ApiError
 from aisle.service.experiments.deps import plan_context, plan_for, record_served
+from aisle.service.json_body import FastJsonRoute
 from aisle.service.ranking.config import RankingConfig
 from aisle.service.ranking.listing import LIST_DEPTH
 from aisle.service.routers.responses import listing_response
 from aisle.service.schemas import FilterValue, SearchRequest, SearchResponse, filters_as_dict
 
-router = APIRouter(tags=["search"])
+router = APIRouter(route_class=FastJsonRoute, tags=["search"])
 
 
 async def get_ranking(request: Request) -> RankingConfig:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from aisle.service.deps import EngineDep, SettingsDep
 from aisle.service.engine import Engine
 from aisle.service.highlight import highlight_result
+from aisle.service.json_body import FastJsonRoute
 from aisle.service.personal.deps import context_for
 from aisle.service.query_log import QueryLog
 from aisle.service.ranking.rules import RuleSet
@@ -18,7 +19,7 @@ from aisle.service.ranking.types import ANONYMOUS, UserContext
 from aisle.service.routers.search import RankingDep
 from aisle.service.schemas import SuggestResponse
 
-router = APIRouter(tags=["search"])
+router = APIRouter(route_class=FastJsonRoute, tags=["search"])
 
 #: Longest text the suggest box takes (a prefix, not a pasted document).
 MAX_PREFIX_CHARS = 128

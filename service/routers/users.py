@@ -13,6 +13,7 @@ from aisle.service.engine import Engine, Hit, RulesConflict
 from aisle.service.errors import ApiError, ErrorResponse
 from aisle.service.events.store import EventStoreUnavailable
 from aisle.service.experiments.deps import ContextDep, plan_context, plan_for, record_served
+from aisle.service.json_body import FastJsonRoute
 from aisle.service.personal.context import describe_profile
 from aisle.service.personal.deps import PersonalizationDep
 from aisle.service.personal.recommend import PageContext, RecommendationSource, recommendation_rules
@@ -20,7 +21,7 @@ from aisle.service.routers.responses import ranked_response
 from aisle.service.routers.search import FiltersQuery, filters_from_query
 from aisle.service.schemas import RankedResponse
 
-router = APIRouter(tags=["users"])
+router = APIRouter(route_class=FastJsonRoute, tags=["users"])
 UserId = Annotated[
     str, Path(min_length=1, max_length=256, description="The shop's user id (stored only as a keyed hash).")
 ]
