@@ -67,10 +67,9 @@ print(f"wheel check: {wheel.name} has one top-level package, aisle {aisle.__vers
 PY
 "$work/env/bin/aisle" --help >/dev/null
 "$work/env/bin/aisle" --version
-# Type checking where it pays, on the installed wheel (mypy cannot follow the editable mapping):
-# the command root and settings, the stores of shop data, versions and the distributed build.
+# Type checking on the installed wheel (mypy cannot follow the editable mapping): the command
+# root and settings, the encoders, the whole offline index, and the service's event stores.
 site_aisle=$("$work/env/bin/python" -c 'import aisle, pathlib; print(pathlib.Path(aisle.__file__).parent)')
 touch "$site_aisle/py.typed"
 "$work/env/bin/python" -m mypy --config-file "$repo/pyproject.toml" \
-  -p aisle.cli -p aisle.settings -p aisle.service.events -p aisle.index.storage \
-  -p aisle.index.versions -p aisle.index.manifest -p aisle.index.distributed
+  -p aisle.cli -p aisle.settings -p aisle.embed -p aisle.index -p aisle.service.events

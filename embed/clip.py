@@ -145,8 +145,9 @@ def _towers(model: Any) -> tuple[Any, Any]:
     torch = import_torch()
 
     siglip = model.config.model_type == "siglip"
+    module: Any = torch.nn.Module
 
-    class VisionTower(torch.nn.Module):
+    class VisionTower(module):
         def __init__(self) -> None:
             super().__init__()
             self.clip = model
@@ -155,7 +156,7 @@ def _towers(model: Any) -> tuple[Any, Any]:
             pooled = self.clip.vision_model(pixel_values=pixel_values, return_dict=True).pooler_output
             return pooled if siglip else self.clip.visual_projection(pooled)
 
-    class TextTower(torch.nn.Module):
+    class TextTower(module):
         def __init__(self) -> None:
             super().__init__()
             self.clip = model
@@ -164,7 +165,7 @@ def _towers(model: Any) -> tuple[Any, Any]:
             output = self.clip.text_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
             return self.clip.text_projection(output.pooler_output)
 
-    class SiglipTextTower(torch.nn.Module):
+    class SiglipTextTower(module):
         def __init__(self) -> None:
             super().__init__()
             self.clip = model

@@ -87,8 +87,8 @@ class ImagePreprocessor:
             crop=crop,
             resample=int(config.get("resample", Image.Resampling.BICUBIC)),
             rescale_factor=rescale,
-            mean=tuple(config.get("image_mean", _CLIP_MEAN)) if normalize else None,  # type: ignore[arg-type]
-            std=tuple(config.get("image_std", _CLIP_STD)),  # type: ignore[arg-type]
+            mean=tuple(config.get("image_mean", _CLIP_MEAN)) if normalize else None,
+            std=tuple(config.get("image_std", _CLIP_STD)),
         )
 
     @classmethod

@@ -41,8 +41,10 @@ class SentenceTransformerEncoder(Encoder):
         self.config = config
         self._source = resolve_model_dir(config.model)
         self._model: Any = SentenceTransformer(str(self._source), device="cpu", local_files_only=True)
-        if config.max_length is not None:
-            self._model.max_seq_length = min(config.max_length, self._model.max_seq_length)
+        max_length = config.max_length
+        if max_length is not None:
+            current = self._model.max_seq_length
+            self._model.max_seq_length = max_length if current is None else min(max_length, current)
         self._name = model_display_name(config.model)
         self._fingerprint = f"sentence-transformers:{content_hash(self._source)}"
         probe = self._model.encode(["dimension probe"], convert_to_numpy=True)

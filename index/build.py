@@ -10,6 +10,7 @@ rebuild re-uses from the current version is described in ``aisle.index.reuse``.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import shutil
 import time
@@ -439,7 +440,7 @@ def lexical_signature() -> str:
 
     digest = hashlib.sha256()
     for module in (lexical, tokens, vocabulary):
-        digest.update(Path(module.__file__).read_bytes())
+        digest.update(Path(inspect.getfile(module)).read_bytes())
     digest.update(version("bm25s").encode())
     return digest.hexdigest()
 

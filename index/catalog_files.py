@@ -91,7 +91,7 @@ def _read_csv(path: Path, delimiter: str, columns: list[str]) -> Iterator[tuple[
                 if any(cell.strip() for cell in cells):  # blank lines are not rows
                     row += 1
                     # Short rows leave trailing columns empty; non-blank surplus cells make a bad row.
-                    record = dict(zip(columns, cells + [""] * (len(columns) - len(cells))))
+                    record: dict[str, Any] = dict(zip(columns, cells + [""] * (len(columns) - len(cells))))
                     extra = [cell for cell in cells[len(columns) :] if cell.strip()]
                     if extra:
                         record[EXTRA_CELLS] = extra

@@ -42,6 +42,7 @@ def _build(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     settings = load_settings(
+        AisleSettings,
         index_dir=args.out,
         model=args.model,
         image_model=args.image_model,
@@ -168,7 +169,7 @@ def _compact(args: argparse.Namespace) -> int:
     from aisle.index.versions import VersionError, VersionStore
 
     started = time.perf_counter()
-    settings = load_settings(index_dir=args.index, model=args.model)
+    settings = load_settings(AisleSettings, index_dir=args.index, model=args.model)
     try:
         path = VersionStore(settings.index_dir).current_path().resolve()
         manifest = read_manifest(path)
@@ -243,7 +244,7 @@ def _ray_build(args: argparse.Namespace, settings: AisleSettings) -> RayBuild:
 def _versions(args: argparse.Namespace) -> int:
     from aisle.index.versions import VersionStore
 
-    settings = load_settings(index_dir=args.index)
+    settings = load_settings(AisleSettings, index_dir=args.index)
     infos = VersionStore(settings.index_dir).list()
     if not infos:
         raise CommandError(f"no published versions under {settings.index_dir}; run `aisle build` first")
@@ -272,7 +273,7 @@ def _rollback(args: argparse.Namespace) -> int:
     from aisle.index.manifest import IndexValidationError, read_manifest, verify_files
     from aisle.index.versions import VersionError, VersionStore
 
-    settings = load_settings(index_dir=args.index)
+    settings = load_settings(AisleSettings, index_dir=args.index)
 
     def verified(path: Path) -> None:
         verify_files(path, read_manifest(path))

@@ -98,7 +98,7 @@ class FieldColumn:
         return cls(name, "number", codes, labels, {float(v): i for i, v in enumerate(distinct.tolist())}, values)
 
     @classmethod
-    def from_bools(cls, name: str, values: Sequence[bool]) -> FieldColumn:
+    def from_bools(cls, name: str, values: Sequence[bool] | np.ndarray) -> FieldColumn:
         codes = np.asarray(values, dtype=bool).astype(np.int32)
         return cls(name, "bool", codes, [False, True], {False: 0, True: 1})
 
@@ -264,11 +264,11 @@ class FieldIndex:
             for name, code, count in self._value_tokens.get(token, ()):
                 hits[(name, code)] = hits.get((name, code), 0) + 1
                 needed[(name, code)] = count
-        named: dict[str, list[int]] = {}
+        complete: dict[str, list[int]] = {}
         for key, count in hits.items():
             if count == needed[key]:
-                named.setdefault(key[0], []).append(key[1])
-        return {name: np.array(sorted(codes), dtype=np.int32) for name, codes in named.items()}
+                complete.setdefault(key[0], []).append(key[1])
+        return {name: np.array(sorted(codes), dtype=np.int32) for name, codes in complete.items()}
 
     def __contains__(self, name: str) -> bool:
         return name in self.columns

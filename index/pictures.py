@@ -299,7 +299,7 @@ def _batches(rows: list[int], size: int) -> Iterator[list[int]]:
         yield rows[start : start + size]
 
 
-def _progress(total: int, show: bool):  # type: ignore[no-untyped-def]
+def _progress(total: int, show: bool):
     if not show:
         return None
     from tqdm.auto import tqdm

@@ -259,7 +259,16 @@ def apply_roles(spec: FieldSpec, roles: Any) -> FieldSpec:
         raise SchemaError(f"fields: '{spec.name}' cannot be sortable")
     if (flags["filterable"] or flags["facetable"]) and spec.name in FILTER_KEYWORDS:
         raise SchemaError(f"fields: a column named '{spec.name}' cannot be filterable: the name is a filter keyword")
-    return replace(spec, weight=weight, public=public, **flags)
+    return replace(
+        spec,
+        weight=weight,
+        public=public,
+        searchable=flags["searchable"],
+        filterable=flags["filterable"],
+        facetable=flags["facetable"],
+        sortable=flags["sortable"],
+        embedded=flags["embedded"],
+    )
 
 
 def value_kind(values: Iterable[Any]) -> Kind:

@@ -26,7 +26,9 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from rapidfuzz.distance import OSA
@@ -171,7 +173,7 @@ class Vocabulary:
             },
         )
         for name, array in ((DELETES_FILE, self._deletes), (TARGETS_FILE, self._targets)):
-            atomic_write(directory / name, lambda handle, array=array: np.save(handle, array, allow_pickle=False))
+            atomic_write(directory / name, partial(_save_array, array=array))
 
     @classmethod
     def exists(cls, directory: Path) -> bool:
@@ -257,3 +259,7 @@ class Vocabulary:
             best = np.arange(end - start)
         best = best[np.lexsort((best, -counts[best]))]
         return [self.words[start + int(i)] for i in best]
+
+
+def _save_array(handle: BinaryIO, array: np.ndarray) -> None:
+    np.save(handle, array, allow_pickle=False)
