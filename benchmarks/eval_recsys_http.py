@@ -2,8 +2,8 @@
 
 Usage::
 
-    python -m benchmarks.eval_recsys_http [--split valid|train] [--limit N] [--skip-movielens]
-        [--shipped-defaults] [--cadence-days D] [--end-days-ago E] [--half all|even|odd]
+    python -m benchmarks.eval_recsys_http [--split valid|train] [--limit N] [--offset N]
+        [--skip-movielens] [--shipped-defaults] [--cadence-days D] [--end-days-ago E] [--half all|even|odd]
         [--set AISLE_X=VALUE ...] [--out benchmarks/results/recsys.json]
 
 ``--shipped-defaults`` serves with the shipped settings (only ``--set`` changes them) in one run:
@@ -166,6 +166,8 @@ class Timing:
         shipped_defaults: serve with the shipped settings (only ``overrides`` on top).
         overrides: settings changed on top of the shipped ones (tuning runs).
         half: ``even``/``odd`` users only (tune on one half, report on the other), or ``all``.
+        offset: users skipped before the first evaluated one (tune on users beyond the reported
+            ones: ``--offset 2000 --limit 2000`` never sees the first 2,000).
     """
 
     cadence_s: float = DAY_S
@@ -173,8 +175,10 @@ class Timing:
     shipped_defaults: bool = False
     overrides: dict[str, str] = field(default_factory=dict)
     half: str = "all"
+    offset: int = 0
 
     def select(self, cases: list) -> list:
+        cases = cases[self.offset :]
         if self.half == "all":
             return cases
         return [case for case in cases if (int(case.user) % 2 == 0) == (self.half == "even")]
@@ -257,6 +261,7 @@ def evaluate_scientific(
         "time_per_position_s": timing.cadence_s,
         "last_event_before_now_s": timing.end_s,
         "users_half": timing.half,
+        "users_offset": timing.offset,
         "events": "one purchase per history position",
         "variants": {},
     }
@@ -366,6 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--split", choices=["valid", "train"], default="valid")
     parser.add_argument("--limit", type=int, help="first N users / tag cases only (quick runs)")
+    parser.add_argument("--offset", type=int, default=0, help="skip the first N Scientific users (tuning runs)")
     parser.add_argument(
         "--set",
         action="append",
@@ -402,7 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         SCIENTIFIC_SETTINGS["AISLE_MODEL"] = overrides["AISLE_MODEL"] = str(Path(args.model).resolve())
         args.workdir = args.workdir / ("model-" + Path(args.model).name)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    timing = Timing(args.cadence_days * DAY_S, args.end_days_ago * DAY_S, args.shipped_defaults, overrides, args.half)
+    timing = Timing(
+        args.cadence_days * DAY_S, args.end_days_ago * DAY_S, args.shipped_defaults, overrides, args.half, args.offset
+    )
     report: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
     report.pop("command", None)  # each section records the command that produced it
     if not args.skip_scientific:
@@ -413,6 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.shipped_defaults:
             key += f"_defaults_cadence{args.cadence_days:g}d_end{args.end_days_ago:g}d"
             key += "" if args.half == "all" else f"_{args.half}"
+            key += f"_offset{args.offset}" if args.offset else ""
         report[key] = {
             "command": command,
             **evaluate_scientific(data, args.split, args.limit, args.workdir, index, args.variants, timing),

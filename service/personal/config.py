@@ -28,6 +28,10 @@ class PersonalConfig:
         bought_together_window_s: events of one actor this close in time form a basket.
         bought_after_half_life: sequence pairs halve every this many events in between.
         bought_before_weight: weight of the reverse direction of a sequence pair.
+        second_order_weight: weight of the partners' partners in recommendations' co-occurrence
+            scores (``CoOccurrence.scores``); 0 turns them off.
+        together_exponent: recommendations raise the co-occurrence scores (best 1) to this
+            power: below 1 lifts the weaker partners that fill ranks 11-50.
         variant_similarity: cosine above which a candidate is a variant of a recent purchase.
         variant_hold_s: how long after a purchase its variants are held back.
         cart_window_s: how long an item added to the cart (and not bought) is in the cart.
@@ -48,6 +52,8 @@ class PersonalConfig:
     bought_together_window_s: float = 3600.0
     bought_after_half_life: float = 2.0
     bought_before_weight: float = 0.5
+    second_order_weight: float = 1.0
+    together_exponent: float = 0.5
     variant_similarity: float = 0.9
     variant_hold_s: float = 30 * DAY_S
     cart_window_s: float = 7 * DAY_S

@@ -6,7 +6,8 @@ For a requester with profile ``p``, evidence ``m`` and freshness ``f`` (``Profil
     relevance(i) = s · cos(p, v_i) + (1 − s) · popular(i) + b · together(i)
 
 ``popular`` is the decayed count divided by the largest (the best seller scores 1),
-``together`` the co-occurrence score of the item with the seeds (best = 1) and ``b`` the
+``together`` the co-occurrence score of the item with the seeds (best = 1; the partners'
+partners added with ``second_order_weight``) raised to ``together_exponent``, and ``b`` the
 ``bought_together_weight``. The seeds are the profile's strongest items plus the request's
 context: the items in the cart and the product being viewed. Without history ``s = 0`` and the
 list is the popular list; as evidence accumulates it slides towards the profile, with no switch.
@@ -196,8 +197,8 @@ class RecommendationSource:
             seeds[row] = seeds.get(row, 0.0) + strongest
         if not seeds:
             return empty
-        rows, scores = pairs.scores(seeds, wanted)
-        return rows, scores.astype(np.float64)
+        rows, scores = pairs.scores(seeds, wanted, second_order=self.config.second_order_weight)
+        return rows, scores.astype(np.float64) ** self.config.together_exponent
 
     def _without_variants(
         self, index: LoadedIndex, rows: np.ndarray, vectors: np.ndarray, together: np.ndarray, same_rows: bool
