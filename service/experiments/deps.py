@@ -47,13 +47,15 @@ def plan_context(request: Request, plan: Plan, engine: Engine) -> UserContext:
     if plan.surface == "search":
         # Categories and brands the visitor leans towards (the search rules' ``affinity`` boost).
         ctx = replace(ctx, affinity=user_affinity(plan.view, engine.index.items))
-    if personal.config.search_together_weight <= 0:
+    config = personal.config
+    weight = config.search_together_weight if plan.surface == "search" else config.similar_together_weight
+    if plan.surface not in ("search", "similar") or weight <= 0:
         return ctx
     # What people buy with or after the visitor's strongest items (search and similar items).
     together = user_together(personal.profiles, plan.view, engine)
     if together is None:
         return ctx
-    return replace(ctx, together=together, together_weight=personal.config.search_together_weight)
+    return replace(ctx, together=together, together_weight=weight)
 
 
 def record_served(request: Request, plan: Plan, engine: Engine, hits: list[Hit], query: str | None = None) -> None:
