@@ -97,6 +97,8 @@ def test_a_buyer_of_a_brand_sees_it_lifted(client: TestClient) -> None:
     # Both kettles share the category: only the brand separates them; the other gets no brand lift.
     other = by_id(personal)[anonymous[0]]["explain"]
     assert other.get("affinity", {}).get("brand", 0.0) == 0.0
+    # Beside them the price band: either fan paid 30 at most, a 40 kettle is above their band.
+    assert explain["penalties"] > 0 and "price_band" in explain["rules"]
 
 
 def test_the_lift_is_exactly_the_affinity_boost(client: TestClient) -> None:
