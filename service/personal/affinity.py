@@ -87,38 +87,59 @@ def lean(mass: np.ndarray, total: float, base: np.ndarray, prior: float = PRIOR_
 
 
 def user_affinity(view: ProfileView, items: ItemTable) -> UserAffinity | None:
-    """The user's affinities in the codes of ``items`` (the served version), or None without history.
+    """The user's affinities in the codes of ``items`` (the served version), or None without history."""
+    return affinity_of(view.index.items, view.weight_by_row(), items)
 
-    The view's rows belong to the version its profiles were built for; categories and brands
-    are matched by name, so a request served by a newer version gets them too.
+
+def affinity_of(source: ItemTable, by_row: dict[int, float], items: ItemTable) -> UserAffinity | None:
+    """Affinities from decayed weights of ``source`` rows, in the codes of ``items``.
+
+    ``source`` is the version the profile was built for; when it is not ``items`` (a request
+    during a version swap) categories and brands are matched by name.
     """
-    weights: dict[int, float] = {}
-    for row, weight in view.weight_by_row().items():
-        if weight > 0 and np.isfinite(weight):
-            weights[row] = weight**TEMPER
-    total = float(sum(weights.values()))
+    rows = np.fromiter(by_row.keys(), dtype=np.int64, count=len(by_row))
+    weights = np.fromiter(by_row.values(), dtype=np.float64, count=len(by_row))
+    keep = (weights > 0) & np.isfinite(weights)
+    rows, weights = rows[keep], weights[keep] ** TEMPER
+    total = float(weights.sum())
     if not total > 0:
         return None
     vocabulary = _vocabulary(items)
-    source = view.index.items
-    components = np.zeros(len(vocabulary.component_of))
-    brands = np.zeros(len(items.brand_names))
-    for row, weight in weights.items():
-        category = source.category_names[source.category_codes[row]]
-        for part in dict.fromkeys(p.strip() for p in category.split(CATEGORY_SEPARATOR.strip())):
-            at = vocabulary.component_of.get(part)
-            if at is not None:
-                components[at] += weight
-        code = items.brand_code_of.get(source.brand_names[source.brand_codes[row]])
-        if code is not None:
-            brands[code] += weight
+    categories = len(items.category_names)
+    if source is items:
+        category_mass = np.bincount(items.category_codes[rows], weights=weights, minlength=categories)
+        brands = np.bincount(items.brand_codes[rows], weights=weights, minlength=len(items.brand_names))
+        components = np.bincount(
+            vocabulary.members, weights=category_mass[vocabulary.owners], minlength=len(vocabulary.component_of)
+        )
+    else:
+        components, brands = _by_name(source, items, vocabulary, rows, weights)
     component_lean = lean(components, total, vocabulary.component_share)
-    by_category = np.bincount(
-        vocabulary.owners, weights=component_lean[vocabulary.members], minlength=len(items.category_names)
-    )
+    by_category = np.bincount(vocabulary.owners, weights=component_lean[vocabulary.members], minlength=categories)
     with np.errstate(divide="ignore", invalid="ignore"):
         category = np.where(vocabulary.parts_per_category > 0, by_category / vocabulary.parts_per_category, 0.0)
     brand = lean(brands, total, vocabulary.brand_share)
     if vocabulary.blank_brand is not None:
         brand[vocabulary.blank_brand] = 0.0  # products without a brand share nothing
     return UserAffinity(category=category, brand=brand)
+
+
+def _by_name(
+    source: ItemTable, items: ItemTable, vocabulary: _Vocabulary, rows: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Component and brand masses of ``source`` rows, in the codes of ``items`` (matched by name)."""
+    components = np.zeros(len(vocabulary.component_of))
+    brands = np.zeros(len(items.brand_names))
+    category_mass = np.bincount(source.category_codes[rows], weights=weights, minlength=len(source.category_names))
+    for code in np.flatnonzero(category_mass):
+        name = source.category_names[code]
+        for part in dict.fromkeys(p.strip() for p in name.split(CATEGORY_SEPARATOR.strip())):
+            at = vocabulary.component_of.get(part)
+            if at is not None:
+                components[at] += category_mass[code]
+    brand_mass = np.bincount(source.brand_codes[rows], weights=weights, minlength=len(source.brand_names))
+    for code in np.flatnonzero(brand_mass):
+        served = items.brand_code_of.get(source.brand_names[code])
+        if served is not None:
+            brands[served] += brand_mass[code]
+    return components, brands

@@ -18,10 +18,11 @@ from fastapi.testclient import TestClient
 from aisle.index.build import BuildOptions, build_version
 from aisle.index.catalog import load_catalog
 from aisle.service.app import create_app
-from aisle.service.personal.affinity import lean
+from aisle.service.personal.affinity import affinity_of, lean
 from aisle.service.ranking.rules import SEARCH_AFFINITY_BRAND, SEARCH_AFFINITY_CATEGORY
 from tests.fakes import HashingEncoder
 from tests.service.harness import settings_for
+from tests.service.ranking.builders import Item, item_table
 
 NOW = time.time() - 3600.0
 PRODUCTS = [
@@ -139,3 +140,22 @@ def test_lean_is_the_excess_over_the_catalogue_share() -> None:
     # A prior pulls a thin history towards the catalogue's mix.
     thin = lean(np.array([1.0, 0.0, 0.0]), 1.0, base, prior=4.0)
     assert 0 < thin[0] < 1 and thin[1] == 0.0 and thin[2] == 0.0
+
+
+def test_a_profile_of_another_version_is_matched_by_name() -> None:
+    """During a version swap the profile's rows are the old version's: the same affinities result."""
+    products = [Item(i, brand=b, category=c) for i, _, b, c, _ in PRODUCTS]
+    served = item_table(products)
+    previous = item_table([*reversed(products), Item("gone", brand="Gone", category="Garden > Tools")])
+    weights = {"acme-jug": 8.0, "acme-scale": 4.0, "brio-towel": 1.0, "gone": 2.0}
+    same = affinity_of(served, {served.row_of[i]: w for i, w in weights.items() if i in served.row_of}, served)
+    moved = affinity_of(previous, {previous.row_of[i]: w for i, w in weights.items()}, served)
+    assert same is not None and moved is not None
+    # "gone" adds weight (a real event of the user) but no category or brand of the served version.
+    assert not np.allclose(same.category, moved.category)
+    fair = affinity_of(previous, {previous.row_of[i]: w for i, w in weights.items() if i != "gone"}, served)
+    assert fair is not None
+    np.testing.assert_allclose(fair.category, same.category)
+    np.testing.assert_allclose(fair.brand, same.brand)
+    acme = served.brand_code_of["acme"]
+    assert same.brand[acme] == same.brand.max() > 0
