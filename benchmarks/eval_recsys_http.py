@@ -4,7 +4,7 @@ Usage::
 
     python -m benchmarks.eval_recsys_http [--split valid|train] [--limit N] [--offset N]
         [--skip-movielens] [--shipped-defaults] [--cadence-days D] [--end-days-ago E] [--half all|even|odd]
-        [--set AISLE_X=VALUE ...] [--out benchmarks/results/recsys.json]
+        [--set AISLE_X=VALUE ...] [--affinity-grid W,W,...] [--out benchmarks/results/recsys.json]
 
 ``--shipped-defaults`` serves with the shipped settings (only ``--set`` changes them) in one run:
 the protocol of the issue's table. ``--cadence-days`` spaces a history's purchases (a shop's
@@ -26,10 +26,22 @@ events are then served again with ``decay=false`` (a restart: profiles rebuilt f
 which shows what recency decay is worth. Settings were tuned on the ``train`` split (each
 user's longest training row, its last item as the target), never on ``valid``.
 
-**MovieLens tags.** User U tagged movie M with text T at time t: T is the query, U's ratings
-before t (without M itself) the history, posted with their real time gaps ending now (the tag
-moment). Ratings map to event types: 4.5–5 purchase, 3.5–4 add_to_cart, 2.5–3 click, below
-view. ``POST /search`` with and without the user id: MRR@100 and HR@10 of M.
+**MovieLens, replayed in time order** (``evaluate_movielens``). Every rating of every user is
+posted (user ``mlu<id>``; 4.5–5 purchase, 3.5–4 add_to_cart, 2.5–3 click, below view) in the
+order of its real time; when the replay reaches a probe's moment ``t`` the server holds exactly
+the ratings before ``t``. Nothing after ``t`` (the user's or anyone's) can reach the profile,
+popularity or bought-together pairs, and the rating of a tagged movie by its tagger is held back
+until the tag, so the target is never in the history. Two probes:
+
+* tag searches: user U tagged movie M with text T at time t; ``POST /search`` of T with and
+  without U, at the same moment on the same server: MRR@100 and HR@10 of M, over all cases and
+  each half (even/odd case positions); ``--affinity-grid`` adds arms with the affinity weights
+  as request rules (tuning, on the even half);
+* next item: each user's last rating is the target, ``GET /users/mlu<id>/recommendations?k=50``
+  at its moment: HR@10, NDCG@10, HR@50, NDCG@50 (halves: even/odd user ids).
+
+MovieLens runs always serve the shipped settings (``--set`` on top); results go under
+``movielens_tags_defaults`` and ``movielens_next_item_defaults``.
 
 Results go to ``benchmarks/results/recsys.json`` with the settings and timings.
 """
@@ -50,7 +62,7 @@ from typing import Any
 
 from aisle.index.storage import atomic_write_json
 from aisle.training.metrics import summarize_ranks, target_rank
-from aisle.training.recsys_data import MovieLensData, UniSRecData, load_movielens, load_unisrec
+from aisle.training.recsys_data import Movie, MovieLensData, UniSRecData, load_movielens, load_unisrec
 from benchmarks.server import RunningServer, ServerConfig, running_server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -303,68 +315,207 @@ def evaluate_scientific(
     return results
 
 
-def movielens_events(data: MovieLensData, cases: list, now: float) -> list[dict[str, Any]]:
-    events = []
-    for number, case in enumerate(cases):
-        for rating in case.history:
-            kind = next(name for threshold, name in MOVIELENS_TYPES if rating.rating >= threshold)
-            events.append(
-                {
-                    "event_id": f"ml-{number}-{rating.movie}-{rating.timestamp}",
-                    "user_id": f"ml{number}",
-                    "item_id": str(rating.movie),
-                    "type": kind,
-                    "timestamp": now - (case.timestamp - rating.timestamp),
-                }
-            )
-    return events
+@dataclass(frozen=True)
+class Probe:
+    """A request of the MovieLens replay, made when the replay reaches ``timestamp``.
+
+    ``kind`` ``tag``: search ``query`` as ``user``, target ``movie``; ``next``: recommendations
+    for ``user``, target ``movie`` (their last rating). ``number`` places it in its half.
+    """
+
+    kind: str
+    number: int
+    user: int
+    movie: int
+    timestamp: int
+    query: str = ""
+
+
+def movielens_timeline(data: MovieLensData, probes: list[Probe]) -> list[tuple[int, dict[str, Any]]]:
+    """Every rating as ``(release time, event)``, in release order, up to the last probe.
+
+    A rating is released (posted) at its own time, but a rating of a movie its user tags is
+    held back until the user's last tag of it: a probe at time ``t`` sees exactly the ratings
+    before ``t``, never its target (see ``evaluate_movielens``). Event times are the real ones,
+    shifted so that the last probe is now.
+    """
+    last = max(probe.timestamp for probe in probes)
+    held: dict[tuple[int, int], int] = {}
+    for probe in probes:
+        if probe.kind == "tag":
+            key = (probe.user, probe.movie)
+            held[key] = max(held.get(key, 0), probe.timestamp)
+    shift = time.time() - last
+    timeline = []
+    for rating in data.ratings:
+        release = max(rating.timestamp, held.get((rating.user, rating.movie), 0))
+        if release > last:
+            continue  # after every probe: never needed
+        kind = next(name for threshold, name in MOVIELENS_TYPES if rating.rating >= threshold)
+        event = {
+            "event_id": f"ml-{rating.user}-{rating.movie}",
+            "user_id": f"mlu{rating.user}",
+            "item_id": str(rating.movie),
+            "type": kind,
+            "timestamp": rating.timestamp + shift,
+        }
+        timeline.append((release, rating.timestamp, rating.movie, event))
+    timeline.sort(key=lambda entry: entry[:3])
+    return [(release, event) for release, _, _, event in timeline]
+
+
+def movielens_probes(data: MovieLensData, limit: int | None) -> tuple[list[Probe], list[Probe]]:
+    """The tag cases (``MovieLensData.tag_cases``: users with an earlier rating) and each
+    user's next-item case: their last rating (latest time, then movie id) as the target, when
+    they rated anything at an earlier time."""
+    cases = data.tag_cases()
+    cases = cases[:limit] if limit else cases
+    tags = [Probe("tag", n, case.user, case.movie, case.timestamp, case.query) for n, case in enumerate(cases)]
+    by_user: dict[int, list] = {}
+    for rating in data.ratings:
+        by_user.setdefault(rating.user, []).append(rating)
+    nexts = []
+    for user in sorted(by_user):
+        ratings = sorted(by_user[user], key=lambda r: (r.timestamp, r.movie))
+        target = ratings[-1]
+        if ratings[0].timestamp < target.timestamp:
+            nexts.append(Probe("next", user, user, target.movie, target.timestamp))
+    return tags, nexts[:limit] if limit else nexts
+
+
+#: Request rules of the tuning arms (``--affinity-grid``): the affinity boost's weights.
+def affinity_arm(weight: float) -> dict[str, Any]:
+    return {"affinity": {"category": weight, "brand": weight}}
 
 
 def evaluate_movielens(
-    data: MovieLensData, limit: int | None, workdir: Path, index: dict, timing: Timing | None = None
-) -> dict:
-    """Posts every case's history once; searches without and with the user, decay on and off.
+    data: MovieLensData,
+    limit: int | None,
+    workdir: Path,
+    index: dict,
+    timing: Timing | None = None,
+    affinity_grid: Sequence[float] = (),
+) -> tuple[dict, dict]:
+    """Replays MovieLens in time order through HTTP; probes the search and recommendations.
 
-    With ``timing.shipped_defaults``: decay on only, with ``timing.overrides`` on top.
+    Every rating of every user is posted (user ``mlu<id>``) in the order of time; when the replay
+    reaches a probe's moment ``t`` the server holds exactly the ratings before ``t`` (those of
+    a tagged movie by its tagger are held back until the tag: the target is never in the
+    history, and no event after ``t``, the user's or anyone's, can feed the profile, popularity
+    or bought-together pairs). Tag probes search the tag with and without the user, same
+    moment, same server; next-item probes ask ``GET /users/{u}/recommendations?k=50``.
+    Served with the shipped settings (``timing.overrides`` on top).
+
+    Returns:
+        the tag-search report and the next-item report.
     """
     timing = timing or Timing()
-    cases = data.tag_cases()
-    cases = cases[:limit] if limit else cases
+    tags, nexts = movielens_probes(data, limit)
+    probes = sorted(tags + nexts, key=lambda p: (p.timestamp, p.kind, p.number))
+    timeline = movielens_timeline(data, probes)
     config = ServerConfig(workdir / "movielens" / "index", workdir / f"data-ml-{int(time.time())}", cpus=None)
-    result: dict[str, Any] = {
-        "cases": len(cases),
+    arms: dict[str, dict[str, Any] | None] = {"without_user": None, "with_user": None}
+    for weight in affinity_grid:
+        arms[f"with_user_affinity_{weight:g}"] = affinity_arm(weight)
+    ranks: dict[str, dict[int, int | None]] = {name: {} for name in [*arms, "next_item"]}
+    posted = {"accepted": 0, "duplicates": 0, "requests": 0, "retries": 0}
+    started = time.perf_counter()
+    with environment({**SERVER_SETTINGS, **timing.overrides}):
+        with running_server(config, workdir / "server-movielens.log") as server:
+            client = Client(server)
+            at = 0
+            pending: list[Probe] = []
+            for probe in [*probes, None]:
+                due = at
+                while probe is not None and due < len(timeline) and timeline[due][0] < probe.timestamp:
+                    due += 1
+                if due > at or probe is None:
+                    # Events must go in after the probes before them have been answered.
+                    _answer(client, pending, arms, ranks)
+                    pending = []
+                    if due > at:
+                        totals = client.post_events([event for _, event in timeline[at:due]])
+                        posted = {key: posted[key] + totals[key] for key in posted}
+                        at = due
+                if probe is not None:
+                    pending.append(probe)
+            server_rss = server.rss_mib()
+    seconds = round(time.perf_counter() - started, 2)
+    common = {
         "index": index,
-        "half_split": "even/odd case positions",
+        "settings": dict(timing.overrides),
+        "events": "every rating of every user, posted in time order (real times, shifted: the last probe is now)",
         "rating_to_type": {name: threshold for threshold, name in MOVIELENS_TYPES},
+        "posted": posted,
+        "replay_s": seconds,
+        "server_rss_mib": server_rss,
     }
-    result["settings"] = dict(timing.overrides)
-    for decay in (True,) if timing.shipped_defaults else (True, False):
-        with environment({**SERVER_SETTINGS, **timing.overrides, "AISLE_DECAY": str(decay).lower()}):
-            with running_server(config, workdir / f"server-movielens-{decay}.log") as server:
-                client = Client(server)
-                if decay:
-                    started = time.perf_counter()
-                    result["posted"] = client.post_events(movielens_events(data, cases, time.time()))
-                    result["post_s"] = round(time.perf_counter() - started, 2)
-                    result["without_user"] = _tag_metrics(client, cases, with_user=False)
-                result["with_user" if decay else "with_user_no_decay"] = _tag_metrics(client, cases, with_user=True)
-    print(f"movielens: {json.dumps({k: v for k, v in result.items() if k.startswith('with')})}", flush=True)
-    return result
+    tag_report: dict[str, Any] = {
+        **common,
+        "cases": len(tags),
+        "users": len({probe.user for probe in tags}),
+        "half_split": "even/odd case positions (cases ordered by user, movie, tag)",
+        "arms": {name: rules for name, rules in arms.items() if rules is not None},
+    }
+    for name in arms:
+        tag_report[name] = _halves([ranks[name][probe.number] for probe in tags])
+    ratio = {
+        half: round(tag_report["with_user"][half]["MRR"] / tag_report["without_user"][half]["MRR"], 3)
+        for half in ("all", "even", "odd")
+        if tag_report["without_user"][half]["MRR"]
+    }
+    tag_report["mrr_ratio_with_without"] = ratio
+    next_report = {
+        **common,
+        "users": len(nexts),
+        "half_split": "even/odd MovieLens user ids",
+        "target": "each user's last rating (latest time, then movie id); history: their ratings at earlier times",
+        "request": "GET /users/mlu<id>/recommendations?k=50",
+        **_halves([ranks["next_item"][probe.number] for probe in nexts], by=[probe.user for probe in nexts]),
+    }
+    print(f"movielens tags: {json.dumps({k: v for k, v in tag_report.items() if k.startswith('with')})}")
+    print(f"movielens tags ratio with/without MRR: {ratio}", flush=True)
+    print(f"movielens next item: {next_report['all']}", flush=True)
+    return tag_report, next_report
 
 
-def _tag_metrics(client: Client, cases: list, *, with_user: bool) -> dict[str, Any]:
-    """MRR@100 and HR@10 of the tagged movie, over all cases and over each half."""
+def _answer(
+    client: Client, probes: list[Probe], arms: dict[str, dict[str, Any] | None], ranks: dict[str, dict]
+) -> None:
+    """Sends every arm of ``probes`` (answered by the same server state) and keeps the ranks."""
 
-    def one(numbered) -> int | None:
-        number, case = numbered
-        body: dict[str, Any] = {"query": case.query, "k": 100}
-        if with_user:
-            body["user_id"] = f"ml{number}"
-        found = client.post("/search", body)["results"]
-        return target_rank([r["id"] for r in found], str(case.movie))
+    def one(job: tuple[str, Probe]) -> tuple[str, int, int | None]:
+        name, probe = job
+        if probe.kind == "next":
+            body = client.get(f"/users/mlu{probe.user}/recommendations", k=50)
+        else:
+            request: dict[str, Any] = {"query": probe.query, "k": 100}
+            if name != "without_user":
+                request["user_id"] = f"mlu{probe.user}"
+            if arms[name] is not None:
+                request["rules"] = arms[name]
+            body = client.post("/search", request)
+        return name, probe.number, target_rank([r["id"] for r in body["results"]], str(probe.movie))
 
-    ranks = parallel(one, list(enumerate(cases)))
-    return {"all": summarize_ranks(ranks), "even": summarize_ranks(ranks[0::2]), "odd": summarize_ranks(ranks[1::2])}
+    jobs = [("next_item", p) if p.kind == "next" else (name, p) for p in probes for name in arms]
+    jobs = list(dict.fromkeys(jobs))  # a next-item probe once, not once per arm
+    for name, number, rank in parallel(one, jobs):
+        ranks[name][number] = rank
+
+
+def _halves(ranks: list[int | None], by: Sequence[int] | None = None) -> dict[str, Any]:
+    """Metrics over all cases and over each half (even/odd positions, or even/odd ``by``)."""
+    keys = list(by) if by is not None else list(range(len(ranks)))
+    even = [rank for key, rank in zip(keys, ranks) if key % 2 == 0]
+    odd = [rank for key, rank in zip(keys, ranks) if key % 2 == 1]
+    return {"all": summarize_ranks(ranks), "even": summarize_ranks(even), "odd": summarize_ranks(odd)}
+
+
+def movielens_row(movie: Movie) -> dict[str, str]:
+    """A movie as a catalogue product: its genres are its category (a bag of components for
+    the affinity boost, ``aisle.service.personal.affinity``)."""
+    genres = [genre for genre in movie.genres if genre != "(no genres listed)"]
+    return {"id": str(movie.movie), "title": movie.title, "category": " > ".join(genres)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -391,6 +542,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--half", choices=["all", "even", "odd"], default="all", help="users of one half only")
     parser.add_argument("--skip-movielens", action="store_true")
+    parser.add_argument(
+        "--affinity-grid",
+        help="MovieLens tag searches also with these affinity weights as request rules, e.g. 0,0.05,0.1 (tuning)",
+    )
     parser.add_argument("--skip-scientific", action="store_true")
     parser.add_argument("--model", help="a local model directory (e.g. from aisle train) to index and serve with")
     parser.add_argument("--workdir", type=Path, default=REPO / ".cache" / "aisle" / "eval-recsys")
@@ -428,12 +583,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
     if not args.skip_movielens:
         movies = load_movielens()
-        rows = [
-            {"id": str(m.movie), "title": m.title, "description": ", ".join(m.genres)} for m in movies.movies.values()
-        ]
+        rows = [movielens_row(movie) for movie in movies.movies.values()]
         index = build_index(rows, args.workdir / "movielens")
-        key = "movielens_tags" + ("_defaults" if args.shipped_defaults else "")
-        report[key] = {"command": command, **evaluate_movielens(movies, args.limit, args.workdir, index, timing)}
+        grid = [float(value) for value in args.affinity_grid.split(",")] if args.affinity_grid else []
+        tag_report, next_report = evaluate_movielens(movies, args.limit, args.workdir, index, timing, grid)
+        suffix = "" if not overrides else "_" + "_".join(f"{k.lower()}={v}" for k, v in sorted(overrides.items()))
+        report["movielens_tags_defaults" + suffix] = {"command": command, **tag_report}
+        report["movielens_next_item_defaults" + suffix] = {"command": command, **next_report}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out, report)
     print(f"wrote {args.out}")

@@ -120,10 +120,16 @@ class ServiceSettings(AisleSettings):
         30, ge=0, description="How long after a purchase its variants and near-duplicates are held back."
     )
     search_together_weight: float = Field(
+        0.5,
+        ge=0,
+        le=10,
+        description="Weight, in a signed-in search score, of what people buy with or after the user's items.",
+    )
+    similar_together_weight: float = Field(
         0.1,
         ge=0,
         le=10,
-        description="Weight, in a signed-in search or similar-items score, of what people buy with the user's items.",
+        description="Weight, in a signed-in similar-items score, of what people buy with or after the user's items.",
     )
     session_ttl_days: float = Field(
         30, gt=0, description="Anonymous sessions idle this long are forgotten in memory (their events stay stored)."

@@ -15,6 +15,7 @@ from fastapi import Depends, Query, Request
 from aisle.service.engine import Engine, Hit
 from aisle.service.errors import ApiError
 from aisle.service.experiments.runtime import Experiments, Plan
+from aisle.service.personal.affinity import user_affinity
 from aisle.service.personal.recommend import user_together
 from aisle.service.ranking.segments import RequestContext, Segment
 from aisle.service.ranking.types import UserContext
@@ -36,17 +37,25 @@ def plan_for(
 
 
 def plan_context(request: Request, plan: Plan, engine: Engine) -> UserContext:
-    """The ranking context of the plan's visitor (the personalization's purchase window)."""
+    """The ranking context of the plan's visitor (the personalization's purchase window); a
+    search also gets the visitor's category and brand affinities."""
     personal = getattr(request.app.state, "personal", None)
     window = personal.config.purchase_window_s if personal is not None else 30 * 86400.0
     ctx = plan.context(engine, window)
-    if personal is None or plan.view is None or not plan.personalized or personal.config.search_together_weight <= 0:
+    if personal is None or plan.view is None or not plan.personalized:
+        return ctx
+    if plan.surface == "search":
+        # Categories and brands the visitor leans towards (the search rules' ``affinity`` boost).
+        ctx = replace(ctx, affinity=user_affinity(plan.view, engine.index.items))
+    config = personal.config
+    weight = config.search_together_weight if plan.surface == "search" else config.similar_together_weight
+    if plan.surface not in ("search", "similar") or weight <= 0:
         return ctx
     # What people buy with or after the visitor's strongest items (search and similar items).
     together = user_together(personal.profiles, plan.view, engine)
     if together is None:
         return ctx
-    return replace(ctx, together=together, together_weight=personal.config.search_together_weight)
+    return replace(ctx, together=together, together_weight=weight)
 
 
 def record_served(request: Request, plan: Plan, engine: Engine, hits: list[Hit], query: str | None = None) -> None:

@@ -35,7 +35,8 @@ class PersonalConfig:
         variant_similarity: cosine above which a candidate is a variant of a recent purchase.
         variant_hold_s: how long after a purchase its variants are held back.
         cart_window_s: how long an item added to the cart (and not bought) is in the cart.
-        search_together_weight: weight of the user's bought-with items in search and similar items.
+        search_together_weight: weight of the user's bought-with (and bought-after) items in search.
+        similar_together_weight: the same in similar items (a product page is about its product).
         session_ttl_s: anonymous sessions idle this long are forgotten.
         max_sessions: at most this many sessions are kept (the longest idle go first).
         exclude: items left out of recommendations (none, recent purchases, all interacted).
@@ -57,7 +58,10 @@ class PersonalConfig:
     variant_similarity: float = 0.9
     variant_hold_s: float = 30 * DAY_S
     cart_window_s: float = 7 * DAY_S
-    search_together_weight: float = 0.1
+    #: Chosen on the even half of the MovieLens tag searches replayed in time order
+    #: (``benchmarks/results/recsys.json``, ``DECISIONS.md``).
+    search_together_weight: float = 0.5
+    similar_together_weight: float = 0.1
     session_ttl_s: float = 30 * DAY_S
     max_sessions: int = 1_000_000
     exclude: Exclusion = "purchased"
@@ -87,6 +91,7 @@ class PersonalConfig:
             variant_hold_s=settings.variant_hold_days * DAY_S,
             cart_window_s=settings.cart_window_s,
             search_together_weight=settings.search_together_weight,
+            similar_together_weight=settings.similar_together_weight,
             session_ttl_s=settings.session_ttl_days * DAY_S,
             max_sessions=settings.max_sessions,
             exclude=settings.recommend_exclude,

@@ -33,7 +33,8 @@ when retrieval's parts do not add up). With
 ``explain`` each result carries those parts, ``relevance_rank`` (its rank by relevance among
 eligible candidates, 1-based), ``position`` and ``rules``: the rules that changed its score
 (``boost:*``, ``price_band``, ``diversity``), placed it (``pin``, ``exploration``), or moved it
-up by withholding a better candidate (``cap:brand``, ``cap:category``).
+up by withholding a better candidate (``cap:brand``, ``cap:category``); a result the user's
+affinities lifted also carries ``affinity`` (the category and brand parts of its boosts).
 """
 
 from __future__ import annotations
@@ -363,6 +364,7 @@ def _hits(state: _State, picks: list[tuple[int, float, list[str]]], explain: boo
     penalties = state.soft.penalties[chosen].tolist()
     applied = {name: (values[chosen] != 0).tolist() for name, values in state.soft.by_rule.items()}
     ranks = state.relevance_ranks(chosen)
+    affinity = [name for name in ("category", "brand") if f"boost:affinity_{name}" in state.soft.by_rule]
     hits = []
     for n, (row, final) in enumerate(zip(rows, finals)):
         details: dict[str, Any] = {name: round(parts[name][n], 6) for name in reported}
@@ -384,6 +386,9 @@ def _hits(state: _State, picks: list[tuple[int, float, list[str]]], explain: boo
                 "rules": rules,
             }
         )
+        leaning = {name: round(float(state.soft.by_rule[f"boost:affinity_{name}"][chosen[n]]), 6) for name in affinity}
+        if any(leaning.values()):
+            details["affinity"] = leaning
         if state.sources is not None:
             details["retrieved_by"] = str(state.sources[int(chosen[n])])
         hits.append(Hit(row, final, details))

@@ -8,7 +8,9 @@ scores (see ``aisle.service.ranking.rerank`` for exactly how each one acts):
   ``pins`` (item at a position, for a query, under a category, or everywhere) and ``caps``
   (at most n items per brand or category within the top positions);
 * soft: ``boosts`` (catalogue ``margin`` and ``boost`` fields, brands, categories),
-  ``price_band`` (a penalty for prices outside the user's usual band), ``diversity`` (MMR λ);
+  ``price_band`` (a penalty for prices outside the user's usual band), ``affinity`` (a bounded
+  boost towards the user's categories and brands, on by default in search only), ``diversity``
+  (MMR λ);
 * ``exploration``: a share of slots for items outside the user's strongest affinities;
 * ``distinct_pictures`` (hard, on by default): never two products whose pictures are
   near-duplicates in one list (versions built from a catalogue with images).
@@ -120,6 +122,17 @@ class PriceBand(_Rule):
     weight: float = Field(0.1, ge=0, le=10, allow_inf_nan=False)
 
 
+class Affinity(_Rule):
+    """Boost ``category·a_c + brand·a_b`` by the user's category and brand affinities (each in [0, 1]).
+
+    Bounded by ``category + brand``: a strong text match still beats a weak one of the user's
+    favourite brand. Only personalized searches have affinities (``UserContext.affinity``).
+    """
+
+    category: float = Field(0.0, ge=0, le=10, allow_inf_nan=False)
+    brand: float = Field(0.0, ge=0, le=10, allow_inf_nan=False)
+
+
 class Diversity(_Rule):
     """MMR: ``λ = 1`` ranks by relevance alone; lower values trade relevance for variety.
 
@@ -151,6 +164,7 @@ class RuleSet(_Rule):
     pins: tuple[Pin, ...] = ()
     boosts: Boosts = Boosts()
     price_band: PriceBand = PriceBand()
+    affinity: Affinity = Affinity()
     diversity: Diversity = Diversity()
     exploration: Exploration = Exploration()
     distinct_pictures: bool = True
@@ -192,6 +206,7 @@ class RulesOverride(_Rule):
     pins: list[Pin] | None = Field(None, max_length=100)
     boosts: BoostsOverride | None = None
     price_band: PriceBand | None = None
+    affinity: Affinity | None = None
     diversity: Diversity | None = None
     exploration: Exploration | None = None
     distinct_pictures: bool | None = None
@@ -235,12 +250,18 @@ class RulesFile(RulesOverride):
     campaigns: list[Campaign] = Field(default_factory=list, max_length=200)
 
 
+#: Weights of the affinity boost in search, chosen on the even half of the MovieLens tag cases
+#: (genres as categories; ``benchmarks/results/recsys.json``). Brands weigh as categories do:
+#: MovieLens has none to choose it on.
+SEARCH_AFFINITY_CATEGORY = 0.05
+SEARCH_AFFINITY_BRAND = 0.05
+
 #: Built-in per-surface defaults: product pages and recommendations show more variety than a
 #: search, whose user asked for something specific. Recommendations' lambda was chosen on the
 #: Amazon Scientific train split (benchmarks/results/recsys.json): 0.8 cost more relevance than
 #: the variety it bought.
 DEFAULT_SURFACES: dict[str, RulesOverride] = {
-    "search": RulesOverride(),
+    "search": RulesOverride(affinity=Affinity(category=SEARCH_AFFINITY_CATEGORY, brand=SEARCH_AFFINITY_BRAND)),
     "similar": RulesOverride(diversity=Diversity(lambda_=0.85)),
     "recommendations": RulesOverride(diversity=Diversity(lambda_=0.9)),
 }

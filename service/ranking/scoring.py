@@ -41,12 +41,13 @@ class SoftScores:
     boosts: np.ndarray
     penalties: np.ndarray
     #: Rule name (``boost:margin``, ``boost:boost``, ``boost:brand``, ``boost:category``,
-    #: ``price_band``) → that rule's contribution per candidate; only rules that apply.
+    #: ``boost:affinity_category``, ``boost:affinity_brand``, ``price_band``) → that rule's
+    #: contribution per candidate; only rules that apply.
     by_rule: dict[str, np.ndarray]
 
 
 def soft_scores(rows: np.ndarray, items: ItemTable, ctx: UserContext, rules: RuleSet) -> SoftScores:
-    """Boosts from catalogue fields, brands and categories; the price-band penalty."""
+    """Boosts from catalogue fields, brands, categories and the user's affinities; the price-band penalty."""
     count = len(rows)
     by_rule: dict[str, np.ndarray] = {}
     boosts = rules.boosts
@@ -68,6 +69,14 @@ def soft_scores(rows: np.ndarray, items: ItemTable, ctx: UserContext, rules: Rul
         for prefix, weight in boosts.categories.items():
             total[members(codes, category_codes_under(items, prefix))] += weight
         by_rule["boost:category"] = total
+    affinity = ctx.affinity
+    if affinity is not None:
+        if rules.affinity.category:
+            lean = affinity.lookup(affinity.category, items.category_codes[rows])
+            by_rule["boost:affinity_category"] = rules.affinity.category * lean
+        if rules.affinity.brand:
+            lean = affinity.lookup(affinity.brand, items.brand_codes[rows])
+            by_rule["boost:affinity_brand"] = rules.affinity.brand * lean
     penalties = np.zeros(count)
     if ctx.price_band is not None and rules.price_band.weight > 0:
         penalties = rules.price_band.weight * price_band_distance(items.price[rows], ctx.price_band)

@@ -13,6 +13,27 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class UserAffinity:
+    """How much a user leans towards each category and brand of one item table, each in [0, 1].
+
+    Attributes:
+        category: score per category code (``ItemTable.category_codes``): 0 for a category the
+            user shows no more interest in than the catalogue's own share of it, towards 1 for
+            one they buy almost only.
+        brand: the same per brand code (``ItemTable.brand_codes``).
+    """
+
+    category: np.ndarray
+    brand: np.ndarray
+
+    @staticmethod
+    def lookup(scores: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """``scores[codes]``, 0 for codes without a score (none, or added by a live change since)."""
+        known = (codes >= 0) & (codes < len(scores))
+        return np.where(known, scores[np.where(known, codes, 0)] if len(scores) else 0.0, 0.0)
+
+
+@dataclass(frozen=True)
 class UserContext:
     """What the service knows about the requesting user or session, for ranking.
 
@@ -31,6 +52,8 @@ class UserContext:
         together_weight: how much ``together`` adds to a search or similar-items relevance.
         image_profile: unit vector in the image space (the pictures of interacted items), or
             None without a usable one; it refines ``profile``, never replaces it.
+        affinity: the user's category and brand affinities in the codes of the served
+            version (``aisle.service.personal.affinity``), or None (no history, not a search).
     """
 
     profile: np.ndarray | None = None
@@ -43,6 +66,7 @@ class UserContext:
     together: tuple[np.ndarray, np.ndarray] | None = None
     together_weight: float = 0.0
     image_profile: np.ndarray | None = None
+    affinity: UserAffinity | None = None
 
     @property
     def is_anonymous(self) -> bool:
