@@ -290,20 +290,16 @@ class ChangeLog:
             raise ChangeLogError("the change log did not commit in time; retry (with the same change ids)") from None
 
     def _commit(self, batch: list[Pending[_Submission]]) -> None:
-        """One transaction; each submission in a savepoint, so a refused one stores nothing."""
+        """One transaction; a refused submission is refused before it writes anything."""
         conn = self._writer_conn
         assert conn is not None
         outcomes: list[Receipt | Exception] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for pending in batch:
-                conn.execute("SAVEPOINT submission")
                 try:
                     outcomes.append(self._insert(conn, pending.payload))
-                    conn.execute("RELEASE submission")
                 except ChangeRefused as exc:
-                    conn.execute("ROLLBACK TO submission")
-                    conn.execute("RELEASE submission")
                     outcomes.append(exc)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -317,14 +313,21 @@ class ChangeLog:
         _resolve(batch, outcomes)
 
     def _insert(self, conn: Any, submission: _Submission) -> Receipt:
-        """Stores one submission's changes inside the open transaction, or raises ``ChangeRefused``."""
-        sequences: list[int] = []
-        duplicates = 0
+        """Stores one submission's changes inside the open transaction, or raises ``ChangeRefused``
+        having stored none: every change is checked first (against the log and the submission's
+        earlier changes), then all are written at once (few round trips to a database server)."""
+        changes = submission.changes
+        digests = self._known_digests(conn, sorted({c.change_id for c in changes if c.change_id is not None}))
+        latest = self._latest_ops(
+            conn, sorted({c.item_id for c in changes if c.op != "upsert"}), submission.existence.base_sequence
+        )
         now = time.time()
-        for position, change in enumerate(submission.changes, start=1):
+        rows: list[tuple] = []
+        positions: list[int | None] = []  # index into rows, None for a duplicate
+        for position, change in enumerate(changes, start=1):
             digest = change.digest()
             if change.change_id is not None:
-                known = self._known_digest(conn, change.change_id)
+                known = digests.get(change.change_id)
                 if known is not None:
                     if known != digest:
                         raise ChangeRefused(
@@ -332,52 +335,67 @@ class ChangeLog:
                             "change_id_conflict",
                             f"change {position}: change_id '{change.change_id}' was already used for another change",
                         )
-                    duplicates += 1
-                    sequences.append(0)
+                    positions.append(None)
                     continue
-            if change.op != "upsert":
-                latest = self._latest_op(conn, change.item_id, submission.existence.base_sequence)
-                if not submission.existence.exists(change.item_id, latest):
-                    raise ChangeRefused(404, "not_found", f"change {position}: unknown item id '{change.item_id}'")
+                digests[change.change_id] = digest
+            if change.op != "upsert" and not submission.existence.exists(change.item_id, latest.get(change.item_id)):
+                raise ChangeRefused(404, "not_found", f"change {position}: unknown item id '{change.item_id}'")
+            latest[change.item_id] = change.op
             vector = None if change.vector is None else np.asarray(change.vector, dtype="<f4").tobytes()
-            row = (
-                change.change_id,
-                digest,
-                change.item_id,
-                change.op,
-                change.body(),
-                change.content_hash,
-                vector,
-                change.model,
-                now,
+            positions.append(len(rows))
+            rows.append(
+                (
+                    change.change_id,
+                    digest,
+                    change.item_id,
+                    change.op,
+                    change.body(),
+                    change.content_hash,
+                    vector,
+                    change.model,
+                    now,
+                )
             )
-            sequences.append(self._store(conn, row))
-        return Receipt(sequences, duplicates)
+        stored = self._store(conn, rows) if rows else []
+        sequences = [0 if at is None else stored[at] for at in positions]
+        return Receipt(sequences, positions.count(None))
 
-    # The backend's statements: SQLite here; PostgresChangeLog sets its table and placeholder.
+    # The backend's statements: SQLite here (local calls, one per key); PostgresChangeLog batches them.
+
+    def _known_digests(self, conn: Any, change_keys: list[str]) -> dict[str, str]:
+        """change id → digest of the stored changes among ``change_keys``."""
+        found = {}
+        for key in change_keys:
+            row = conn.execute("SELECT digest FROM changes WHERE change_key = ?", (key,)).fetchone()
+            if row is not None:
+                found[key] = str(row[0])
+        return found
+
+    def _latest_ops(self, conn: Any, item_ids: list[str], after_seq: int) -> dict[str, str]:
+        """item id → op of its newest change above ``after_seq``, for the items that have one."""
+        found = {}
+        for item_id in item_ids:
+            row = conn.execute(
+                "SELECT op FROM changes WHERE item_id = ? AND seq > ? ORDER BY seq DESC LIMIT 1", (item_id, after_seq)
+            ).fetchone()
+            if row is not None:
+                found[item_id] = str(row[0])
+        return found
+
+    def _store(self, conn: Any, rows: list[tuple]) -> list[int]:
+        """Inserts the rows in order; their ``seq`` numbers."""
+        sequences = []
+        for row in rows:
+            cursor = conn.execute(
+                "INSERT INTO changes (change_key, digest, item_id, op, body, content_hash, vector, model, received) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            sequences.append(int(cursor.lastrowid or 0))
+        return sequences
+
     _table = "changes"
     _mark = "?"
-
-    def _known_digest(self, conn: Any, change_key: str) -> str | None:
-        row = conn.execute(
-            f"SELECT digest FROM {self._table} WHERE change_key = {self._mark}", (change_key,)
-        ).fetchone()
-        return None if row is None else str(row[0])
-
-    def _latest_op(self, conn: Any, item_id: str, after_seq: int) -> str | None:
-        row = conn.execute(
-            f"SELECT op FROM {self._table} WHERE item_id = {self._mark} AND seq > {self._mark} ORDER BY seq DESC LIMIT 1",
-            (item_id, after_seq),
-        ).fetchone()
-        return None if row is None else str(row[0])
-
-    def _store(self, conn: Any, row: tuple) -> int:
-        cursor = conn.execute(
-            "INSERT INTO changes (change_key, digest, item_id, op, body, content_hash, vector, model, received) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            row,
-        )
-        return int(cursor.lastrowid or 0)
 
     def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._read_lock:

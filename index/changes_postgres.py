@@ -42,6 +42,14 @@ CREATE TABLE IF NOT EXISTS aisle_changes (
 );
 CREATE INDEX IF NOT EXISTS aisle_changes_by_item ON aisle_changes(item_id, seq);
 """
+_INSERT = """
+INSERT INTO aisle_changes (change_key, digest, item_id, op, body, content_hash, vector, model, received)
+SELECT k, d, i, o, b, h, v, m, r FROM unnest(
+    %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bytea[], %s::text[], %s::float8[]
+) WITH ORDINALITY AS batch(k, d, i, o, b, h, v, m, r, position)
+ORDER BY position
+RETURNING seq
+"""
 #: Serialises writing transactions across replicas (see the module docstring); not the events'
 #: lock, so a burst of events never waits for a catalogue change, nor the other way round.
 _WRITE_LOCK = 0x41_49_53_4C_43  # "AISLC"
@@ -113,9 +121,8 @@ class PostgresChangeLog(ChangeLog):
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
                 for pending in batch:
                     try:
-                        with conn.transaction():  # a savepoint: a refused submission stores nothing
-                            outcomes.append(self._insert(conn, pending.payload))
-                    except ChangeRefused as exc:
+                        outcomes.append(self._insert(conn, pending.payload))
+                    except ChangeRefused as exc:  # refused before it wrote anything
                         outcomes.append(exc)
         except psycopg.Error as exc:
             if self._writer_conn.broken:
@@ -124,14 +131,32 @@ class PostgresChangeLog(ChangeLog):
             raise ChangeLogError(f"the change log could not be written ({exc}); nothing was stored") from None
         _resolve(batch, outcomes)
 
-    def _store(self, conn: Any, row: tuple) -> int:
-        return int(
-            conn.execute(
-                "INSERT INTO aisle_changes (change_key, digest, item_id, op, body, content_hash, vector, model,"
-                " received) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING seq",
-                row,
-            ).fetchone()[0]
-        )
+    def _known_digests(self, conn: Any, change_keys: list[str]) -> dict[str, str]:
+        if not change_keys:
+            return {}
+        rows = conn.execute(
+            "SELECT change_key, digest FROM aisle_changes WHERE change_key = ANY(%s)", (change_keys,)
+        ).fetchall()
+        return {str(key): str(digest) for key, digest in rows}
+
+    def _latest_ops(self, conn: Any, item_ids: list[str], after_seq: int) -> dict[str, str]:
+        if not item_ids:
+            return {}
+        # One index probe per item (aisle_changes_by_item, newest first), not a scan of the whole
+        # log above after_seq, which grows with every change until the next rebuild.
+        rows = conn.execute(
+            "SELECT i.item_id, c.op FROM unnest(%s::text[]) AS i(item_id) CROSS JOIN LATERAL"
+            " (SELECT op FROM aisle_changes WHERE item_id = i.item_id AND seq > %s ORDER BY seq DESC LIMIT 1) c",
+            (item_ids, after_seq),
+        ).fetchall()
+        return {str(item_id): str(op) for item_id, op in rows}
+
+    def _store(self, conn: Any, rows: list[tuple]) -> list[int]:
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        stored = conn.execute(_INSERT, columns).fetchall()
+        # Sequence numbers are drawn row by row in the ordered SELECT's order, so ascending seq is
+        # submission order (RETURNING's own order is not promised).
+        return sorted(int(row[0]) for row in stored)
 
     def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
         return self._pg.execute(sql, params)
