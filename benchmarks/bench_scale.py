@@ -1,4 +1,4 @@
-"""Beyond one machine: event ingestion on SQLite and PostgreSQL, and the Ray build's speed-up.
+"""Beyond one machine: event ingestion and change-log writes on SQLite and PostgreSQL, the Ray build's speed-up.
 
 Usage::
 
@@ -8,6 +8,11 @@ Usage::
   (the call ``POST /events`` makes once a request is validated), for the embedded SQLite store
   and for a PostgreSQL server started here (Debian's binaries, the tests' recipe, ``fsync`` on).
   Events per second, acknowledged = durably committed.
+* **Change log** (key ``change_log``): ``--clients`` threads submit price patches to the live
+  catalogue's change log (the call ``PATCH /items/{id}`` and ``POST /items/batch`` make once a
+  change is validated), one change per submission (a PATCH request) and ``--batch`` per
+  submission (a batch request), on the embedded SQLite log and on PostgreSQL. Changes per
+  second, acknowledged = durably committed.
 * **Ray build**: the same real product titles encoded by one process (the bundled int8 MiniLM,
   one thread) and by ``RayBuild`` on a local cluster with one actor per core; the speed-up, the
   per-core rate, and from them the projected time for 100M products on 64 cores (assuming the
@@ -77,6 +82,52 @@ def ingestion(events: int, clients: int, batch: int) -> dict[str, Any]:
     return {"clients": clients, "batch": batch, "sqlite": sqlite, "postgres": postgres}
 
 
+def _write_changes(log: Any, changes: int, clients: int, batch: int) -> dict[str, Any]:
+    from aisle.index.changes import Change, Existence
+
+    log.start()
+    exists = Existence(0, lambda item_id: True)
+    per_client = changes // clients
+
+    def client(number: int) -> None:
+        for start in range(0, per_client, batch):
+            log.submit(
+                [
+                    Change("patch", f"p-{(start + i) % 997}", fields={"price": float(number * per_client + start + i)})
+                    for i in range(min(batch, per_client - start))
+                ],
+                exists,
+            )
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    stored = log.count()
+    log.close()
+    return {"changes": stored, "seconds": round(seconds, 3), "changes_per_s": round(stored / seconds, 1)}
+
+
+def change_log(single: int, batched: int, clients: int, batch: int) -> dict[str, Any]:
+    """Change-log writes per second, one change per submission and ``batch`` per submission."""
+    from aisle.index.changes import open_change_log
+    from benchmarks.postgres_server import fresh_database, running_server
+
+    result: dict[str, Any] = {"clients": clients, "batch": batch, "load_before": os.getloadavg()}
+    for label, count, size in (("one_per_request", single, 1), (f"{batch}_per_request", batched, batch)):
+        with tempfile.TemporaryDirectory() as folder:
+            sqlite = _write_changes(open_change_log(Path(folder)), count, clients, size)
+        with running_server() as server:
+            url = fresh_database(server, "bench_changes")
+            postgres = _write_changes(open_change_log(Path(), url), count, clients, size)
+        result[label] = {"sqlite": sqlite, "postgres": postgres}
+    result["load_after"] = os.getloadavg()
+    return result
+
+
 def ray_build(texts: list[str]) -> dict[str, Any]:
     from aisle.embed import EncoderConfig, create_encoder
     from aisle.index.distributed import RayBuild
@@ -122,15 +173,22 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--texts", type=int, default=16_384)
-    parser.add_argument("--skip", default="", help="comma-separated: ingestion, ray")
+    parser.add_argument("--changes", type=int, default=4_000, help="change-log writes, one per submission")
+    parser.add_argument("--batched-changes", type=int, default=100_000, help="change-log writes in batches")
+    parser.add_argument("--skip", default="", help="comma-separated: ingestion, changes, ray")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "scale.json")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    result: dict[str, Any] = {"command": "python -m benchmarks.bench_scale " + " ".join(sys.argv[1:])}
+    # Sections skipped this run keep their figures from the previous file (each records its load).
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    result: dict[str, Any] = {**previous, "command": "python -m benchmarks.bench_scale " + " ".join(sys.argv[1:])}
     result["machine"] = describe_machine(REPO)
     result["load_before"] = os.getloadavg()
     if "ingestion" not in skip:
         result["ingestion"] = ingestion(args.events, args.clients, args.batch)
+    if "changes" not in skip:
+        result["change_log"] = change_log(args.changes, args.batched_changes, args.clients, args.batch)
+        result["change_log"]["command"] = result["command"]
     if "ray" not in skip:
         titles = [product.embedding_text() for product in load_base_products()]
         texts = (titles * (args.texts // len(titles) + 1))[: args.texts]
