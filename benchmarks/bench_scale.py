@@ -179,21 +179,23 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "scale.json")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    # Sections skipped this run keep their figures from the previous file (each records its load).
-    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    result: dict[str, Any] = {**previous, "command": "python -m benchmarks.bench_scale " + " ".join(sys.argv[1:])}
-    result["machine"] = describe_machine(REPO)
-    result["load_before"] = os.getloadavg()
+    command = "python -m benchmarks.bench_scale " + " ".join(sys.argv[1:])
+    machine = describe_machine(REPO)
+    # A partial run (--skip) keeps the other sections, and the top-level command, machine and load
+    # they were measured with, from the previous file; the sections it runs record their own.
+    previous = json.loads(args.out.read_text()) if skip and args.out.is_file() else {}
+    result: dict[str, Any] = previous or {"command": command, "machine": machine, "load_before": os.getloadavg()}
     if "ingestion" not in skip:
         result["ingestion"] = ingestion(args.events, args.clients, args.batch)
     if "changes" not in skip:
         result["change_log"] = change_log(args.changes, args.batched_changes, args.clients, args.batch)
-        result["change_log"]["command"] = result["command"]
+        result["change_log"].update(command=command, aisle_revision=machine.get("aisle_revision"))
     if "ray" not in skip:
         titles = [product.embedding_text() for product in load_base_products()]
         texts = (titles * (args.texts // len(titles) + 1))[: args.texts]
         result["ray_build"] = ray_build(texts)
-    result["load_after"] = os.getloadavg()
+    if not previous:
+        result["load_after"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
