@@ -19,7 +19,7 @@ from aisle.index.postgres_store import Connection, psycopg_module
 from aisle.service.attribution.records import ATTRIBUTION_COLUMNS, attribution_row
 from aisle.service.attribution.resolve import LATEST_CLICK_SQL, ClickFinder
 from aisle.service.attribution.served import Served, ServedLog, served_rows
-from aisle.service.events.store import StoredEvent
+from aisle.service.events.store import EventStoreUnavailable, StoredEvent
 
 #: Taken while creating tables (the events store's lock): replicas starting together create them once.
 SCHEMA_LOCK = 0x41_49_53_4C_45
@@ -86,8 +86,8 @@ CREATE INDEX IF NOT EXISTS aisle_looks_by_experiment ON aisle_looks(experiment, 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
-class AttributionStoreError(RuntimeError):
-    """The attribution tables cannot be reached or written."""
+class AttributionStoreError(EventStoreUnavailable):
+    """The attribution tables cannot be reached or written: like the events, retry later (503)."""
 
 
 def insert_attributions(conn: Any, events: Iterable[StoredEvent]) -> None:

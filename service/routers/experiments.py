@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
@@ -9,10 +11,20 @@ from fastapi import APIRouter, Path, Query, Request
 from aisle.service.attribution.analytics import search_analytics
 from aisle.service.deps import WRITE_GUARD
 from aisle.service.errors import ApiError
+from aisle.service.events.store import EventStoreUnavailable
 from aisle.service.experiments.deps import ExperimentsDep
 from aisle.service.experiments.report import experiment_report
 
 router = APIRouter(tags=["experiments"], dependencies=WRITE_GUARD)
+
+
+@contextmanager
+def _reading() -> Iterator[None]:
+    """A database that cannot be read (PostgreSQL down) answers 503, like the event intake."""
+    try:
+        yield
+    except EventStoreUnavailable as exc:
+        raise ApiError(503, f"{exc}; retry later", "storage_unavailable", headers={"Retry-After": "1"}) from None
 
 
 @router.get("/experiments")
@@ -49,7 +61,8 @@ def experiment(
         known = [experiment.name for experiment in experiments.configs]
         raise ApiError(404, f"unknown experiment '{name}'; configured: {known}")
     experiments.served.flush()  # this worker's latest responses count too
-    report = experiment_report(config, experiments.served)
+    with _reading():
+        report = experiment_report(config, experiments.served)
     report["request_id"] = request.state.request_id
     return report
 
@@ -65,6 +78,7 @@ def analytics_search(
 ) -> dict:
     """Top queries, queries with no result, CTR by query and by position."""
     experiments.served.flush()
-    body = search_analytics(experiments.served, days=days, limit=limit)
+    with _reading():
+        body = search_analytics(experiments.served, days=days, limit=limit)
     body["request_id"] = request.state.request_id
     return body
