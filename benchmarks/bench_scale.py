@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,7 @@ def change_log(single: int, batched: int, clients: int, batch: int) -> dict[str,
     from aisle.index.changes import open_change_log
     from benchmarks.postgres_server import fresh_database, running_server
 
-    result: dict[str, Any] = {"clients": clients, "batch": batch, "load_before": os.getloadavg()}
+    result: dict[str, Any] = {"clients": clients, "batch": batch}
     for label, count, size in (("one_per_request", single, 1), (f"{batch}_per_request", batched, batch)):
         with tempfile.TemporaryDirectory() as folder:
             sqlite = _write_changes(open_change_log(Path(folder)), count, clients, size)
@@ -124,7 +125,6 @@ def change_log(single: int, batched: int, clients: int, batch: int) -> dict[str,
             url = fresh_database(server, "bench_changes")
             postgres = _write_changes(open_change_log(Path(), url), count, clients, size)
         result[label] = {"sqlite": sqlite, "postgres": postgres}
-    result["load_after"] = os.getloadavg()
     return result
 
 
@@ -167,6 +167,16 @@ def ray_build(texts: list[str]) -> dict[str, Any]:
     }
 
 
+#: The JSON key of each section ``--skip`` names.
+KEYS = {"ingestion": "ingestion", "changes": "change_log", "ray": "ray_build"}
+
+
+def _texts(count: int) -> list[str]:
+    """``count`` real product texts (the base catalogue's, repeated)."""
+    titles = [product.embedding_text() for product in load_base_products()]
+    return (titles * (count // len(titles) + 1))[:count]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000)
@@ -185,15 +195,20 @@ def main() -> None:
     # they were measured with, from the previous file; the sections it runs record their own.
     previous = json.loads(args.out.read_text()) if skip and args.out.is_file() else {}
     result: dict[str, Any] = previous or {"command": command, "machine": machine, "load_before": os.getloadavg()}
-    if "ingestion" not in skip:
-        result["ingestion"] = ingestion(args.events, args.clients, args.batch)
-    if "changes" not in skip:
-        result["change_log"] = change_log(args.changes, args.batched_changes, args.clients, args.batch)
-        result["change_log"].update(command=command, aisle_revision=machine.get("aisle_revision"))
-    if "ray" not in skip:
-        titles = [product.embedding_text() for product in load_base_products()]
-        texts = (titles * (args.texts // len(titles) + 1))[: args.texts]
-        result["ray_build"] = ray_build(texts)
+    sections: dict[str, Callable[[], dict[str, Any]]] = {
+        "ingestion": lambda: ingestion(args.events, args.clients, args.batch),
+        "changes": lambda: change_log(args.changes, args.batched_changes, args.clients, args.batch),
+        "ray": lambda: ray_build(_texts(args.texts)),
+    }
+    for name, measure in sections.items():
+        if name in skip:
+            continue
+        load_before = os.getloadavg()
+        section = measure()
+        if previous:  # the top-level command and load are another run's
+            section.update(command=command, aisle_revision=machine.get("aisle_revision"), load_before=load_before)
+            section["load_after"] = os.getloadavg()
+        result[KEYS[name]] = section
     if not previous:
         result["load_after"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)

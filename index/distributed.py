@@ -132,16 +132,20 @@ class RayBuild:
         with self._cluster() as ray:
             actors = self.actors or max(1, int(ray.cluster_resources().get("CPU", 1)) // self.threads_per_actor)
             shards = [
-                {"start": start, "texts": list(texts[start : start + SHARD_TEXTS])}
-                for start in range(0, len(texts), SHARD_TEXTS)
+                {"start": start, "texts": list(texts[start : start + self.shard_texts])}
+                for start in range(0, len(texts), self.shard_texts)
             ]
+            self.used_actors = actors
             log.info("encoding %d texts in %d shards on %d Ray actors", len(texts), len(shards), actors)
             encoded = ray.data.from_items(shards, override_num_blocks=len(shards)).map_batches(
                 _EncodeShard,
                 fn_constructor_kwargs={"encoder_factory": self.encoder_factory, "batch_size": batch_size},
                 batch_size=1,
                 batch_format="numpy",
-                concurrency=self.used_actors,
+                # A fixed pool, one shard in flight per actor: Ray Data's default queues several
+                # shards on the first actor ready, so with few long shards one actor encoded them
+                # all while the others idled (the 0.91x of scale.json; DECISIONS.md).
+                compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
                 num_cpus=self.threads_per_actor,
             )
             vectors: np.ndarray | None = None
