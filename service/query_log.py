@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from aisle.index.sqlite_store import PRIVATE_FILE_MODE, ensure_private_dir
-from aisle.index.storage import atomic_write
+from aisle.index.storage import atomic_file
 
 if TYPE_CHECKING:
     from aisle.service.settings import ServiceSettings
@@ -105,9 +105,8 @@ class FileCounts:
                 prune(counts, capacity)
                 if pending:
                     payload = json.dumps({"format": LOG_FORMAT, "counts": dict(counts)}, ensure_ascii=False)
-                    atomic_write(
-                        self.path, lambda handle: handle.write(payload.encode("utf-8")), mode=PRIVATE_FILE_MODE
-                    )
+                    with atomic_file(self.path, mode=PRIVATE_FILE_MODE) as handle:
+                        handle.write(payload.encode("utf-8"))
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
         return counts
