@@ -141,8 +141,7 @@ class ServedLog:
         self.flush_interval_s = flush_interval_s
         self._lock = threading.Lock()
         # One flush at a time: a report's flush waits for the writer's batch in flight, so that it
-        # reads every response recorded before it.
-        # Reentrant: a flush prunes; both use the backend's one writing connection.
+        # reads every response recorded before it. Reentrant: a flush prunes, with the same connection.
         self._flush_lock = threading.RLock()
         self._recent: OrderedDict[str, Served] = OrderedDict()
         self._pending: list[Served] = []

@@ -79,6 +79,8 @@ def test_an_event_on_one_replica_shapes_the_other_within_a_second(
 def test_a_catalogue_change_and_an_attributed_purchase_on_one_replica_count_on_the_other(
     demo_index_copy: Path, tmp_path: Path, postgres_url: str
 ) -> None:
+    # The shared demo index may carry another test's embedded log; these replicas must not write one.
+    (demo_index_copy / "changes.sqlite3").unlink(missing_ok=True)
     first, second = _replicas(tmp_path, demo_index_copy, postgres_url, experiments=json.dumps([EXPERIMENT]))
     with first, second:
         items = _demo_item_ids(first, 5)
