@@ -1,4 +1,4 @@
-"""Beyond one machine: event ingestion on SQLite and PostgreSQL, and the Ray build's speed-up.
+"""Beyond one machine: event ingestion and change-log writes on SQLite and PostgreSQL, the Ray build's speed-up.
 
 Usage::
 
@@ -8,6 +8,11 @@ Usage::
   (the call ``POST /events`` makes once a request is validated), for the embedded SQLite store
   and for a PostgreSQL server started here (Debian's binaries, the tests' recipe, ``fsync`` on).
   Events per second, acknowledged = durably committed.
+* **Change log** (key ``change_log``): ``--clients`` threads submit price patches to the live
+  catalogue's change log (the call ``PATCH /items/{id}`` and ``POST /items/batch`` make once a
+  change is validated), one change per submission (a PATCH request) and ``--batch`` per
+  submission (a batch request), on the embedded SQLite log and on PostgreSQL. Changes per
+  second, acknowledged = durably committed.
 * **Ray build**: the same real product titles encoded by one process (the bundled int8 MiniLM,
   one thread) and by ``RayBuild`` on a local cluster with one actor per core; the speed-up, the
   per-core rate, and from them the projected time for 100M products on 64 cores (assuming the
@@ -25,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -77,6 +83,51 @@ def ingestion(events: int, clients: int, batch: int) -> dict[str, Any]:
     return {"clients": clients, "batch": batch, "sqlite": sqlite, "postgres": postgres}
 
 
+def _write_changes(log: Any, changes: int, clients: int, batch: int) -> dict[str, Any]:
+    from aisle.index.changes import Change, Existence
+
+    log.start()
+    exists = Existence(0, lambda item_id: True)
+    per_client = changes // clients
+
+    def client(number: int) -> None:
+        for start in range(0, per_client, batch):
+            log.submit(
+                [
+                    Change("patch", f"p-{(start + i) % 997}", fields={"price": float(number * per_client + start + i)})
+                    for i in range(min(batch, per_client - start))
+                ],
+                exists,
+            )
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    stored = log.count()
+    log.close()
+    return {"changes": stored, "seconds": round(seconds, 3), "changes_per_s": round(stored / seconds, 1)}
+
+
+def change_log(single: int, batched: int, clients: int, batch: int) -> dict[str, Any]:
+    """Change-log writes per second, one change per submission and ``batch`` per submission."""
+    from aisle.index.changes import open_change_log
+    from benchmarks.postgres_server import fresh_database, running_server
+
+    result: dict[str, Any] = {"clients": clients, "batch": batch}
+    for label, count, size in (("one_per_request", single, 1), (f"{batch}_per_request", batched, batch)):
+        with tempfile.TemporaryDirectory() as folder:
+            sqlite = _write_changes(open_change_log(Path(folder)), count, clients, size)
+        with running_server() as server:
+            url = fresh_database(server, "bench_changes")
+            postgres = _write_changes(open_change_log(Path(), url), count, clients, size)
+        result[label] = {"sqlite": sqlite, "postgres": postgres}
+    return result
+
+
 def ray_build(texts: list[str]) -> dict[str, Any]:
     from aisle.embed import EncoderConfig, create_encoder
     from aisle.index.distributed import RayBuild
@@ -116,26 +167,50 @@ def ray_build(texts: list[str]) -> dict[str, Any]:
     }
 
 
+#: The JSON key of each section ``--skip`` names.
+KEYS = {"ingestion": "ingestion", "changes": "change_log", "ray": "ray_build"}
+
+
+def _texts(count: int) -> list[str]:
+    """``count`` real product texts (the base catalogue's, repeated)."""
+    titles = [product.embedding_text() for product in load_base_products()]
+    return (titles * (count // len(titles) + 1))[:count]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--texts", type=int, default=16_384)
-    parser.add_argument("--skip", default="", help="comma-separated: ingestion, ray")
+    parser.add_argument("--changes", type=int, default=4_000, help="change-log writes, one per submission")
+    parser.add_argument("--batched-changes", type=int, default=100_000, help="change-log writes in batches")
+    parser.add_argument("--skip", default="", help="comma-separated: ingestion, changes, ray")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "scale.json")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    result: dict[str, Any] = {"command": "python -m benchmarks.bench_scale " + " ".join(sys.argv[1:])}
-    result["machine"] = describe_machine(REPO)
-    result["load_before"] = os.getloadavg()
-    if "ingestion" not in skip:
-        result["ingestion"] = ingestion(args.events, args.clients, args.batch)
-    if "ray" not in skip:
-        titles = [product.embedding_text() for product in load_base_products()]
-        texts = (titles * (args.texts // len(titles) + 1))[: args.texts]
-        result["ray_build"] = ray_build(texts)
-    result["load_after"] = os.getloadavg()
+    command = "python -m benchmarks.bench_scale " + " ".join(sys.argv[1:])
+    machine = describe_machine(REPO)
+    # A partial run (--skip) keeps the other sections, and the top-level command, machine and load
+    # they were measured with, from the previous file; the sections it runs record their own.
+    previous = json.loads(args.out.read_text()) if skip and args.out.is_file() else {}
+    result: dict[str, Any] = previous or {"command": command, "machine": machine, "load_before": os.getloadavg()}
+    sections: dict[str, Callable[[], dict[str, Any]]] = {
+        "ingestion": lambda: ingestion(args.events, args.clients, args.batch),
+        "changes": lambda: change_log(args.changes, args.batched_changes, args.clients, args.batch),
+        "ray": lambda: ray_build(_texts(args.texts)),
+    }
+    for name, measure in sections.items():
+        if name in skip:
+            continue
+        load_before = os.getloadavg()
+        section = measure()
+        if previous:  # the top-level command and load are another run's
+            section.update(command=command, aisle_revision=machine.get("aisle_revision"), load_before=load_before)
+            section["load_after"] = os.getloadavg()
+        result[KEYS[name]] = section
+    if not previous:
+        result["load_after"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))

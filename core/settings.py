@@ -45,6 +45,11 @@ class AisleSettings(BaseSettings):
         False, description="Download http(s) product images at build time (off: URLs are counted, not fetched)."
     )
     image_fetch_timeout_s: float = Field(10.0, gt=0, le=600, description="Timeout of one image download.")
+    database_url: str | None = Field(
+        None,
+        description="postgresql://... keeps what replicas share in PostgreSQL (events, live catalogue changes, "
+        "attribution, experiments, the query log); unset: embedded SQLite files.",
+    )
     threads: int = Field(1, ge=1, le=64, description="Encoder threads per process; one is fastest per worker.")
     cache_dir: Path = Field(default_factory=default_cache_dir, description="Cache of exported ONNX models.")
     query_prefix: str = ""

@@ -1,11 +1,13 @@
 """The live catalogue's change log: upserts, patches and deletes of products, durable before use.
 
 An embedded SQLite database (``changes.sqlite3`` under the index root, beside the versions it
-completes) in WAL mode with ``synchronous=FULL``: a change is acknowledged only after its commit
-reached the disk. ``seq`` numbers changes in commit order (SQLite admits one writer at a time,
-across processes too), so every reader that applies the changes above some ``seq`` in order
-reaches the same catalogue. A published version records the ``seq`` it includes
-(``live_sequence`` in its manifest); serving = that version plus every change above it.
+completes) in WAL mode with ``synchronous=FULL``, or, with ``AISLE_DATABASE_URL``, a table in
+PostgreSQL shared by every replica (``aisle.index.changes_postgres``): a change is acknowledged
+only after its commit reached the disk. ``seq`` numbers changes in commit order (SQLite admits
+one writer at a time, across processes too; PostgreSQL writers take one lock per transaction),
+so every reader that applies the changes above some ``seq`` in order reaches the same catalogue.
+A published version records the ``seq`` it includes (``live_sequence`` in its manifest);
+serving = that version plus every change above it.
 
 A change may carry a ``change_id``: sent again, it is reported as a duplicate and stored once;
 the same id with a different change is refused. A new or retitled product's vector is stored with
@@ -22,12 +24,10 @@ import dataclasses
 import hashlib
 import json
 import logging
-import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from aisle.index.catalog import EMBEDDED_FIELDS, KNOWN_FIELDS, CatalogError, Product, RowProblem, product_from_record
+from aisle.index.sqlite_store import GroupCommitter, Pending, open_database
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ class Receipt:
 
 
 class Existence:
-    """Answers "does this product exist now?" against the log inside the writer's transaction.
+    """Answers "does this product exist now?" from the log's latest change of it, inside the writer's transaction.
 
     Args:
         base_sequence: the ``seq`` the serving version includes.
@@ -198,49 +199,58 @@ class Existence:
         self.base_sequence = base_sequence
         self.in_base = in_base
 
-    def exists(self, conn: sqlite3.Connection, item_id: str) -> bool:
-        row = conn.execute(
-            "SELECT op FROM changes WHERE item_id = ? AND seq > ? ORDER BY seq DESC LIMIT 1",
-            (item_id, self.base_sequence),
-        ).fetchone()
-        if row is None:
+    def exists(self, item_id: str, latest_op: str | None) -> bool:
+        """``latest_op``: the op of the product's newest change above ``base_sequence`` (None: none)."""
+        if latest_op is None:
             return self.in_base(item_id)
-        return row[0] != "delete"
+        return latest_op != "delete"
 
 
-@dataclass
-class _Pending:
+@dataclass(frozen=True)
+class _Submission:
     changes: list[Change]
     existence: Existence
-    future: Future
 
 
-_STOP = object()
+#: The stored columns read back, in ``_to_change``'s order.
+_READ_COLUMNS = "seq, change_key, item_id, op, body, content_hash, vector, model"
 
 
 class ChangeLog:
-    """Durable, idempotent storage of product changes with one group-committing writer thread."""
+    """Durable, idempotent storage of product changes with one group-committing writer thread.
+
+    The embedded SQLite log; :class:`~aisle.index.changes_postgres.PostgresChangeLog` keeps the
+    same contract in PostgreSQL for replicas on several machines (``open_change_log`` picks).
+    """
+
+    #: Where the log is, for messages (no password).
+    location: str
 
     def __init__(self, path: Path, *, writer: bool = True, max_batch_changes: int = 5000) -> None:
         self.path = Path(path)
-        self.max_batch_changes = max_batch_changes
-        self._queue: queue.Queue = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self.location = str(self.path)
         self._read_lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = self._connect() if writer else None
+            self._writer_conn: sqlite3.Connection | None = self._connect() if writer else None
             self._reader = self._connect()
         except (sqlite3.Error, OSError) as exc:
             raise ChangeLogError(f"cannot open the change log {self.path}: {exc}") from None
+        self._init_writer(writer, max_batch_changes)
+
+    def _init_writer(self, writer: bool, max_batch_changes: int) -> None:
+        self._committer: GroupCommitter[_Submission] | None = None
+        if writer:
+            self._committer = GroupCommitter(
+                "aisle-change-writer",
+                self._commit,
+                size=lambda submission: len(submission.changes),
+                max_batch=max_batch_changes,
+                failure=_write_failure,
+            )
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=30000")
-        conn.executescript(_SCHEMA)
-        return conn
+        # The index root is published to the serving user: not owner-only like the event data.
+        return open_database(self.path, private=False, busy_timeout_ms=30_000, schema=_SCHEMA)
 
     @classmethod
     def open_existing(cls, index_root: Path) -> ChangeLog | None:
@@ -249,19 +259,18 @@ class ChangeLog:
         return cls(path, writer=False) if path.is_file() else None
 
     def start(self) -> None:
-        if self._writer is None:
+        if self._committer is None:
             raise ChangeLogError("this change log was opened for reading only")
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="aisle-change-writer", daemon=True)
-            self._thread.start()
+        self._committer.start()
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Commits what is queued, stops the writer and closes the connections."""
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            self._thread.join(timeout_s)
-            self._thread = None
-        for conn in (self._writer, self._reader):
+        if self._committer is not None:
+            self._committer.stop(timeout_s)
+        self._close_connections()
+
+    def _close_connections(self) -> None:
+        for conn in (self._writer_conn, self._reader):
             if conn is not None:
                 conn.close()
 
@@ -273,94 +282,68 @@ class ChangeLog:
                 already used for another change; nothing of the submission was stored.
             ChangeLogError: the write failed or timed out; nothing was acknowledged.
         """
-        if self._thread is None:
+        if self._committer is None or not self._committer.running:
             raise ChangeLogError("the change log's writer is not running")
-        future: Future = Future()
-        self._queue.put(_Pending(changes, existence, future))
         try:
-            return future.result(timeout_s)
+            return self._committer.submit(_Submission(changes, existence), timeout_s)
         except TimeoutError:
             raise ChangeLogError("the change log did not commit in time; retry (with the same change ids)") from None
 
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch: list[_Pending] = [first]
-            count = len(first.changes)
-            stop = False
-            while count < self.max_batch_changes:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is _STOP:
-                    stop = True
-                    break
-                batch.append(more)
-                count += len(more.changes)
-            self._commit(batch)
-            if stop:
-                return
-
-    def _commit(self, batch: list[_Pending]) -> None:
-        assert self._writer is not None
-        conn = self._writer
+    def _commit(self, batch: list[Pending[_Submission]]) -> None:
+        """One transaction; a refused submission is refused before it writes anything."""
+        conn = self._writer_conn
+        assert conn is not None
         outcomes: list[Receipt | Exception] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for pending in batch:
-                conn.execute("SAVEPOINT submission")
                 try:
-                    outcomes.append(self._insert(conn, pending))
-                    conn.execute("RELEASE submission")
+                    outcomes.append(self._insert(conn, pending.payload))
                 except ChangeRefused as exc:
-                    conn.execute("ROLLBACK TO submission")
-                    conn.execute("RELEASE submission")
                     outcomes.append(exc)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.exception("rollback of a failed change commit failed")
             log.error("change log write failed, %d submissions refused: %s", len(batch), exc)
-            error = ChangeLogError(f"the change log could not be written ({exc}); nothing was stored")
-            for pending in batch:
-                pending.future.set_exception(error)
-            return
-        for pending, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                pending.future.set_exception(outcome)
-            else:
-                pending.future.set_result(outcome)
+            raise ChangeLogError(f"the change log could not be written ({exc}); nothing was stored") from None
+        _resolve(batch, outcomes)
 
-    @staticmethod
-    def _insert(conn: sqlite3.Connection, pending: _Pending) -> Receipt:
-        sequences: list[int] = []
-        duplicates = 0
+    def _insert(self, conn: Any, submission: _Submission) -> Receipt:
+        """Stores one submission's changes inside the open transaction, or raises ``ChangeRefused``
+        having stored none: every change is checked first (against the log and the submission's
+        earlier changes), then all are written at once (few round trips to a database server)."""
+        changes = submission.changes
+        digests = self._known_digests(conn, sorted({c.change_id for c in changes if c.change_id is not None}))
+        latest = self._latest_ops(
+            conn, sorted({c.item_id for c in changes if c.op != "upsert"}), submission.existence.base_sequence
+        )
         now = time.time()
-        for position, change in enumerate(pending.changes, start=1):
+        rows: list[tuple] = []
+        positions: list[int | None] = []  # index into rows, None for a duplicate
+        for position, change in enumerate(changes, start=1):
             digest = change.digest()
             if change.change_id is not None:
-                known = conn.execute("SELECT digest FROM changes WHERE change_key = ?", (change.change_id,)).fetchone()
+                known = digests.get(change.change_id)
                 if known is not None:
-                    if known[0] != digest:
+                    if known != digest:
                         raise ChangeRefused(
                             409,
                             "change_id_conflict",
                             f"change {position}: change_id '{change.change_id}' was already used for another change",
                         )
-                    duplicates += 1
-                    sequences.append(0)
+                    positions.append(None)
                     continue
-            if change.op != "upsert" and not pending.existence.exists(conn, change.item_id):
+                digests[change.change_id] = digest
+            if change.op != "upsert" and not submission.existence.exists(change.item_id, latest.get(change.item_id)):
                 raise ChangeRefused(404, "not_found", f"change {position}: unknown item id '{change.item_id}'")
+            latest[change.item_id] = change.op
             vector = None if change.vector is None else np.asarray(change.vector, dtype="<f4").tobytes()
-            cursor = conn.execute(
-                "INSERT INTO changes (change_key, digest, item_id, op, body, content_hash, vector, model, received) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            positions.append(len(rows))
+            rows.append(
                 (
                     change.change_id,
                     digest,
@@ -371,46 +354,125 @@ class ChangeLog:
                     vector,
                     change.model,
                     now,
-                ),
+                )
+            )
+        stored = self._store(conn, rows) if rows else []
+        sequences = [0 if at is None else stored[at] for at in positions]
+        return Receipt(sequences, positions.count(None))
+
+    # The backend's statements: SQLite here (local calls, one per key); PostgresChangeLog batches them.
+
+    def _known_digests(self, conn: Any, change_keys: list[str]) -> dict[str, str]:
+        """change id → digest of the stored changes among ``change_keys``."""
+        found = {}
+        for key in change_keys:
+            row = conn.execute("SELECT digest FROM changes WHERE change_key = ?", (key,)).fetchone()
+            if row is not None:
+                found[key] = str(row[0])
+        return found
+
+    def _latest_ops(self, conn: Any, item_ids: list[str], after_seq: int) -> dict[str, str]:
+        """item id → op of its newest change above ``after_seq``, for the items that have one."""
+        found = {}
+        for item_id in item_ids:
+            row = conn.execute(
+                "SELECT op FROM changes WHERE item_id = ? AND seq > ? ORDER BY seq DESC LIMIT 1", (item_id, after_seq)
+            ).fetchone()
+            if row is not None:
+                found[item_id] = str(row[0])
+        return found
+
+    def _store(self, conn: Any, rows: list[tuple]) -> list[int]:
+        """Inserts the rows in order; their ``seq`` numbers."""
+        sequences = []
+        for row in rows:
+            cursor = conn.execute(
+                "INSERT INTO changes (change_key, digest, item_id, op, body, content_hash, vector, model, received) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
             )
             sequences.append(int(cursor.lastrowid or 0))
-        return Receipt(sequences, duplicates)
+        return sequences
+
+    _table = "changes"
+    _mark = "?"
+
+    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._read_lock:
+            return self._reader.execute(sql, params).fetchall()
 
     def last_seq(self) -> int:
         """The newest committed change's ``seq`` (0 when none)."""
-        with self._read_lock:
-            row = self._reader.execute("SELECT max(seq) FROM changes").fetchone()
-        return int(row[0] or 0)
+        return int(self._read(f"SELECT max(seq) FROM {self._table}")[0][0] or 0)
 
     def count(self) -> int:
-        with self._read_lock:
-            return int(self._reader.execute("SELECT count(*) FROM changes").fetchone()[0])
+        return int(self._read(f"SELECT count(*) FROM {self._table}")[0][0])
 
     def read_after(self, seq: int, up_to: int | None = None) -> list[Change]:
         """Committed changes with ``seq`` above ``seq`` (and at most ``up_to``), in order."""
         return list(self.iter_after(seq, up_to))
 
     def iter_after(self, seq: int, up_to: int | None = None) -> Iterator[Change]:
-        query = "SELECT seq, change_key, item_id, op, body, content_hash, vector, model FROM changes WHERE seq > ?"
+        query = f"SELECT {_READ_COLUMNS} FROM {self._table} WHERE seq > {self._mark}"
         params: list[Any] = [seq]
         if up_to is not None:
-            query += " AND seq <= ?"
+            query += f" AND seq <= {self._mark}"
             params.append(up_to)
-        with self._read_lock:
-            rows = self._reader.execute(query + " ORDER BY seq", params).fetchall()
-        for seq_, key, item_id, op, body, content_hash, vector, model in rows:
-            data = json.loads(body)
-            yield Change(
-                op=op,
-                item_id=item_id,
-                product=Product(**data) if op == "upsert" else None,
-                fields=data if op == "patch" else None,
-                change_id=key,
-                content_hash=content_hash,
-                vector=None if vector is None else np.frombuffer(vector, dtype="<f4").astype(np.float32),
-                model=model,
-                seq=int(seq_),
-            )
+        for row in self._read(query + " ORDER BY seq", tuple(params)):
+            yield _to_change(row)
+
+
+def _write_failure(exc: Exception) -> Exception:
+    if isinstance(exc, ChangeLogError):
+        return exc
+    return ChangeLogError(f"the change log could not be written ({exc}); nothing was stored")
+
+
+def _resolve(batch: list[Pending[_Submission]], outcomes: list[Receipt | Exception]) -> None:
+    for pending, outcome in zip(batch, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            pending.future.set_exception(outcome)
+        else:
+            pending.future.set_result(outcome)
+
+
+def _to_change(row: tuple) -> Change:
+    seq, key, item_id, op, body, content_hash, vector, model = row
+    data = json.loads(body)
+    return Change(
+        op=op,
+        item_id=item_id,
+        product=Product(**data) if op == "upsert" else None,
+        fields=data if op == "patch" else None,
+        change_id=key,
+        content_hash=content_hash,
+        vector=None if vector is None else np.frombuffer(bytes(vector), dtype="<f4").astype(np.float32),
+        model=model,
+        seq=int(seq),
+    )
+
+
+def open_change_log(index_root: Path, database_url: str | None = None, *, writer: bool = True) -> ChangeLog:
+    """The live catalogue's log: in PostgreSQL when ``database_url`` is set (replicas on several
+    machines share it), else ``changes.sqlite3`` under the index root.
+
+    Raises:
+        ChangeLogError: the log cannot be opened.
+    """
+    if database_url:
+        from aisle.index.changes_postgres import PostgresChangeLog
+
+        return PostgresChangeLog(database_url, writer=writer)
+    return ChangeLog(Path(index_root) / CHANGES_FILE, writer=writer)
+
+
+def existing_change_log(index_root: Path, database_url: str | None = None) -> ChangeLog | None:
+    """The log for reading, or None when no change was ever accepted (nothing to fold)."""
+    if database_url:
+        from aisle.index.changes_postgres import PostgresChangeLog
+
+        return PostgresChangeLog.open_existing_url(database_url)
+    return ChangeLog.open_existing(index_root)
 
 
 def fold(products: list[Product], changes: list[Change]) -> list[Product]:
@@ -441,7 +503,9 @@ class FoldedCatalogue:
     changes: int
 
 
-def fold_log(index_root: Path, products: list[Product], fingerprint: str, *, after: int = 0) -> FoldedCatalogue:
+def fold_log(
+    index_root: Path, products: list[Product], fingerprint: str, *, after: int = 0, database_url: str | None = None
+) -> FoldedCatalogue:
     """``products`` with every change of the index root's log above ``after`` applied.
 
     Args:
@@ -449,8 +513,9 @@ def fold_log(index_root: Path, products: list[Product], fingerprint: str, *, aft
         products: the catalogue the changes apply to.
         fingerprint: the build's encoder; logged vectors of another model are not re-used.
         after: changes up to this ``seq`` are already in ``products``.
+        database_url: the log is in this PostgreSQL database (``AISLE_DATABASE_URL``).
     """
-    change_log = ChangeLog.open_existing(index_root)
+    change_log = existing_change_log(index_root, database_url)
     if change_log is None:
         return FoldedCatalogue(products, after, {}, 0)
     try:

@@ -79,7 +79,9 @@ def _build(args: argparse.Namespace) -> int:
     # The image model first: a broken one must fail in a second, not after minutes of text.
     image_encoder = load_image_encoder(settings)
     encoder = load_encoder(settings)
-    folded = _fold_changes(settings.index_dir, catalog, encoder.fingerprint, args.supersede_changes)
+    folded = _fold_changes(
+        settings.index_dir, catalog, encoder.fingerprint, args.supersede_changes, settings.database_url
+    )
     if args.ray is not None:
         options = replace(options, parallel=_ray_build(args, settings))
     try:
@@ -135,7 +137,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _fold_changes(
-    index_root: Path, catalog: Catalog, fingerprint: str, supersede: bool
+    index_root: Path, catalog: Catalog, fingerprint: str, supersede: bool, database_url: str | None
 ) -> tuple[Catalog, int, dict[str, np.ndarray]]:
     """The catalogue with the live catalogue's logged changes applied, their last seq and vectors.
 
@@ -143,17 +145,20 @@ def _fold_changes(
     applied, and the servers apply only the changes accepted after this moment.
     """
     from aisle.index.catalog import Catalog
-    from aisle.index.changes import ChangeLog, fold_log
+    from aisle.index.changes import ChangeLogError, existing_change_log, fold_log
 
-    if supersede:
-        change_log = ChangeLog.open_existing(index_root)
-        sequence = 0
-        if change_log is not None:
-            sequence = change_log.last_seq()
-            change_log.close()
-        print(f"the catalogue supersedes the live changes up to {sequence}", file=sys.stderr)
-        return catalog, sequence, {}
-    folded = fold_log(index_root, catalog.products, fingerprint)
+    try:
+        if supersede:
+            change_log = existing_change_log(index_root, database_url)
+            sequence = 0
+            if change_log is not None:
+                sequence = change_log.last_seq()
+                change_log.close()
+            print(f"the catalogue supersedes the live changes up to {sequence}", file=sys.stderr)
+            return catalog, sequence, {}
+        folded = fold_log(index_root, catalog.products, fingerprint, database_url=database_url)
+    except ChangeLogError as exc:
+        raise CommandError(f"cannot read the live catalogue's changes: {exc}") from None
     if folded.changes:
         print(f"folded {folded.changes} live catalogue changes (up to {folded.sequence})", file=sys.stderr)
     return Catalog(folded.products, catalog.skipped, catalog.source), folded.sequence, folded.vectors
@@ -162,7 +167,7 @@ def _fold_changes(
 def _compact(args: argparse.Namespace) -> int:
     from aisle.index.build import BuildOptions, build_version
     from aisle.index.catalog import Catalog
-    from aisle.index.changes import fold_log
+    from aisle.index.changes import ChangeLogError, fold_log
     from aisle.index.items import ItemTable
     from aisle.index.live import base_sequence
     from aisle.index.manifest import IndexValidationError, read_manifest, require_listed
@@ -178,7 +183,16 @@ def _compact(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot read the current version under {settings.index_dir}: {exc}") from None
     encoder = load_encoder(settings)
     products = [items.product(row) for row in range(len(items))]
-    folded = fold_log(settings.index_dir, products, encoder.fingerprint, after=base_sequence(manifest))
+    try:
+        folded = fold_log(
+            settings.index_dir,
+            products,
+            encoder.fingerprint,
+            after=base_sequence(manifest),
+            database_url=settings.database_url,
+        )
+    except ChangeLogError as exc:
+        raise CommandError(f"cannot read the live catalogue's changes: {exc}") from None
     if not folded.changes:
         print(f"nothing to fold: {path.name} includes every live change (up to {folded.sequence})")
         return 0

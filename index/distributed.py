@@ -149,9 +149,10 @@ class RayBuild:
                 fn_constructor_kwargs={"encoder_factory": self.encoder_factory, "batch_size": batch_size},
                 batch_size=1,
                 batch_format="numpy",
-                # A fixed pool: the default autoscaling pool starts with one actor and, for a
-                # few shards, never grows, which left one core idle.
-                compute=ray.data.ActorPoolStrategy(size=actors),
+                # A fixed pool, one shard in flight per actor: Ray Data's default queues several
+                # shards on the first actor ready, so with few long shards one actor encoded them
+                # all while the others idled (the 0.91x of scale.json; DECISIONS.md).
+                compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
                 num_cpus=self.threads_per_actor,
             )
             vectors: np.ndarray | None = None

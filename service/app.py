@@ -24,7 +24,7 @@ from aisle.service.middleware import BodyLimitMiddleware, RequestContextMiddlewa
 from aisle.service.openapi import install_openapi
 from aisle.service.personal.runtime import Personalization
 from aisle.service.playground import install_playground
-from aisle.service.query_log import QueryLog
+from aisle.service.query_log import open_query_log
 from aisle.service.ranking.config import RankingConfig
 from aisle.service.routers import admin, catalog, events, experiments, health, items, search, suggest, users
 from aisle.service.settings import ServiceSettings
@@ -223,7 +223,9 @@ def create_app(
             # Stores opened here: register their close/flush with resources.callback(...) so they
             # run after the last request.
             try:
-                app.state.live = LiveCatalog.open(serving, poll_s=settings.live_poll_ms / 1000)
+                app.state.live = LiveCatalog.open(
+                    serving, poll_s=settings.live_poll_ms / 1000, database_url=settings.database_url
+                )
                 resources.callback(app.state.live.close)
             except ChangeLogError as exc:  # e.g. a read-only index root: search still serves
                 log.warning("live catalogue disabled (item writes answer 503): %s", exc)
@@ -231,9 +233,7 @@ def create_app(
             app.state.personal = Personalization.open(settings, serving)
             resources.callback(app.state.personal.close)
             if settings.query_log_size > 0:
-                app.state.query_log = QueryLog(
-                    settings.data_dir, capacity=settings.query_log_size, min_count=settings.query_log_min_count
-                )
+                app.state.query_log = open_query_log(settings)
                 app.state.query_log.start()
                 resources.callback(app.state.query_log.close)
             app.state.experiments = Experiments.open(settings, app.state.personal.hasher, app.state.metrics.registry)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from aisle.index.catalog import Product
-from aisle.index.changes import CHANGES_FILE, Change, ChangeLog, Existence, Receipt, apply_change
+from aisle.index.changes import Change, ChangeLog, Existence, Receipt, apply_change, open_change_log
 from aisle.index.live import Delta, LiveIndex, base_sequence
 from aisle.index.loaded import LoadedIndex
 from aisle.service.engine import Engine
@@ -58,13 +58,14 @@ class LiveCatalog:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def open(cls, holder: IndexHolder, *, poll_s: float = 0.1) -> LiveCatalog:
-        """Opens the log under the holder's index root and serves its changes at once.
+    def open(cls, holder: IndexHolder, *, poll_s: float = 0.1, database_url: str | None = None) -> LiveCatalog:
+        """Opens the log (under the holder's index root, or in PostgreSQL with ``database_url``)
+        and serves its changes at once.
 
         Raises:
             ChangeLogError: the log cannot be opened.
         """
-        live = cls(holder, ChangeLog(Path(holder.store.root) / CHANGES_FILE), poll_s=poll_s)
+        live = cls(holder, open_change_log(Path(holder.store.root), database_url), poll_s=poll_s)
         live.log.start()
         with holder.publish_lock:
             holder.overlay = live.overlay

@@ -6,10 +6,12 @@ least counted are dropped. Texts that look personal (an ``@``, a long run of dig
 phone or card number) are never counted, and a text is offered as a suggestion only once it has
 been searched ``min_count`` times, so a single shopper's unusual query is never shown to others.
 
-Counts are kept in memory and merged into ``query_log.json`` in the data directory every
-``flush_interval_s`` (and at shutdown), under a file lock, crash-safely (temp file, fsync,
-rename, owner-only like the other data files): worker processes sharing a data directory add up their counts, and each one reads the
-others' at its next flush.
+Counts are kept in memory and merged into a shared store every ``flush_interval_s`` (and at
+shutdown): ``query_log.json`` in the data directory (``FileCounts``: under a file lock,
+crash-safely: temp file, fsync, rename, owner-only like the other data files), or with
+``AISLE_DATABASE_URL`` a PostgreSQL table (``aisle.service.query_log_postgres``). Processes
+sharing the store (workers of one data directory, replicas of one database) add up their counts,
+and each one reads the others' at its next flush.
 """
 
 from __future__ import annotations
@@ -24,9 +26,13 @@ import re
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-from aisle.index.storage import atomic_write
-from aisle.service.events.files import PRIVATE_FILE_MODE, ensure_private_dir
+from aisle.index.sqlite_store import PRIVATE_FILE_MODE, ensure_private_dir
+from aisle.index.storage import atomic_file
+
+if TYPE_CHECKING:
+    from aisle.service.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +53,87 @@ def normalise(text: str) -> str:
     return _SPACES.sub(" ", text.casefold()).strip()
 
 
+def prune(counts: Counter[str], capacity: int) -> None:
+    """Drops the least counted texts beyond ``capacity`` (the oldest-looking first on ties)."""
+    if len(counts) <= capacity:
+        return
+    for text, _ in counts.most_common()[capacity:]:
+        del counts[text]
+
+
+class CountStore(Protocol):
+    """Where the counts of every process sharing them are kept."""
+
+    def load(self) -> Counter[str]:
+        """Every stored count."""
+        ...
+
+    def merge(self, pending: Counter[str], capacity: int) -> Counter[str]:
+        """Adds ``pending`` to the stored counts, keeps the ``capacity`` most counted, returns them all."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class FileCounts:
+    """The counts in ``query_log.json`` under ``directory`` (see the module docstring)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = Path(directory) / LOG_FILE
+
+    def load(self) -> Counter[str]:
+        if not self.path.is_file():
+            return Counter()
+        try:
+            payload = json.loads(self.path.read_text(encoding="utf-8"))
+            if payload.get("format") != LOG_FORMAT:
+                raise ValueError(f"format {payload.get('format')!r}")
+            return Counter({str(text): int(count) for text, count in payload["counts"].items()})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("query log %s unreadable (%s); starting a new one", self.path, exc)
+            return Counter()
+
+    def merge(self, pending: Counter[str], capacity: int) -> Counter[str]:
+        ensure_private_dir(self.path.parent)
+        lock_fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+        os.fchmod(lock_fd, PRIVATE_FILE_MODE)  # O_CREAT's mode passes through the umask
+        with os.fdopen(lock_fd, "r+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                counts = self.load()
+                counts.update(pending)
+                prune(counts, capacity)
+                if pending:
+                    payload = json.dumps({"format": LOG_FORMAT, "counts": dict(counts)}, ensure_ascii=False)
+                    with atomic_file(self.path, mode=PRIVATE_FILE_MODE) as handle:
+                        handle.write(payload.encode("utf-8"))
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return counts
+
+    def close(self) -> None:
+        """Nothing held between flushes."""
+
+
 class QueryLog:
-    """Counts of the shop's query texts (see the module docstring)."""
+    """Counts of the shop's query texts (see the module docstring).
+
+    Args:
+        store: where the counts are shared (None: this process's memory only).
+        capacity: most texts kept.
+        min_count: searches before a text is suggested.
+        flush_interval_s: how often the counts are merged into the store (0: only by ``flush``).
+    """
 
     def __init__(
         self,
-        directory: Path | None,
+        store: CountStore | None,
         *,
         capacity: int = 20_000,
         min_count: int = 3,
         flush_interval_s: float = 5.0,
     ) -> None:
-        self.path = Path(directory) / LOG_FILE if directory is not None else None
+        self.store = store
         self.capacity = capacity
         self.min_count = min_count
         self.flush_interval_s = flush_interval_s
@@ -68,8 +143,8 @@ class QueryLog:
         self._snapshot: tuple[list[str], list[int], dict[str, list[int]]] = ([], [], {})
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        if self.path is not None and self.path.is_file():
-            self._counts = self._read()
+        if self.store is not None:
+            self._counts = self.store.load()
         self._refresh_snapshot()
 
     def record(self, text: str) -> None:
@@ -96,31 +171,24 @@ class QueryLog:
         return [(texts[at], counts[at]) for at in found]
 
     def flush(self) -> None:
-        """Merges the counts since the last flush into the file (and the file's into memory)."""
+        """Merges the counts since the last flush into the store (and the store's into memory).
+
+        Raises:
+            OSError, RuntimeError: the store could not be written; the counts are kept for the next flush.
+        """
         with self._lock:
             pending, self._pending = self._pending, Counter()
-        if self.path is None:
+        if self.store is None:
             self._counts.update(pending)
-            self._prune(self._counts)
+            prune(self._counts, self.capacity)
             self._refresh_snapshot()
             return
-        ensure_private_dir(self.path.parent)
-        lock_fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
-        os.fchmod(lock_fd, PRIVATE_FILE_MODE)  # O_CREAT's mode passes through the umask
-        with os.fdopen(lock_fd, "r+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                counts = self._read() if self.path.is_file() else Counter()
-                counts.update(pending)
-                self._prune(counts)
-                if pending:
-                    payload = json.dumps({"format": LOG_FORMAT, "counts": dict(counts)}, ensure_ascii=False)
-                    atomic_write(
-                        self.path, lambda handle: handle.write(payload.encode("utf-8")), mode=PRIVATE_FILE_MODE
-                    )
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-        self._counts = counts
+        try:
+            self._counts = self.store.merge(pending, self.capacity)
+        except BaseException:
+            with self._lock:
+                self._pending.update(pending)
+            raise
         self._refresh_snapshot()
 
     def start(self) -> None:
@@ -131,11 +199,15 @@ class QueryLog:
         self._thread.start()
 
     def close(self) -> None:
-        """Stops the background flushes and flushes what is left."""
+        """Stops the background flushes, flushes what is left and releases the store."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self.flush()
+        try:
+            self.flush()
+        finally:
+            if self.store is not None:
+                self.store.close()
 
     def __len__(self) -> int:
         return len(self._counts)
@@ -144,26 +216,12 @@ class QueryLog:
         while not self._stop.wait(self.flush_interval_s):
             try:
                 self.flush()
-            except (OSError, ValueError) as exc:  # a full disk must not stop the service
+            except (
+                OSError,
+                ValueError,
+                RuntimeError,
+            ) as exc:  # a full disk or a lost database must not stop the service
                 log.warning("query log not saved: %s", exc)
-
-    def _read(self) -> Counter[str]:
-        assert self.path is not None
-        try:
-            payload = json.loads(self.path.read_text(encoding="utf-8"))
-            if payload.get("format") != LOG_FORMAT:
-                raise ValueError(f"format {payload.get('format')!r}")
-            return Counter({str(text): int(count) for text, count in payload["counts"].items()})
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.warning("query log %s unreadable (%s); starting a new one", self.path, exc)
-            return Counter()
-
-    def _prune(self, counts: Counter[str]) -> None:
-        """Drops the least counted texts beyond ``capacity`` (the oldest-looking first on ties)."""
-        if len(counts) <= self.capacity:
-            return
-        for text, _ in counts.most_common()[self.capacity :]:
-            del counts[text]
 
     def _refresh_snapshot(self) -> None:
         """The texts shown, sorted (for prefix ranges), and the best ones of every prefix of up
@@ -177,3 +235,16 @@ class QueryLog:
                 if len(best) < SHORT_PREFIX_KEPT:
                     best.append(at)
         self._snapshot = (texts, counts, short)  # one tuple, replaced whole: safe for readers
+
+
+def open_query_log(settings: ServiceSettings) -> QueryLog:
+    """The query log over PostgreSQL when ``database_url`` is set (every replica's searches
+    suggest), else over ``query_log.json`` in ``data_dir``."""
+    store: CountStore
+    if settings.database_url:
+        from aisle.service.query_log_postgres import PostgresCounts
+
+        store = PostgresCounts(settings.database_url)
+    else:
+        store = FileCounts(settings.data_dir)
+    return QueryLog(store, capacity=settings.query_log_size, min_count=settings.query_log_min_count)

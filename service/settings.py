@@ -18,10 +18,6 @@ class ServiceSettings(AisleSettings):
     port: int = Field(8000, ge=1, le=65535)
     api_key: str | None = Field(None, description="Required in X-API-Key on write and admin routes when set.")
     data_dir: Path = Field(Path("aisle-data"), description="Where events and profiles are stored.")
-    database_url: str | None = Field(
-        None,
-        description="postgresql://... puts the events in PostgreSQL, shared by every replica; unset: embedded SQLite.",
-    )
     workers: int = Field(
         1,
         ge=1,

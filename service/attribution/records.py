@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-ATTRIBUTION_SCHEMA = """
+ATTRIBUTION_TABLE = """
 CREATE TABLE IF NOT EXISTS attributions (
     event_key TEXT PRIMARY KEY,
     user_key TEXT,
@@ -31,11 +31,16 @@ CREATE TABLE IF NOT EXISTS attributions (
     variant TEXT,
     segment TEXT,
     via TEXT NOT NULL
-);
+)
+"""
+ATTRIBUTION_SCHEMA = (
+    ATTRIBUTION_TABLE
+    + """;
 CREATE INDEX IF NOT EXISTS attributions_by_user ON attributions(user_key, ts) WHERE user_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS attributions_by_session ON attributions(session_key, ts) WHERE session_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS attributions_by_request ON attributions(request_id) WHERE request_id IS NOT NULL;
 """
+)
 
 #: Event types whose attribution is always recorded (outcomes), with or without a request id.
 OUTCOMES = ("click", "add_to_cart", "purchase")
@@ -68,26 +73,44 @@ def insert_attribution(
 ) -> None:
     """Writes one row inside the caller's (the event store's) transaction."""
     conn.execute(
-        "INSERT OR IGNORE INTO attributions(event_key, user_key, session_key, type, item_id, ts, revenue,"
-        " request_id, position, surface, query, experiment, variant, segment, via)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            event_key,
-            user_key,
-            session_key,
-            event_type,
-            item_id,
-            ts,
-            attribution.revenue,
-            attribution.request_id,
-            attribution.position,
-            attribution.surface,
-            attribution.query,
-            attribution.experiment,
-            attribution.variant,
-            attribution.segment,
-            attribution.via,
-        ),
+        f"INSERT OR IGNORE INTO attributions({ATTRIBUTION_COLUMNS}) VALUES ({', '.join('?' * 15)})",
+        attribution_row(event_key, user_key, session_key, event_type, item_id, ts, attribution),
+    )
+
+
+#: The stored columns, in ``attribution_row``'s order.
+ATTRIBUTION_COLUMNS = (
+    "event_key, user_key, session_key, type, item_id, ts, revenue, request_id, position, surface, query,"
+    " experiment, variant, segment, via"
+)
+
+
+def attribution_row(
+    event_key: str,
+    user_key: str | None,
+    session_key: str | None,
+    event_type: str,
+    item_id: str,
+    ts: float,
+    attribution: Attribution,
+) -> tuple:
+    """One stored row (``ATTRIBUTION_COLUMNS``)."""
+    return (
+        event_key,
+        user_key,
+        session_key,
+        event_type,
+        item_id,
+        ts,
+        attribution.revenue,
+        attribution.request_id,
+        attribution.position,
+        attribution.surface,
+        attribution.query,
+        attribution.experiment,
+        attribution.variant,
+        attribution.segment,
+        attribution.via,
     )
 
 

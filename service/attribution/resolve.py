@@ -16,18 +16,32 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from aisle.index.sqlite_store import open_reader
 from aisle.service.attribution.records import OUTCOMES, Attribution
 from aisle.service.attribution.served import ServedLog
-from aisle.service.events.store import StoredEvent
+from aisle.service.events.store import EVENTS_FILE, StoredEvent
+
+if TYPE_CHECKING:
+    from aisle.service.settings import ServiceSettings
 
 _WINDOWED = ("purchase", "add_to_cart")
+
+
+#: A visitor's latest attributed click on an item since a time (``{column}``: user or session key).
+LATEST_CLICK_SQL = (
+    "SELECT ts, request_id, position, surface, query, experiment, variant, segment FROM {table}"
+    " WHERE {column} = {mark} AND ts >= {mark} AND type = 'click' AND item_id = {mark} AND via != 'none'"
+    " ORDER BY ts DESC LIMIT 1"
+)
 
 
 class ClickFinder:
     """Finds a visitor's latest attributed click on an item in the event database (read-only).
 
-    One read connection per batch, opened on the first lookup and closed with ``close``.
+    One read connection per batch, opened on the first lookup and closed with ``close``
+    (PostgreSQL: ``aisle.service.attribution.postgres.PostgresClickFinder``).
     """
 
     def __init__(self, events_path: Path) -> None:
@@ -39,33 +53,45 @@ class ClickFinder:
         return ClickFinder(self.events_path)
 
     def close(self) -> None:
+        """Closes the batch's connection."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
+    def shutdown(self) -> None:
+        """Releases what the finder holds for the service's lifetime (nothing here: per batch)."""
+
     def latest_click(
         self, user_key: str | None, session_key: str | None, item_id: str, since: float
     ) -> Attribution | None:
-        clauses = [(column, key) for column, key in (("user_key", user_key), ("session_key", session_key)) if key]
-        if not clauses or not self.events_path.exists():
-            return None
-        if self._conn is None:
-            self._conn = sqlite3.connect(self.events_path.resolve().as_uri() + "?mode=ro", uri=True)
-            self._conn.execute("PRAGMA busy_timeout=5000")
         best: tuple | None = None
-        for column, key in clauses:
-            row = self._conn.execute(
-                "SELECT ts, request_id, position, surface, query, experiment, variant, segment FROM attributions"
-                f" WHERE {column} = ? AND ts >= ? AND type = 'click' AND item_id = ? AND via != 'none'"
-                " ORDER BY ts DESC LIMIT 1",
-                (key, since, item_id),
-            ).fetchone()
+        for column, key in (("user_key", user_key), ("session_key", session_key)):
+            if not key:
+                continue
+            row = self._latest(column, key, since, item_id)
             if row is not None and (best is None or row[0] > best[0]):
                 best = row
         if best is None:
             return None
         _, request_id, position, surface, query, experiment, variant, segment = best
         return Attribution(None, request_id, position, surface, query, experiment, variant, segment, "window")
+
+    def _latest(self, column: str, key: str, since: float, item_id: str) -> tuple | None:
+        if self._conn is None:
+            if not self.events_path.exists():
+                return None
+            self._conn = open_reader(self.events_path)
+        sql = LATEST_CLICK_SQL.format(table="attributions", column=column, mark="?")
+        return self._conn.execute(sql, (key, since, item_id)).fetchone()
+
+
+def open_click_finder(settings: ServiceSettings) -> ClickFinder:
+    """Where attributed clicks are looked up: the event store's database (see ``open_event_store``)."""
+    if settings.database_url:
+        from aisle.service.attribution.postgres import PostgresClickFinder
+
+        return PostgresClickFinder(settings.database_url)
+    return ClickFinder(settings.data_dir / EVENTS_FILE)
 
 
 def attribute(

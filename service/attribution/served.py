@@ -3,8 +3,8 @@
 Attribution needs to know, when a click arrives minutes or days later, what the response it
 names contained. Recording must not slow ranking down, so a response is recorded in memory (a
 bounded dict of the most recent ones, which answers nearly every lookup) and a background
-thread writes what was recorded to ``served.sqlite3`` every ``flush_interval_s`` in one
-transaction. A crash can lose the last fraction of a second of served responses, never an
+thread writes what was recorded to ``served.sqlite3`` (or, with ``AISLE_DATABASE_URL``, to
+PostgreSQL: ``aisle.service.attribution.postgres``) every ``flush_interval_s`` in one transaction. A crash can lose the last fraction of a second of served responses, never an
 acknowledged event's attribution: that is written with the event (``records``).
 
 Privacy and size: rows hold hashed user and session keys only, are deleted after
@@ -25,8 +25,13 @@ from collections.abc import Iterable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from aisle.service.events.files import ensure_private_database, ensure_private_dir
+from aisle.index.sqlite_store import open_database, open_reader
+from aisle.service.attribution.records import ATTRIBUTION_TABLE
+
+if TYPE_CHECKING:
+    from aisle.service.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,10 @@ CREATE INDEX IF NOT EXISTS looks_by_experiment ON looks(experiment, metric, vari
 """
 #: How often old rows are deleted (seconds).
 PRUNE_EVERY_S = 600.0
+#: The columns ``_to_served`` reads, in its order.
+_SERVED_COLUMNS = (
+    "request_id, ts, surface, items, query, user_key, session_key, experiment, variant, segment, index_version"
+)
 
 
 @dataclass(frozen=True)
@@ -96,15 +105,23 @@ class Served:
 
 
 class ServedLog:
-    """Records served responses and finds them again by request id.
+    """Records served responses and finds them again by request id; reads them for the reports.
+
+    Reports (``query``) see the served responses, the experiments' exposures and looks, and the
+    attributed events as the tables ``{served}``, ``{exposures}``, ``{looks}`` and
+    ``{attributions}``, with ``:name`` parameters: one SQL text for both backends.
 
     Args:
-        path: the SQLite file.
+        path: the SQLite file (the event database, for ``{attributions}``, is ``events_path``).
         retention_s: served rows older than this are deleted.
         max_rows: most served rows kept.
         memory_rows: most recent responses kept in memory for fast lookups.
         flush_interval_s: how often recorded responses are written.
+        events_path: the event database beside it (default: ``events.sqlite3`` in the same directory).
     """
+
+    #: The tables as ``query`` names them (SQLite: the event database is attached as ``ev``).
+    tables = {"served": "served", "exposures": "exposures", "looks": "looks", "attributions": "ev.attributions"}
 
     def __init__(
         self,
@@ -114,28 +131,23 @@ class ServedLog:
         max_rows: int,
         memory_rows: int = 100_000,
         flush_interval_s: float = 0.25,
+        events_path: Path | None = None,
     ) -> None:
         self.path = Path(path)
+        self.events_path = Path(events_path) if events_path is not None else self.path.with_name("events.sqlite3")
         self.retention_s = retention_s
         self.max_rows = max_rows
         self.memory_rows = memory_rows
         self.flush_interval_s = flush_interval_s
         self._lock = threading.Lock()
         # One flush at a time: a report's flush waits for the writer's batch in flight, so that it
-        # reads every response recorded before it.
-        self._flush_lock = threading.Lock()
+        # reads every response recorded before it. Reentrant: a flush prunes, with the same connection.
+        self._flush_lock = threading.RLock()
         self._recent: OrderedDict[str, Served] = OrderedDict()
         self._pending: list[Served] = []
         self._stop = threading.Event()
         self._last_prune = 0.0
-        # What each shopper was shown is as private as what they did: owner-only, like the events.
-        ensure_private_dir(self.path.parent)
-        ensure_private_database(self.path)
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA busy_timeout=5000")
-        self._conn.executescript(_SCHEMA)
+        self._open()
         self._thread = threading.Thread(target=self._run, name="aisle-served-writer", daemon=True)
         self._thread.start()
 
@@ -154,34 +166,8 @@ class ServedLog:
             served = self._recent.get(request_id)
         if served is not None:
             return served
-        with closing(self.reader()) as conn:
-            row = conn.execute(
-                "SELECT request_id, ts, surface, items, query, user_key, session_key, experiment, variant,"
-                " segment, index_version FROM served WHERE request_id = ?",
-                (request_id,),
-            ).fetchone()
-        if row is None:
-            return None
-        rid, ts, surface, items, query, user_key, session_key, experiment, variant, segment, version = row
-        return Served(
-            rid,
-            ts,
-            surface,
-            tuple(json.loads(items)),
-            query,
-            user_key,
-            session_key,
-            experiment,
-            variant,
-            None,
-            segment,
-            version,
-        )
-
-    def reader(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout=5000")
-        return conn
+        rows = self.query(f"SELECT {_SERVED_COLUMNS} FROM {{served}} WHERE request_id = :rid", {"rid": request_id})
+        return _to_served(rows[0]) if rows else None
 
     def flush(self) -> None:
         """Writes what was recorded so far (also called by the background thread)."""
@@ -194,7 +180,7 @@ class ServedLog:
         if pending:
             try:
                 self._write(pending)
-            except sqlite3.Error as exc:
+            except Exception as exc:  # any backend's failure: the responses wait for the next try
                 log.error("could not write %d served responses (kept for the next try): %s", len(pending), exc)
                 with self._lock:
                     # Bounded: beyond the memory size the oldest are given up.
@@ -247,15 +233,11 @@ class ServedLog:
         """Deletes served rows past the retention or beyond ``max_rows``; returns how many."""
         now = time.time() if now is None else now
         try:
-            deleted = self._conn.execute("DELETE FROM served WHERE ts < ?", (now - self.retention_s,)).rowcount
-            deleted += self._conn.execute(
-                "DELETE FROM served WHERE rowid IN (SELECT rowid FROM served ORDER BY ts DESC LIMIT -1 OFFSET ?)",
-                (self.max_rows,),
-            ).rowcount
-        except sqlite3.Error as exc:
+            with self._flush_lock:
+                return self._prune(now - self.retention_s)
+        except Exception as exc:  # pruning is retried at the next interval
             log.warning("pruning served responses failed: %s", exc)
             return 0
-        return deleted
 
     def erase(self, user_key: str, session_keys: list[str]) -> int:
         """Forgets a user: their served responses and experiment exposures (``DELETE /users/{id}``).
@@ -267,6 +249,24 @@ class ServedLog:
             for request_id in [rid for rid, s in self._recent.items() if s.user_key in keys or s.session_key in keys]:
                 del self._recent[request_id]
         self.flush()
+        return self._erase(sorted(keys))
+
+    # The backend: SQLite here; PostgresServedLog overrides these.
+
+    def _open(self) -> None:
+        # What each shopper was shown is as private as what they did: owner-only, like the events.
+        # NORMAL, not FULL: a power cut may lose the last served responses, never an event.
+        self._conn = open_database(self.path, private=True, synchronous="NORMAL", schema=_SCHEMA)
+
+    def _prune(self, cutoff: float) -> int:
+        deleted = self._conn.execute("DELETE FROM served WHERE ts < ?", (cutoff,)).rowcount
+        deleted += self._conn.execute(
+            "DELETE FROM served WHERE rowid IN (SELECT rowid FROM served ORDER BY ts DESC LIMIT -1 OFFSET ?)",
+            (self.max_rows,),
+        ).rowcount
+        return deleted
+
+    def _erase(self, keys: list[str]) -> int:
         deleted = 0
         with closing(sqlite3.connect(self.path, isolation_level=None)) as conn:
             conn.execute("PRAGMA busy_timeout=5000")
@@ -276,6 +276,37 @@ class ServedLog:
                 deleted += conn.execute("DELETE FROM exposures WHERE unit_key = ?", (key,)).rowcount
             conn.execute("COMMIT")
         return deleted
+
+    def query(self, sql: str, params: dict[str, Any]) -> list[tuple]:
+        """Rows of a report query (see the class docstring), read-only."""
+        with closing(open_reader(self.path)) as conn:
+            if self.events_path.exists():
+                conn.execute("ATTACH DATABASE ? AS ev", (self.events_path.resolve().as_uri() + "?mode=ro",))
+            else:  # no event stored yet: an empty table, so that the same SQL runs
+                conn.execute("ATTACH DATABASE ':memory:' AS ev")
+                conn.execute(ATTRIBUTION_TABLE.replace("EXISTS attributions", "EXISTS ev.attributions"))
+            return conn.execute(sql.format(**self.tables), params).fetchall()
+
+    def record_look(self, experiment: str, metric: str, variant: str, ts: float, p_value: float) -> float:
+        """Stores one look's sequential p-value; returns the running minimum over all looks.
+
+        Its own short-lived connection: reports run on request threads and in the CLI, beside the
+        running writer (WAL lets both write in turn).
+        """
+        with closing(sqlite3.connect(self.path, isolation_level=None)) as conn:
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute(
+                "INSERT INTO looks(experiment, metric, variant, ts, p_value) VALUES (?, ?, ?, ?, ?)",
+                (experiment, metric, variant, ts, p_value),
+            )
+            row = conn.execute(
+                "SELECT min(p_value) FROM looks WHERE experiment = ? AND metric = ? AND variant = ?",
+                (experiment, metric, variant),
+            ).fetchone()
+        return float(row[0])
+
+    def _close(self) -> None:
+        self._conn.close()
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_interval_s):
@@ -289,25 +320,53 @@ class ServedLog:
         self._stop.set()
         self._thread.join()
         self.flush()
-        self._conn.close()
+        self._close()
 
 
-def record_look(path: Path, experiment: str, metric: str, variant: str, ts: float, p_value: float) -> float:
-    """Stores one look's sequential p-value in ``path``; returns the running minimum over all looks.
+def _to_served(row: tuple) -> Served:
+    rid, ts, surface, items, query, user_key, session_key, experiment, variant, segment, version = row
+    return Served(
+        rid,
+        float(ts),
+        surface,
+        tuple(json.loads(items)),
+        query,
+        user_key,
+        session_key,
+        experiment,
+        variant,
+        None,
+        segment,
+        version,
+    )
 
-    Its own short-lived connection: reports run on request threads and in the CLI, beside the
-    running writer (WAL lets both write in turn).
-    """
-    ensure_private_database(path)
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.executescript(_SCHEMA)
-        conn.execute(
-            "INSERT INTO looks(experiment, metric, variant, ts, p_value) VALUES (?, ?, ?, ?, ?)",
-            (experiment, metric, variant, ts, p_value),
+
+def served_rows(pending: Iterable[Served]) -> list[tuple]:
+    """The ``served`` rows of ``pending``, in ``_SERVED_COLUMNS``'s order."""
+    return [
+        (
+            served.request_id,
+            served.ts,
+            served.surface,
+            json.dumps(served.items),
+            served.query,
+            served.user_key,
+            served.session_key,
+            served.experiment,
+            served.variant,
+            served.segment,
+            served.index_version,
         )
-        row = conn.execute(
-            "SELECT min(p_value) FROM looks WHERE experiment = ? AND metric = ? AND variant = ?",
-            (experiment, metric, variant),
-        ).fetchone()
-    return float(row[0])
+        for served in pending
+    ]
+
+
+def open_served_log(settings: ServiceSettings) -> ServedLog:
+    """PostgreSQL when ``database_url`` is set (every replica's responses in one place), else
+    ``served.sqlite3`` in ``data_dir``."""
+    retention_s, max_rows = settings.served_retention_days * 86400, settings.served_max_rows
+    if settings.database_url:
+        from aisle.service.attribution.postgres import PostgresServedLog
+
+        return PostgresServedLog(settings.database_url, retention_s=retention_s, max_rows=max_rows)
+    return ServedLog(settings.data_dir / SERVED_FILE, retention_s=retention_s, max_rows=max_rows)

@@ -15,8 +15,8 @@ import secrets
 import tempfile
 from pathlib import Path
 
+from aisle.index.sqlite_store import ensure_private_dir
 from aisle.index.storage import fsync_dir
-from aisle.service.events.files import ensure_private_dir
 
 SECRET_FILE = "id-secret.key"
 #: Hex characters kept of each HMAC-SHA256 (128 bits: collisions are not a practical concern).

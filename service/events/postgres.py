@@ -23,6 +23,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from aisle.index.postgres_store import psycopg_module, redacted
+from aisle.index.sqlite_store import Pending
+from aisle.service.attribution.postgres import ATTRIBUTION_SCHEMA, erase_attributions, insert_attributions
 from aisle.service.events.store import (
     ERASURES_KEY,
     SCHEMA_VERSION,
@@ -32,12 +35,9 @@ from aisle.service.events.store import (
     EventStoreError,
     EventStoreUnavailable,
     StoredEvent,
-    _Pending,
 )
 
 log = logging.getLogger(__name__)
-
-PSYCOPG_INSTALL_HINT = "install the postgres extra (pip install 'aisle-search[postgres]')"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS aisle_events (
@@ -69,22 +69,7 @@ RETURNING {_COLUMNS}
 
 
 def _psycopg() -> Any:
-    try:
-        import psycopg
-    except ImportError as exc:
-        raise EventStoreError(f"AISLE_DATABASE_URL needs psycopg: {PSYCOPG_INSTALL_HINT}") from exc
-    return psycopg
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    return psycopg_module(EventStoreError)
 
 
 class PostgresEventStore(EventStore):
@@ -132,6 +117,7 @@ class PostgresEventStore(EventStore):
                 # Replicas starting together: one creates the tables, the others wait for it.
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
                 conn.execute(_SCHEMA)
+                conn.execute(ATTRIBUTION_SCHEMA)
                 conn.execute(
                     "INSERT INTO aisle_meta(key, value) VALUES ('schema', %s), ('id_check', %s) ON CONFLICT DO NOTHING",
                     (SCHEMA_VERSION, id_check),
@@ -152,9 +138,9 @@ class PostgresEventStore(EventStore):
         super().close()
         self._reader_conn.close()
 
-    def _write(self, batch: list[_Pending]) -> list[AppendResult]:
+    def _write(self, batch: list[Pending[list[StoredEvent]]]) -> list[AppendResult]:
         psycopg = _psycopg()
-        events = [event for pending in batch for event in pending.events]
+        events = [event for pending in batch for event in pending.payload]
         columns = list(
             zip(
                 *((e.event_key, e.user_key, e.session_key, e.item_id, e.type, e.timestamp, e.received) for e in events),
@@ -167,17 +153,22 @@ class PostgresEventStore(EventStore):
             with self._conn.transaction():
                 self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
                 rows = self._conn.execute(_INSERT, [list(column) for column in columns]).fetchall()
+                # In the events' own transaction: an acknowledged event never loses its attribution.
+                inserted_keys = {row[1] for row in rows}
+                insert_attributions(
+                    self._conn, [e for e in events if e.attribution is not None and e.event_key in inserted_keys]
+                )
         except psycopg.Error as exc:
             raise EventStoreUnavailable(f"events could not be stored: {exc}") from None
         inserted = {row[1]: _to_event(row) for row in rows}
         results = []
         for pending in batch:
             accepted = []
-            for event in pending.events:
+            for event in pending.payload:
                 stored = inserted.pop(event.event_key, None)  # pop: a key repeated in the batch counts once
                 if stored is not None:
                     accepted.append(replace(event, seq=stored.seq))
-            results.append(AppendResult(accepted, len(pending.events) - len(accepted)))
+            results.append(AppendResult(accepted, len(pending.payload) - len(accepted)))
         return results
 
     def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
@@ -234,10 +225,12 @@ class PostgresEventStore(EventStore):
                 deleted += conn.execute(
                     "DELETE FROM aisle_events WHERE user_key IS NULL AND session_key = ANY(%s)", (sessions,)
                 ).rowcount
+            erase_attributions(conn, user_key, sessions)
         return Erasure(deleted, len(sessions), tuple(sessions))
 
     def purge_older_than(self, cutoff: float) -> int:
         with self._erasing() as conn:
+            conn.execute("DELETE FROM aisle_attributions WHERE ts < %s", (cutoff,))
             return conn.execute("DELETE FROM aisle_events WHERE ts < %s", (cutoff,)).rowcount
 
     def erasures(self) -> int:

@@ -13,18 +13,14 @@ is lost.
 from __future__ import annotations
 
 import logging
-import queue
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from aisle.index.sqlite_store import GroupCommitter, Pending, open_database, open_reader
 from aisle.service.attribution.records import ATTRIBUTION_SCHEMA, Attribution, erase_attributions, insert_attribution
-from aisle.service.events.files import ensure_private_database, ensure_private_dir
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +87,6 @@ class Erasure:
 ERASURES_KEY = "erasures"
 
 
-@dataclass
-class _Pending:
-    events: list[StoredEvent]
-    future: Future
-
-
-_STOP = object()
-
-
 class EventStore:
     """Durable, idempotent event storage with a single group-committing writer.
 
@@ -125,8 +112,13 @@ class EventStore:
         self.path = Path(path)
         self.max_batch_events = max_batch_events
         self.on_commit = on_commit
-        self._queue: queue.Queue = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._writer: GroupCommitter[list[StoredEvent]] = GroupCommitter(
+            "aisle-event-writer",
+            self._commit,
+            size=len,
+            max_batch=max_batch_events,
+            failure=lambda exc: EventStoreUnavailable(f"event writer error: {exc}"),
+        )
         self._conn = self._open_writer(id_check, max_bytes)
 
     # Erasure: deletions on their own connection (SQLite serialises them with the writer thread's
@@ -203,16 +195,9 @@ class EventStore:
                 log.warning("WAL checkpoint after an erasure failed (retried by the next one): %s", exc)
 
     def _open_writer(self, id_check: str, max_bytes: int | None) -> sqlite3.Connection:
-        ensure_private_dir(self.path.parent)
         try:
-            ensure_private_database(self.path)
-            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=5000")
+            conn = open_database(self.path, private=True, schema=_SCHEMA + ATTRIBUTION_SCHEMA)
             conn.execute("PRAGMA secure_delete=ON")  # an erased event's bytes do not linger in free pages
-            conn.executescript(_SCHEMA)
-            conn.executescript(ATTRIBUTION_SCHEMA)
             # OR IGNORE: several worker processes may open a new store at once; the first wins.
             conn.executemany(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
@@ -234,16 +219,11 @@ class EventStore:
 
     def start(self) -> None:
         """Starts the writer thread (idempotent)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="aisle-event-writer", daemon=True)
-            self._thread.start()
+        self._writer.start()
 
     def close(self) -> None:
         """Commits what is queued, stops the writer and closes the database."""
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            self._thread.join()
-            self._thread = None
+        self._writer.stop()
         self._conn.close()
 
     def append(self, events: list[StoredEvent], timeout: float = 30.0) -> AppendResult:
@@ -254,43 +234,14 @@ class EventStore:
                 (a later retry with the same event ids is safe).
             EventStoreError: the store is closed.
         """
-        if self._thread is None:
+        if not self._writer.running:
             raise EventStoreError("the event store is not running")
-        future: Future = Future()
-        self._queue.put(_Pending(list(events), future))
         try:
-            return future.result(timeout)
-        except FutureTimeout:
+            return self._writer.submit(list(events), timeout)
+        except TimeoutError:
             raise EventStoreUnavailable(f"the event store did not commit within {timeout:g} s") from None
 
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            stop = item is _STOP
-            batch: list[_Pending] = [] if stop else [item]
-            size = sum(len(p.events) for p in batch)
-            while size < self.max_batch_events:
-                try:
-                    extra = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if extra is _STOP:
-                    stop = True
-                    break
-                batch.append(extra)
-                size += len(extra.events)
-            if batch:
-                try:
-                    self._commit(batch)
-                except Exception as exc:  # never leave a request waiting on a dead writer
-                    log.exception("the event writer failed")
-                    for pending in batch:
-                        if not pending.future.done():
-                            pending.future.set_exception(EventStoreUnavailable(f"event writer error: {exc}"))
-            if stop:
-                return
-
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _commit(self, batch: list[Pending[list[StoredEvent]]]) -> None:
         try:
             results = self._write(batch)
         except EventStoreUnavailable as error:
@@ -307,7 +258,7 @@ class EventStore:
         for pending, result in zip(batch, results, strict=True):
             pending.future.set_result(result)
 
-    def _write(self, batch: list[_Pending]) -> list[AppendResult]:
+    def _write(self, batch: list[Pending[list[StoredEvent]]]) -> list[AppendResult]:
         """Stores the batch in one transaction; one result per request, in order.
 
         Raises:
@@ -318,7 +269,7 @@ class EventStore:
             self._conn.execute("BEGIN IMMEDIATE")
             for pending in batch:
                 accepted: list[StoredEvent] = []
-                for event in pending.events:
+                for event in pending.payload:
                     cursor = self._conn.execute(
                         "INSERT OR IGNORE INTO events(event_key, user_key, session_key, item_id, type, ts, received)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -345,7 +296,7 @@ class EventStore:
                                 event.timestamp,
                                 event.attribution,
                             )
-                results.append(AppendResult(accepted, len(pending.events) - len(accepted)))
+                results.append(AppendResult(accepted, len(pending.payload) - len(accepted)))
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if self._conn.in_transaction:
@@ -359,10 +310,7 @@ class EventStore:
     # Reading: short-lived connections, so readers never wait for the writer (WAL).
 
     def _reader(self) -> sqlite3.Connection:
-        # as_uri() percent-encodes the path, so '?' or '#' in a directory name cannot break it.
-        conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout=5000")
-        return conn
+        return open_reader(self.path)
 
     def iter_events(self, after_seq: int = 0, chunk: int = 10_000) -> Iterator[StoredEvent]:
         """Every stored event with ``seq > after_seq``, in commit order."""

@@ -2,9 +2,9 @@
 
 The config file (``--config``) names the experiments; ``main`` applies it.
 
-They read the data directory the service writes (``events.sqlite3``, ``served.sqlite3``),
-read-only except for the sequential test's record of this look, so they run beside a live
-service or on a copy of its data. Output is the JSON of ``GET /experiments/{name}`` and
+They read what the service writes (``events.sqlite3`` and ``served.sqlite3`` in the data
+directory, or the PostgreSQL database of ``database_url``), read-only except for the sequential
+test's record of this look, so they run beside a live service or on a copy of its data. Output is the JSON of ``GET /experiments/{name}`` and
 ``GET /analytics/search``.
 """
 
@@ -44,15 +44,14 @@ def _settings(args: argparse.Namespace) -> ServiceSettings:
     from aisle.service.settings import ServiceSettings
 
     settings = load_settings(ServiceSettings, data_dir=args.data_dir)
-    if not settings.data_dir.is_dir():
+    if not settings.database_url and not settings.data_dir.is_dir():
         raise CommandError(f"data directory not found: {settings.data_dir} (pass --data-dir)")
     return settings
 
 
 def _report(args: argparse.Namespace) -> int:
     from aisle.cli import CommandError
-    from aisle.service.attribution.served import SERVED_FILE
-    from aisle.service.events.store import EVENTS_FILE
+    from aisle.service.attribution.served import open_served_log
     from aisle.service.experiments.report import experiment_report
 
     settings = _settings(args)
@@ -60,7 +59,11 @@ def _report(args: argparse.Namespace) -> int:
     if config is None:
         known = [experiment.name for experiment in settings.experiments]
         raise CommandError(f"unknown experiment '{args.name}'; the config names {known or 'none'}")
-    report = experiment_report(config, settings.data_dir / EVENTS_FILE, settings.data_dir / SERVED_FILE)
+    served = open_served_log(settings)
+    try:
+        report = experiment_report(config, served)
+    finally:
+        served.close()
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
@@ -69,17 +72,18 @@ def _report(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     from aisle.cli import CommandError
     from aisle.service.attribution.analytics import search_analytics
-    from aisle.service.attribution.served import SERVED_FILE
-    from aisle.service.events.store import EVENTS_FILE
+    from aisle.service.attribution.served import open_served_log
 
     if args.limit < 1:
         raise CommandError(f"--limit must be at least 1, not {args.limit}")
     if args.days is not None and not args.days > 0:
         raise CommandError(f"--days must be positive, not {args.days:g}")
     settings = _settings(args)
-    body = search_analytics(
-        settings.data_dir / SERVED_FILE, settings.data_dir / EVENTS_FILE, days=args.days, limit=args.limit
-    )
+    served = open_served_log(settings)
+    try:
+        body = search_analytics(served, days=args.days, limit=args.limit)
+    finally:
+        served.close()
     json.dump(body, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

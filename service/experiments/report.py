@@ -23,16 +23,13 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 import time
-from contextlib import closing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from aisle.service.attribution.served import record_look
+from aisle.service.attribution.served import ServedLog
 from aisle.service.experiments.config import ExperimentConfig
 from aisle.service.experiments.stats import (
     Estimate,
@@ -111,37 +108,30 @@ class VisitorOutcomes:
         }
 
 
-def load_outcomes(
-    experiment: ExperimentConfig, events_path: Path, served_path: Path
-) -> dict[str, tuple[VisitorOutcomes, list[dict]]]:
-    """Per variant: the visitors' outcomes and their segments, read from the two databases."""
+# One SQL text for both backends (ServedLog.query names the tables): no boolean sums, and every
+# selected exposure column grouped (PostgreSQL requires it).
+_OUTCOMES = (
+    "SELECT e.variant, e.impressions,"
+    " coalesce(sum(CASE WHEN a.type = 'click' AND a.experiment = :name THEN 1 ELSE 0 END), 0),"
+    " coalesce(sum(CASE WHEN a.type = 'add_to_cart' THEN 1 ELSE 0 END), 0),"
+    " coalesce(sum(CASE WHEN a.type = 'purchase' THEN 1 ELSE 0 END), 0),"
+    " coalesce(sum(CASE WHEN a.type = 'purchase' THEN coalesce(a.revenue, 0) END), 0),"
+    " e.segment"
+    " FROM {exposures} e LEFT JOIN {attributions} a"
+    " ON (a.user_key = e.unit_key OR a.session_key = e.unit_key)"
+    " AND a.ts >= e.first_ts - :slack AND a.ts < :end"
+    " WHERE e.experiment = :name GROUP BY e.experiment, e.unit_key, e.variant, e.impressions, e.segment"
+)
+
+
+def load_outcomes(experiment: ExperimentConfig, served: ServedLog) -> dict[str, tuple[VisitorOutcomes, list[dict]]]:
+    """Per variant: the visitors' outcomes and their segments (every replica's, on PostgreSQL)."""
     _, end = experiment.window()
     found: dict[str, list[tuple]] = {variant.name: [] for variant in experiment.variants}
-    if not served_path.exists():
-        return {name: (VisitorOutcomes.from_rows([]), []) for name in found}
-    with closing(sqlite3.connect(served_path.resolve().as_uri() + "?mode=ro", uri=True)) as conn:
-        conn.execute("PRAGMA busy_timeout=5000")
-        has_events = events_path.exists()
-        if has_events:
-            conn.execute("ATTACH DATABASE ? AS ev", (events_path.resolve().as_uri() + "?mode=ro",))
-            outcome_sql = (
-                "SELECT e.variant, e.impressions,"
-                " coalesce(sum(a.type = 'click' AND a.experiment = :name), 0),"
-                " coalesce(sum(a.type = 'add_to_cart'), 0),"
-                " coalesce(sum(a.type = 'purchase'), 0),"
-                " coalesce(sum(CASE WHEN a.type = 'purchase' THEN coalesce(a.revenue, 0) END), 0),"
-                " e.segment"
-                " FROM exposures e LEFT JOIN ev.attributions a"
-                " ON (a.user_key = e.unit_key OR a.session_key = e.unit_key)"
-                " AND a.ts >= e.first_ts - :slack AND a.ts < :end"
-                " WHERE e.experiment = :name GROUP BY e.unit_key"
-            )
-        else:
-            outcome_sql = "SELECT variant, impressions, 0, 0, 0, 0, segment FROM exposures WHERE experiment = :name"
-        params = {"name": experiment.name, "slack": CLOCK_SLACK_S, "end": end if math.isfinite(end) else 1e18}
-        for variant, impressions, clicks, carts, purchases, revenue, segment in conn.execute(outcome_sql, params):
-            if variant in found:
-                found[variant].append((impressions, clicks, carts, purchases, revenue, segment))
+    params = {"name": experiment.name, "slack": CLOCK_SLACK_S, "end": end if math.isfinite(end) else 1e18}
+    for variant, impressions, clicks, carts, purchases, revenue, segment in served.query(_OUTCOMES, params):
+        if variant in found:
+            found[variant].append((int(impressions), int(clicks), int(carts), int(purchases), float(revenue), segment))
     return {
         name: (VisitorOutcomes.from_rows(rows), [json.loads(row[5]) if row[5] else {} for row in rows])
         for name, rows in found.items()
@@ -150,15 +140,14 @@ def load_outcomes(
 
 def experiment_report(
     experiment: ExperimentConfig,
-    events_path: Path,
-    served_path: Path,
+    served: ServedLog,
     *,
     now: float | None = None,
     record_looks: bool = True,
 ) -> dict[str, Any]:
     """The report (see the module docstring); ``record_looks`` stores this look for mSPRT."""
     now = time.time() if now is None else now
-    data = load_outcomes(experiment, events_path, served_path)
+    data = load_outcomes(experiment, served)
     control = experiment.control
     control_outcomes = data[control.name][0]
     control_estimates = control_outcomes.estimates()
@@ -174,7 +163,7 @@ def experiment_report(
             "metrics": {metric: estimates[metric].as_dict() for metric in METRICS},
         }
         if not variant.control:
-            entry["lift"] = _lifts(experiment, variant.name, outcomes, control_outcomes, served_path, now, record_looks)
+            entry["lift"] = _lifts(experiment, variant.name, outcomes, control_outcomes, served, now, record_looks)
         variants.append(entry)
     visitors = [len(data[variant.name][0]) for variant in experiment.variants]
     srm_p = sample_ratio_p_value(visitors, [variant.share for variant in experiment.variants])
@@ -217,7 +206,7 @@ def _lifts(
     variant: str,
     treatment: VisitorOutcomes,
     control_outcomes: VisitorOutcomes,
-    served_path: Path,
+    served: ServedLog,
     now: float,
     record_looks: bool,
 ) -> dict[str, Any]:
@@ -228,8 +217,8 @@ def _lifts(
         if metric in SEQUENTIAL_METRICS:
             tau = experiment.minimum_effect * control[metric].value
             look = msprt_p_value(result.difference, result.difference_variance, tau * tau if math.isfinite(tau) else 0)
-            if record_looks and served_path.exists():
-                look = record_look(served_path, experiment.name, metric, variant, now, look)
+            if record_looks:
+                look = served.record_look(experiment.name, metric, variant, now, look)
             entry["sequential_p_value"] = round(look, 6)
         out[metric] = entry
     return out

@@ -1,7 +1,7 @@
 """The running experiments of a service: the served-response log, assignment, recording.
 
-``Experiments.open`` opens ``served.sqlite3`` under the data directory; the app closes it after
-the last request. ``plan`` decides, once per ranked request, its segment, experiment and
+``Experiments.open`` opens the served-response log (``served.sqlite3`` under the data directory,
+or PostgreSQL with ``database_url``); the app closes it after the last request. ``plan`` decides, once per ranked request, its segment, experiment and
 variant and what the variant changes; ``record`` remembers the response for attribution and
 counts it in ``aisle_ranked_responses_total{surface, experiment, variant}``.
 """
@@ -18,11 +18,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 
 from aisle.index.profile import personal_share
-from aisle.service.attribution.resolve import ClickFinder
-from aisle.service.attribution.served import SERVED_FILE, Served, ServedLog
+from aisle.service.attribution.resolve import ClickFinder, open_click_finder
+from aisle.service.attribution.served import Served, ServedLog, open_served_log
 from aisle.service.engine import Engine, Hit
 from aisle.service.events.identity import IdHasher
-from aisle.service.events.store import EVENTS_FILE
 from aisle.service.experiments.assign import Assignment, assign
 from aisle.service.experiments.config import ExperimentConfig
 from aisle.service.personal.config import PersonalConfig
@@ -37,11 +36,6 @@ from aisle.service.settings import ServiceSettings
 log = logging.getLogger(__name__)
 #: Label of responses outside any experiment.
 NONE_LABEL = "none"
-#: Attribution and the reports read the data directory's SQLite files; PostgreSQL holds the events only.
-POSTGRES_WARNING = (
-    "events are stored in PostgreSQL (database_url), but attribution and experiment reports are not yet: "
-    "outcomes are not attributed and each replica reports only its own exposures"
-)
 
 
 @dataclass(frozen=True)
@@ -148,21 +142,15 @@ class Experiments:
 
     @classmethod
     def open(cls, settings: ServiceSettings, hasher: IdHasher, registry: CollectorRegistry | None) -> Experiments:
-        """Opens ``served.sqlite3`` under the data directory."""
-        served = ServedLog(
-            settings.data_dir / SERVED_FILE,
-            retention_s=settings.served_retention_days * 86400,
-            max_rows=settings.served_max_rows,
-        )
-        if settings.database_url:
-            log.warning(POSTGRES_WARNING)
+        """Opens the served-response log and the attributed clicks' store the settings name."""
+        served = open_served_log(settings)
         running = [experiment.name for experiment in settings.experiments if experiment.running(time.time())]
         log.info("experiments: %d configured, running now: %s", len(settings.experiments), running or "none")
         return cls(
             list(settings.experiments),
             hasher,
             served,
-            ClickFinder(settings.data_dir / EVENTS_FILE),
+            open_click_finder(settings),
             attribution_window_s=settings.attribution_window_days * 86400,
             returning_after_s=settings.returning_after_s,
             registry=registry,
@@ -220,6 +208,7 @@ class Experiments:
 
     def close(self) -> None:
         self.served.close()
+        self.clicks.shutdown()
 
 
 @functools.lru_cache(maxsize=4096)

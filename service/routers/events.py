@@ -69,10 +69,10 @@ def post_events(request: Request, body: EventsRequest, settings: SettingsDep, pe
             )
         )
     experiments = getattr(request.app.state, "experiments", None)
-    if experiments is not None:
-        raw = [(event.request_id, event.position, event.revenue) for event in body.events]
-        stored = attribute(stored, raw, experiments.served, experiments.clicks, experiments.attribution_window_s)
     try:
+        if experiments is not None:  # attribution reads the database too (PostgreSQL: it may be down)
+            raw = [(event.request_id, event.position, event.revenue) for event in body.events]
+            stored = attribute(stored, raw, experiments.served, experiments.clicks, experiments.attribution_window_s)
         result = personal.store.append(stored)
     except EventStoreUnavailable as exc:
         raise ApiError(

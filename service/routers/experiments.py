@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
 from aisle.service.attribution.analytics import search_analytics
-from aisle.service.deps import WRITE_GUARD, SettingsDep
+from aisle.service.deps import WRITE_GUARD
 from aisle.service.errors import ApiError
-from aisle.service.events.store import EVENTS_FILE
+from aisle.service.events.store import EventStoreUnavailable
 from aisle.service.experiments.deps import ExperimentsDep
 from aisle.service.experiments.report import experiment_report
-from aisle.service.experiments.runtime import POSTGRES_WARNING
 from aisle.service.json_body import FastJsonRoute
 
 router = APIRouter(route_class=FastJsonRoute, tags=["experiments"], dependencies=WRITE_GUARD)
+
+
+@contextmanager
+def _reading() -> Iterator[None]:
+    """A database that cannot be read (PostgreSQL down) answers 503, like the event intake."""
+    try:
+        yield
+    except EventStoreUnavailable as exc:
+        raise ApiError(503, f"{exc}; retry later", "storage_unavailable", headers={"Retry-After": "1"}) from None
 
 
 @router.get("/experiments")
@@ -41,7 +51,6 @@ def list_experiments(request: Request, experiments: ExperimentsDep) -> dict:
 @router.get("/experiments/{name}")
 def experiment(
     request: Request,
-    settings: SettingsDep,
     experiments: ExperimentsDep,
     name: Annotated[str, Path(min_length=1, max_length=64)],
 ) -> dict:
@@ -53,9 +62,8 @@ def experiment(
         known = [experiment.name for experiment in experiments.configs]
         raise ApiError(404, f"unknown experiment '{name}'; configured: {known}")
     experiments.served.flush()  # this worker's latest responses count too
-    report = experiment_report(config, settings.data_dir / EVENTS_FILE, experiments.served.path)
-    if settings.database_url:
-        report["warning"] = POSTGRES_WARNING
+    with _reading():
+        report = experiment_report(config, experiments.served)
     report["request_id"] = request.state.request_id
     return report
 
@@ -63,7 +71,6 @@ def experiment(
 @router.get("/analytics/search")
 def analytics_search(
     request: Request,
-    settings: SettingsDep,
     experiments: ExperimentsDep,
     days: Annotated[
         float | None, Query(gt=0, le=3650, description="Only the last DAYS (default: all retained).")
@@ -72,8 +79,7 @@ def analytics_search(
 ) -> dict:
     """Top queries, queries with no result, CTR by query and by position."""
     experiments.served.flush()
-    body = search_analytics(experiments.served.path, settings.data_dir / EVENTS_FILE, days=days, limit=limit)
-    if settings.database_url:
-        body["warning"] = POSTGRES_WARNING
+    with _reading():
+        body = search_analytics(experiments.served, days=days, limit=limit)
     body["request_id"] = request.state.request_id
     return body

@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -38,6 +40,37 @@ def local_cluster():
     )
     yield
     ray.shutdown()
+
+
+class RendezvousEncoder(HashingEncoder):
+    """Encodes a shard only once another actor has started one too (or after 30 s), and marks
+    each vector with the encoding process: a pool that queues every shard on one actor shows."""
+
+    def __init__(self, folder: str) -> None:
+        super().__init__(dim=8)
+        self.folder = Path(folder)
+
+    def encode_documents(
+        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool = False
+    ) -> np.ndarray:
+        (self.folder / str(os.getpid())).touch()
+        deadline = time.monotonic() + 30
+        while len(list(self.folder.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        vectors[:, 0] = os.getpid()
+        return vectors
+
+
+def test_every_actor_encodes_while_the_others_do(local_cluster, tmp_path: Path) -> None:
+    """Two shards, two actors: each actor takes one, so both shards are encoded at once."""
+    cluster = RayBuild(
+        address=None, actors=2, encoder_factory=partial(RendezvousEncoder, str(tmp_path)), shard_texts=50
+    )
+    started = time.monotonic()
+    vectors = cluster.encode_documents([f"text {n}" for n in range(100)])
+    assert len(set(vectors[:, 0].tolist())) == 2 and cluster.describe()["actors"] == 2
+    assert time.monotonic() - started < 30  # nobody waited for a second actor that never came
 
 
 def _search(index_path: Path, encoder: HashingEncoder, queries: list[str]) -> list[list[int]]:
@@ -77,9 +110,8 @@ class _PidRecordingEncoder(HashingEncoder):
         return super().encode_documents(texts, batch_size=batch_size, show_progress=show_progress)
 
 
-def test_every_actor_of_the_pool_encodes_shards(local_cluster, tmp_path: Path) -> None:
-    """The pool has as many actors as the cluster has CPUs, and all of them get shards: an
-    autoscaling pool that starts at one actor encoded everything on one core."""
+def test_without_a_count_the_pool_has_one_actor_per_cpu(local_cluster, tmp_path: Path) -> None:
+    """No ``actors`` given: one actor per CPU of the cluster (two here), all of them encoding."""
     texts = [f"product number {n}" for n in range(64 * 6)]
     cluster = RayBuild(
         address=None, actors=None, encoder_factory=partial(_PidRecordingEncoder, str(tmp_path)), shard_texts=64
