@@ -133,6 +133,22 @@ class ServiceSettings(AisleSettings):
         ge=1,
         description="Sessions kept in memory per worker; beyond it the longest idle are forgotten first.",
     )
+    max_profiles: int = Field(
+        100_000,
+        ge=1,
+        description=(
+            "User profiles kept in memory per worker; beyond it the least recently used leave memory "
+            "and are read back from the event log on their next request (nothing is lost)."
+        ),
+    )
+    profile_snapshot_s: float = Field(
+        300,
+        ge=0,
+        description=(
+            "How often a worker snapshots popularity and co-occurrence to data_dir (and at shutdown), so "
+            "a restart replays only the events after the snapshot; 0 writes none."
+        ),
+    )
     events_retention_days: float | None = Field(
         None,
         gt=0,
