@@ -13,7 +13,12 @@ Usage::
   per-core rate, and from them the projected time for 100M products on 64 cores (assuming the
   measured per-actor efficiency holds on cores like these).
 
+* **Start-up** (``benchmarks.startup``): a replica's start-up time and memory over a log of
+  ``--startup-events`` events from ``--startup-users`` users, from scratch and from a snapshot,
+  and the cost of reading a profile on demand, on both stores.
+
 Every figure comes from one run of this command; the JSON records the machine and its load.
+Sections skipped with ``--skip`` keep their figures from the previous run in ``--out``.
 """
 
 from __future__ import annotations
@@ -116,17 +121,53 @@ def ray_build(texts: list[str]) -> dict[str, Any]:
     }
 
 
+def startup(args: argparse.Namespace) -> dict[str, Any]:
+    from benchmarks.postgres_server import running_server
+    from benchmarks.startup import measure
+
+    out: dict[str, Any] = {
+        "events": args.startup_events,
+        "users": args.startup_users,
+        "catalogue": args.startup_catalogue,
+        "max_profiles": 100_000,
+    }
+    work = args.work_dir
+    for backend in args.startup_backends.split(","):
+        sizes = (args.startup_events, args.startup_users, args.startup_catalogue, args.startup_tail, args.startup_reads)
+        if backend == "postgres":
+            with running_server() as url:
+                out[backend] = measure(backend, work, *sizes, url)
+        else:
+            out[backend] = measure(backend, work, *sizes, None)
+        print(json.dumps({backend: out[backend]}), flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--texts", type=int, default=16_384)
-    parser.add_argument("--skip", default="", help="comma-separated: ingestion, ray")
+    parser.add_argument("--startup-events", type=int, default=10_000_000)
+    parser.add_argument("--startup-users", type=int, default=1_000_000)
+    parser.add_argument("--startup-catalogue", type=int, default=10_000)
+    parser.add_argument("--startup-tail", type=int, default=10_000)
+    parser.add_argument("--startup-reads", type=int, default=20_000)
+    parser.add_argument("--startup-backends", default="sqlite,postgres")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "aisle-bench-startup",
+        help="logs kept for reruns",
+    )
+    parser.add_argument("--skip", default="", help="comma-separated: ingestion, ray, startup")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "scale.json")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    result: dict[str, Any] = {"command": "python -m benchmarks.bench_scale " + " ".join(sys.argv[1:])}
+    result: dict[str, Any] = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    command = "python -m benchmarks.bench_scale " + " ".join(sys.argv[1:])
+    result["command"] = command
     result["machine"] = describe_machine(REPO)
     result["load_before"] = os.getloadavg()
     if "ingestion" not in skip:
@@ -135,6 +176,10 @@ def main() -> None:
         titles = [product.embedding_text() for product in load_base_products()]
         texts = (titles * (args.texts // len(titles) + 1))[: args.texts]
         result["ray_build"] = ray_build(texts)
+    if "startup" not in skip:
+        load_before = os.getloadavg()
+        result["startup"] = startup(args) | {"command": command, "load_before": load_before}
+        result["startup"]["load_after"] = os.getloadavg()
     result["load_after"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

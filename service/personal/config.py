@@ -33,7 +33,7 @@ class PersonalConfig:
         cart_window_s: how long an item added to the cart (and not bought) is in the cart.
         search_together_weight: weight of the user's bought-with items in search and similar items.
         session_ttl_s: anonymous sessions idle this long are forgotten.
-        max_sessions: at most this many sessions are kept (the longest idle go first).
+        max_sessions: at most this many sessions are kept in memory (least recently used leave first).
         max_profiles: at most this many user profiles (and as many actors' recent histories) are
             kept in memory; the least recently used leave first and are read back from the
             event log when next needed.
@@ -56,7 +56,7 @@ class PersonalConfig:
     cart_window_s: float = 7 * DAY_S
     search_together_weight: float = 0.1
     session_ttl_s: float = 30 * DAY_S
-    max_sessions: int = 1_000_000
+    max_sessions: int = 100_000
     max_profiles: int = 100_000
     exclude: Exclusion = "purchased"
     purchase_window_s: float = 3650 * DAY_S
