@@ -314,3 +314,29 @@ def _engine_of(root: Path, publish_first: bool = False) -> Engine:
     holder = IndexHolder(root, HashingEncoder())
     holder.reload()
     return holder.engine
+
+
+def test_the_service_snapshots_at_shutdown_and_restarts_from_it(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from tests.service.harness import make_app
+
+    bought = [
+        {"event_id": f"b{n}", "user_id": USERS[n % 3], "item_id": f"a-{n % 7}", "type": "purchase"} for n in range(12)
+    ]
+    with TestClient(make_app(tmp_path)) as client:
+        assert client.post("/events", json={"events": bought}).json()["accepted"] == 12
+    manifest = json.loads((tmp_path / "data" / MANIFEST).read_text())
+    assert manifest["floor"] == 12  # written at shutdown, after the last event
+    with TestClient(make_app(tmp_path, publish_first=False)) as client:
+        personal = client.app.state.personal
+        profiles = personal.profiles
+        assert profiles.last_attach == {**profiles.last_attach, "restored": True, "replayed": 0}
+        assert profiles.counts()["users"] == 0  # no profile is built before it is asked for
+        engine = client.app.state.holder.engine
+        full = ProfileService(personal.hasher, personal.config, personal.store)
+        full.attach(engine)
+        assert full.last_attach["replayed"] == 12
+        served = recommendation_lines(engine, profiles, RuleBook(), USERS[:4], 5)
+        assert list(served) == list(recommendation_lines(engine, full, RuleBook(), USERS[:4], 5))
+        assert profiles.view(USERS[1], None).counts == {"purchase": 4}
