@@ -86,6 +86,11 @@ class CoOccurrence:
         with self._lock:
             self._recent[actor] = deque(history[-self.recent :], maxlen=self.recent)
 
+    def recent_of(self, actor: str) -> list[tuple[int, float, float]]:
+        """An actor's recent ``(row, weight, timestamp)`` events, oldest first (for snapshots)."""
+        with self._lock:
+            return list(self._recent.get(actor, ()))
+
     def pair_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every pair as ``(rows, others, weights)`` arrays (for snapshots)."""
         with self._lock:

@@ -1,10 +1,11 @@
 """Snapshots of the statistics derived from the event log, so a restart replays only the tail.
 
-A snapshot holds what replaying the whole log builds and nothing per shopper: popularity counts,
-repeat-purchase statistics and co-occurrence pairs, with the sequence number of the last event
-they count (``floor``, plus the few applied above it). Profiles are not in it: they are read
-from the log on demand (``aisle.service.personal.profiles``), so a snapshot can never bring back
-an erased shopper's profile.
+A snapshot holds what replaying the whole log builds: popularity counts, repeat-purchase
+statistics and co-occurrence pairs, with the sequence number of the last event they count
+(``floor``, plus the few applied above it), and the memories of the actors in memory (their
+last few events and latest purchase per item, under their keyed hashes: what counting their
+next events needs, so that replaying the tail reads few of them back from the log). Profiles are
+not in it: they are read from the log on demand (``aisle.service.personal.profiles``).
 
 Files, in the data directory, owner-only:
 
@@ -56,6 +57,14 @@ _ARRAYS = (
     "pair_others",
     "pair_weights",
     "above",
+    "actors",
+    "history_owner",
+    "history_row",
+    "history_weight",
+    "history_ts",
+    "purchase_owner",
+    "purchase_row",
+    "purchase_ts",
 )
 _serial = count()
 
@@ -81,6 +90,15 @@ def validity(derived: _Derived, store_id: str) -> dict[str, Any]:
     }
 
 
+def _columns(rows: list[tuple], names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Tuples of (owner, row, float...) as one array per column (int64 for the first two)."""
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+    return {
+        name: np.array(column, dtype=np.int64 if position < 2 else np.float64)
+        for position, (name, column) in enumerate(zip(names, columns, strict=True))
+    }
+
+
 class ProfileSnapshots:
     """Writes and reads the statistics snapshot of one data directory.
 
@@ -102,6 +120,13 @@ class ProfileSnapshots:
         counts, ref, peak = derived.popularity.arrays()
         buyers, repeats, log_sum = derived.repurchase.arrays()
         rows, others, weights = derived.cooccurrence.pair_arrays()
+        actors = list(derived.memories)  # least recently used first: restored in that order
+        history = [
+            (owner, *entry) for owner, actor in enumerate(actors) for entry in derived.cooccurrence.recent_of(actor)
+        ]
+        purchases = [
+            (owner, row, ts) for owner, actor in enumerate(actors) for row, ts in derived.memories[actor].items()
+        ]
         return {
             "meta": {
                 **validity(derived, self.store_id),
@@ -118,6 +143,9 @@ class ProfileSnapshots:
                 "pair_others": others,
                 "pair_weights": weights,
                 "above": np.array(sorted(derived.above), dtype=np.int64),
+                "actors": np.array(actors, dtype="U") if actors else np.empty(0, dtype="U1"),
+                **_columns(history, ("history_owner", "history_row", "history_weight", "history_ts")),
+                **_columns(purchases, ("purchase_owner", "purchase_row", "purchase_ts")),
             },
         }
 
@@ -187,4 +215,19 @@ class ProfileSnapshots:
         derived.cooccurrence.load_pairs(arrays["pair_rows"], arrays["pair_others"], arrays["pair_weights"])
         derived.floor = meta["floor"]
         derived.above = {int(seq) for seq in arrays["above"]}
+        actors = arrays["actors"].tolist()
+        histories: list[list[tuple[int, float, float]]] = [[] for _ in actors]
+        for owner, row, weight, ts in zip(
+            *(arrays[name].tolist() for name in ("history_owner", "history_row", "history_weight", "history_ts")),
+            strict=True,
+        ):
+            histories[owner].append((row, weight, ts))
+        memories: list[dict[int, float]] = [{} for _ in actors]
+        for owner, row, ts in zip(
+            *(arrays[name].tolist() for name in ("purchase_owner", "purchase_row", "purchase_ts")), strict=True
+        ):
+            memories[owner][row] = ts
+        for actor, history, memory in zip(actors, histories, memories, strict=True):
+            derived.memories[actor] = memory
+            derived.cooccurrence.remember_actor(actor, history)
         return True
