@@ -187,6 +187,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
         "seconds": round(time.perf_counter() - started, 2),
         "restored_from_snapshot": bool(profiles.last_attach["restored"]),
+        "snapshot_read_seconds": round(float(profiles.last_attach["snapshot_seconds"]), 2),
         "events_replayed": int(profiles.last_attach["replayed"]),
         "rss_before_mb": round(before, 1),
         "rss_after_mb": round(rss_mb(), 1),

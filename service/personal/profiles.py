@@ -398,7 +398,8 @@ class ProfileService:
         self._lock = threading.RLock()
         self._derived: _Derived | None = None
         self._refreshed = 0.0
-        #: How the last ``attach`` went: ``restored`` (from a snapshot), ``replayed`` events, ``seconds``.
+        #: How the last ``attach`` went: ``restored`` (from a snapshot), ``snapshot_seconds`` (reading
+        #: it), ``replayed`` events, ``seconds`` in all.
         self.last_attach: dict[str, float | int | bool] = {}
 
     def _loader(self) -> Loader | None:
@@ -426,6 +427,7 @@ class ProfileService:
         restored = False
         if self.snapshots is not None and self.store is not None:
             restored = self.snapshots.restore(derived, derived.erasures, self.store.last_seq())
+        snapshot_s = time.perf_counter() - started
         derived.from_start = not restored
         replayed = self._replay(derived, self.store.iter_events(after_seq=derived.floor) if self.store else ())
         derived.from_start = False
@@ -435,7 +437,12 @@ class ProfileService:
                 replayed += self._replay(derived, self.store.iter_events(after_seq=derived.floor))
             self._derived = derived
             self._refreshed = time.monotonic()
-        self.last_attach = {"restored": restored, "replayed": replayed, "seconds": time.perf_counter() - started}
+        self.last_attach = {
+            "restored": restored,
+            "snapshot_seconds": snapshot_s,
+            "replayed": replayed,
+            "seconds": time.perf_counter() - started,
+        }
         log.info(
             "statistics for version %s built from %s and %d events in %.2f s",
             engine.version,
