@@ -177,9 +177,12 @@ def main() -> None:
         texts = (titles * (args.texts // len(titles) + 1))[: args.texts]
         result["ray_build"] = ray_build(texts)
     if "startup" not in skip:
+        # One entry per log size, so that runs at several sizes show how start-up scales.
         load_before = os.getloadavg()
-        result["startup"] = startup(args) | {"command": command, "load_before": load_before}
-        result["startup"]["load_after"] = os.getloadavg()
+        size = f"{args.startup_events}_events_{args.startup_users}_users"
+        runs = result.setdefault("startup", {})
+        runs[size] = startup(args) | {"command": command, "load_before": load_before}
+        runs[size]["load_after"] = os.getloadavg()
     result["load_after"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
