@@ -167,13 +167,17 @@ class ProfileSnapshots:
         return path
 
     def _remove_stale(self, keep: str) -> None:
+        """Removes this process's earlier files at once (after an erasure, the file that still
+        held the shopper's last events goes with the rebuild's snapshot), other processes' once
+        they are ``STALE_S`` old."""
         now = time.time()
+        mine = f"-{os.getpid()}-"
         for other in self.directory.glob(f"{PREFIX}*.npz"):
             if other.name == keep:
                 continue
             try:
                 named = json.loads(self.manifest_path.read_text(encoding="utf-8")).get("file")
-                if other.name != named and now - other.stat().st_mtime > STALE_S:
+                if other.name != named and (mine in other.name or now - other.stat().st_mtime > STALE_S):
                     other.unlink()
             except (OSError, ValueError):
                 continue  # another worker's rename or removal raced us: left for the next write

@@ -208,7 +208,8 @@ def test_an_erased_user_does_not_come_back_from_a_snapshot(open_store, engine: E
     snapshots.directory.mkdir()
     live = serving(store, engine, snapshots)
     send(store, events)
-    live.snapshot()
+    with np.load(live.snapshot(), allow_pickle=False) as stored:
+        assert erased in stored["actors"].tolist()  # the erased user's last events were on disk
     assert store.erase_user(erased).events > 0
     restarted = ProfileService(HASHER, SHIPPED, store, clock=lambda: NOW, snapshots=snapshots)
     restarted.attach(engine)
@@ -216,7 +217,12 @@ def test_an_erased_user_does_not_come_back_from_a_snapshot(open_store, engine: E
     name = next(user for user in USERS if HASHER.user(user) == erased)
     assert restarted.view(name, None) is None
     assert_same_statistics(restarted, reference(store, engine))
-    # The rebuild wrote a snapshot without the erased user's events: the next start uses it.
+    # The rebuild wrote a snapshot without the erased user's events and removed the earlier file,
+    # which held their last events: the next start uses the new one.
+    files = list(snapshots.directory.glob("profiles-*.npz"))
+    assert [f.name for f in files] == [json.loads(snapshots.manifest_path.read_text())["file"]]
+    with np.load(files[0], allow_pickle=False) as stored:
+        assert erased not in stored["actors"].tolist() and len(stored["actors"])
     again = ProfileService(HASHER, SHIPPED, store, clock=lambda: NOW, snapshots=snapshots)
     again.attach(engine)
     assert again.last_attach["restored"] is True and again.view(name, None) is None
