@@ -86,20 +86,19 @@ class CoOccurrence:
         with self._lock:
             self._recent[actor] = deque(history[-self.recent :], maxlen=self.recent)
 
-    def recent_of(self, actor: str) -> list[tuple[int, float, float]]:
-        """An actor's recent ``(row, weight, timestamp)`` events, oldest first (for snapshots)."""
+    def recent_copy(self, actors: list[str]) -> list[list[tuple[int, float, float]]]:
+        """The recent ``(row, weight, timestamp)`` events of each of ``actors``, oldest first."""
         with self._lock:
-            return list(self._recent.get(actor, ()))
+            return [list(self._recent.get(actor, ())) for actor in actors]
+
+    def pairs_copy(self) -> dict[int, dict[int, float]]:
+        """A copy of every pair weight (cheap: the caller packs it without holding any lock)."""
+        with self._lock:
+            return {row: dict(neighbours) for row, neighbours in self._pairs.items()}
 
     def pair_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every pair as ``(rows, others, weights)`` arrays (for snapshots)."""
-        with self._lock:
-            pairs = {row: dict(neighbours) for row, neighbours in self._pairs.items()}
-        sizes = [len(neighbours) for neighbours in pairs.values()]
-        rows = np.repeat(np.fromiter(pairs.keys(), np.int64, len(pairs)), sizes)
-        others = np.fromiter((o for n in pairs.values() for o in n), np.int64, sum(sizes))
-        weights = np.fromiter((w for n in pairs.values() for w in n.values()), np.float64, sum(sizes))
-        return rows, others, weights
+        return pair_arrays(self.pairs_copy())
 
     def load_pairs(self, rows: np.ndarray, others: np.ndarray, weights: np.ndarray) -> None:
         """Replaces the pairs with ``pair_arrays``' output (a snapshot read back)."""
@@ -139,3 +138,12 @@ class CoOccurrence:
         values = np.fromiter(totals.values(), dtype=np.float64, count=len(totals))
         order = np.lexsort((rows, -values))[:limit]
         return rows[order], (values[order] / values[order[0]]).astype(np.float32)
+
+
+def pair_arrays(pairs: dict[int, dict[int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``pairs`` (``CoOccurrence.pairs_copy``) as ``(rows, others, weights)`` arrays."""
+    sizes = [len(neighbours) for neighbours in pairs.values()]
+    rows = np.repeat(np.fromiter(pairs.keys(), np.int64, len(pairs)), sizes)
+    others = np.fromiter((o for n in pairs.values() for o in n), np.int64, sum(sizes))
+    weights = np.fromiter((w for n in pairs.values() for w in n.values()), np.float64, sum(sizes))
+    return rows, others, weights

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aisle.index.storage import atomic_file, atomic_write, sha256_file
+from aisle.service.personal.cooccurrence import pair_arrays
 
 if TYPE_CHECKING:
     from aisle.service.personal.profiles import _Derived
@@ -116,17 +117,11 @@ class ProfileSnapshots:
         return self.directory / MANIFEST
 
     def capture(self, derived: _Derived) -> dict[str, Any]:
-        """Copies the statistics (call with the profiles' lock held: a consistent cut)."""
+        """Copies the state (call with the profiles' lock held: a consistent cut). Only copies:
+        the packing into arrays (``pack``) runs after the lock is released, so events keep being
+        acknowledged while a snapshot is written."""
         counts, ref, peak = derived.popularity.arrays()
-        buyers, repeats, log_sum = derived.repurchase.arrays()
-        rows, others, weights = derived.cooccurrence.pair_arrays()
         actors = list(derived.memories)  # least recently used first: restored in that order
-        history = [
-            (owner, *entry) for owner, actor in enumerate(actors) for entry in derived.cooccurrence.recent_of(actor)
-        ]
-        purchases = [
-            (owner, row, ts) for owner, actor in enumerate(actors) for row, ts in derived.memories[actor].items()
-        ]
         return {
             "meta": {
                 **validity(derived, self.store_id),
@@ -134,15 +129,36 @@ class ProfileSnapshots:
                 "popularity_ref": ref,
                 "popularity_peak": peak,
             },
+            "counts": counts,
+            "repurchase": derived.repurchase.arrays(),
+            "pairs": derived.cooccurrence.pairs_copy(),
+            "above": sorted(derived.above),
+            "actors": actors,
+            "histories": derived.cooccurrence.recent_copy(actors),
+            "memories": [dict(derived.memories[actor]) for actor in actors],
+        }
+
+    @staticmethod
+    def pack(captured: dict[str, Any]) -> dict[str, Any]:
+        """The captured copies as the snapshot's arrays (no lock needed)."""
+        buyers, repeats, log_sum = captured["repurchase"]
+        rows, others, weights = pair_arrays(captured["pairs"])
+        actors = captured["actors"]
+        history = [(owner, *entry) for owner, entries in enumerate(captured["histories"]) for entry in entries]
+        purchases = [
+            (owner, row, ts) for owner, memory in enumerate(captured["memories"]) for row, ts in memory.items()
+        ]
+        return {
+            "meta": captured["meta"],
             "arrays": {
-                "popularity_counts": counts,
+                "popularity_counts": captured["counts"],
                 "repurchase_buyers": buyers,
                 "repurchase_repeats": repeats,
                 "repurchase_log_interval_sum": log_sum,
                 "pair_rows": rows,
                 "pair_others": others,
                 "pair_weights": weights,
-                "above": np.array(sorted(derived.above), dtype=np.int64),
+                "above": np.array(captured["above"], dtype=np.int64),
                 "actors": np.array(actors, dtype="U") if actors else np.empty(0, dtype="U1"),
                 **_columns(history, ("history_owner", "history_row", "history_weight", "history_ts")),
                 **_columns(purchases, ("purchase_owner", "purchase_row", "purchase_ts")),
@@ -150,8 +166,9 @@ class ProfileSnapshots:
         }
 
     def write(self, captured: dict[str, Any], erasures: int) -> Path:
-        """Writes a captured snapshot; ``erasures``: the store's erasure counter read *before* the
-        capture (an erasure after it moves the counter, and the snapshot is then not used)."""
+        """Packs and writes a captured snapshot; ``erasures``: the erasure counter the captured
+        state was built after (an erasure since moves the counter: the snapshot is not used)."""
+        captured = self.pack(captured)
         meta = dict(captured["meta"])
         name = f"{PREFIX}{meta['floor']}-{os.getpid()}-{next(_serial)}.npz"
         path = self.directory / name
