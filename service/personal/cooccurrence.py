@@ -75,11 +75,6 @@ class CoOccurrence:
         with self._lock:
             self._recent.pop(actor, None)
 
-    def knows_actor(self, actor: str) -> bool:
-        """Whether ``actor``'s recent events are in memory (else ``remember_actor`` restores them)."""
-        with self._lock:
-            return actor in self._recent
-
     def remember_actor(self, actor: str, history: list[tuple[int, float, float]]) -> None:
         """Restores an actor's recent ``(row, weight, timestamp)`` events, oldest first (read back
         from the event log after the actor left memory), without counting any pair again."""
