@@ -10,8 +10,12 @@ service keeps per user) from a realistic mix of events on a catalogue of random 
 per user 8 purchases, 4 add-to-carts and 24 views on distinct items, plus the actor's recent
 history that co-occurrence keeps. ``tracemalloc`` measures the bytes allocated; the result is
 given per profile and per million profiles. Anonymous sessions are measured the same way (a
-browsing session of 6 views). Sessions expire (``session_ttl_days``) and are capped
-(``max_sessions``), so their share is bounded; users are kept (see the README's memory section).
+browsing session of 6 views).
+
+A worker keeps at most ``max_profiles`` users' profiles and as many actors' recent histories,
+and ``max_sessions`` sessions (least recently used first out; read back from the event log on
+their next request), so ``bound_at_defaults`` is the most profiles take in one worker with the
+shipped settings, however many shoppers the shop has.
 """
 
 from __future__ import annotations
@@ -90,6 +94,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             "mib_per_million": round(per * 1_000_000 / 2**20),
         }
         print(f"{name}: {per:,.0f} bytes per profile, {per * 1e6 / 2**30:.2f} GiB per million", flush=True)
+    from aisle.service.settings import ServiceSettings
+
+    defaults = ServiceSettings()
+    bound = results["user"]["bytes_per_profile"] * defaults.max_profiles
+    bound += results["anonymous_session"]["bytes_per_profile"] * defaults.max_sessions
+    results["bound_at_defaults"] = {
+        "max_profiles": defaults.max_profiles,
+        "max_sessions": defaults.max_sessions,
+        "mib": round(bound / 2**20),
+        "note": "users and sessions resident at their caps, each with its actor's recent history",
+    }
+    results["item_storage"] = "one record array per profile: 28 bytes per (item, event type)"
+    print(f"bound at the default caps: {bound / 2**20:,.0f} MiB per worker, whatever the number of shoppers")
     atomic_write_json(args.out, results)
     print(f"wrote {args.out}")
     return 0

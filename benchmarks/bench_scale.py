@@ -18,7 +18,12 @@ Usage::
   per-core rate, and from them the projected time for 100M products on 64 cores (assuming the
   measured per-actor efficiency holds on cores like these).
 
+* **Start-up** (``benchmarks.startup``): a replica's start-up time and memory over a log of
+  ``--startup-events`` events from ``--startup-users`` users, from scratch and from a snapshot,
+  and the cost of reading a profile on demand, on both stores.
+
 Every figure comes from one run of this command; the JSON records the machine and its load.
+Sections skipped with ``--skip`` keep their figures from the previous run in ``--out``.
 """
 
 from __future__ import annotations
@@ -168,13 +173,35 @@ def ray_build(texts: list[str]) -> dict[str, Any]:
 
 
 #: The JSON key of each section ``--skip`` names.
-KEYS = {"ingestion": "ingestion", "changes": "change_log", "ray": "ray_build"}
+KEYS = {"ingestion": "ingestion", "changes": "change_log", "ray": "ray_build", "startup": "startup"}
 
 
 def _texts(count: int) -> list[str]:
     """``count`` real product texts (the base catalogue's, repeated)."""
     titles = [product.embedding_text() for product in load_base_products()]
     return (titles * (count // len(titles) + 1))[:count]
+
+
+def startup(args: argparse.Namespace) -> dict[str, Any]:
+    from benchmarks.postgres_server import running_server
+    from benchmarks.startup import measure
+
+    out: dict[str, Any] = {
+        "events": args.startup_events,
+        "users": args.startup_users,
+        "catalogue": args.startup_catalogue,
+        "max_profiles": 100_000,
+    }
+    work = args.work_dir
+    for backend in args.startup_backends.split(","):
+        sizes = (args.startup_events, args.startup_users, args.startup_catalogue, args.startup_tail, args.startup_reads)
+        if backend == "postgres":
+            with running_server() as url:
+                out[backend] = measure(backend, work, *sizes, url)
+        else:
+            out[backend] = measure(backend, work, *sizes, None)
+        print(json.dumps({backend: out[backend]}), flush=True)
+    return out
 
 
 def main() -> None:
@@ -185,7 +212,19 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=16_384)
     parser.add_argument("--changes", type=int, default=4_000, help="change-log writes, one per submission")
     parser.add_argument("--batched-changes", type=int, default=100_000, help="change-log writes in batches")
-    parser.add_argument("--skip", default="", help="comma-separated: ingestion, changes, ray")
+    parser.add_argument("--startup-events", type=int, default=10_000_000)
+    parser.add_argument("--startup-users", type=int, default=1_000_000)
+    parser.add_argument("--startup-catalogue", type=int, default=10_000)
+    parser.add_argument("--startup-tail", type=int, default=10_000)
+    parser.add_argument("--startup-reads", type=int, default=20_000)
+    parser.add_argument("--startup-backends", default="sqlite,postgres")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "aisle-bench-startup",
+        help="logs kept for reruns",
+    )
+    parser.add_argument("--skip", default="", help="comma-separated: ingestion, changes, ray, startup")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "scale.json")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -199,16 +238,22 @@ def main() -> None:
         "ingestion": lambda: ingestion(args.events, args.clients, args.batch),
         "changes": lambda: change_log(args.changes, args.batched_changes, args.clients, args.batch),
         "ray": lambda: ray_build(_texts(args.texts)),
+        "startup": lambda: startup(args),
     }
     for name, measure in sections.items():
         if name in skip:
             continue
         load_before = os.getloadavg()
         section = measure()
-        if previous:  # the top-level command and load are another run's
+        if previous or name == "startup":  # the top-level command and load are another run's
             section.update(command=command, aisle_revision=machine.get("aisle_revision"), load_before=load_before)
             section["load_after"] = os.getloadavg()
-        result[KEYS[name]] = section
+        if name == "startup":
+            # One entry per log size, so that runs at several sizes show how start-up scales.
+            size = f"{args.startup_events}_events_{args.startup_users}_users"
+            result.setdefault(KEYS[name], {})[size] = section
+        else:
+            result[KEYS[name]] = section
     if not previous:
         result["load_after"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)

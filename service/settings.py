@@ -128,12 +128,31 @@ class ServiceSettings(AisleSettings):
         description="Weight, in a signed-in similar-items score, of what people buy with or after the user's items.",
     )
     session_ttl_days: float = Field(
-        30, gt=0, description="Anonymous sessions idle this long are forgotten in memory (their events stay stored)."
+        30, gt=0, description="Anonymous sessions idle this long leave memory (their events stay stored)."
     )
     max_sessions: int = Field(
-        1_000_000,
+        100_000,
         ge=1,
-        description="Sessions kept in memory per worker; beyond it the longest idle are forgotten first.",
+        description=(
+            "Sessions kept in memory per worker; beyond it the least recently used leave memory and are read "
+            "back from the event log on their next request."
+        ),
+    )
+    max_profiles: int = Field(
+        100_000,
+        ge=1,
+        description=(
+            "User profiles kept in memory per worker; beyond it the least recently used leave memory "
+            "and are read back from the event log on their next request (nothing is lost)."
+        ),
+    )
+    profile_snapshot_s: float = Field(
+        300,
+        ge=0,
+        description=(
+            "How often a worker snapshots popularity and co-occurrence to data_dir (and at shutdown), so "
+            "a restart replays only the events after the snapshot; 0 writes none."
+        ),
     )
     events_retention_days: float | None = Field(
         None,

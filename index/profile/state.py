@@ -13,11 +13,12 @@ user); the session's own profile combines both.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from aisle.index.profile.decay import DecayConfig, exp2, log2_add
+from aisle.index.profile.decay import EVENT_TYPES, DecayConfig, exp2, log2_add
 from aisle.index.profile.vector import ProfileAccumulator
 
 
@@ -37,6 +38,77 @@ class ItemStat:
         )
 
 
+#: Event types get a small code in ``ItemTable`` keys (types outside ``EVENT_TYPES`` are added
+#: on first sight: codes only need to be stable within one process).
+_TYPE_CODES: dict[str, int] = {name: code for code, name in enumerate(EVENT_TYPES)}
+_TYPE_NAMES: list[str] = list(EVENT_TYPES)
+_CODE_BITS = 4
+_ITEM_DTYPE = np.dtype([("key", "<i8"), ("log2_weight", "<f8"), ("last_ts", "<f8"), ("count", "<i4")])
+
+
+def _type_code(event_type: str) -> int:
+    code = _TYPE_CODES.get(event_type)
+    if code is None:
+        if len(_TYPE_NAMES) >= 1 << _CODE_BITS:
+            raise ValueError(f"more than {1 << _CODE_BITS} event types")
+        code = _TYPE_CODES[event_type] = len(_TYPE_NAMES)
+        _TYPE_NAMES.append(event_type)
+    return code
+
+
+class ItemTable:
+    """Per (item row, event type) statistics of one profile, packed in one NumPy record array.
+
+    28 bytes per entry (key, log2 weight, latest time, count) instead of a dict of tuple keys and
+    objects (about 250 bytes each): the largest part of a profile's memory. Profiles hold tens of
+    entries, so a linear scan finds one as fast as hashing would.
+    """
+
+    __slots__ = ("_rows", "_size")
+
+    def __init__(self) -> None:
+        self._rows = np.empty(0, dtype=_ITEM_DTYPE)
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _find(self, key: int) -> int:
+        found = np.flatnonzero(self._rows["key"][: self._size] == key)
+        return int(found[0]) if len(found) else -1
+
+    def get(self, key: tuple[int, str]) -> ItemStat | None:
+        at = self._find(key[0] << _CODE_BITS | _type_code(key[1]))
+        if at < 0:
+            return None
+        entry = self._rows[at]
+        return ItemStat(float(entry["log2_weight"]), float(entry["last_ts"]), int(entry["count"]))
+
+    def add(self, key: tuple[int, str], stat: ItemStat) -> None:
+        """Adds ``stat`` to the entry of ``key`` (``ItemStat.merged``), or makes one."""
+        packed = key[0] << _CODE_BITS | _type_code(key[1])
+        at = self._find(packed)
+        if at >= 0:
+            entry = self._rows[at]
+            merged = ItemStat(float(entry["log2_weight"]), float(entry["last_ts"]), int(entry["count"])).merged(stat)
+            self._rows[at] = (packed, merged.log2_weight, merged.last_ts, merged.count)
+            return
+        if self._size == len(self._rows):
+            grown = np.empty(max(4, len(self._rows) * 3 // 2 + 1), dtype=_ITEM_DTYPE)
+            grown[: self._size] = self._rows[: self._size]
+            self._rows = grown
+        self._rows[self._size] = (packed, stat.log2_weight, stat.last_ts, stat.count)
+        self._size += 1
+
+    def items(self) -> Iterator[tuple[tuple[int, str], ItemStat]]:
+        """``((row, event type), ItemStat)`` for every entry, in insertion order."""
+        for key, log2_weight, last_ts, count in self._rows[: self._size].tolist():
+            yield (key >> _CODE_BITS, _TYPE_NAMES[key & ((1 << _CODE_BITS) - 1)]), ItemStat(log2_weight, last_ts, count)
+
+    def nbytes(self) -> int:
+        return int(self._rows.nbytes)
+
+
 @dataclass(slots=True)
 class ProfileState:
     """A user's or a session's profile in every vector space, plus per-item statistics."""
@@ -45,7 +117,7 @@ class ProfileState:
     config: DecayConfig
     spaces: dict[str, ProfileAccumulator] = field(init=False)
     counts: dict[str, int] = field(default_factory=dict)
-    items: dict[tuple[int, str], ItemStat] = field(default_factory=dict)
+    items: ItemTable = field(default_factory=ItemTable)
     first_ts: float = math.inf
     last_ts: float = -math.inf
     linked_sessions: int = 0
@@ -73,10 +145,7 @@ class ProfileState:
             vector = vectors.get(name)
             accumulator.add(vector if vector is not None else np.zeros(accumulator.dim), event_type, timestamp)
         self.clock += self.config.step(event_type)
-        stat = ItemStat(self._log2_weight(event_type, timestamp, self.clock), timestamp)
-        key = (row, event_type)
-        known = self.items.get(key)
-        self.items[key] = stat if known is None else known.merged(stat)
+        self.items.add((row, event_type), ItemStat(self._log2_weight(event_type, timestamp, self.clock), timestamp))
 
     def _log2_weight(self, event_type: str, timestamp: float, clock: float) -> float:
         half_life = self.config.half_life(event_type)
@@ -99,9 +168,7 @@ class ProfileState:
         activity = self.config.activity()
         shift = 0.0 if math.isinf(activity) else self.clock / activity
         for key, stat in other.items.items():
-            moved = ItemStat(stat.log2_weight + shift, stat.last_ts, stat.count)
-            known = self.items.get(key)
-            self.items[key] = moved if known is None else known.merged(moved)
+            self.items.add(key, ItemStat(stat.log2_weight + shift, stat.last_ts, stat.count))
         self.clock += other.clock
         self.first_ts = min(self.first_ts, other.first_ts)
         self.last_ts = max(self.last_ts, other.last_ts)

@@ -38,7 +38,10 @@ class PersonalConfig:
         search_together_weight: weight of the user's bought-with (and bought-after) items in search.
         similar_together_weight: the same in similar items (a product page is about its product).
         session_ttl_s: anonymous sessions idle this long are forgotten.
-        max_sessions: at most this many sessions are kept (the longest idle go first).
+        max_sessions: at most this many sessions are kept in memory (least recently used leave first).
+        max_profiles: at most this many user profiles (and as many actors' recent histories) are
+            kept in memory; the least recently used leave first and are read back from the
+            event log when next needed.
         exclude: items left out of recommendations (none, recent purchases, all interacted).
         purchase_window_s: how long a purchase counts as recent.
     """
@@ -63,7 +66,8 @@ class PersonalConfig:
     search_together_weight: float = 0.5
     similar_together_weight: float = 0.1
     session_ttl_s: float = 30 * DAY_S
-    max_sessions: int = 1_000_000
+    max_sessions: int = 100_000
+    max_profiles: int = 100_000
     exclude: Exclusion = "purchased"
     purchase_window_s: float = 3650 * DAY_S
 
@@ -94,6 +98,7 @@ class PersonalConfig:
             similar_together_weight=settings.similar_together_weight,
             session_ttl_s=settings.session_ttl_days * DAY_S,
             max_sessions=settings.max_sessions,
+            max_profiles=settings.max_profiles,
             exclude=settings.recommend_exclude,
             purchase_window_s=settings.purchase_exclusion_days * DAY_S,
         )

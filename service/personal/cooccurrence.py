@@ -75,6 +75,34 @@ class CoOccurrence:
         with self._lock:
             self._recent.pop(actor, None)
 
+    def remember_actor(self, actor: str, history: list[tuple[int, float, float]]) -> None:
+        """Restores an actor's recent ``(row, weight, timestamp)`` events, oldest first (read back
+        from the event log after the actor left memory), without counting any pair again."""
+        with self._lock:
+            self._recent[actor] = deque(history[-self.recent :], maxlen=self.recent)
+
+    def recent_copy(self, actors: list[str]) -> list[list[tuple[int, float, float]]]:
+        """The recent ``(row, weight, timestamp)`` events of each of ``actors``, oldest first."""
+        with self._lock:
+            return [list(self._recent.get(actor, ())) for actor in actors]
+
+    def pairs_copy(self) -> dict[int, dict[int, float]]:
+        """A copy of every pair weight (cheap: the caller packs it without holding any lock)."""
+        with self._lock:
+            return {row: dict(neighbours) for row, neighbours in self._pairs.items()}
+
+    def pair_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every pair as ``(rows, others, weights)`` arrays (for snapshots)."""
+        return pair_arrays(self.pairs_copy())
+
+    def load_pairs(self, rows: np.ndarray, others: np.ndarray, weights: np.ndarray) -> None:
+        """Replaces the pairs with ``pair_arrays``' output (a snapshot read back)."""
+        pairs: dict[int, dict[int, float]] = {}
+        for row, other, weight in zip(rows.tolist(), others.tolist(), weights.tolist(), strict=True):
+            pairs.setdefault(row, {})[other] = weight
+        with self._lock:
+            self._pairs = pairs
+
     def _bump(self, row: int, other: int, amount: float) -> None:
         neighbours = self._pairs.setdefault(row, {})
         neighbours[other] = neighbours.get(other, 0.0) + amount
@@ -133,3 +161,11 @@ class CoOccurrence:
             for row, value in second.items():
                 totals[row] = totals.get(row, 0.0) + weight * value / top
         return totals
+
+def pair_arrays(pairs: dict[int, dict[int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``pairs`` (``CoOccurrence.pairs_copy``) as ``(rows, others, weights)`` arrays."""
+    sizes = [len(neighbours) for neighbours in pairs.values()]
+    rows = np.repeat(np.fromiter(pairs.keys(), np.int64, len(pairs)), sizes)
+    others = np.fromiter((o for n in pairs.values() for o in n), np.int64, sum(sizes))
+    weights = np.fromiter((w for n in pairs.values() for w in n.values()), np.float64, sum(sizes))
+    return rows, others, weights

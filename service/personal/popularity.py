@@ -50,6 +50,17 @@ class Popularity:
             self._peak = max(self._peak, float(self._counts[row]))
             self._top = None
 
+    def arrays(self) -> tuple[np.ndarray, float | None, float]:
+        """``(counts, reference time, peak)``: the whole state (for snapshots)."""
+        with self._lock:
+            return self._counts.copy(), self._ref, self._peak
+
+    def restore(self, counts: np.ndarray, ref: float | None, peak: float) -> None:
+        """Replaces the state with ``arrays``' output (a snapshot read back)."""
+        with self._lock:
+            self._counts = np.asarray(counts, dtype=np.float64).copy()
+            self._ref, self._peak, self._top = ref, peak, None
+
     def scores_of(self, rows: np.ndarray) -> np.ndarray:
         """Counts of ``rows`` scaled so that the most popular item has 1.0 (zeros without events)."""
         with self._lock:

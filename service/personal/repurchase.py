@@ -35,6 +35,18 @@ class Repurchase:
             self._repeats = np.concatenate([self._repeats, np.zeros(extra, dtype=np.int32)])
             self._log_interval_sum = np.concatenate([self._log_interval_sum, np.zeros(extra, dtype=np.float64)])
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(buyers, repeats, log interval sums)`` per row (for snapshots)."""
+        with self._lock:
+            return self._buyers.copy(), self._repeats.copy(), self._log_interval_sum.copy()
+
+    def restore(self, buyers: np.ndarray, repeats: np.ndarray, log_interval_sum: np.ndarray) -> None:
+        """Replaces the state with ``arrays``' output (a snapshot read back)."""
+        with self._lock:
+            self._buyers = np.asarray(buyers, dtype=np.int32).copy()
+            self._repeats = np.asarray(repeats, dtype=np.int32).copy()
+            self._log_interval_sum = np.asarray(log_interval_sum, dtype=np.float64).copy()
+
     def first_purchase(self, row: int) -> None:
         """An actor bought ``row`` for the first time."""
         with self._lock:
