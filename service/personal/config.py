@@ -36,6 +36,7 @@ class PersonalConfig:
         max_sessions: at most this many sessions are kept (the longest idle go first).
         exclude: items left out of recommendations (none, recent purchases, all interacted).
         purchase_window_s: how long a purchase counts as recent.
+        collaborative_weight: weight of the served model's collaborative next-item score.
     """
 
     decay: DecayConfig = field(default_factory=DecayConfig)
@@ -56,6 +57,7 @@ class PersonalConfig:
     max_sessions: int = 1_000_000
     exclude: Exclusion = "purchased"
     purchase_window_s: float = 3650 * DAY_S
+    collaborative_weight: float = 1.0
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> PersonalConfig:
@@ -85,4 +87,5 @@ class PersonalConfig:
             max_sessions=settings.max_sessions,
             exclude=settings.recommend_exclude,
             purchase_window_s=settings.purchase_exclusion_days * DAY_S,
+            collaborative_weight=settings.collaborative_weight,
         )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aisle.service.events.identity import IdHasher, load_or_create_secret
 from aisle.service.events.store import EVENTS_FILE, EventStore
 from aisle.service.holder import IndexHolder
+from aisle.service.personal.collaborative import CollaborativeScorer
 from aisle.service.personal.config import PersonalConfig
 from aisle.service.personal.profiles import ProfileService
 from aisle.service.settings import ServiceSettings
@@ -29,16 +30,20 @@ class Personalization:
     hasher: IdHasher
     store: EventStore
     profiles: ProfileService
+    #: The served model's collaborative vectors (None: it has none).
+    collaborative: CollaborativeScorer | None = None
 
     @classmethod
     def open(cls, settings: ServiceSettings, holder: IndexHolder) -> Personalization:
         """Opens the store under ``settings.data_dir`` and builds the profiles for ``holder``.
 
         Raises:
-            ValueError: invalid personalization settings or a damaged id secret.
+            ValueError: invalid personalization settings, a damaged id secret or damaged
+                collaborative vectors in the model directory.
             EventStoreError: the store cannot be opened (e.g. written with another secret).
         """
         config = PersonalConfig.from_settings(settings)
+        collaborative = CollaborativeScorer.from_model(settings.model)
         hasher = IdHasher(load_or_create_secret(settings.data_dir))
         store = open_event_store(settings, hasher.check_value())
         profiles = ProfileService(hasher, config, store, refresh_s=settings.profile_refresh_s)
@@ -51,7 +56,7 @@ class Personalization:
             store.close()
             raise
         log.info("personalization ready: %d stored events, %s", store.count(), profiles.counts())
-        return cls(config, hasher, store, profiles)
+        return cls(config, hasher, store, profiles, collaborative)
 
     def close(self) -> None:
         self.store.close()
