@@ -101,6 +101,12 @@ class ServiceSettings(AisleSettings):
             "aisle train --learn collaborative; their aisle-serving.json sets it)."
         ),
     )
+    collaborative_temperature: float = Field(
+        1.0,
+        gt=0,
+        le=100,
+        description="How flat the collaborative score falls from the best item: exp((score - best) / this).",
+    )
     variant_similarity: float = Field(
         0.9,
         gt=0,

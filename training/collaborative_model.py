@@ -33,8 +33,9 @@ from aisle.training.train_data import NextItemCase, TrainingData
 
 log = logging.getLogger(__name__)
 
-#: Weights of the collaborative score tried by ``tune_serving`` (0: the blend without it).
-WEIGHT_GRID = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+#: (weight, temperature) of the collaborative score tried by ``tune_serving`` (weight 0: the blend
+#: without it). A flatter score lets items below the model's first few count beside the others.
+WEIGHT_GRID = ((0.0, 1.0), *((weight, temperature) for weight in (1.0, 2.0, 4.0) for temperature in (1.0, 2.0, 4.0)))
 #: Days between the history events posted while tuning: customers buy weeks apart.
 TUNING_CADENCE_DAYS = 30.0
 
@@ -44,12 +45,12 @@ class ServingTuning:
     """How ``tune_serving`` chooses the blend.
 
     Attributes:
-        grid: ``collaborative_weight`` values tried.
+        grid: ``(collaborative_weight, collaborative_temperature)`` pairs tried.
         cadence_days: days between the posted history events.
         limit: at most this many held-out cases (None: all).
     """
 
-    grid: tuple[float, ...] = WEIGHT_GRID
+    grid: tuple[tuple[float, float], ...] = WEIGHT_GRID
     cadence_days: float = TUNING_CADENCE_DAYS
     limit: int | None = None
 
@@ -122,7 +123,7 @@ def train_collaborative_model(
 def tune_serving(
     model_dir: Path, data: TrainingData, cases: Sequence[NextItemCase], tuning: ServingTuning
 ) -> dict[str, Any]:
-    """``collaborative_weight`` maximising the mean of HR@10, NDCG@10, HR@50 and NDCG@50 of ``cases``,
+    """``collaborative_weight`` and ``_temperature`` maximising the mean of HR@10, NDCG@10, HR@50 and NDCG@50 of ``cases``,
     served by ``aisle serve`` on an index of ``data``'s items built with ``model_dir``.
 
     The histories are posted once, ``tuning.cadence_days`` apart, and every weight is served by
@@ -160,7 +161,7 @@ def tune_serving(
 
         trials = service_trials(
             root / "index",
-            [{"collaborative_weight": weight} for weight in tuning.grid],
+            [{"collaborative_weight": w, "collaborative_temperature": t} for w, t in tuning.grid],
             measure,
             base={},
             data_dir=root / "data",
@@ -169,7 +170,7 @@ def tune_serving(
         )
     best = max(trials, key=lambda trial: trial["score"])
     return {
-        "settings": {"collaborative_weight": best["collaborative_weight"]},
+        "settings": {key: best[key] for key in ("collaborative_weight", "collaborative_temperature")},
         "trials": trials,
         "cases": len(cases),
         "cadence_days": tuning.cadence_days,

@@ -78,7 +78,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     collaborative.add_argument(
         "--no-tune-serving",
         action="store_true",
-        help="skip choosing collaborative_weight through a local aisle serve on the held-out cases",
+        help="skip choosing collaborative_weight and _temperature through a local aisle serve on the held-out cases",
     )
     collaborative.add_argument(
         "--tune-limit", type=int, help="tune the serving blend on at most this many held-out cases"

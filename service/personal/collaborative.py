@@ -3,8 +3,9 @@
 When the served model directory holds collaborative vectors (``aisle train --learn
 collaborative``; ``aisle.embed.collaborative``), a customer's latest items make a query vector and
 every item scores ``query · item + bias``: what customers with that history bought next. The
-recommendation blend adds ``collaborative_weight · exp(score − best score)`` (1 for the best item,
-the model's probability relative to it below), and the best-scoring items join the candidates.
+recommendation blend adds ``collaborative_weight · exp((score − best score) / T)`` (1 for the best
+item; with ``T = collaborative_temperature`` = 1 the model's probability relative to it), and the
+best-scoring items join the candidates.
 
 The vectors are keyed by product id; for each index version they are laid out by its rows once
 (``rows_for``). A product the training never saw (added since) gets its text vector times the
@@ -92,13 +93,22 @@ class CollaborativeScorer:
             self._layout = layout
             return layout
 
-    def scores(self, index: LoadedIndex, weights: dict[int, float], last_purchase: dict[int, float]) -> np.ndarray:
-        """Relative next-item scores ``exp(score − best)`` of every row of ``index`` (empty without history).
+    def scores(
+        self,
+        index: LoadedIndex,
+        weights: dict[int, float],
+        last_purchase: dict[int, float],
+        temperature: float = 1.0,
+    ) -> np.ndarray:
+        """Relative next-item scores ``exp((score − best) / temperature)`` of every row of ``index``
+        (empty without history).
 
         Args:
             index: the version whose rows ``weights`` name.
             weights: the profile's weight per row.
             last_purchase: row → time of its latest purchase (breaks ties between equal weights).
+            temperature: above 1 flattens the scores, so that items below the first few still
+                count beside the other sources.
         """
         if not weights:
             return np.empty(0)
@@ -109,4 +119,4 @@ class CollaborativeScorer:
             return np.empty(0)
         query = self.vectors.query_vector(layout.items[latest])
         raw = (layout.items @ query + layout.bias).astype(np.float64)
-        return np.exp(raw - raw.max())
+        return np.exp((raw - raw.max()) / temperature)

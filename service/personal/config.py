@@ -37,6 +37,7 @@ class PersonalConfig:
         exclude: items left out of recommendations (none, recent purchases, all interacted).
         purchase_window_s: how long a purchase counts as recent.
         collaborative_weight: weight of the served model's collaborative next-item score.
+        collaborative_temperature: how flat that score falls from the best item.
     """
 
     decay: DecayConfig = field(default_factory=DecayConfig)
@@ -58,6 +59,7 @@ class PersonalConfig:
     exclude: Exclusion = "purchased"
     purchase_window_s: float = 3650 * DAY_S
     collaborative_weight: float = 1.0
+    collaborative_temperature: float = 1.0
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> PersonalConfig:
@@ -88,4 +90,5 @@ class PersonalConfig:
             exclude=settings.recommend_exclude,
             purchase_window_s=settings.purchase_exclusion_days * DAY_S,
             collaborative_weight=settings.collaborative_weight,
+            collaborative_temperature=settings.collaborative_temperature,
         )

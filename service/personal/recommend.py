@@ -194,7 +194,9 @@ class RecommendationSource:
         """Relative next-item scores of every row from the collaborative vectors (empty without)."""
         if self.collaborative is None or self.config.collaborative_weight <= 0 or not same_rows or self.view is None:
             return np.empty(0)
-        return self.collaborative.scores(index, self.view.weight_by_row(), self.view.last_purchase)
+        return self.collaborative.scores(
+            index, self.view.weight_by_row(), self.view.last_purchase, self.config.collaborative_temperature
+        )
 
     def _together(self, index: LoadedIndex, wanted: int, same_rows: bool) -> tuple[np.ndarray, np.ndarray]:
         """Items bought with or after the seeds: the profile's strongest items and the context."""

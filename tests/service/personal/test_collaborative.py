@@ -111,3 +111,16 @@ def test_items_the_training_never_saw_are_scored_from_their_text(tmp_path: Path)
     assert layout.bias[lamp] == -1.0 and layout.bias[index.items.row_of[KNIFE]] == 0.0
     scores = scorer.scores(index, {index.items.row_of[KNIFE]: 1.0}, {})
     assert scores.argmax() == index.items.row_of[SCREWDRIVERS] and scores.max() == 1.0
+
+
+def test_a_higher_temperature_flattens_the_scores_below_the_best(tmp_path: Path) -> None:
+    from aisle.index.loaded import LoadedIndex
+    from aisle.service.personal.collaborative import CollaborativeScorer
+
+    scorer = CollaborativeScorer(CollaborativeVectors.read(collaborative_model(tmp_path / "model", weight=1.0)))
+    publish(tmp_path / "index", ENCODER, "a")
+    index = LoadedIndex.load(tmp_path / "index" / "current")
+    history = {index.items.row_of[KNIFE]: 1.0}
+    sharp, flat = scorer.scores(index, history, {}), scorer.scores(index, history, {}, temperature=2.0)
+    assert flat.max() == sharp.max() == 1.0
+    assert np.allclose(flat, np.sqrt(sharp)) and (flat[sharp < 1] > sharp[sharp < 1]).all()
