@@ -126,3 +126,23 @@ def test_bad_options_are_named() -> None:
         CollaborativeOptions(item_dropout=1.5).validate()
     with pytest.raises(ValueError, match="too few"):
         learn_collaborative(item_ids(), text_vectors(), chains()[:1], OPTIONS)
+
+
+def test_aisle_train_learn_collaborative_writes_a_servable_model(shared_data, tmp_path: Path, capsys) -> None:
+    from aisle.cli import main
+    from aisle.embed.bundled import resolve_model_dir
+    from aisle.embed.config import BUNDLED_MODEL
+
+    output = tmp_path / "model"
+    argv = ["train", "--learn", "collaborative", "--sequences", "fixture/scientific", "--output", str(output)]
+    argv += ["--epochs", "2", "--dim", "8", "--threads", "1", "--no-tune-serving", "--no-progress"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["collaborative"]["epochs"] >= 1 and report["serving"]["settings"] == {}
+    vectors = CollaborativeVectors.read(output)
+    assert vectors.dim == 8 and len(vectors.item_ids) == 1277
+    assert read_serving_settings(output) == {}
+    # The text encoder is the base model's, byte for byte: its export and indexes serve this model.
+    assert content_hash(output) == content_hash(resolve_model_dir(BUNDLED_MODEL))
+    assert main(argv) == 2  # an existing output is refused without --overwrite
+    assert "exists" in capsys.readouterr().err
