@@ -87,8 +87,8 @@ class CollaborativeResult:
     """The trained vectors (every case seen) and how the training went."""
 
     vectors: CollaborativeVectors
+    #: Epochs of the final run: those after which the held-out run scored best.
     epochs: int
-    best_epoch: int
     held_out: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -100,7 +100,6 @@ class CollaborativeResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "epochs": self.epochs,
-            "best_epoch": self.best_epoch,
             "held_out": self.held_out,
             "history": self.history,
             "seconds": self.seconds,
@@ -168,7 +167,6 @@ def learn_collaborative(
     return CollaborativeResult(
         vectors=vectors,
         epochs=best_epoch,
-        best_epoch=best_epoch,
         held_out=held_out,
         history=history,
         seconds=seconds,
@@ -245,7 +243,6 @@ def _fit(
     total = epochs if epochs is not None else options.max_epochs
     for epoch in range(1, total + 1):
         order = rng.permutation(len(train))
-        model.train()
         losses = []
         for start in range(0, len(order), options.batch_size):
             batch = order[start : start + options.batch_size]
@@ -306,13 +303,9 @@ class _Model:
         self.positions = torch.nn.Parameter(0.5 ** torch.arange(options.max_history, dtype=torch.float32))
         self.transform = torch.nn.Parameter(torch.eye(dim))
         self.bias = torch.nn.Parameter(torch.zeros(items))
-        self.item_dropout = options.item_dropout
 
     def parameters(self) -> list[Any]:
         return [self.projection, self.offsets, self.positions, self.transform, self.bias]
-
-    def train(self) -> None:
-        """Training and evaluation compute the same thing (the dropout is on the input rows)."""
 
     def item_matrix(self) -> Any:
         return self.base @ self.projection + self.offsets
