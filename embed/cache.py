@@ -25,7 +25,9 @@ from typing import Any
 
 #: Files that describe a model without changing what it computes; they do not enter the hash,
 #: so that editing a model card does not invalidate every cached export.
-_IGNORED_NAMES = frozenset({"README.md", ".gitattributes", "LICENSE", "LICENSE.txt"})
+#: ``aisle-serving.json`` and ``collaborative/`` (``aisle.embed.collaborative``) serve recommendations,
+#: not the text encoder: a model trained on sequences shares its base model's export and indexes.
+_IGNORED_NAMES = frozenset({"README.md", ".gitattributes", "LICENSE", "LICENSE.txt", "aisle-serving.json"})
 _IGNORED_SUFFIXES = (".md", ".lock", ".onnx", ".tmp")
 _CHUNK = 1 << 20
 _ABANDONED_AFTER_S = 24 * 3600
@@ -44,7 +46,7 @@ def _model_files(model_dir: Path) -> Iterator[Path]:
             continue
         if not path.is_file() or path.name in _IGNORED_NAMES or path.name.endswith(_IGNORED_SUFFIXES):
             continue
-        if relative.parts[0] in {"onnx", "openvino"}:
+        if relative.parts[0] in {"onnx", "openvino", "collaborative"}:
             continue
         files.append(path)
     yield from sorted(files, key=lambda p: p.relative_to(model_dir).as_posix())

@@ -172,7 +172,13 @@ def _recommend(args: argparse.Namespace) -> int:
                 user_ids = list(read_user_ids(handle, str(args.users)))
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
-        lines = recommendation_lines(holder.engine, profiles, rule_book, user_ids, args.k, filters)
+        from aisle.service.personal.collaborative import CollaborativeScorer
+
+        try:
+            collaborative = CollaborativeScorer.from_model(settings.model)
+        except ValueError as exc:  # damaged collaborative files, named
+            raise CommandError(str(exc)) from None
+        lines = recommendation_lines(holder.engine, profiles, rule_book, user_ids, args.k, filters, collaborative)
         show = not args.no_progress
         with output(args.out) as out:
             for line in tqdm(lines, total=len(user_ids), unit="users", disable=not show, file=sys.stderr):

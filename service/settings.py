@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from aisle.service.experiments.config import ExperimentConfig, check_unique_names
 from aisle.settings import AisleSettings
@@ -87,6 +87,21 @@ class ServiceSettings(AisleSettings):
         ge=0,
         le=1,
         description="Weight of the reverse direction of a sequence pair (A then B also suggests A after B).",
+    )
+    collaborative_weight: float = Field(
+        1.0,
+        ge=0,
+        le=10,
+        description=(
+            "Weight in recommendations of the served model's collaborative next-item score (models from "
+            "aisle train --learn collaborative; their aisle-serving.json sets it)."
+        ),
+    )
+    collaborative_temperature: float = Field(
+        1.0,
+        gt=0,
+        le=100,
+        description="How flat the collaborative score falls from the best item: exp((score - best) / this).",
     )
     variant_similarity: float = Field(
         0.9,
@@ -295,6 +310,26 @@ class ServiceSettings(AisleSettings):
     returning_after_s: float = Field(
         1800, ge=0, description="A visitor with history older than this is 'returning', else 'new'."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_serving_settings(cls, data: Any) -> Any:
+        """Settings the served model was tuned with (its ``aisle-serving.json``) fill the keys no
+        argument, variable or config file sets: a trained model serves as tuned, unconfigured."""
+        if not isinstance(data, dict) or not data.get("model"):
+            return data
+        from aisle.embed.bundled import resolve_model_dir
+        from aisle.embed.collaborative import read_serving_settings
+
+        try:
+            directory = resolve_model_dir(str(data["model"]))
+        except FileNotFoundError:
+            return data  # the encoder reports a missing model where it loads it
+        shipped = read_serving_settings(directory)
+        unknown = sorted(set(shipped) - set(cls.model_fields))
+        if unknown:
+            raise ValueError(f"{directory}/aisle-serving.json: unknown setting(s) {', '.join(unknown)}")
+        return {**shipped, **data}
 
     @field_validator("experiments")
     @classmethod

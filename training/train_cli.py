@@ -15,9 +15,19 @@ from aisle.training.datasets import QUERY_COLUMNS_HELP, parse_query_columns
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("train", help="fine-tune the text encoder on the shop's data, export it")
+    parser = commands.add_parser(
+        "train", help="fine-tune the text encoder, or learn collaborative item vectors, on the shop's data"
+    )
     parser.add_argument("--output", type=Path, required=True, help="directory of the trained model")
     parser.add_argument("--base-model", help="model to start from (default: settings model)")
+    parser.add_argument(
+        "--learn",
+        choices=["encoder", "collaborative"],
+        default="encoder",
+        help="encoder: fine-tune the text encoder (default); collaborative: keep the base encoder and learn "
+        "item vectors from the event sequences, with the recommendation blend tuned for them "
+        "(aisle-serving.json: serving the model needs no setting)",
+    )
     data = parser.add_argument_group("training data (one catalogue)")
     data.add_argument("--sequences", help="shared sequence set: scientific, fixture/scientific or a folder")
     data.add_argument("--search-set", help="shared search set: amazon_google, fixture/amazon_google or a folder")
@@ -59,6 +69,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     knobs.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     knobs.add_argument("--step-s", type=float, default=86_400.0, help="seconds between untimed history items")
     knobs.add_argument("--event-type", default="purchase", help="event type of untimed history items")
+    collaborative = parser.add_argument_group("collaborative vectors (--learn collaborative)")
+    collaborative.add_argument("--dim", type=int, default=64, help="size of the item vectors (default 64)")
+    collaborative.add_argument(
+        "--max-history", type=int, default=20, help="latest history items a customer's vector weighs (default 20)"
+    )
+    collaborative.add_argument("--epochs", type=int, default=60, help="most passes over the cases (default 60)")
+    collaborative.add_argument(
+        "--no-tune-serving",
+        action="store_true",
+        help="skip choosing collaborative_weight and _temperature through a local aisle serve on the held-out cases",
+    )
+    collaborative.add_argument(
+        "--tune-limit", type=int, help="tune the serving blend on at most this many held-out cases"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     parser.add_argument("--no-export", action="store_true", help="skip the ONNX export")
     parser.add_argument("--no-progress", action="store_true")
@@ -98,6 +122,8 @@ def _train(args: argparse.Namespace) -> int:
     settings = TrainingSettings()
     started = time.perf_counter()
     data = _training_data(args)
+    if args.learn == "collaborative":
+        return _train_collaborative(args, data, settings, started)
     options = TrainOptions(
         base_model=args.base_model or settings.model,
         output=args.output,
@@ -145,4 +171,43 @@ def _train(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    return 0
+
+
+def _train_collaborative(args: argparse.Namespace, data: Any, settings: Any, started: float) -> int:
+    import logging
+
+    from aisle.training.collaborative import CollaborativeOptions
+    from aisle.training.collaborative_model import ServingTuning, train_collaborative_model
+
+    if not args.no_progress:
+        logging.getLogger("aisle.training").setLevel(logging.INFO)
+    options = CollaborativeOptions(
+        dim=args.dim,
+        max_history=args.max_history,
+        max_epochs=args.epochs,
+        validation_fraction=args.validation_fraction,
+        time_budget_s=args.time_budget,
+        seed=args.seed,
+        threads=args.threads,
+        patience=args.patience,
+    )
+    tuning = None if args.no_tune_serving else ServingTuning(limit=args.tune_limit)
+    report = train_collaborative_model(
+        data,
+        args.output,
+        args.base_model or settings.model,
+        settings.encoder_config(),
+        options,
+        tuning,
+        overwrite=args.overwrite,
+    )
+    report["seconds"]["total"] = round(time.perf_counter() - started, 2)
+    print(
+        f"trained {args.output} in {report['seconds']['total']:.0f} s: collaborative vectors after "
+        f"{report['collaborative']['epochs']} epochs, serving settings {report['serving']['settings']}.\n"
+        f"Serve it: AISLE_MODEL={args.output} (the index of the base model serves it; no setting to change)",
+        file=sys.stderr,
+    )
+    print(json.dumps(report, indent=2, sort_keys=True, default=str))
     return 0

@@ -44,6 +44,8 @@ class PersonalConfig:
             event log when next needed.
         exclude: items left out of recommendations (none, recent purchases, all interacted).
         purchase_window_s: how long a purchase counts as recent.
+        collaborative_weight: weight of the served model's collaborative next-item score.
+        collaborative_temperature: how flat that score falls from the best item.
     """
 
     decay: DecayConfig = field(default_factory=DecayConfig)
@@ -70,6 +72,8 @@ class PersonalConfig:
     max_profiles: int = 100_000
     exclude: Exclusion = "purchased"
     purchase_window_s: float = 3650 * DAY_S
+    collaborative_weight: float = 1.0
+    collaborative_temperature: float = 1.0
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> PersonalConfig:
@@ -101,4 +105,6 @@ class PersonalConfig:
             max_profiles=settings.max_profiles,
             exclude=settings.recommend_exclude,
             purchase_window_s=settings.purchase_exclusion_days * DAY_S,
+            collaborative_weight=settings.collaborative_weight,
+            collaborative_temperature=settings.collaborative_temperature,
         )

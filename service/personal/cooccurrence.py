@@ -162,6 +162,7 @@ class CoOccurrence:
                 totals[row] = totals.get(row, 0.0) + weight * value / top
         return totals
 
+
 def pair_arrays(pairs: dict[int, dict[int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``pairs`` (``CoOccurrence.pairs_copy``) as ``(rows, others, weights)`` arrays."""
     sizes = [len(neighbours) for neighbours in pairs.values()]

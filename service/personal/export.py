@@ -21,6 +21,7 @@ from typing import TextIO
 from aisle.index.filters import Filters
 from aisle.index.storage import atomic_file
 from aisle.service.engine import Engine
+from aisle.service.personal.collaborative import CollaborativeScorer
 from aisle.service.personal.context import user_context
 from aisle.service.personal.profiles import ProfileService
 from aisle.service.personal.recommend import PageContext, RecommendationSource, recommendation_rules
@@ -51,12 +52,17 @@ def recommendation_lines(
     user_ids: Iterable[str],
     k: int,
     filters: Filters | None = None,
+    collaborative: CollaborativeScorer | None = None,
 ) -> Iterator[str]:
-    """One JSON line per user: what ``GET /users/{id}/recommendations?k=`` would answer."""
+    """One JSON line per user: what ``GET /users/{id}/recommendations?k=`` would answer.
+
+    ``collaborative``: the served model's collaborative vectors, as the service uses them.
+    """
     config = profiles.config
     for user_id in user_ids:
         view = profiles.view(user_id, None)
         source = RecommendationSource.for_request(profiles, config, view, PageContext())
+        source.collaborative = collaborative
         hits, sources = engine.recommend(
             source,
             k,

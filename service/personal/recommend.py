@@ -36,6 +36,7 @@ import numpy as np
 from aisle.index.loaded import LoadedIndex
 from aisle.index.profile import SpaceBinding, personal_share
 from aisle.index.selection import RowSelection
+from aisle.service.personal.collaborative import CollaborativeScorer
 from aisle.service.personal.config import PersonalConfig
 from aisle.service.personal.context import image_profile
 from aisle.service.personal.profiles import ProfileService, ProfileView
@@ -90,6 +91,8 @@ class RecommendationSource:
     #: Share of the image-space profile in the cosine of items with a picture (versions with an
     #: image space; ``aisle.service.ranking.hybrid``'s ``profile_image_weight``).
     image_weight: float = 0.0
+    #: The served model's collaborative vectors, if it has them (``collaborative_weight``).
+    collaborative: CollaborativeScorer | None = None
 
     @classmethod
     def for_request(
@@ -137,6 +140,9 @@ class RecommendationSource:
         pools.append(together_rows)
         due = np.fromiter(view.due_again, np.int64) if same_rows and view is not None else np.empty(0, np.int64)
         pools.append(due)
+        learnt = self._collaborative(index, same_rows)
+        if len(learnt):
+            pools.append(np.argsort(-learnt, kind="stable")[:wanted])
 
         rows = np.unique(np.concatenate(pools)) if pools else np.empty(0, np.int64)
         if mask is not None:
@@ -165,8 +171,14 @@ class RecommendationSource:
             "bought_together": config.bought_together_weight * _lookup(together_rows, together_score, rows),
             "repurchase": config.bought_together_weight * np.isin(rows, due),
         }
-        stacked = np.vstack([parts[name] for name in ("personal", "popular", "bought_together", "repurchase")])
-        sources = np.array(SOURCES, dtype=object)[np.argmax(stacked, axis=0)]
+        if len(learnt):
+            parts["collaborative"] = config.collaborative_weight * learnt[rows]
+        names = [
+            name for name in ("personal", "popular", "bought_together", "repurchase", "collaborative") if name in parts
+        ]
+        stacked = np.vstack([parts[name] for name in names])
+        # A learnt next-item score is personal: it is reported as the profile's.
+        sources = np.array((*SOURCES, "profile"), dtype=object)[np.argmax(stacked, axis=0)]
         sources[parts["repurchase"] > 0] = "repurchase"  # say why a bought item is back
         relevance = stacked.sum(axis=0)
         backfill = ~(stacked > 0).any(axis=0)
@@ -178,6 +190,14 @@ class RecommendationSource:
             parts = {"catalogue": relevance.copy()}
             sources = np.full(len(rows), "catalogue", dtype=object)
         return Candidates(rows=rows, relevance=relevance, parts=parts, sources=sources, vectors=vectors)
+
+    def _collaborative(self, index: LoadedIndex, same_rows: bool) -> np.ndarray:
+        """Relative next-item scores of every row from the collaborative vectors (empty without)."""
+        if self.collaborative is None or self.config.collaborative_weight <= 0 or not same_rows or self.view is None:
+            return np.empty(0)
+        return self.collaborative.scores(
+            index, self.view.weight_by_row(), self.view.last_purchase, self.config.collaborative_temperature
+        )
 
     def _together(self, index: LoadedIndex, wanted: int, same_rows: bool) -> tuple[np.ndarray, np.ndarray]:
         """Items bought with or after the seeds: the profile's strongest items and the context."""

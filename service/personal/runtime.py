@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from aisle.service.events.identity import IdHasher, load_or_create_secret
 from aisle.service.events.store import EVENTS_FILE, EventStore
 from aisle.service.holder import IndexHolder
+from aisle.service.personal.collaborative import CollaborativeScorer
 from aisle.service.personal.config import PersonalConfig
 from aisle.service.personal.profiles import ProfileService
 from aisle.service.personal.snapshot import ProfileSnapshots
@@ -35,16 +36,20 @@ class Personalization:
     snapshot_s: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
+    #: The served model's collaborative vectors (None: it has none).
+    collaborative: CollaborativeScorer | None = None
 
     @classmethod
     def open(cls, settings: ServiceSettings, holder: IndexHolder) -> Personalization:
         """Opens the store under ``settings.data_dir`` and builds the profiles for ``holder``.
 
         Raises:
-            ValueError: invalid personalization settings or a damaged id secret.
+            ValueError: invalid personalization settings, a damaged id secret or damaged
+                collaborative vectors in the model directory.
             EventStoreError: the store cannot be opened (e.g. written with another secret).
         """
         config = PersonalConfig.from_settings(settings)
+        collaborative = CollaborativeScorer.from_model(settings.model)
         hasher = IdHasher(load_or_create_secret(settings.data_dir))
         store = open_event_store(settings, hasher.check_value())
         snapshots = ProfileSnapshots(settings.data_dir, store_identity(store))
@@ -58,7 +63,9 @@ class Personalization:
             store.close()
             raise
         log.info("personalization ready: %d stored events, %s", store.count(), profiles.counts())
-        runtime = cls(config, hasher, store, profiles, snapshot_s=settings.profile_snapshot_s)
+        runtime = cls(
+            config, hasher, store, profiles, snapshot_s=settings.profile_snapshot_s, collaborative=collaborative
+        )
         if runtime.snapshot_s > 0:
             runtime._thread = threading.Thread(target=runtime._snapshots, name="aisle-profile-snapshots", daemon=True)
             runtime._thread.start()

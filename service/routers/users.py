@@ -78,6 +78,7 @@ def recommendations(
         personal.profiles, config, view if plan.personalized else None, page_context(engine, cart, item_id)
     )
     source.image_weight = request.app.state.ranking.fusion.profile_image_weight
+    source.collaborative = personal.collaborative
     try:
         hits, sources = engine.recommend(
             source,
