@@ -49,9 +49,29 @@ def test_typos_in_finished_words_are_corrected(client: TestClient) -> None:
 
 
 def test_bad_requests_are_refused_with_the_error_envelope(client: TestClient) -> None:
-    for params in ({"q": ""}, {"q": "a", "k": 0}, {"q": "a", "k": 21}, {"q": "x" * 129}, {}):
+    cases = [
+        ({"q": ""}, "query.q: String should have at least 1 character"),
+        ({"q": "a", "k": 0}, "query.k: Input should be greater than or equal to 1"),
+        ({"q": "a", "k": 21}, "query.k: Input should be less than or equal to 20"),
+        ({"q": "a", "k": "five"}, "query.k: Input should be a valid integer"),
+        ({"q": "x" * 129}, "query.q: String should have at most 128 characters"),
+        ({"q": "a", "user_id": ""}, "query.user_id: String should have at least 1 character"),
+        ({}, "query.q: Field required"),
+    ]
+    for params, message in cases:
         response = client.get("/suggest", params=params)
-        assert response.status_code == 422 and set(response.json()["error"]) >= {"code", "message"}
+        assert response.status_code == 422, params
+        error = response.json()["error"]
+        assert error["code"] == "invalid_request" and error["message"].startswith(message), (params, error)
+        assert error["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_the_parameters_the_route_reads_itself_are_documented(client: TestClient) -> None:
+    parameters = client.get("/openapi.json").json()["paths"]["/suggest"]["get"]["parameters"]
+    by_name = {parameter["name"]: parameter for parameter in parameters}
+    assert set(by_name) == {"q", "k", "user_id", "session_id"}
+    assert by_name["q"]["required"] and not by_name["k"]["required"]
+    assert by_name["k"]["schema"]["maximum"] == 20 and by_name["q"]["schema"]["maxLength"] == 128
 
 
 def test_a_prefix_matching_nothing_answers_empty(client: TestClient) -> None:
