@@ -124,19 +124,47 @@ def suggest_body(
     request_id: str = "",
 ) -> dict[str, Any]:
     """Everything ``/suggest`` answers but the request's id, version and time (the benchmark
-    times this function)."""
-    hits = engine.suggest(q, k, ctx=ctx, rules=rules, request_id=request_id)
+    times this function).
+
+    The catalogue's part of an anonymous answer (spelling, completions, products) depends only
+    on the engine (one index version, live changes included: each makes a new engine), the text,
+    ``k`` and the rules, so it is kept in the engine's ``suggestions`` cache: shoppers type the
+    same first letters. The shop's own queries are read fresh each time.
+    """
+    if ctx is ANONYMOUS and not request_id:
+        key = f"{k}\x00{q}"
+        cached_rules, catalogue = engine.suggestions.get_or_compute(
+            key, lambda: (rules, _catalogue_part(engine, q, k, ctx, rules, request_id))
+        )
+        if cached_rules is not rules:  # another caller's rules: never answer with them
+            catalogue = _catalogue_part(engine, q, k, ctx, rules, request_id)
+    else:
+        catalogue = _catalogue_part(engine, q, k, ctx, rules, request_id)
     suggestions: dict[str, dict[str, str]] = {}
     if query_log is not None:
         for text, _ in query_log.completions(q, k):
             suggestions.setdefault(text, {"text": text, "source": "queries"})
-    if len(suggestions) < k:
-        for text in engine.completions(q, k):
-            suggestions.setdefault(text, {"text": text, "source": "catalogue"})
+    for text in catalogue["completions"]:
+        if len(suggestions) >= k:
+            break
+        suggestions.setdefault(text, {"text": text, "source": "catalogue"})
+    return {**catalogue["spelling"], "suggestions": list(suggestions.values())[:k], "results": catalogue["results"]}
+
+
+def _catalogue_part(
+    engine: Engine, q: str, k: int, ctx: UserContext, rules: RuleSet | None, request_id: str
+) -> dict[str, Any]:
+    hits = engine.suggest(q, k, ctx=ctx, rules=rules, request_id=request_id)
     matcher = engine.matcher(q, prefix=True)
     results = []
     for hit in hits:
         result = engine.result(hit)
         result["highlight"] = highlight_result(result, matcher)
         results.append(result)
-    return {**engine.spelling(q), "suggestions": list(suggestions.values())[:k], "results": results}
+    return {
+        # The spelling of the analysis the results came from (the one cached for them): the word
+        # being typed is completed, never corrected.
+        "spelling": engine.spelling(q, prefix=True),
+        "completions": engine.completions(q, k),
+        "results": results,
+    }
