@@ -105,6 +105,7 @@ def prepare_index(size: int, index_type: str | None, work_dir: Path, encoder, pr
 
     recipe = CatalogueRecipe(size, len(products), 0.025, 0, encoder.fingerprint, index_type)
     root = work_dir / f"storefront-{size}-{len(products)}{'-' + index_type if index_type else ''}"
+    _wait_for_a_running_build(root)
     path = published_version(root, recipe)
     if path is not None:
         return root
@@ -122,6 +123,24 @@ def prepare_index(size: int, index_type: str | None, work_dir: Path, encoder, pr
         product.attributes = attributes
     publish_catalogue(catalog, vectors, encoder, root, recipe)
     return root
+
+
+def _wait_for_a_running_build(root: Path) -> None:
+    """Waits while another process builds into ``root`` (a 1M build takes many minutes; a second
+    build of the same recipe would fail on the root's build lock after synthesizing it all)."""
+    import fcntl
+
+    from aisle.index.versions import LOCK_FILE
+
+    lock = root / LOCK_FILE
+    if not lock.is_file():
+        return
+    with open(lock, "a") as handle:
+        started = time.perf_counter()
+        fcntl.flock(handle, fcntl.LOCK_EX)  # blocks until the running build releases it
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    if time.perf_counter() - started > 1:
+        log.info("waited %.0f s for the build running in %s", time.perf_counter() - started, root)
 
 
 def measure_plain(index_root: Path, queries: list[str], rounds: int = 1) -> dict[str, Any]:
