@@ -66,18 +66,6 @@ class Matcher:
         stems = {token[:-1] if token.endswith("y") else token for token in [*self.whole, *self.completions]}
         return frozenset(stem[:2] for stem in stems | set(self.prefixes) if stem)
 
-    @functools.cached_property
-    def screen(self) -> re.Pattern[str] | None:
-        """Finds, in folded text, a word or a word's letter or digit piece beginning with one of
-        ``starts``: a field where it finds none has nothing to mark, and is passed over in one
-        regular-expression scan instead of a loop over its words. None when nothing can match."""
-        if not self.starts:
-            return None
-        # Longest first: "ab" before "a", so that either may match where a piece begins.
-        alternatives = "|".join(re.escape(start) for start in sorted(self.starts, key=len, reverse=True))
-        piece_start = r"(?:(?<![^\W_])|(?<=\d)(?=[^\W\d_])|(?<=[^\W\d_])(?=\d))"
-        return re.compile(f"{piece_start}(?:{alternatives})")
-
     def match(self, word: str) -> tuple[int, str] | None:
         """How many leading characters of the folded ``word`` to mark, and the query word."""
         token = fold_plural(word)
@@ -94,13 +82,10 @@ class Matcher:
 def highlight_text(text: str, matcher: Matcher) -> tuple[str, list[str]] | None:
     """``text`` HTML-escaped with its matching words marked, and the query words they matched;
     None when nothing matched."""
-    screen = matcher.screen
-    if screen is None:
+    starts = matcher.starts
+    if not starts:
         return None
     folded, origin = _folded_with_origin(text)
-    if screen.search(folded) is None:
-        return None
-    starts = matcher.starts
     spans: list[tuple[int, int]] = []
     words: dict[str, None] = {}
     for run in _ALNUM_RUN.finditer(folded):
