@@ -3,10 +3,10 @@
 It answers on every keystroke, so the route is lean (see DECISIONS.md, "/suggest's HTTP path"):
 its query parameters are one pydantic model validated in one call rather than FastAPI's
 per-parameter dependency solving, and an anonymous request (no ``user_id``/``session_id``) is
-answered on the event loop: its work is in memory, bounded (a prefix of at most
-``MAX_PREFIX_CHARS``, at most 20 of each) and about a millisecond, less than the thread pool's
-hand-off costs. A request naming a user or session runs in the thread pool, as every other
-handler does, because its profile view may read the event store.
+answered on the event loop: its work is in memory and bounded (a prefix of at most
+``MAX_PREFIX_CHARS``, at most 20 of each), about a millisecond, of which the thread pool's
+hand-off would add a tenth. A request naming a user or session runs in the thread pool, as
+every other handler does, because its profile view may read the event store.
 """
 
 from __future__ import annotations
