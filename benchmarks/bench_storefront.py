@@ -1,21 +1,30 @@
-"""The storefront query beside the plain search, in-process on one core, at several catalogue sizes.
+"""Storefront search at several catalogue sizes, in one run and one JSON file.
 
-    python -m benchmarks.bench_storefront --sizes 100000,1000000 --baseline-python /work/main/.venv/bin/python
+    python -m benchmarks.bench_storefront --sizes 100000,1000000 --index-types ,ivf-pq --base 6d6955e
 
 For each size the synthetic catalogue of ``benchmarks.catalogue`` (real MiniLM vectors of real
 listings, perturbed into variants) is published with attributes: each variant's ``colour`` and
 ``size`` (the ones its title suffix names) and a numeric ``rating``. Then, over the 480 real
-WANDS queries, each query is run as
+WANDS queries:
 
-* **plain**: ``Engine.search(query, 10)`` and the result objects, what ``/search`` does for a
-  search bar (query encoding included);
-* **storefront**: the same text with two filters (``colour`` any of two, ``price`` at most 300),
-  three facets (``brand``, ``colour``, ``size``), ``sort: price:asc`` and page 2 (``offset`` 10).
+1. in process, pinned to one core with one BLAS/encoder thread, each query is run as
+   **plain** (``Engine.search(query, 10)`` and the result objects, what ``/search`` does for a
+   search bar, query encoding included) and as **storefront** (the same text with two filters,
+   ``colour`` any of two and ``price`` at most 300, three facets, ``brand``, ``colour`` and
+   ``size``, ``sort: price:asc`` and page 2, ``offset`` 10), alternating query by query, every
+   call cold (query cache off, analysis caches cleared: the pair shares its text);
+2. with ``--base REV`` (at the first size) the plain search of the code at ``REV`` on the same
+   index, in alternating blocks with this code (``ABABAB``);
+3. typeahead and the query cache (``benchmarks.bench_typeahead.in_process``): ``/suggest``'s
+   whole work over every prefix typed on the way to each query, and ``Engine.search`` over a
+   Zipf-shaped stream of the queries (popular ones repeat) with the query cache on and off,
+   beside the unique queries;
+4. over HTTP (server on one core, load generator on the other, concurrency 1): ``GET /suggest``
+   on the same prefixes and, at the first size, plain ``POST /search`` by this code (query cache
+   on and off) and by ``REV``'s, alternating rounds.
 
-The two alternate query by query, pinned to one core with one BLAS/encoder thread. With
-``--baseline-python`` (another checkout's interpreter, e.g. ``main``'s) the plain search of the
-first size is also measured by that code on the same index, in alternating blocks (``ABAB``) in
-this run, so that a change's effect on plain search is measured beside it.
+``targets`` sums up the issue's targets: storefront p50 at most 1.5x the plain search's, and
+``/suggest`` p50 at most 2 ms at the largest size. The JSON file is written after each size.
 """
 
 from __future__ import annotations
@@ -24,8 +33,10 @@ import argparse
 import json
 import logging
 import os
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,8 +44,13 @@ from typing import Any
 
 import numpy as np
 
+from aisle.index.storage import atomic_write_json
+from benchmarks import bench_typeahead as typeahead
 from benchmarks.data import REPO_ROOT, load_base_products, load_queries
-from benchmarks.measure import latency_stats
+from benchmarks.http_bench import LoadLevels
+from benchmarks.machine import describe_machine
+from benchmarks.measure import LoadMonitor, latency_stats, pinned
+from benchmarks.pipeline import cpu_plan
 
 log = logging.getLogger("benchmarks.bench_storefront")
 
@@ -44,17 +60,26 @@ STOREFRONT_FACETS = ("brand", "colour", "size")
 BUILTIN_FILTERS = {"in_stock": True, "price": {"max": 300}}
 BUILTIN_FACETS = ("brand", "category", "in_stock")
 STOREFRONT_SORT = ("price", False)
+#: The issue's targets: the storefront query's p50 against the plain search's, typeahead's p50.
+TARGET_STOREFRONT_OVER_PLAIN = 1.5
+TARGET_SUGGEST_P50_MS = 2.0
 
 
-def _pin_one_core() -> int | None:
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    core = sorted(os.sched_getaffinity(0))[0]
-    os.sched_setaffinity(0, {core})
+def _one_thread() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)
-    return core
+
+
+def _cold(engine: Any) -> None:
+    """Forgets what an earlier call with the same text left behind (code of any version)."""
+    if hasattr(engine, "query_vectors"):
+        engine.query_vectors = type(engine.query_vectors)(0)
+    lexical = engine.index.lexical
+    for name in ("_analyze_cached", "_spans_cached"):
+        cached = getattr(lexical, name, None)
+        if cached is not None and hasattr(cached, "cache_clear"):
+            cached.cache_clear()
 
 
 def _encoder():
@@ -80,6 +105,7 @@ def prepare_index(size: int, index_type: str | None, work_dir: Path, encoder, pr
 
     recipe = CatalogueRecipe(size, len(products), 0.025, 0, encoder.fingerprint, index_type)
     root = work_dir / f"storefront-{size}-{len(products)}{'-' + index_type if index_type else ''}"
+    _wait_for_a_running_build(root)
     path = published_version(root, recipe)
     if path is not None:
         return root
@@ -99,6 +125,24 @@ def prepare_index(size: int, index_type: str | None, work_dir: Path, encoder, pr
     return root
 
 
+def _wait_for_a_running_build(root: Path) -> None:
+    """Waits while another process builds into ``root`` (a 1M build takes many minutes; a second
+    build of the same recipe would fail on the root's build lock after synthesizing it all)."""
+    import fcntl
+
+    from aisle.index.versions import LOCK_FILE
+
+    lock = root / LOCK_FILE
+    if not lock.is_file():
+        return
+    with open(lock, "a") as handle:
+        started = time.perf_counter()
+        fcntl.flock(handle, fcntl.LOCK_EX)  # blocks until the running build releases it
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    if time.perf_counter() - started > 1:
+        log.info("waited %.0f s for the build running in %s", time.perf_counter() - started, root)
+
+
 def measure_plain(index_root: Path, queries: list[str], rounds: int = 1) -> dict[str, Any]:
     """Plain search only, with APIs every Aisle version has (run by ``--plain-only``)."""
     from aisle.index.loaded import LoadedIndex
@@ -116,6 +160,7 @@ def measure_plain(index_root: Path, queries: list[str], rounds: int = 1) -> dict
     seconds, cpu_seconds = [], []
     for _ in range(rounds):
         for query in queries:
+            _cold(engine)
             tick, cpu_tick = time.perf_counter(), time.process_time()
             plain(query)
             seconds.append(time.perf_counter() - tick)
@@ -158,6 +203,7 @@ def measure_both(index_root: Path, queries: list[str]) -> dict[str, Any]:
     totals = []
     for query in queries:
         for name, run in (("plain", plain), ("storefront", storefront)):
+            _cold(engine)
             tick, cpu_tick = time.perf_counter(), time.process_time()
             output = run(query)
             wall[name].append(time.perf_counter() - tick)
@@ -192,8 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index-types", default=",ivf-pq", help="index type per size (empty: Aisle's choice)")
     parser.add_argument("--work-dir", type=Path, default=REPO_ROOT / ".cache" / "aisle-bench")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "storefront.json")
-    parser.add_argument("--baseline-python", help="interpreter of the checkout to compare plain search with")
+    parser.add_argument("--base", help="git revision whose plain search is measured beside this code's")
     parser.add_argument("--query-limit", type=int)
+    parser.add_argument("--prefixes", type=int, default=3000, help="typed prefixes timed in process and over HTTP")
+    parser.add_argument("--stream", type=int, default=3000, help="length of the Zipf query stream")
+    parser.add_argument("--requests", type=int, default=1500, help="HTTP requests per run")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating HTTP rounds")
+    parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--plain-only", type=Path, metavar="INDEX_ROOT", help=argparse.SUPPRESS)
     parser.add_argument(
         "--index-root",
@@ -206,21 +257,29 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("AISLE_CACHE_DIR", str(REPO_ROOT / ".cache" / "aisle"))
     queries = load_queries()[: args.query_limit]
-    if args.plain_only:  # the baseline's side: print its plain-search figures as JSON
-        _pin_one_core()
-        print(json.dumps(measure_plain(args.plain_only, queries)))
+    cpus = cpu_plan()
+    if args.plain_only:  # the base revision's side: print its plain-search figures as JSON
+        _one_thread()
+        with pinned(cpus["inprocess"]):
+            print(json.dumps(measure_plain(args.plain_only, queries)))
         return 0
     sizes = [int(size) for size in args.sizes.split(",")]
     types = [kind or None for kind in args.index_types.split(",")]
     types += [None] * (len(sizes) - len(types))
-    core = _pin_one_core()
+    _one_thread()
+    monitor = LoadMonitor()
+    started = time.perf_counter()
     encoder = _encoder()
     products = load_base_products()
+    prefixes = typeahead.typed_prefixes(queries, args.prefixes)
+    base = typeahead.export_revision(args.base, args.work_dir) if args.base else None
     result: dict[str, Any] = {
         "name": "storefront",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python -m benchmarks.bench_storefront " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "core": core,
+        "machine": describe_machine(REPO_ROOT),
+        "cpus": {name: sorted(value) if value else None for name, value in cpus.items()},
+        "base_revision": args.base,
         "storefront_query": {
             "filters": STOREFRONT_FILTERS,
             "facets": list(STOREFRONT_FACETS),
@@ -229,50 +288,141 @@ def main(argv: list[str] | None = None) -> int:
             "k": 10,
         },
         "queries": len(queries),
+        "typed_prefixes": len(prefixes),
         "sizes": {},
     }
-    for size, index_type in zip(sizes, types):
-        started = time.perf_counter()
-        given = dict(item.split("=", 1) for item in args.index_root)
+    levels = LoadLevels(
+        concurrency=(1,),
+        rates=(),
+        max_requests=args.requests,
+        max_seconds=60,
+        warmup=50,
+        max_steal=None,
+        steal_retries=0,
+    )
+    given = dict(item.split("=", 1) for item in args.index_root)
+    for number, (size, index_type) in enumerate(zip(sizes, types)):
+        tick = time.perf_counter()
         root = (
             Path(given[str(size)])
             if str(size) in given
             else prepare_index(size, index_type, args.work_dir, encoder, products)
         )
-        build_seconds = round(time.perf_counter() - started, 1)
         entry: dict[str, Any] = {
             "index_root": str(root),
             "recipe": json.loads((root / "bench-catalogue.json").read_text()),
-            "build_or_reuse_seconds": build_seconds,
+            "build_or_reuse_seconds": round(time.perf_counter() - tick, 1),
             "loadavg_before": os.getloadavg(),
         }
-        if args.baseline_python and size == sizes[0]:
-            entry["plain_before_after"] = _before_after(args.baseline_python, root, queries)
-        entry.update(measure_both(root, queries))
+        with pinned(cpus["inprocess"]):
+            if base is not None and number == 0:
+                entry["plain_before_after"] = _before_after(base, root, queries)
+            entry.update(measure_both(root, queries))
+            entry["typeahead_and_cache"] = typeahead.in_process(
+                root, encoder, queries, prefixes, args.stream, measure_cache=True
+            )
+        if not args.skip_http:
+            entry["http"] = _http(root, queries, prefixes, levels, args.work_dir, base if number == 0 else None, args)
         entry["loadavg_after"] = os.getloadavg()
         result["sizes"][str(size)] = entry
-        log.info("%d items: %s", size, json.dumps(entry))
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")  # each size as soon as it is done
+        result["targets"] = targets(result["sizes"])
+        log.info("%d items: %s", size, json.dumps(entry)[:2000])
+        atomic_write_json(args.out, result)  # each size as soon as it is done
+    result["machine_load"] = monitor.report()
+    result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    atomic_write_json(args.out, result)
     print(args.out)
     return 0
 
 
-def _before_after(baseline_python: str, root: Path, queries: list[str]) -> dict[str, Any]:
-    """Plain search by the baseline's code and by this code on one index, alternating blocks."""
+def _http(
+    root: Path,
+    queries: list[str],
+    prefixes: list[str],
+    levels: LoadLevels,
+    work_dir: Path,
+    base: Path | None,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """``GET /suggest`` on the typed prefixes and (with ``base``) plain ``POST /search``."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work_dir) as scratch:
+        work = Path(scratch)
+        plans = {
+            "suggest": typeahead.write_plan(
+                work / "suggest.jsonl",
+                [
+                    {"method": "GET", "path": "/suggest?" + typeahead._query_string(prefix), "body": None}
+                    for prefix in prefixes
+                ],
+            )
+        }
+        if base is not None:
+            plans["search"] = typeahead.write_plan(
+                work / "search.jsonl",
+                [{"method": "POST", "path": "/search", "body": {"query": q, "k": 10}} for q in queries],
+            )
+        return typeahead.http_runs(root, plans, levels, work, base_path=base, rounds=args.rounds)
+
+
+def targets(sizes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets against this run's figures, per size."""
+    report: dict[str, Any] = {
+        "storefront_over_plain_p50_at_most": TARGET_STOREFRONT_OVER_PLAIN,
+        "suggest_http_p50_ms_at_most": TARGET_SUGGEST_P50_MS,
+    }
+    for size, entry in sizes.items():
+        row: dict[str, Any] = {
+            "storefront_over_plain_p50_cpu": entry["storefront_over_plain_p50_cpu"],
+            "storefront_over_plain_p50_wall": entry["storefront_over_plain_p50_wall"],
+            "storefront_ok": entry["storefront_over_plain_p50_cpu"] <= TARGET_STOREFRONT_OVER_PLAIN,
+            "suggest_in_process_p50_ms": entry["typeahead_and_cache"]["suggest"]["p50"],
+            "suggest_in_process_p50_ms_cache_off": entry["typeahead_and_cache"]["suggest_cache_off"]["p50"],
+            "suggest_cache_hit_rate": entry["typeahead_and_cache"]["suggest"]["cache"]["hit_rate"],
+        }
+        for label, suffix in (("suggest (new code)", ""), ("suggest (new code, query cache off)", "_cache_off")):
+            suggest = entry.get("http", {}).get(label)
+            if suggest is None:
+                continue
+            row[f"suggest_http_p50_ms{suffix}"] = suggest["p50_ms_median"]
+            row[f"suggest_http_p99_ms{suffix}"] = suggest["p99_ms_median"]
+            # The server's CPU time per request: what a busy machine's waits do not inflate.
+            row[f"suggest_server_cpu_ms_per_request{suffix}"] = [
+                run["server_cpu_ms_per_request"] for run in suggest["runs"]
+            ]
+            row[f"suggest_ok{suffix}"] = suggest["p50_ms_median"] <= TARGET_SUGGEST_P50_MS
+        cache = entry["typeahead_and_cache"].get("query_cache")
+        if cache is not None:
+            row["query_cache"] = {
+                label: {"hit_rate": cache[label]["cache"]["hit_rate"], "p50_ms": cache[label]["p50"]}
+                for label in ("unique_queries_cache_on", "zipf_cache_off", "zipf_cache_on")
+            }
+        report[size] = row
+    return report
+
+
+def _before_after(base: Path, root: Path, queries: list[str]) -> dict[str, Any]:
+    """Plain search by the base revision's code and by this code on one index, alternating blocks."""
     blocks: dict[str, list] = {"before": [], "after": []}
-    command = [baseline_python, "-m", "benchmarks.bench_storefront", "--plain-only", str(root)]
+    # This checkout's benchmarks (the working directory comes first on the path), the base's aisle.
+    command = [sys.executable, "-m", "benchmarks.bench_storefront", "--plain-only", str(root)]
     if len(queries) != 480:
         command += ["--query-limit", str(len(queries))]
+    environment = {**os.environ, "PYTHONPATH": str(base)}
     for _ in range(3):
-        output = subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True, text=True).stdout
+        output = subprocess.run(
+            command, cwd=REPO_ROOT, env=environment, check=True, capture_output=True, text=True
+        ).stdout
         blocks["before"].append(json.loads(output.strip().splitlines()[-1]))
         blocks["after"].append(measure_plain(root, queries))
-    summary: dict[str, Any] = {"baseline_python": baseline_python, "blocks": blocks, "loadavg": os.getloadavg()}
+    summary: dict[str, Any] = {"base": str(base), "blocks": blocks, "loadavg": os.getloadavg()}
     for side in ("before", "after"):
         for clock in ("cpu", "wall"):
             for stat in ("p50", "p99"):
-                summary[f"{side}_{clock}_{stat}_median"] = float(np.median([b[clock][stat] for b in blocks[side]]))
+                summary[f"{side}_{clock}_{stat}_median"] = float(
+                    statistics.median(b[clock][stat] for b in blocks[side])
+                )
+    summary["after_over_before_p50_cpu"] = round(summary["after_cpu_p50_median"] / summary["before_cpu_p50_median"], 3)
     return summary
 
 

@@ -174,8 +174,13 @@ def in_process(
     rules = RuleBook().for_surface("search")
     report: dict[str, Any] = {"items": len(engine.index)}
     with pinned(cpu_plan()["inprocess"]):
-        report["suggest"] = time_calls(lambda q: suggest_body(engine, None, q, 5, rules=rules), prefixes)
-        report["suggest"]["requests"] = len(prefixes)
+        # Cache off first (every prefix computed), then on: typed prefixes repeat ("so", "sof").
+        for label, capacity in (("suggest_cache_off", 0), ("suggest", settings.query_cache_size)):
+            engine.suggestions = type(engine.suggestions)(capacity)
+            engine.index.lexical._analyze_cached.cache_clear()
+            engine.index.lexical._spans_cached.cache_clear()
+            report[label] = time_calls(lambda q: suggest_body(engine, None, q, 5, rules=rules), prefixes)
+            report[label].update(requests=len(prefixes), cache=engine.suggestions.stats())
         report["spelling"] = spelling_figures(engine.index.lexical, queries)
         if not measure_cache:
             return report
@@ -248,8 +253,9 @@ def http_runs(
     """Closed-loop latency at concurrency 1 of each plan on the new code and, for ``search``,
     on the base code: rounds alternate between the two servers."""
     cpus = cpu_plan()
-    # (code, environment): the plans cycle over the WANDS queries, so the new code is measured
-    # with its query cache off as well (every request encoded, as the base code does).
+    # (code, environment): the plans cycle over the WANDS queries and typed prefixes, so the new
+    # code is measured with its query caches off as well (every search encoded, every prefix
+    # computed, as the base code does).
     servers: dict[str, tuple[Path | None, dict[str, str]]] = {
         "new code": (None, {}),
         "new code, query cache off": (None, {"AISLE_QUERY_CACHE_SIZE": "0"}),
@@ -259,7 +265,7 @@ def http_runs(
     results: dict[str, dict[str, list]] = {}
     for round_number in range(rounds):
         for label, (code_path, environment) in servers.items():
-            if label != "new code" and "search" not in plans:
+            if label == "base code" and "search" not in plans:
                 continue
             config = ServerConfig(
                 index_root=index_root,
@@ -270,7 +276,7 @@ def http_runs(
             )
             with running_server(config, work / f"server-{round_number}-{len(results)}.log") as server:
                 for plan_name, plan in plans.items():
-                    if label != "new code" and plan_name != "search":
+                    if label == "base code" and plan_name != "search":
                         continue
                     outcome = run_loadgen(
                         server, plan, mode="closed", level=1, levels=levels, cycle=True, cpus=cpus["client"]

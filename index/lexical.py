@@ -480,7 +480,7 @@ class LexicalIndex:
             all_weights = np.concatenate([self._weights[start:end] for start, end in spans])
             order = np.argsort(all_rows, kind="stable")
             all_rows, all_weights = all_rows[order], all_weights[order].astype(np.float32)
-            first = np.flatnonzero(np.r_[True, all_rows[1:] != all_rows[:-1]])
+            first = np.flatnonzero(np.concatenate(([True], all_rows[1:] != all_rows[:-1])))
             rows = all_rows[first]
             scores = np.add.reduceat(all_weights, first)
             if floor > 0:

@@ -28,8 +28,13 @@ async def get_settings(request: Request) -> ServiceSettings:
 
 async def get_engine(request: Request) -> Engine:
     """The engine this request uses from start to end (one index version per response)."""
+    return engine_of(request)
+
+
+def engine_of(request: Request) -> Engine:
+    """``get_engine`` for a route that reads its request itself (503 before an index is loaded)."""
     holder = request.app.state.holder
-    if not holder.loaded:
+    if holder is None or not holder.loaded:
         raise ApiError(503, "no index version is loaded yet", headers={"Retry-After": "1"})
     return holder.engine
 

@@ -74,6 +74,9 @@ class Engine:
         self.candidates = candidates
         # Encodings of recent query texts; a new version gets a new engine, so a new cache.
         self.query_vectors: LruCache[np.ndarray] = LruCache(query_cache_size)
+        #: What ``/suggest`` answers an anonymous prefix from the catalogue (``suggest_body``):
+        #: a pure function of this engine's index, the prefix, k and the rules.
+        self.suggestions: LruCache[Any] = LruCache(query_cache_size)
         #: Encode the spelling-corrected query when the correction is confident (typos hurt the
         #: dense retriever as much as BM25).
         self.encode_corrected = encode_corrected
@@ -243,10 +246,11 @@ class Engine:
                 text = analysis.corrected
         return self.query_vectors.get_or_compute(text, lambda: self.encoder.encode_queries([text])[0])
 
-    def spelling(self, query: str) -> dict[str, str]:
+    def spelling(self, query: str, prefix: bool = False) -> dict[str, str]:
         """The response's spelling fields: ``corrected_query`` (the text searched instead of the
-        query) and ``did_you_mean`` (a spelling that finds far more), each when there is one."""
-        analysis = self.index.lexical.analyze(query)
+        query) and ``did_you_mean`` (a spelling that finds far more), each when there is one.
+        ``prefix``: of the search box's analysis (the last word is being typed, not misspelled)."""
+        analysis = self.index.lexical.analyze(query, prefix)
         fields = {}
         if analysis.corrected is not None:
             fields["corrected_query"] = analysis.corrected

@@ -371,4 +371,4 @@ def _without(rows: np.ndarray, excluded: np.ndarray) -> np.ndarray:
 
 def _sorted_union(*parts: np.ndarray) -> np.ndarray:
     rows = np.sort(np.concatenate(parts).astype(np.int64, copy=False))
-    return rows[np.r_[True, rows[1:] != rows[:-1]]] if len(rows) else rows
+    return rows[np.concatenate(([True], rows[1:] != rows[:-1]))] if len(rows) else rows

@@ -38,6 +38,11 @@ router = APIRouter(route_class=FastJsonRoute, tags=["search"])
 
 async def get_ranking(request: Request) -> RankingConfig:
     """The app's ranking configuration (built from the settings at start-up)."""
+    return ranking_of(request)
+
+
+def ranking_of(request: Request) -> RankingConfig:
+    """``get_ranking`` for a route that reads its request itself."""
     state = request.app.state
     ranking = getattr(state, "ranking", None)
     if ranking is None:

@@ -46,12 +46,34 @@ def test_typos_in_finished_words_are_corrected(client: TestClient) -> None:
     assert body["corrected_query"] == "coffee gr"
     assert body["results"][0]["id"] == "a-7"
     assert body["suggestions"][0]["text"] == "coffee grinder"
+    # The word being typed is completed, not corrected: the spelling is the results' analysis.
+    assert suggest(client, "cofee grinde")["corrected_query"] == "coffee grinde"
 
 
 def test_bad_requests_are_refused_with_the_error_envelope(client: TestClient) -> None:
-    for params in ({"q": ""}, {"q": "a", "k": 0}, {"q": "a", "k": 21}, {"q": "x" * 129}, {}):
+    cases = [
+        ({"q": ""}, "query.q: String should have at least 1 character"),
+        ({"q": "a", "k": 0}, "query.k: Input should be greater than or equal to 1"),
+        ({"q": "a", "k": 21}, "query.k: Input should be less than or equal to 20"),
+        ({"q": "a", "k": "five"}, "query.k: Input should be a valid integer"),
+        ({"q": "x" * 129}, "query.q: String should have at most 128 characters"),
+        ({"q": "a", "user_id": ""}, "query.user_id: String should have at least 1 character"),
+        ({}, "query.q: Field required"),
+    ]
+    for params, message in cases:
         response = client.get("/suggest", params=params)
-        assert response.status_code == 422 and set(response.json()["error"]) >= {"code", "message"}
+        assert response.status_code == 422, params
+        error = response.json()["error"]
+        assert error["code"] == "invalid_request" and error["message"].startswith(message), (params, error)
+        assert error["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_the_parameters_the_route_reads_itself_are_documented(client: TestClient) -> None:
+    parameters = client.get("/openapi.json").json()["paths"]["/suggest"]["get"]["parameters"]
+    by_name = {parameter["name"]: parameter for parameter in parameters}
+    assert set(by_name) == {"q", "k", "user_id", "session_id"}
+    assert by_name["q"]["required"] and not by_name["k"]["required"]
+    assert by_name["k"]["schema"]["maximum"] == 20 and by_name["q"]["schema"]["maxLength"] == 128
 
 
 def test_a_prefix_matching_nothing_answers_empty(client: TestClient) -> None:
@@ -75,6 +97,7 @@ def test_suggestions_are_personalized_for_a_user(tmp_path: Path) -> None:
 
 def test_searched_queries_become_suggestions_without_user_ids(tmp_path: Path) -> None:
     with TestClient(make_app(tmp_path, query_log_min_count=2)) as client:
+        assert [s["source"] for s in suggest(client, "coff")["suggestions"]] == ["catalogue"]  # now cached
         for user in ("u1", "u2"):
             client.post("/search", json={"query": "Coffee  Grinder", "user_id": user})
             client.post("/search", json={"query": "cofee maker"})
@@ -121,3 +144,23 @@ def test_the_query_cache_is_per_version(tmp_path: Path) -> None:
         assert fresh is not engine and fresh.query_vectors.stats()["hits"] == 0
         assert client.post("/search", json={"query": "yoga mat"}).json()["results"][0]["id"].startswith("b-")
         assert fresh.query_vectors.stats()["hits"] == 0  # encoded anew for the new version
+
+
+def test_repeated_prefixes_are_answered_from_the_engine_cache_until_the_catalogue_changes(tmp_path: Path) -> None:
+    with TestClient(make_app(tmp_path)) as client:
+        first = suggest(client, "dumbb")
+        engine = client.app.state.holder.engine
+        hits = engine.suggestions.stats()["hits"]
+        again = suggest(client, "dumbb")
+        assert engine.suggestions.stats()["hits"] == hits + 1
+        assert {key: value for key, value in again.items() if key not in ("request_id", "took_ms")} == {
+            key: value for key, value in first.items() if key not in ("request_id", "took_ms")
+        }
+        # A live change publishes a new engine: the same prefix sees the out-of-stock product go.
+        assert client.patch("/items/a-12", json={"in_stock": False}).status_code == 200
+        assert client.app.state.holder.engine is not engine
+        assert suggest(client, "dumbb")["results"] == []
+        # A personalized request is never answered from (nor stored in) the anonymous cache.
+        entries = client.app.state.holder.engine.suggestions.stats()["entries"]
+        suggest(client, "dumbb", user_id="u1")
+        assert client.app.state.holder.engine.suggestions.stats()["entries"] == entries
