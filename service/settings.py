@@ -88,6 +88,17 @@ class ServiceSettings(AisleSettings):
         le=1,
         description="Weight of the reverse direction of a sequence pair (A then B also suggests A after B).",
     )
+    second_order_weight: float = Field(
+        1.0,
+        ge=0,
+        description="Weight of the partners' partners (A then B, B then C: C after A) in recommendations.",
+    )
+    together_exponent: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Recommendations raise co-occurrence scores (best 1) to this power; below 1 lifts weaker partners.",
+    )
     collaborative_weight: float = Field(
         1.0,
         ge=0,

@@ -95,6 +95,8 @@ class PersonalConfig:
             bought_together_window_s=settings.bought_together_window_s,
             bought_after_half_life=settings.bought_after_half_life,
             bought_before_weight=settings.bought_before_weight,
+            second_order_weight=settings.second_order_weight,
+            together_exponent=settings.together_exponent,
             variant_similarity=settings.variant_similarity,
             variant_hold_s=settings.variant_hold_days * DAY_S,
             cart_window_s=settings.cart_window_s,
