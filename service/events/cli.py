@@ -29,6 +29,7 @@ def _forget(args: argparse.Namespace) -> int:
     started later replays a log without the events.
     """
     from aisle.cli import CommandError, load_settings
+    from aisle.service.attribution.served import SERVED_FILE, open_served_log
     from aisle.service.events.identity import SECRET_FILE, IdHasher, load_or_create_secret
     from aisle.service.events.store import EVENTS_FILE, EventStoreError
     from aisle.service.personal.runtime import open_event_store
@@ -44,16 +45,27 @@ def _forget(args: argparse.Namespace) -> int:
         store = open_event_store(settings, hasher.check_value())
     except (ValueError, OSError, EventStoreError) as exc:
         raise CommandError(str(exc)) from None
+    # What each shopper was shown (and their experiment exposures) goes with their events.
+    served = None
+    if settings.database_url or (settings.data_dir / SERVED_FILE).is_file():
+        served = open_served_log(settings)
     try:
         for number, user in enumerate(args.users, start=1):
             try:
-                erasure = store.erase_user(hasher.user(user))
+                user_key = hasher.user(user)
+                erasure = store.erase_user(user_key)
+                responses = served.erase(user_key, list(erasure.session_keys)) if served is not None else 0
             except EventStoreError as exc:
                 raise CommandError(
                     f"user {number} of {len(args.users)}: {exc}; the users before it are erased"
                 ) from None
-            print(f"user {number}: erased {erasure.events} events and {erasure.sessions} linked sessions")
+            print(
+                f"user {number}: erased {erasure.events} events and {erasure.sessions} linked sessions"
+                f" ({responses} served responses and exposures)"
+            )
     finally:
         store.close()
+        if served is not None:
+            served.close()
     print("running servers drop the erased users from their profiles within a second")
     return 0

@@ -11,8 +11,10 @@ profile-memory tests under ``tests/service/personal``.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -353,16 +355,30 @@ def test_an_erasure_reaches_every_worker_on_the_same_data(
             wait_until(lambda: assert_erased(other))
 
 
+def served_rows_of(data: Path, user: str) -> int:
+    """Served responses and exposures stored for ``user`` (``served.sqlite3``)."""
+    from aisle.service.events.identity import IdHasher, load_or_create_secret
+
+    key = IdHasher(load_or_create_secret(data)).user(user)
+    with closing(sqlite3.connect(data / "served.sqlite3")) as conn:
+        served = conn.execute("SELECT COUNT(*) FROM served WHERE user_key = ?", (key,)).fetchone()[0]
+        return served + conn.execute("SELECT COUNT(*) FROM exposures WHERE unit_key = ?", (key,)).fetchone()[0]
+
+
 def test_aisle_forget_erases_a_user_under_a_running_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from aisle.cli import main as aisle_main
 
     with TestClient(make_app(tmp_path, api_key=KEY)) as client:
         erased_user_history(client)
+        shown = client.get(f"/users/{ERASED}/recommendations", params={"k": 3}, headers=GUARD)
+        assert shown.status_code == 200, shown.text
+        wait_until(lambda: served_rows_of(tmp_path / "data", ERASED) > 0)  # written within 0.25 s
         status = aisle_main(["forget", ERASED, "nobody@example.com", "--data-dir", str(tmp_path / "data")])
         assert status == 0
         out = capsys.readouterr().out
         assert "user 1: erased 3 events and 1 linked sessions" in out and "user 2: erased 0 events" in out
         assert ERASED not in out
+        assert served_rows_of(tmp_path / "data", ERASED) == 0
         wait_until(lambda: assert_erased(client))
     assert aisle_main(["forget", ERASED, "--data-dir", str(tmp_path / "nowhere")]) == 2
 
