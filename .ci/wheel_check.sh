@@ -67,9 +67,9 @@ print(f"wheel check: {wheel.name} has one top-level package, aisle {aisle.__vers
 PY
 "$work/env/bin/aisle" --help >/dev/null
 "$work/env/bin/aisle" --version
-# Type checking on the installed wheel (mypy cannot follow the editable mapping): the command
-# root and settings, the encoders, the whole offline index, and the service's event stores.
+# Type checking of the whole package, on the installed wheel (mypy cannot follow the editable
+# mapping).
 site_aisle=$("$work/env/bin/python" -c 'import aisle, pathlib; print(pathlib.Path(aisle.__file__).parent)')
 touch "$site_aisle/py.typed"
 "$work/env/bin/python" -m mypy --config-file "$repo/pyproject.toml" \
-  -p aisle.cli -p aisle.settings -p aisle.embed -p aisle.index -p aisle.service.events
+  -p aisle

@@ -387,7 +387,7 @@ class Engine:
         excluded = np.array(self._excluded_rows(rules, ctx), dtype=np.int64)
         candidates = source.candidates(self.index, n=self.candidates, selection=selection, exclude_rows=excluded)
         hits = rerank(candidates, self.index.items, ctx, rules, k, request_id=request_id, explain=explain)
-        sources = candidates.sources if candidates.sources is not None else []
+        sources: Any = candidates.sources if candidates.sources is not None else []
         source_of = dict(zip(candidates.rows.tolist(), (str(name) for name in sources)))
         return hits, [source_of.get(hit.row, "profile") for hit in hits]
 

@@ -19,6 +19,7 @@ slower: two workers were ready in 15.5 s on the million-item benchmark index, on
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -44,7 +45,8 @@ def worker_cpus(count: int) -> list[int | None]:
     available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if not available or count > len(available):
         return [None] * count
-    return available[:count]
+    pinned: list[int | None] = list(available[:count])
+    return pinned
 
 
 def reuseport_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
@@ -97,7 +99,7 @@ def run_worker(fields: dict[str, Any], cpu: int | None, log_level: str, graceful
         http=protocol_class(settings.read_timeout_s),
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=graceful_s,
+        timeout_graceful_shutdown=math.ceil(graceful_s),
     )
     log.info("worker %d serving on cpu %s", os.getpid(), cpu)
     uvicorn.Server(config).run(sockets=[sock])

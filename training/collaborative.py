@@ -147,7 +147,8 @@ def learn_collaborative(
         options.seed,
     )
     history: list[dict[str, Any]] = []
-    best_epoch, held_out, held_out_vectors = options.max_epochs, {}, None
+    held_out: dict[str, Any] = {}
+    best_epoch, held_out_vectors = options.max_epochs, None
     if split.valid_sequences:
         held_model, best_epoch, held_out, history = _fit(
             item_ids, text_vectors, split.train_sequences, split.valid_sequences, options, None, progress

@@ -99,7 +99,7 @@ def train_collaborative_model(
             seconds["tune"] = round(time.perf_counter() - tick, 2)
             shutil.rmtree(staging / COLLABORATIVE_DIR)
         result.vectors.write(staging)
-        report = {
+        report: dict[str, Any] = {
             "learn": "collaborative",
             "base_model": str(base_model),
             "collaborative": result.to_dict(),

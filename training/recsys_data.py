@@ -90,8 +90,8 @@ def load_unisrec(root: str | Path | None = None, domain: str = "Scientific") -> 
     if sorted(index_of.values()) != list(range(count)):
         raise ValueError(f"{domain}.item2index: indexes are not 0..{count - 1}")
     item_ids = [""] * count
-    for asin, position in index_of.items():
-        item_ids[position] = asin
+    for asin, row in index_of.items():
+        item_ids[row] = asin
     texts: list[str | None] = [None] * count
     for asin, text in _tab_rows(root / f"{domain}.text", header=True):
         if asin in index_of:

@@ -84,10 +84,14 @@ class PaddedHistories:
 class TimedHistory(Protocol):
     """A history as training cases carry it (``aisle.training.train_data.NextItemCase``)."""
 
-    history: tuple[int, ...]
-    timestamps: tuple[float, ...] | None
-    types: tuple[str, ...] | None
-    now: float | None
+    @property
+    def history(self) -> tuple[int, ...]: ...
+    @property
+    def timestamps(self) -> tuple[float, ...] | None: ...
+    @property
+    def types(self) -> tuple[str, ...] | None: ...
+    @property
+    def now(self) -> float | None: ...
 
 
 def pad_histories(cases: Sequence[TimedHistory], timeline: Timeline, config: DecayConfig) -> PaddedHistories:

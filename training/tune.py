@@ -64,10 +64,11 @@ def tune_half_life(
     metric: str = "NDCG@10",
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The half-life of ``timeline.event_type`` maximising ``metric``, and every trial."""
-    trials = []
+    trials: list[dict[str, Any]] = []
     for step in steps:
         half_life = step * timeline.step_s
-        decay = replace(base, **{timeline.event_type: TypeDecay(base.weight(timeline.event_type), half_life)})
+        changed: dict[str, Any] = {timeline.event_type: TypeDecay(base.weight(timeline.event_type), half_life)}
+        decay = replace(base, **changed)
         report = evaluate_profiles(index, data, decay=decay, timeline=timeline)
         trials.append(
             {
@@ -106,7 +107,7 @@ def tune_decay(
     rng = random.Random(seed)
     weights = {kind: base.weight(kind) for kind in kinds}
     half_lives = _half_lives(base)
-    results = []
+    results: list[dict[str, Any]] = []
     for number in range(trials):
         trial_weights = (
             weights if number == 0 else {k: round(w * 2 ** rng.uniform(-2, 2), 4) for k, w in weights.items()}

@@ -41,7 +41,7 @@ class Estimate:
     high: float
     variance: float
 
-    def as_dict(self, digits: int = 6) -> dict[str, float | None]:
+    def as_dict(self, digits: int = 6) -> dict[str, float | None | list[float | None]]:
         return {"value": _round(self.value, digits), "ci95": [_round(self.low, digits), _round(self.high, digits)]}
 
 

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import IO
 
 from aisle.index.filters import Filters
 from aisle.index.storage import atomic_file
@@ -81,7 +81,7 @@ def recommendation_lines(
 
 
 @contextmanager
-def output(path: Path | None) -> Iterator[TextIO]:
+def output(path: Path | None) -> Iterator[IO[str]]:
     """stdout, or a temporary file next to ``path`` renamed onto it once everything is written."""
     if path is None:
         yield sys.stdout

@@ -81,7 +81,7 @@ class Popularity:
         The ranking is cached until the next event: a burst of reads costs one partial sort.
         """
         with self._lock:
-            if self._top is None or len(self._top) < min(n, np.count_nonzero(self._counts)):
+            if self._top is None or len(self._top) < min(n, int(np.count_nonzero(self._counts))):
                 nonzero = np.flatnonzero(self._counts)
                 wanted = min(max(n, 256), len(nonzero))
                 values = self._counts[nonzero]

@@ -240,7 +240,7 @@ class _Derived:
                 state.add(*args)
                 if session is not None and session not in linked:
                     linked.add(session)
-                    state.merge(waiting.pop(session, None) or self._new_state())
+                    state.merge(waiting.pop(session) if session in waiting else self._new_state())
                     state.linked_sessions += 1
             elif event.user_key is None and session is not None:
                 if session in linked:

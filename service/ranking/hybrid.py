@@ -152,7 +152,8 @@ def _image_neighbours(
     space: VectorSpace, vector: np.ndarray, n: int, selection: RowSelection | None, excluded: np.ndarray
 ) -> np.ndarray:
     """The top ``n`` rows of the image space among products that have a picture."""
-    allowed = space.present if selection is None else space.present & selection.mask  # type: ignore[operator]
+    assert space.present is not None  # an image space always records which rows have a picture
+    allowed = space.present if selection is None else space.present & selection.mask
     found, _ = space.ann.search(np.asarray(vector, dtype=np.float32), n + len(excluded), allowed)
     return _without(found, excluded)[:n]
 

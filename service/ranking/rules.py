@@ -55,7 +55,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from aisle.service.ranking.segments import Segment, SegmentMatch
 
 Surface = Literal["search", "similar", "recommendations"]
-SURFACES: tuple[str, ...] = ("search", "similar", "recommendations")
+SURFACES: tuple[Surface, ...] = ("search", "similar", "recommendations")
 
 
 #: An additive boost of a brand or a category: the same scale as the margin and boost weights.
@@ -275,7 +275,7 @@ class RuleBook:
         self.campaigns: tuple[Campaign, ...] = tuple(rules_file.campaigns)
         top = rules_file.model_copy(update={"surfaces": {}, "campaigns": []})
         self.surfaces: dict[str, RuleSet] = {
-            surface: RuleSet().merged(DEFAULT_SURFACES[surface]).merged(top).merged(rules_file.surfaces.get(surface))  # type: ignore[arg-type]
+            surface: RuleSet().merged(DEFAULT_SURFACES[surface]).merged(top).merged(rules_file.surfaces.get(surface))
             for surface in SURFACES
         }
 
