@@ -250,8 +250,11 @@ def main() -> None:
             section["load_after"] = os.getloadavg()
         if name == "startup":
             # One entry per log size, so that runs at several sizes show how start-up scales.
+            # Runs of one size on different stores (--startup-backends) add up to one entry.
             size = f"{args.startup_events}_events_{args.startup_users}_users"
-            result.setdefault(KEYS[name], {})[size] = section
+            for backend in args.startup_backends.split(","):
+                section[backend]["command"] = command
+            result.setdefault(KEYS[name], {}).setdefault(size, {}).update(section)
         else:
             result[KEYS[name]] = section
     if not previous:
