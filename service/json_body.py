@@ -39,6 +39,8 @@ class FastJsonRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        if self.body_field is None:  # nothing to parse: no extra step on the request's path
+            return handler
 
         async def parse_fast(request: Request) -> Response:
             return await handler(FastJsonRequest(request.scope, request.receive))
