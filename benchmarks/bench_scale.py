@@ -50,6 +50,17 @@ REPO = Path(__file__).resolve().parent.parent
 ID_CHECK = "bench"
 
 
+def _run_clients(client: Callable[[int], None], clients: int) -> float:
+    """Runs ``client(0..clients-1)`` in as many threads at once; the seconds until all are done."""
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
 def _ingest(store: EventStore, events: int, clients: int, batch: int) -> dict[str, Any]:
     store.start()
     per_client = events // clients
@@ -65,13 +76,7 @@ def _ingest(store: EventStore, events: int, clients: int, batch: int) -> dict[st
                 ]
             )
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
+    seconds = _run_clients(client, clients)
     stored = store.count()
     store.close()
     return {"events": stored, "seconds": round(seconds, 3), "events_per_s": round(stored / seconds, 1)}
@@ -105,13 +110,7 @@ def _write_changes(log: Any, changes: int, clients: int, batch: int) -> dict[str
                 exists,
             )
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
+    seconds = _run_clients(client, clients)
     stored = log.count()
     log.close()
     return {"changes": stored, "seconds": round(seconds, 3), "changes_per_s": round(stored / seconds, 1)}
