@@ -99,6 +99,18 @@ class ServiceSettings(AisleSettings):
         le=1,
         description="Recommendations raise co-occurrence scores (best 1) to this power; below 1 lifts weaker partners.",
     )
+    recommend_lexical_weight: float = Field(
+        0.3,
+        ge=0,
+        le=10,
+        description=(
+            "Weight in recommendations of the BM25 match between a candidate and the titles of the customer's "
+            "strongest items (best match 1): the brand, model and category words a text vector blurs. 0 turns it off."
+        ),
+    )
+    recommend_lexical_items: int = Field(
+        10, ge=1, le=50, description="How many of the customer's strongest items lend their titles to that match."
+    )
     collaborative_weight: float = Field(
         1.0,
         ge=0,

@@ -32,6 +32,9 @@ class PersonalConfig:
             scores (``CoOccurrence.scores``); 0 turns them off.
         together_exponent: recommendations raise the co-occurrence scores (best 1) to this
             power: below 1 lifts the weaker partners that fill ranks 11-50.
+        lexical_weight: weight of the BM25 match between a candidate and the titles of the
+            customer's ``lexical_items`` strongest items, added to the profile's cosine.
+        lexical_items: how many items lend their titles to that match.
         variant_similarity: cosine above which a candidate is a variant of a recent purchase.
         variant_hold_s: how long after a purchase its variants are held back.
         cart_window_s: how long an item added to the cart (and not bought) is in the cart.
@@ -60,6 +63,8 @@ class PersonalConfig:
     bought_before_weight: float = 0.5
     second_order_weight: float = 1.0
     together_exponent: float = 0.5
+    lexical_weight: float = 0.3
+    lexical_items: int = 10
     variant_similarity: float = 0.9
     variant_hold_s: float = 30 * DAY_S
     cart_window_s: float = 7 * DAY_S
@@ -97,6 +102,8 @@ class PersonalConfig:
             bought_before_weight=settings.bought_before_weight,
             second_order_weight=settings.second_order_weight,
             together_exponent=settings.together_exponent,
+            lexical_weight=settings.recommend_lexical_weight,
+            lexical_items=settings.recommend_lexical_items,
             variant_similarity=settings.variant_similarity,
             variant_hold_s=settings.variant_hold_days * DAY_S,
             cart_window_s=settings.cart_window_s,

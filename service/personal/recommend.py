@@ -3,8 +3,11 @@
 For a requester with profile ``p``, evidence ``m`` and freshness ``f`` (``ProfileView``), with
 ``s = f · personal_share(m, cap=profile_cap, half_mass=half_mass)``::
 
-    relevance(i) = s · cos(p, v_i) + (1 − s) · popular(i) + b · together(i)
+    relevance(i) = s · (cos(p, v_i) + ℓ · title(i)) + (1 − s) · popular(i) + b · together(i)
 
+``title`` is the BM25 match of the item with the titles of the profile's ``lexical_items``
+strongest items (best = 1) and ``ℓ`` the ``lexical_weight``: the words a customer's items share
+(brand, line, kind of part) that the averaged vector blurs.
 ``popular`` is the decayed count divided by the largest (the best seller scores 1),
 ``together`` the co-occurrence score of the item with the seeds (best = 1; the partners'
 partners added with ``second_order_weight``) raised to ``together_exponent``, and ``b`` the
@@ -19,8 +22,8 @@ bought with it comes forward. Purchases themselves stay out (the rules' ``exclud
 except consumables due again (``repurchase``): those come back at the shop's typical interval,
 scored like the best bought-together item (source ``repurchase``).
 
-Candidates are the union of the profile's ANN neighbours, the popular items, the co-occurring
-items and, when these are fewer than asked (a new shop, a narrow filter), the catalogue's own
+Candidates are the union of the profile's ANN neighbours, the title matches, the popular items,
+the co-occurring items and, when these are fewer than asked (a new shop, a narrow filter), the catalogue's own
 order (its ``boost`` field first): always ``k`` results when the filters allow ``k`` items.
 ``Engine.recommend`` runs them through the reranker like every other surface.
 """
@@ -49,6 +52,14 @@ if TYPE_CHECKING:
 SOURCES = ("profile", "popular", "bought_together", "repurchase")
 #: Strongest profile items used as co-occurrence seeds.
 SEED_ITEMS = 20
+#: At most this many of the strongest items' title words are matched, the rarest first, and
+#: no more than ``TITLE_POSTINGS`` rows in all (BM25's work grows with them, not with the catalogue).
+TITLE_WORDS = 32
+TITLE_POSTINGS = 5_000
+#: A word in more rows than a ``COMMON_WORD_SHARE``-th of the catalogue (and than
+#: ``COMMON_WORD_ROWS``) is too common to match on.
+COMMON_WORD_SHARE = 20
+COMMON_WORD_ROWS = 50
 #: A context item (cart, product page) weighs like the strongest profile item times this.
 CONTEXT_SEED_WEIGHT = 1.0
 
@@ -128,6 +139,8 @@ class RecommendationSource:
         if vector is not None:
             found, _ = index.text.ann.search(vector, wanted, selection)
             pools.append(found)
+        lexical_rows, lexical_score = self._title_match(index, wanted, selection, same_rows and vector is not None)
+        pools.append(lexical_rows)
         counts = None
         popular = self.profiles.popularity()
         if popular is not None:
@@ -155,6 +168,8 @@ class RecommendationSource:
         vectors = np.asarray(index.text.vectors[rows], dtype=np.float32)
         rows, vectors = self._without_variants(index, rows, vectors, np.union1d(together_rows, due), same_rows)
         cosine = (vectors @ vector).astype(np.float64) if vector is not None else np.zeros(len(rows))
+        if len(lexical_rows):
+            cosine += config.lexical_weight * _lookup(lexical_rows, lexical_score, rows)
         pictures = index.image
         picture_profile = image_profile(view, index) if view is not None and vector is not None else None
         if picture_profile is not None and pictures is not None and pictures.present is not None:
@@ -191,6 +206,49 @@ class RecommendationSource:
             sources = np.full(len(rows), "catalogue", dtype=object)
         return Candidates(rows=rows, relevance=relevance, parts=parts, sources=sources, vectors=vectors)
 
+    def _strongest(self, n: int) -> list[int]:
+        """The rows of the profile's ``n`` strongest items, strongest first (ties by row)."""
+        if self.view is None:
+            return []
+        weights = self.view.weight_by_row()
+        return [row for row, _ in sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+
+    def _title_match(
+        self, index: LoadedIndex, wanted: int, selection: RowSelection | None, usable: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows whose text matches the titles of the customer's strongest items: ``(rows, BM25 / best)``.
+
+        The brand, model and category words of what a customer chose say things an averaged text
+        vector blurs (people buy the same brand, the same line, the same kind of part again).
+        """
+        empty = np.empty(0, np.int64), np.empty(0)
+        if not usable or self.config.lexical_weight <= 0:
+            return empty
+        lexical = index.lexical
+        words: dict[str, int] = {}
+        for row in self._strongest(self.config.lexical_items):
+            for token in lexical.tokens(index.items.product(row).title):
+                # Words only: the analyser splits "32w" into "32w", "32" and "w" again, and
+                # the pieces are among the commonest tokens.
+                if token.isalpha() and token not in words:
+                    words[token] = lexical.document_frequency(token)
+        # The rarest words say the most and cost the least: common words add little to BM25
+        # and most of its work.
+        common = max(COMMON_WORD_ROWS, len(index.items) // COMMON_WORD_SHARE)
+        chosen, postings = [], 0
+        for frequency, token in sorted((f, t) for t, f in words.items() if 0 < f <= common)[:TITLE_WORDS]:
+            if chosen and postings + frequency > TITLE_POSTINGS:
+                break
+            chosen.append(token)
+            postings += frequency
+        if not chosen:
+            return empty
+        rows, scores = lexical.top(" ".join(chosen), wanted, selection)
+        if not len(rows):
+            return empty
+        scores = np.asarray(scores, dtype=np.float64)
+        return np.asarray(rows, dtype=np.int64), scores / scores[0]
+
     def _collaborative(self, index: LoadedIndex, same_rows: bool) -> np.ndarray:
         """Relative next-item scores of every row from the collaborative vectors (empty without)."""
         if self.collaborative is None or self.config.collaborative_weight <= 0 or not same_rows or self.view is None:
@@ -211,7 +269,7 @@ class RecommendationSource:
         seeds: dict[int, float] = {}
         if same_rows and self.view is not None:
             weights = self.view.weight_by_row()
-            seeds = dict(sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[:SEED_ITEMS])
+            seeds = {row: weights[row] for row in self._strongest(SEED_ITEMS)}
         strongest = max(seeds.values(), default=1.0) * CONTEXT_SEED_WEIGHT
         for row in (*self.context.cart, *((self.context.viewing,) if self.context.viewing is not None else ())):
             seeds[row] = seeds.get(row, 0.0) + strongest
