@@ -5,10 +5,11 @@ What is tuned, and how it is measured:
 * ``half_lives_s`` and ``event_weights`` (the profile decay) on next-item cases, in process
   (a grid of half-lives for one event type, a seeded random search for several):
   ``aisle.index.profile`` over the index's vectors, the same computation the service makes;
-* ``recommend_profile_cap``, ``personal_half_mass`` and ``bought_together_weight`` (the
-  recommendation blend) and ``fusion_*`` (hybrid search) through the service itself — they are
-  its code — by restarting a local ``aisle serve`` with each candidate setting
-  (``aisle.training.local_service``); the events are posted once and re-read at every restart.
+* ``recommend_profile_cap``, ``personal_half_mass``, ``bought_together_weight`` and
+  ``recommend_lexical_weight`` (the recommendation blend) and ``fusion_*`` (hybrid search)
+  through the service itself — they are its code — by restarting a local ``aisle serve`` with
+  each candidate setting (``aisle.training.local_service``); the events are posted once and
+  re-read at every restart.
 
 Tune on training data only (the UniSRec train split, or the even half of a search set's
 queries) and report on held-out data. The file is written atomically and is usable as
@@ -48,10 +49,18 @@ FUSION_GRID: tuple[dict[str, Any], ...] = (
 )
 #: The profile's share of a recommendation score grows with the user's decayed evidence; a
 #: fine-tuned model spreads its scores differently, and on Amazon Scientific it needed a share
-#: that grows four times faster (half mass 1) for popularity not to take over its top 10.
+#: that grows four times faster (half mass 1) for popularity not to take over its top 10. The
+#: title match is tried off and on: some shops' titles say little (film titles, say).
 BLEND_GRID: tuple[dict[str, Any], ...] = tuple(
-    {"recommend_profile_cap": cap, "personal_half_mass": half_mass, "bought_together_weight": together}
-    for cap, half_mass, together in itertools.product((0.8, 0.9, 1.0), (1.0, 4.0), (0.0, 0.2, 0.4, 0.8))
+    {
+        "recommend_profile_cap": cap,
+        "personal_half_mass": half_mass,
+        "bought_together_weight": together,
+        "recommend_lexical_weight": title_match,
+    }
+    for cap, half_mass, together, title_match in itertools.product(
+        (0.8, 0.9, 1.0), (1.0, 4.0), (0.0, 0.2, 0.4, 0.8), (0.0, 0.3)
+    )
 )
 
 

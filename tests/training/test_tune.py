@@ -124,5 +124,5 @@ def test_every_tuned_setting_is_a_service_setting() -> None:
     from aisle.training.tune import BLEND_GRID, FUSION_GRID
 
     names = {name for trial in (*BLEND_GRID, *FUSION_GRID) for name in trial}
-    assert "personal_half_mass" in names
+    assert {"personal_half_mass", "recommend_lexical_weight"} <= names
     assert names <= set(ServiceSettings.model_fields)
