@@ -235,7 +235,8 @@ class RecommendationSource:
         # The rarest words say the most and cost the least: common words add little to BM25
         # and most of its work.
         common = max(COMMON_WORD_ROWS, len(index.items) // COMMON_WORD_SHARE)
-        chosen, postings = [], 0
+        chosen: list[str] = []
+        postings = 0
         for frequency, token in sorted((f, t) for t, f in words.items() if 0 < f <= common)[:TITLE_WORDS]:
             if chosen and postings + frequency > TITLE_POSTINGS:
                 break
