@@ -23,8 +23,9 @@ except consumables due again (``repurchase``): those come back at the shop's typ
 scored like the best bought-together item (source ``repurchase``).
 
 Candidates are the union of the profile's ANN neighbours, the title matches, the popular items,
-the co-occurring items and, when these are fewer than asked (a new shop, a narrow filter), the catalogue's own
-order (its ``boost`` field first): always ``k`` results when the filters allow ``k`` items.
+the co-occurring items and, when these are fewer than asked (a new shop, a narrow filter), the
+catalogue's own order (its ``boost`` field first): always ``k`` results when the filters allow
+``k`` items.
 ``Engine.recommend`` runs them through the reranker like every other surface.
 """
 
