@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import shutil
 import tempfile
@@ -27,8 +26,8 @@ import numpy as np
 from aisle.embed.bundled import resolve_model_dir
 from aisle.embed.collaborative import COLLABORATIVE_DIR, write_serving_settings
 from aisle.embed.config import EncoderConfig
-from aisle.index.storage import fsync_dir, fsync_file
 from aisle.training.collaborative import CollaborativeOptions, learn_collaborative
+from aisle.training.model_io import publish_directory
 from aisle.training.train_data import NextItemCase, TrainingData
 
 log = logging.getLogger(__name__)
@@ -112,7 +111,7 @@ def train_collaborative_model(
             chosen["settings"],
             {"by": "aisle train --learn collaborative", "on": "held-out cases of the training data"},
         )
-        _publish(staging, output, overwrite)
+        publish_directory(staging, output, overwrite=overwrite)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -176,21 +175,3 @@ def tune_serving(
         "cadence_days": tuning.cadence_days,
         "metric": "mean of HR@10, NDCG@10, HR@50, NDCG@50 through aisle serve",
     }
-
-
-def _publish(staging: Path, output: Path, overwrite: bool) -> None:
-    for path in staging.rglob("*"):
-        if path.is_file():
-            fsync_file(path)
-    for directory in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
-        fsync_dir(directory)
-    retired = None
-    if output.exists():
-        if not overwrite:
-            raise ValueError(f"{output} exists; choose another --output or pass --overwrite")
-        retired = output.parent / f".{output.name}.old-{secrets.token_hex(4)}"
-        os.rename(output, retired)
-    os.rename(staging, output)
-    fsync_dir(output.parent)
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)

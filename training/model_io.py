@@ -60,20 +60,34 @@ def save_model_atomically(model: Any, output: Path, report: dict[str, Any], *, o
     try:
         model.save(str(staging))
         (staging / TRAINING_REPORT).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-        for path in staging.rglob("*"):
-            if path.is_file():
-                fsync_file(path)
-        for directory in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
-            fsync_dir(directory)
-        retired = None
-        if output.exists():
-            retired = output.parent / f".{output.name}.old-{secrets.token_hex(4)}"
-            os.rename(output, retired)
-        os.rename(staging, output)
-        fsync_dir(output.parent)
-        if retired is not None:
-            shutil.rmtree(retired, ignore_errors=True)
+        publish_directory(staging, output, overwrite=overwrite)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return output
+
+
+def publish_directory(staging: Path, output: Path, *, overwrite: bool) -> None:
+    """Moves the written ``staging`` directory to ``output`` crash-safely.
+
+    Every file and directory is fsynced before the rename; an existing ``output`` is renamed
+    aside first and removed only once the new one is in place.
+
+    Raises:
+        ValueError: ``output`` exists and ``overwrite`` is False.
+    """
+    for path in staging.rglob("*"):
+        if path.is_file():
+            fsync_file(path)
+    for directory in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
+        fsync_dir(directory)
+    retired = None
+    if output.exists():
+        if not overwrite:
+            raise ValueError(f"{output} exists; choose another --output or pass --overwrite")
+        retired = output.parent / f".{output.name}.old-{secrets.token_hex(4)}"
+        os.rename(output, retired)
+    os.rename(staging, output)
+    fsync_dir(output.parent)
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
