@@ -232,7 +232,7 @@ def rank_targets(client: Client, data: UniSRecData, cases: list) -> list[int | N
 def variants(workdir: Path) -> dict[str, dict[str, Any]]:
     """What each Scientific run changes over ``SCIENTIFIC_SETTINGS``.
 
-    ``shop_rules``: the built-in ``recommendations`` rules (MMR diversity λ = 0.8);
+    ``shop_rules``: the built-in ``recommendations`` rules (MMR diversity λ = 0.9);
     ``relevance_only``: λ = 1 (a rules file), the ranking the protocol measures;
     ``profile_only``: relevance only, without "bought together": the profile and popularity
     alone, where recency decay is easiest to see.

@@ -7,8 +7,8 @@ trained with torch (full softmax over the catalogue: a few thousand items cost l
 next-item case, the item texts seeding the vectors so that rarely bought items start where their
 words put them and items the training never saw still get a vector at serving.
 
-A seeded share of users' latest cases is held out; training stops when their NDCG@10 stops
-improving, and the model is then retrained on every case for the best number of epochs. All
+A seeded share of users' latest cases is held out; training stops when the mean of their HR@10,
+NDCG@10, HR@50 and NDCG@50 (the figure the serving blend is chosen on) stops improving, and the model is then retrained on every case for the best number of epochs. All
 randomness is seeded, and torch runs with the given threads, so a run is reproducible.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from aisle.embed.collaborative import CollaborativeVectors
-from aisle.training.metrics import summarize_ranks
+from aisle.training.metrics import headline_score, summarize_ranks
 from aisle.training.train_data import NextItemCase, split_for_validation
 
 log = logging.getLogger(__name__)
@@ -43,14 +43,14 @@ class CollaborativeOptions:
         weight_decay: L2 penalty on the item offsets (keeps rarely seen items near their text).
         item_dropout: share of history items dropped at random in training (regularises).
         max_epochs: at most this many passes over the cases.
-        patience: epochs without a better held-out NDCG@10 before stopping.
+        patience: epochs without a better held-out ``headline_score`` before stopping.
         validation_fraction: share of users whose latest case is held out for early stopping.
         time_budget_s: wall-clock seconds for the held-out run (the final run repeats its epochs).
         seed: seeds the split, the initialisation and the batch order.
         threads: torch threads (None: torch's default).
     """
 
-    dim: int = 64
+    dim: int = 128
     max_history: int = 20
     batch_size: int = 1024
     learning_rate: float = 3e-3
@@ -267,7 +267,7 @@ def _fit(
         if valid:
             metrics = summarize_ranks(rank_cases(model.export(item_ids, text_vectors, None, {}), valid))
             entry["held_out"] = metrics
-            score = float(metrics["NDCG@10"])
+            score = headline_score(metrics)
             if score > best_score:
                 best_score, best_epoch, best_state, best_metrics, stale = score, epoch, model.state(), metrics, 0
             else:

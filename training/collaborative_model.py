@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from aisle.embed.bundled import resolve_model_dir
 from aisle.embed.collaborative import COLLABORATIVE_DIR, write_serving_settings
 from aisle.embed.config import EncoderConfig
@@ -133,7 +131,7 @@ def tune_serving(
     from aisle.index.catalog import Catalog, Product
     from aisle.training.datasets import SequenceCase
     from aisle.training.eval_recsys import HttpRecommender
-    from aisle.training.metrics import summarize_ranks, target_rank
+    from aisle.training.metrics import headline_score, summarize_ranks, target_rank
     from aisle.training.timeline import Timeline
     from aisle.training.tune import service_trials
 
@@ -156,7 +154,7 @@ def tune_serving(
             ranks = [target_rank(recommender.rank(case, 50), case.target) for case in sequence_cases]
             metrics = summarize_ranks(ranks)
             log.info("served held-out metrics: %s", metrics)
-            return float(np.mean([metrics[k] for k in ("HR@10", "NDCG@10", "HR@50", "NDCG@50")]))
+            return headline_score(metrics)
 
         trials = service_trials(
             root / "index",

@@ -8,7 +8,7 @@ Ranks are 0-based throughout; a target missing from the ranked list has rank ``N
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -71,6 +71,15 @@ class RankingMetrics:
         result["MRR"] = round(sum(reciprocal_rank(r) for r in self._ranks) / n, digits)
         result["cases"] = len(self._ranks)
         return result
+
+
+#: The four figures a recommendation tuning weighs equally (``headline_score``).
+HEADLINE = ("HR@10", "NDCG@10", "HR@50", "NDCG@50")
+
+
+def headline_score(metrics: Mapping[str, float | int]) -> float:
+    """The mean of HR@10, NDCG@10, HR@50 and NDCG@50: the top of a list and its depth count alike."""
+    return sum(float(metrics[key]) for key in HEADLINE) / len(HEADLINE)
 
 
 def summarize_ranks(ranks: Iterable[int | None], cutoffs: tuple[int, ...] = (10, 50)) -> dict[str, float | int]:

@@ -15,6 +15,8 @@ from aisle.training.datasets import QUERY_COLUMNS_HELP, parse_query_columns
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    from aisle.training.collaborative import CollaborativeOptions
+
     parser = commands.add_parser(
         "train", help="fine-tune the text encoder, or learn collaborative item vectors, on the shop's data"
     )
@@ -70,7 +72,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     knobs.add_argument("--step-s", type=float, default=86_400.0, help="seconds between untimed history items")
     knobs.add_argument("--event-type", default="purchase", help="event type of untimed history items")
     collaborative = parser.add_argument_group("collaborative vectors (--learn collaborative)")
-    collaborative.add_argument("--dim", type=int, default=64, help="size of the item vectors (default 64)")
+    collaborative.add_argument(
+        "--dim", type=int, default=CollaborativeOptions.dim, help="size of the item vectors (default %(default)s)"
+    )
     collaborative.add_argument(
         "--max-history", type=int, default=20, help="latest history items a customer's vector weighs (default 20)"
     )

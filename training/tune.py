@@ -34,6 +34,7 @@ from aisle.training.datasets import SearchSet, SequenceSet
 from aisle.training.eval_recsys import evaluate_profiles
 from aisle.training.eval_search import evaluate_http as search_http
 from aisle.training.local_service import local_service
+from aisle.training.metrics import HEADLINE
 from aisle.training.timeline import Timeline
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def tune_half_life(
             {
                 "half_life_steps": step,
                 "half_lives_s": {timeline.event_type: half_life},
-                **{k: report.metrics[k] for k in ("HR@10", "NDCG@10", "HR@50", "NDCG@50")},
+                **{k: report.metrics[k] for k in HEADLINE},
             }
         )
         log.info("half-life %.2f steps: %s", step, report.metrics)
@@ -132,7 +133,7 @@ def tune_decay(
             {
                 "event_weights": trial_weights,
                 "half_lives_s": trial_lives,
-                **{k: report.metrics[k] for k in ("HR@10", "NDCG@10", "HR@50", "NDCG@50")},
+                **{k: report.metrics[k] for k in HEADLINE},
             }
         )
     best = max(results, key=lambda t: t[metric])
