@@ -238,7 +238,7 @@ class RecommendationSource:
         common = max(COMMON_WORD_ROWS, len(index.items) // COMMON_WORD_SHARE)
         chosen: list[str] = []
         postings = 0
-        for frequency, token in sorted((f, t) for t, f in words.items() if 0 < f <= common)[:TITLE_WORDS]:
+        for frequency, token in sorted((f, t) for t, f in words.items() if 1 < f <= common)[:TITLE_WORDS]:
             if chosen and postings + frequency > TITLE_POSTINGS:
                 break
             chosen.append(token)
