@@ -18,7 +18,8 @@ list is the popular list; as evidence accumulates it slides towards the profile,
 Held back: the items in the cart, the product being viewed, and variants of recent purchases (``is_variant``: a candidate
 close to an item bought within ``variant_hold_s``, of its brand and category, unless it is what
 people buy with it): after an espresso machine, its twin in another colour waits while what is
-bought with it comes forward. Purchases themselves stay out (the rules' ``exclude_purchased``)
+bought with it comes forward. A customer whose own purchases already hold two variants of one
+product (a filament in two colours, a part in two sizes) buys variants: for them nothing is held. Purchases themselves stay out (the rules' ``exclude_purchased``)
 except consumables due again (``repurchase``): those come back at the shop's typical interval,
 scored like the best bought-together item (source ``repurchase``).
 
@@ -289,7 +290,7 @@ class RecommendationSource:
             return rows, vectors
         cutoff = view.now - self.config.variant_hold_s
         bought = np.array([row for row, when in view.last_purchase.items() if when >= cutoff], dtype=np.int64)
-        if not len(bought):
+        if not len(bought) or buys_variants(index, view.last_purchase, self.config.variant_similarity):
             return rows, vectors
         bought_vectors = np.asarray(index.text.vectors[bought], dtype=np.float32)
         similarity = vectors @ bought_vectors.T
@@ -327,6 +328,30 @@ def is_variant(index: LoadedIndex, row: int, bought: int, cosine: float, thresho
                 return False
             known = True
     return known or cosine >= max(threshold, NEAR_DUPLICATE)
+
+
+#: ``buys_variants`` looks at this many of the customer's latest purchases.
+VARIANT_HISTORY = 100
+
+
+def buys_variants(index: LoadedIndex, last_purchase: dict[int, float], threshold: float) -> bool:
+    """Whether two of the customer's latest purchases are variants of one product (``is_variant``).
+
+    Such a customer buys a product in several colours, sizes or packs: its variants are what they
+    buy next, not substitutes for what they have.
+    """
+    latest = sorted(last_purchase, key=lambda row: (-last_purchase[row], row))[:VARIANT_HISTORY]
+    rows = np.array([row for row in latest if row < len(index)], dtype=np.int64)
+    if len(rows) < 2:
+        return False
+    vectors = np.asarray(index.text.vectors[rows], dtype=np.float32)
+    # Only the pairs close enough in meaning are checked against brand and category.
+    first, second = np.nonzero(np.triu(vectors @ vectors.T >= threshold, k=1))
+    similarity = np.einsum("ij,ij->i", vectors[first], vectors[second])
+    return any(
+        is_variant(index, int(rows[a]), int(rows[b]), float(cosine), threshold)
+        for a, b, cosine in zip(first, second, similarity)
+    )
 
 
 def recommendation_rules(

@@ -97,6 +97,15 @@ def test_after_a_purchase_complements_come_forward_and_the_variant_waits(client:
     assert {TAMPER, PITCHER, BEANS} <= set(top[:5])
 
 
+def test_a_customer_who_buys_variants_gets_the_variant_back(client: TestClient) -> None:
+    """The gooseneck kettle in matte black and in copper (KIT-0006, KIT-0007): this customer buys
+    colours, so the machine's twin is no substitute for them."""
+    send(client, [event("collector", "KIT-0006", days_ago=60), event("collector", "KIT-0007", days_ago=30)])
+    send(client, [event("collector", MACHINE)])
+    top = ids(client, "/users/collector/recommendations", k=10)
+    assert TWIN in top and MACHINE not in top
+
+
 def test_the_product_page_blends_similar_and_bought_together(client: TestClient) -> None:
     crowd_buys_machine_then_accessories(client)
     similar = ids(client, f"/items/{MACHINE}/similar", k=10)
