@@ -184,10 +184,21 @@ def read_serving_settings(model_dir: Path) -> dict[str, Any]:
 
 
 def write_serving_settings(model_dir: Path, settings: dict[str, Any], provenance: dict[str, Any]) -> Path:
-    """Writes ``aisle-serving.json`` (fsynced) with how the settings were chosen."""
+    """Writes ``aisle-serving.json`` with how the settings were chosen: a temporary file, fsynced and
+    renamed into place, so that a service starting meanwhile reads the old file or the new one."""
     path = Path(model_dir) / SERVING_SETTINGS
     payload = {"settings": settings, "chosen": provenance}
-    _write_fsynced(path, json.dumps(payload, indent=1, sort_keys=True).encode("utf-8"))
+    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        _write_fsynced(staging, json.dumps(payload, indent=1, sort_keys=True).encode("utf-8"))
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
     return path
 
 

@@ -11,13 +11,9 @@ place, so readers never see half of it.
 from __future__ import annotations
 
 import json
-import logging
 import secrets
 import shutil
-import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,30 +22,16 @@ from aisle.embed.collaborative import COLLABORATIVE_DIR, write_serving_settings
 from aisle.embed.config import EncoderConfig
 from aisle.training.collaborative import CollaborativeOptions, learn_collaborative
 from aisle.training.model_io import publish_directory
-from aisle.training.train_data import NextItemCase, TrainingData
-
-log = logging.getLogger(__name__)
+from aisle.training.serving_tune import ServingTuning, tune_serving
+from aisle.training.train_data import TrainingData
 
 #: (weight, temperature) of the collaborative score tried by ``tune_serving`` (weight 0: the blend
 #: without it). A flatter score lets items below the model's first few count beside the others.
 WEIGHT_GRID = ((0.0, 1.0), *((weight, temperature) for weight in (1.0, 2.0, 4.0) for temperature in (1.0, 2.0, 4.0)))
-#: Days between the history events posted while tuning: customers buy weeks apart.
-TUNING_CADENCE_DAYS = 30.0
-
-
-@dataclass(frozen=True)
-class ServingTuning:
-    """How ``tune_serving`` chooses the blend.
-
-    Attributes:
-        grid: ``(collaborative_weight, collaborative_temperature)`` pairs tried.
-        cadence_days: days between the posted history events.
-        limit: at most this many held-out cases (None: all).
-    """
-
-    grid: tuple[tuple[float, float], ...] = WEIGHT_GRID
-    cadence_days: float = TUNING_CADENCE_DAYS
-    limit: int | None = None
+#: The serving trials of a model with collaborative vectors.
+COLLABORATIVE_TRIALS = tuple(
+    {"collaborative_weight": weight, "collaborative_temperature": temperature} for weight, temperature in WEIGHT_GRID
+)
 
 
 def train_collaborative_model(
@@ -115,61 +97,3 @@ def train_collaborative_model(
         raise
     report["seconds"]["total"] = round(time.perf_counter() - started, 2)
     return report
-
-
-def tune_serving(
-    model_dir: Path, data: TrainingData, cases: Sequence[NextItemCase], tuning: ServingTuning
-) -> dict[str, Any]:
-    """``collaborative_weight`` and ``_temperature`` maximising the mean of HR@10, NDCG@10, HR@50 and NDCG@50 of ``cases``,
-    served by ``aisle serve`` on an index of ``data``'s items built with ``model_dir``.
-
-    The histories are posted once, ``tuning.cadence_days`` apart, and every weight is served by
-    a restarted service on the same stored events (``aisle.training.tune.service_trials``).
-    """
-    from aisle.embed import create_encoder
-    from aisle.index.build import BuildOptions, build_version
-    from aisle.index.catalog import Catalog, Product
-    from aisle.training.datasets import SequenceCase
-    from aisle.training.eval_recsys import HttpRecommender
-    from aisle.training.metrics import headline_score, summarize_ranks, target_rank
-    from aisle.training.timeline import Timeline
-    from aisle.training.tune import service_trials
-
-    cases = list(cases)[: tuning.limit] if tuning.limit else list(cases)
-    ids = data.item_ids
-    sequence_cases = [SequenceCase(c.user, tuple(ids[r] for r in c.history), ids[c.target]) for c in cases]
-    timeline = Timeline(step_s=tuning.cadence_days * 86_400.0)
-    run_id = secrets.token_hex(4)
-    with tempfile.TemporaryDirectory(prefix="aisle-tune-collaborative-") as scratch:
-        root = Path(scratch)
-        catalog = Catalog([Product(id=item, title=text) for item, text in zip(ids, data.item_texts)])
-        encoder = create_encoder(EncoderConfig(model=str(model_dir)))
-        build_version(catalog, root / "index", encoder, BuildOptions(show_progress=False))
-
-        def post(client: Any) -> None:
-            HttpRecommender(client, run_id, timeline).post_histories(sequence_cases, time.time())
-
-        def measure(client: Any) -> float:
-            recommender = HttpRecommender(client, run_id, timeline)
-            ranks = [target_rank(recommender.rank(case, 50), case.target) for case in sequence_cases]
-            metrics = summarize_ranks(ranks)
-            log.info("served held-out metrics: %s", metrics)
-            return headline_score(metrics)
-
-        trials = service_trials(
-            root / "index",
-            [{"collaborative_weight": w, "collaborative_temperature": t} for w, t in tuning.grid],
-            measure,
-            base={},
-            data_dir=root / "data",
-            prepare=post,
-            model=str(model_dir),
-        )
-    best = max(trials, key=lambda trial: trial["score"])
-    return {
-        "settings": {key: best[key] for key in ("collaborative_weight", "collaborative_temperature")},
-        "trials": trials,
-        "cases": len(cases),
-        "cadence_days": tuning.cadence_days,
-        "metric": "mean of HR@10, NDCG@10, HR@50, NDCG@50 through aisle serve",
-    }

@@ -340,6 +340,40 @@ class _Loop:
         return False
 
 
+#: The serving trials of a fine-tuned encoder: the shipped blend first, then a larger share for
+#: its profile (a sharper encoder earns it sooner) and more or less of the title match, which a
+#: sharper encoder may make redundant.
+ENCODER_TRIALS: tuple[dict[str, float], ...] = (
+    {},
+    {"personal_half_mass": 1.0},
+    {"recommend_profile_cap": 1.0},
+    {"personal_half_mass": 1.0, "recommend_profile_cap": 1.0},
+    {"recommend_lexical_weight": 0.0},
+    {"recommend_lexical_weight": 0.6},
+)
+
+
+def tune_encoder_serving(data: TrainingData, options: TrainOptions, limit: int | None = None) -> dict[str, Any] | None:
+    """Chooses the recommendation blend of the trained model at ``options.output`` on the customers
+    held out of its training, and ships it in the model's ``aisle-serving.json``.
+
+    None (nothing written) when the data has no next-item histories to hold out.
+    """
+    from aisle.embed.collaborative import write_serving_settings
+    from aisle.training.serving_tune import ServingTuning, tune_serving
+
+    held_out = split_for_validation(data, options.validation_fraction, options.seed).valid_sequences
+    if not held_out:
+        return None
+    chosen = tune_serving(options.output, data, held_out, ServingTuning(ENCODER_TRIALS, limit=limit))
+    write_serving_settings(
+        options.output,
+        chosen["settings"],
+        {"by": "aisle train --learn encoder", "on": "customers held out of the training data"},
+    )
+    return chosen
+
+
 def _seed_everything(seed: int, threads: int | None) -> None:
     import torch
 

@@ -79,14 +79,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--max-history", type=int, default=20, help="latest history items a customer's vector weighs (default 20)"
     )
     collaborative.add_argument("--epochs", type=int, default=60, help="most passes over the cases (default 60)")
-    collaborative.add_argument(
+    parser.add_argument(
         "--no-tune-serving",
         action="store_true",
-        help="skip choosing collaborative_weight and _temperature through a local aisle serve on the held-out cases",
+        help="skip choosing the model's recommendation blend (aisle-serving.json) through a local aisle serve on "
+        "the customers held out of the training",
     )
-    collaborative.add_argument(
-        "--tune-limit", type=int, help="tune the serving blend on at most this many held-out cases"
-    )
+    parser.add_argument("--tune-limit", type=int, help="tune the serving blend on at most this many held-out cases")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     parser.add_argument("--no-export", action="store_true", help="skip the ONNX export")
     parser.add_argument("--no-progress", action="store_true")
@@ -121,7 +120,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from aisle.training.settings import TrainingSettings
     from aisle.training.timeline import Timeline
-    from aisle.training.train import TrainOptions, train_model
+    from aisle.training.train import TrainOptions, train_model, tune_encoder_serving
 
     settings = TrainingSettings()
     started = time.perf_counter()
@@ -161,6 +160,10 @@ def _train(args: argparse.Namespace) -> int:
         config = replace(settings.encoder_config(), model=str(args.output.resolve()), backend="onnx-int8")
         summary["export"] = str(prepare_model(config))
         summary["seconds"]["export"] = round(time.perf_counter() - tick, 2)
+    if not args.no_tune_serving:
+        tick = time.perf_counter()
+        summary["serving"] = tune_encoder_serving(data, options, limit=args.tune_limit)
+        summary["seconds"]["tune"] = round(time.perf_counter() - tick, 2)
     summary["seconds"]["total"] = round(time.perf_counter() - started, 2)
     best = (
         "no validation split"
@@ -169,7 +172,8 @@ def _train(args: argparse.Namespace) -> int:
     )
     print(
         f"trained {args.output} in {summary['seconds']['total']:.0f} s: {result.steps} steps, stopped by "
-        f"{result.stopped_because}, {best}.\n"
+        f"{result.stopped_because}, {best}; serving settings "
+        f"{summary['serving']['settings'] if summary.get('serving') else 'not tuned'}.\n"
         f"Rebuild the index with it: aisle build --catalog FILE --model {args.output}"
         f"  (or AISLE_MODEL={args.output})",
         file=sys.stderr,
@@ -182,7 +186,8 @@ def _train_collaborative(args: argparse.Namespace, data: Any, settings: Any, sta
     import logging
 
     from aisle.training.collaborative import CollaborativeOptions
-    from aisle.training.collaborative_model import ServingTuning, train_collaborative_model
+    from aisle.training.collaborative_model import COLLABORATIVE_TRIALS, train_collaborative_model
+    from aisle.training.serving_tune import ServingTuning
 
     if not args.no_progress:
         logging.getLogger("aisle.training").setLevel(logging.INFO)
@@ -196,7 +201,7 @@ def _train_collaborative(args: argparse.Namespace, data: Any, settings: Any, sta
         threads=args.threads,
         patience=args.patience,
     )
-    tuning = None if args.no_tune_serving else ServingTuning(limit=args.tune_limit)
+    tuning = None if args.no_tune_serving else ServingTuning(COLLABORATIVE_TRIALS, limit=args.tune_limit)
     report = train_collaborative_model(
         data,
         args.output,

@@ -182,3 +182,20 @@ def test_existing_output_is_refused(shared_data, tiny_model: Path, cache: Path, 
     output.mkdir()
     assert main(_train_args(tiny_model, output, "--no-export")) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_a_fine_tuned_encoder_ships_the_blend_chosen_through_the_service(
+    shared_data, tiny_model: Path, cache: Path, tmp_path: Path, capsys
+) -> None:
+    from aisle.embed.collaborative import read_serving_settings
+    from aisle.training.train import ENCODER_TRIALS
+
+    output = tmp_path / "models" / "tuned"
+    assert main(_train_args(tiny_model, output, "--tune-limit", "30")) == 0
+    serving = json.loads(capsys.readouterr().out)["serving"]
+    assert serving["cases"] == 30 and len(serving["trials"]) == len(ENCODER_TRIALS)
+    best = max(serving["trials"], key=lambda trial: trial["score"])
+    assert serving["settings"] == {key: value for key, value in best.items() if key != "score"}
+    # The served model reads what was chosen, and nothing temporary is left beside it.
+    assert read_serving_settings(output) == serving["settings"]
+    assert not [path.name for path in output.iterdir() if path.name.startswith(".")]
