@@ -8,8 +8,9 @@ next-item case, the item texts seeding the vectors so that rarely bought items s
 words put them and items the training never saw still get a vector at serving.
 
 A seeded share of users' latest cases is held out; training stops when the mean of their HR@10,
-NDCG@10, HR@50 and NDCG@50 (the figure the serving blend is chosen on) stops improving, and the model is then retrained on every case for the best number of epochs. All
-randomness is seeded, and torch runs with the given threads, so a run is reproducible.
+NDCG@10, HR@50 and NDCG@50 (the figure the serving blend is chosen on) stops improving, and the
+model is then retrained on every case for the best number of epochs. All randomness is seeded,
+and torch runs with the given threads, so a run is reproducible.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ class ServingTuning:
     """How ``tune_serving`` chooses the settings.
 
     Attributes:
-        trials: the settings tried (setting name → value), the shipped defaults' values first.
+        trials: the settings tried (setting name → value); a tie goes to the earlier trial.
         cadence_days: days between the posted history events.
         limit: at most this many held-out cases (None: all).
     """
@@ -86,7 +86,7 @@ def tune_serving(
             prepare=post,
             model=str(model_dir),
         )
-    # Ties go to the earlier trial: the shipped defaults come first.
+    # max keeps the first of equal scores: a tie goes to the earlier trial.
     best = max(trials, key=lambda trial: trial["score"])
     return {
         "settings": {key: value for key, value in best.items() if key != "score"},

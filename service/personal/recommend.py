@@ -19,9 +19,10 @@ Held back: the items in the cart, the product being viewed, and variants of rece
 close to an item bought within ``variant_hold_s``, of its brand and category, unless it is what
 people buy with it): after an espresso machine, its twin in another colour waits while what is
 bought with it comes forward. A customer whose own purchases already hold two variants of one
-product (a filament in two colours, a part in two sizes) buys variants: for them nothing is held. Purchases themselves stay out (the rules' ``exclude_purchased``)
-except consumables due again (``repurchase``): those come back at the shop's typical interval,
-scored like the best bought-together item (source ``repurchase``).
+product (a filament in two colours, a part in two sizes) buys variants: for them nothing is held.
+Purchases themselves stay out (the rules' ``exclude_purchased``) except consumables due again
+(``repurchase``): those come back at the shop's typical interval, scored like the best
+bought-together item (source ``repurchase``).
 
 Candidates are the union of the profile's ANN neighbours, the title matches, the popular items,
 the co-occurring items and, when these are fewer than asked (a new shop, a narrow filter), the
