@@ -45,7 +45,16 @@ def tune_serving(
     model_dir: Path, data: TrainingData, cases: Sequence[NextItemCase], tuning: ServingTuning
 ) -> dict[str, Any]:
     """The trial of ``tuning`` maximising ``headline_score`` on ``cases``, served by ``aisle serve``
-    on an index of ``data``'s items built with ``model_dir``; returns it with every trial."""
+    on an index of ``data``'s items built with ``model_dir``; returns it with every trial.
+
+    Raises:
+        ValueError: ``model_dir`` already ships serving settings; they would fill every trial's
+            unset keys, so the trials would not start from the service's defaults.
+    """
+    from aisle.embed.collaborative import SERVING_SETTINGS
+
+    if (Path(model_dir) / SERVING_SETTINGS).exists():
+        raise ValueError(f"{model_dir} already has {SERVING_SETTINGS}: tune a model before it ships its settings")
     from aisle.embed import create_encoder
     from aisle.embed.config import EncoderConfig
     from aisle.index.build import BuildOptions, build_version

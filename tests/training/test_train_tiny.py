@@ -199,3 +199,13 @@ def test_a_fine_tuned_encoder_ships_the_blend_chosen_through_the_service(
     # The served model reads what was chosen, and nothing temporary is left beside it.
     assert read_serving_settings(output) == serving["settings"]
     assert not [path.name for path in output.iterdir() if path.name.startswith(".")]
+
+
+def test_the_serving_tune_refuses_a_model_that_already_ships_settings(tmp_path: Path) -> None:
+    from aisle.embed.collaborative import write_serving_settings
+    from aisle.training.serving_tune import ServingTuning, tune_serving
+    from aisle.training.train_data import TrainingData
+
+    write_serving_settings(tmp_path, {"recommend_lexical_weight": 0.6}, {"by": "test"})
+    with pytest.raises(ValueError, match="aisle-serving.json"):
+        tune_serving(tmp_path, TrainingData(["a"], ["A"]), [], ServingTuning(({},)))
