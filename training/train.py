@@ -26,7 +26,7 @@ from aisle.index.profile import DecayConfig
 from aisle.training.metrics import summarize_ranks
 from aisle.training.model_io import load_sentence_transformer, save_model_atomically
 from aisle.training.timeline import Timeline
-from aisle.training.train_data import Split, TrainingData, split_for_validation
+from aisle.training.train_data import NextItemCase, Split, TrainingData, split_for_validation
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +129,13 @@ class TrainResult:
     seconds: dict[str, float] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     profile: dict[str, Any] = field(default_factory=dict)
+    #: The customers' latest cases held out of training (not in the report): tune the blend on them.
+    held_out_sequences: list[NextItemCase] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         payload = asdict(self)
         payload["output"] = str(self.output)
+        del payload["held_out_sequences"]
         return payload
 
 
@@ -197,6 +200,7 @@ def train_model(
         seconds={k: round(v, 2) for k, v in seconds.items()},
         options={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
         profile={"decay": asdict(decay), "timeline": asdict(timeline)},
+        held_out_sequences=list(split.valid_sequences),
     )
     tick = time.perf_counter()
     save_model_atomically(model, options.output, result.to_dict(), overwrite=options.overwrite)
@@ -353,21 +357,20 @@ ENCODER_TRIALS: tuple[dict[str, float], ...] = (
 )
 
 
-def tune_encoder_serving(data: TrainingData, options: TrainOptions, limit: int | None = None) -> dict[str, Any] | None:
-    """Chooses the recommendation blend of the trained model at ``options.output`` on the customers
-    held out of its training, and ships it in the model's ``aisle-serving.json``.
+def tune_encoder_serving(data: TrainingData, result: TrainResult, limit: int | None = None) -> dict[str, Any] | None:
+    """Chooses the recommendation blend of the model ``result`` trained on the customers held out
+    of its training, and ships it in the model's ``aisle-serving.json``.
 
-    None (nothing written) when the data has no next-item histories to hold out.
+    None (nothing written) when the data had no next-item histories to hold out.
     """
     from aisle.embed.collaborative import write_serving_settings
     from aisle.training.serving_tune import ServingTuning, tune_serving
 
-    held_out = split_for_validation(data, options.validation_fraction, options.seed).valid_sequences
-    if not held_out:
+    if not result.held_out_sequences:
         return None
-    chosen = tune_serving(options.output, data, held_out, ServingTuning(ENCODER_TRIALS, limit=limit))
+    chosen = tune_serving(result.output, data, result.held_out_sequences, ServingTuning(ENCODER_TRIALS, limit=limit))
     write_serving_settings(
-        options.output,
+        result.output,
         chosen["settings"],
         {"by": "aisle train --learn encoder", "on": "customers held out of the training data"},
     )

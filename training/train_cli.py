@@ -162,7 +162,7 @@ def _train(args: argparse.Namespace) -> int:
         summary["seconds"]["export"] = round(time.perf_counter() - tick, 2)
     if not args.no_tune_serving:
         tick = time.perf_counter()
-        summary["serving"] = tune_encoder_serving(data, options, limit=args.tune_limit)
+        summary["serving"] = tune_encoder_serving(data, result, limit=args.tune_limit)
         summary["seconds"]["tune"] = round(time.perf_counter() - tick, 2)
     summary["seconds"]["total"] = round(time.perf_counter() - started, 2)
     best = (
