@@ -39,6 +39,7 @@ class ChangeStreamer:
         self.failed_attempts = 0
         self.duplicates = 0
         self._next = 0
+        self.pending: tuple[str, str, dict | None, dict[str, str | None]] = self._next_request()
 
     def _title(self, n: int) -> str:
         return f"Probe{n}x gadget with a walnut finish"
@@ -69,29 +70,44 @@ class ChangeStreamer:
 
     def run(self) -> None:
         with httpx.Client(base_url=self.url, timeout=10.0) as client:
-            request = self._next_request()
             while not self.stop.is_set():
-                method, path, body, outcome = request
-                change_ids = (
-                    [c["change_id"] for c in body["changes"]]
-                    if body and "changes" in body
-                    else [path.split("change_id=")[1]]
-                )
-                self.sent.update(change_ids)
-                try:
-                    response = client.request(method, path, json=body)
-                except httpx.HTTPError:
-                    self.failed_attempts += 1
+                if self._send(client):
+                    self.pending = self._next_request()
+                else:
                     time.sleep(0.02)  # the server is down: send the same change again
-                    continue
-                if response.status_code != 200:
-                    self.failed_attempts += 1
-                    time.sleep(0.02)
-                    continue
-                self.duplicates += response.json()["duplicates"]
-                self.acknowledged += change_ids
-                self.expected.update(outcome)
-                request = self._next_request()
+
+    def resend_pending(self, url: str, timeout_s: float = 30.0) -> None:
+        """Re-send the change left unacknowledged when the stream stopped to another replica.
+
+        What a sync job behind a load balancer does when its replica dies mid-request: the change
+        may have committed without the answer arriving, so only its acknowledgement tells the
+        client what the catalogue now holds.
+        """
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(base_url=url, timeout=10.0) as client:
+            while not self._send(client):
+                assert time.monotonic() < deadline, f"{url} never acknowledged {self.pending[:2]}"
+                time.sleep(0.05)
+
+    def _send(self, client: httpx.Client) -> bool:
+        """Send the pending request once; True when it was acknowledged (and recorded)."""
+        method, path, body, outcome = self.pending
+        change_ids = (
+            [c["change_id"] for c in body["changes"]] if body and "changes" in body else [path.split("change_id=")[1]]
+        )
+        self.sent.update(change_ids)
+        try:
+            response = client.request(method, path, json=body)
+        except httpx.HTTPError:
+            self.failed_attempts += 1
+            return False
+        if response.status_code != 200:
+            self.failed_attempts += 1
+            return False
+        self.duplicates += response.json()["duplicates"]
+        self.acknowledged += change_ids
+        self.expected.update(outcome)
+        return True
 
 
 def _served_state(url: str, expected: dict[str, str | None]) -> list[str]:
