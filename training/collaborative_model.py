@@ -43,8 +43,13 @@ def train_collaborative_model(
     tuning: ServingTuning | None,
     *,
     overwrite: bool = False,
+    learned_by: str = "aisle train --learn collaborative",
 ) -> dict[str, Any]:
     """Trains and publishes ``output`` (see the module docstring); returns the training report.
+
+    ``base_model`` may be ``output`` itself (an encoder just fine-tuned there, with ``overwrite``):
+    the copy is staged before the directory is replaced. ``learned_by`` names the command in the
+    report and in ``aisle-serving.json``.
 
     Raises:
         ValueError: no next-item cases, bad options, or an output that exists without ``overwrite``.
@@ -54,7 +59,7 @@ def train_collaborative_model(
     from aisle.embed import create_encoder
 
     if not data.sequences:
-        raise ValueError("--learn collaborative needs next-item histories (--sequences, or --catalog with --events)")
+        raise ValueError(f"{learned_by} needs next-item histories (--sequences, or --catalog with --events)")
     options.validate()
     output = Path(output)
     if output.exists() and not overwrite:
@@ -89,7 +94,7 @@ def train_collaborative_model(
         write_serving_settings(
             staging,
             chosen["settings"],
-            {"by": "aisle train --learn collaborative", "on": "held-out cases of the training data"},
+            {"by": learned_by, "on": "held-out cases of the training data"},
         )
         publish_directory(staging, output, overwrite=overwrite)
     except BaseException:

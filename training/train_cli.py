@@ -1,4 +1,5 @@
-"""``aisle train``: fine-tunes the text encoder on the shop's data and exports it."""
+"""``aisle train``: fine-tunes the text encoder on the shop's data, learns collaborative item vectors
+from its histories, and ships the model with the serving blend chosen for it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ from aisle.cli import add_common_options
 from aisle.training.cli import guard
 from aisle.training.datasets import QUERY_COLUMNS_HELP, parse_query_columns
 
+LEARNERS = ("auto", "encoder", "collaborative", "both")
+#: Share of ``--time-budget`` the collaborative vectors get when both are learnt: they train in a
+#: fraction of the encoder's time, and the encoder keeps improving to the end of its budget.
+COLLABORATIVE_BUDGET_SHARE = 0.1
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     from aisle.training.collaborative import CollaborativeOptions
@@ -24,11 +30,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--base-model", help="model to start from (default: settings model)")
     parser.add_argument(
         "--learn",
-        choices=["encoder", "collaborative"],
-        default="encoder",
-        help="encoder: fine-tune the text encoder (default); collaborative: keep the base encoder and learn "
-        "item vectors from the event sequences, with the recommendation blend tuned for them "
-        "(aisle-serving.json: serving the model needs no setting)",
+        choices=LEARNERS,
+        default="auto",
+        help="encoder: fine-tune the text encoder; collaborative: keep the base encoder and learn item vectors "
+        "from the event sequences; both: the encoder, then collaborative vectors over it; auto (default): both "
+        "when the data has next-item histories, else the encoder. The recommendation blend is then chosen "
+        "for the model (aisle-serving.json: serving it needs no setting)",
     )
     data = parser.add_argument_group("training data (one catalogue)")
     data.add_argument("--sequences", help="shared sequence set: scientific, fixture/scientific or a folder")
@@ -71,7 +78,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     knobs.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     knobs.add_argument("--step-s", type=float, default=86_400.0, help="seconds between untimed history items")
     knobs.add_argument("--event-type", default="purchase", help="event type of untimed history items")
-    collaborative = parser.add_argument_group("collaborative vectors (--learn collaborative)")
+    collaborative = parser.add_argument_group("collaborative vectors (--learn collaborative, both or auto)")
     collaborative.add_argument(
         "--dim", type=int, default=CollaborativeOptions.dim, help="size of the item vectors (default %(default)s)"
     )
@@ -115,6 +122,15 @@ def _training_data(args: argparse.Namespace) -> Any:
     return train_sources.from_catalog(catalog, events_file=args.events, queries=queries)
 
 
+def _learners(choice: str, data: Any) -> tuple[bool, bool]:
+    """(fine-tune the encoder, learn collaborative vectors) for ``--learn choice`` on ``data``."""
+    if choice == "auto":
+        return True, bool(data.sequences)
+    if choice == "both" and not data.sequences:
+        raise ValueError("--learn both needs next-item histories (--sequences, or --catalog with --events)")
+    return choice in ("encoder", "both"), choice in ("collaborative", "both")
+
+
 def _train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -125,8 +141,19 @@ def _train(args: argparse.Namespace) -> int:
     settings = TrainingSettings()
     started = time.perf_counter()
     data = _training_data(args)
-    if args.learn == "collaborative":
-        return _train_collaborative(args, data, settings, started)
+    fine_tune, collaborative = _learners(args.learn, data)
+    if not fine_tune:
+        report = _train_collaborative(args, data, settings, args.base_model or settings.model, args.time_budget)
+        report["seconds"]["total"] = round(time.perf_counter() - started, 2)
+        print(
+            f"trained {args.output} in {report['seconds']['total']:.0f} s: collaborative vectors after "
+            f"{report['collaborative']['epochs']} epochs, serving settings {report['serving']['settings']}.\n"
+            f"Serve it: AISLE_MODEL={args.output} (the index of the base model serves it; no setting to change)",
+            file=sys.stderr,
+        )
+        print(json.dumps(report, indent=2, sort_keys=True, default=str))
+        return 0
+    encoder_budget = args.time_budget * (1 - COLLABORATIVE_BUDGET_SHARE) if collaborative else args.time_budget
     options = TrainOptions(
         base_model=args.base_model or settings.model,
         output=args.output,
@@ -140,7 +167,7 @@ def _train(args: argparse.Namespace) -> int:
         random_negatives=args.random_negatives,
         refresh_every=args.refresh_every,
         dropout=args.dropout,
-        time_budget_s=args.time_budget,
+        time_budget_s=encoder_budget,
         max_steps=args.max_steps,
         eval_every=args.eval_every,
         patience=args.patience,
@@ -160,7 +187,23 @@ def _train(args: argparse.Namespace) -> int:
         config = replace(settings.encoder_config(), model=str(args.output.resolve()), backend="onnx-int8")
         summary["export"] = str(prepare_model(config))
         summary["seconds"]["export"] = round(time.perf_counter() - tick, 2)
-    if not args.no_tune_serving:
+    if collaborative:
+        # Over the fine-tuned encoder's vectors, holding out the same customers (same seed and
+        # fraction), so the blend is chosen on customers neither learner saw.
+        tick = time.perf_counter()
+        report = _train_collaborative(
+            args,
+            data,
+            settings,
+            str(args.output),
+            args.time_budget * COLLABORATIVE_BUDGET_SHARE,
+            overwrite=True,
+            learned_by="aisle train --learn both",
+        )
+        summary["serving"] = report.pop("serving")
+        summary["collaborative"] = report
+        summary["seconds"]["collaborative"] = round(time.perf_counter() - tick, 2)
+    elif not args.no_tune_serving:
         tick = time.perf_counter()
         summary["serving"] = tune_encoder_serving(data, result, limit=args.tune_limit)
         summary["seconds"]["tune"] = round(time.perf_counter() - tick, 2)
@@ -170,9 +213,10 @@ def _train(args: argparse.Namespace) -> int:
         if result.best_score is None
         else (f"best validation score {result.best_score:.4f} at step {result.best_step}")
     )
+    learnt = "; collaborative vectors over it" if collaborative else ""
     print(
         f"trained {args.output} in {summary['seconds']['total']:.0f} s: {result.steps} steps, stopped by "
-        f"{result.stopped_because}, {best}; serving settings "
+        f"{result.stopped_because}, {best}{learnt}; serving settings "
         f"{summary['serving']['settings'] if summary.get('serving') else 'not tuned'}.\n"
         f"Rebuild the index with it: aisle build --catalog FILE --model {args.output}"
         f"  (or AISLE_MODEL={args.output})",
@@ -182,7 +226,20 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_collaborative(args: argparse.Namespace, data: Any, settings: Any, started: float) -> int:
+def _train_collaborative(
+    args: argparse.Namespace,
+    data: Any,
+    settings: Any,
+    base_model: str,
+    budget_s: float,
+    *,
+    overwrite: bool | None = None,
+    learned_by: str = "aisle train --learn collaborative",
+) -> dict[str, Any]:
+    """Learns collaborative vectors over ``base_model`` into ``args.output``; returns the report.
+
+    ``budget_s`` covers the held-out run and the final run, which repeats its epochs.
+    """
     import logging
 
     from aisle.training.collaborative import CollaborativeOptions
@@ -196,27 +253,19 @@ def _train_collaborative(args: argparse.Namespace, data: Any, settings: Any, sta
         max_history=args.max_history,
         max_epochs=args.epochs,
         validation_fraction=args.validation_fraction,
-        time_budget_s=args.time_budget,
+        time_budget_s=budget_s / 2,
         seed=args.seed,
         threads=args.threads,
         patience=args.patience,
     )
     tuning = None if args.no_tune_serving else ServingTuning(COLLABORATIVE_TRIALS, limit=args.tune_limit)
-    report = train_collaborative_model(
+    return train_collaborative_model(
         data,
         args.output,
-        args.base_model or settings.model,
+        base_model,
         settings.encoder_config(),
         options,
         tuning,
-        overwrite=args.overwrite,
+        overwrite=args.overwrite if overwrite is None else overwrite,
+        learned_by=learned_by,
     )
-    report["seconds"]["total"] = round(time.perf_counter() - started, 2)
-    print(
-        f"trained {args.output} in {report['seconds']['total']:.0f} s: collaborative vectors after "
-        f"{report['collaborative']['epochs']} epochs, serving settings {report['serving']['settings']}.\n"
-        f"Serve it: AISLE_MODEL={args.output} (the index of the base model serves it; no setting to change)",
-        file=sys.stderr,
-    )
-    print(json.dumps(report, indent=2, sort_keys=True, default=str))
-    return 0

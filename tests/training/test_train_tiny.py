@@ -28,9 +28,11 @@ def cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path / "cache" / "models"
 
 
-def _train_args(tiny: Path, output: Path, *extra: str) -> list[str]:
+def _train_args(tiny: Path, output: Path, *extra: str, learn: str = "encoder") -> list[str]:
     return [
         "train",
+        "--learn",
+        learn,
         "--sequences",
         "fixture/scientific",
         "--base-model",
@@ -209,3 +211,36 @@ def test_the_serving_tune_refuses_a_model_that_already_ships_settings(tmp_path: 
     write_serving_settings(tmp_path, {"recommend_lexical_weight": 0.6}, {"by": "test"})
     with pytest.raises(ValueError, match="aisle-serving.json"):
         tune_serving(tmp_path, TrainingData(["a"], ["A"]), [], ServingTuning(({},)))
+
+
+def test_by_default_histories_teach_the_encoder_then_collaborative_vectors_over_it(
+    shared_data, tiny_model: Path, cache: Path, tmp_path: Path, capsys
+) -> None:
+    from aisle.embed.collaborative import CollaborativeVectors, read_serving_settings
+    from aisle.embed.config import EncoderConfig
+    from aisle.training.collaborative_model import COLLABORATIVE_TRIALS
+
+    output = tmp_path / "models" / "both"
+    extra = ("--dim", "8", "--epochs", "2", "--tune-limit", "30")
+    assert main(_train_args(tiny_model, output, *extra, learn="auto")) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 4 and summary["collaborative"]["collaborative"]["epochs"] >= 1
+    # One tune, of the collaborative blend over the fine-tuned encoder, on the customers neither
+    # learner trained on: the encoder's held-out users are the collaborative learner's.
+    serving = summary["serving"]
+    assert serving["cases"] == 30 and len(serving["trials"]) == len(COLLABORATIVE_TRIALS)
+    assert read_serving_settings(output) == serving["settings"]
+    assert summary["collaborative"]["collaborative"]["split"]["held_out_cases"] == summary["split"]["valid_sequences"]
+    # The encoder is the fine-tuned one (its report and weights), not the base model.
+    assert json.loads((output / TRAINING_REPORT).read_text())["steps"] == 4
+    base = create_encoder(EncoderConfig(model=str(tiny_model), cache_dir=cache))
+    trained = create_encoder(EncoderConfig(model=str(output), cache_dir=cache))
+    assert trained.fingerprint != base.fingerprint
+    assert CollaborativeVectors.read(output).dim == 8
+    assert sorted(p.name for p in output.parent.iterdir()) == ["both"]
+
+
+def test_learning_both_needs_histories(shared_data, tiny_model: Path, cache: Path, tmp_path: Path, capsys) -> None:
+    argv = ["train", "--learn", "both", "--search-set", "fixture/amazon_google", "--output", str(tmp_path / "m")]
+    assert main([*argv, "--base-model", str(tiny_model), "--no-progress"]) == 2
+    assert "--learn both needs next-item histories" in capsys.readouterr().err
