@@ -557,6 +557,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides: dict[str, str] = {}
     for assignment in args.set:
         name, _, value = assignment.partition("=")
+        if not name.startswith("AISLE_") or not value:
+            parser.error(f"--set takes AISLE_NAME=VALUE (a service setting's variable), not {assignment!r}")
         SCIENTIFIC_SETTINGS[name] = value
         overrides[name] = value
     if args.model:
