@@ -14,8 +14,13 @@ Backend = Literal["onnx-int8", "onnx-fp32", "sentence-transformers"]
 
 
 def default_cache_dir() -> Path:
-    """Where exported ONNX models are cached (``AISLE_CACHE_DIR`` or ``~/.cache/aisle``)."""
-    return Path(os.environ.get("AISLE_CACHE_DIR", Path.home() / ".cache" / "aisle")) / "models"
+    """Where exported ONNX models are cached: ``AISLE_CACHE_DIR``, else ``~/.cache/aisle/models``.
+
+    The variable names the directory itself, as the settings read it: a config built here and one
+    built from the settings must find the same export, not export the model twice.
+    """
+    configured = os.environ.get("AISLE_CACHE_DIR")
+    return Path(configured) if configured else Path.home() / ".cache" / "aisle" / "models"
 
 
 @dataclass(frozen=True)

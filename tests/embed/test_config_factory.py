@@ -75,3 +75,17 @@ def test_public_names_are_exported() -> None:
         assert getattr(embed, name) is not None
     assert embed.OnnxTextEncoder.modality == "text"
     assert embed.OnnxClipEncoder.modality == "image"
+
+
+def test_aisle_cache_dir_is_one_directory_for_settings_and_configs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An encoder built from the settings and one built from a bare config (the serving tune of
+    ``aisle train``) must find the same export, not export the model twice."""
+    from aisle.settings import AisleSettings
+
+    monkeypatch.setenv("AISLE_CACHE_DIR", str(tmp_path))
+    assert EncoderConfig().cache_dir == AisleSettings().encoder_config().cache_dir == tmp_path
+    assert ImageEncoderConfig(model="clip").cache_dir == tmp_path
+    monkeypatch.delenv("AISLE_CACHE_DIR")
+    assert EncoderConfig().cache_dir == AisleSettings().encoder_config().cache_dir
