@@ -1,6 +1,6 @@
 """Collaborative item vectors inside a model directory: the files ``aisle train`` writes, read back.
 
-A model directory may carry, beside the text encoder, what ``aisle train --learn collaborative``
+A model directory may carry, beside the text encoder, what ``aisle train`` (with histories)
 learnt from the shop's event sequences (``aisle.training.collaborative``)::
 
     collaborative/manifest.json   format, item ids, shapes, sha256 of every array file

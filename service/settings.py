@@ -117,7 +117,7 @@ class ServiceSettings(AisleSettings):
         le=10,
         description=(
             "Weight in recommendations of the served model's collaborative next-item score (models from "
-            "aisle train --learn collaborative; their aisle-serving.json sets it)."
+            "aisle train with histories; their aisle-serving.json sets it)."
         ),
     )
     collaborative_temperature: float = Field(

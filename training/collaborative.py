@@ -1,4 +1,4 @@
-"""``aisle train --learn collaborative``: item vectors learnt from the shop's event sequences, on CPU.
+"""``aisle train`` with histories: collaborative item vectors learnt from the shop's event sequences, on CPU.
 
 The model is the one the service scores with (``aisle.embed.collaborative``): an item's vector is
 ``text vector @ projection + own offset``, a history's query vector is the position-weighted sum of

@@ -24,7 +24,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     from aisle.training.collaborative import CollaborativeOptions
 
     parser = commands.add_parser(
-        "train", help="fine-tune the text encoder, or learn collaborative item vectors, on the shop's data"
+        "train", help="fine-tune the text encoder and learn collaborative item vectors on the shop's data"
     )
     parser.add_argument("--output", type=Path, required=True, help="directory of the trained model")
     parser.add_argument("--base-model", help="model to start from (default: settings model)")

@@ -1,7 +1,7 @@
 """Collaborative scores for recommendations, from the vectors a trained model directory carries.
 
-When the served model directory holds collaborative vectors (``aisle train --learn
-collaborative``; ``aisle.embed.collaborative``), a customer's latest items make a query vector and
+When the served model directory holds collaborative vectors (``aisle train`` with
+histories; ``aisle.embed.collaborative``), a customer's latest items make a query vector and
 every item scores ``query · item + bias``: what customers with that history bought next. The
 recommendation blend adds ``collaborative_weight · exp((score − best score) / T)`` (1 for the best
 item; with ``T = collaborative_temperature`` = 1 the model's probability relative to it), and the
