@@ -225,12 +225,10 @@ def test_by_default_histories_teach_the_encoder_then_collaborative_vectors_over_
     assert main(_train_args(tiny_model, output, *extra, learn="auto")) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 4 and summary["collaborative"]["collaborative"]["epochs"] >= 1
-    # One tune, of the collaborative blend over the fine-tuned encoder, on the customers neither
-    # learner trained on: the encoder's held-out users are the collaborative learner's.
+    # One tune, of the collaborative blend over the fine-tuned encoder.
     serving = summary["serving"]
     assert serving["cases"] == 30 and len(serving["trials"]) == len(COLLABORATIVE_TRIALS)
     assert read_serving_settings(output) == serving["settings"]
-    assert summary["collaborative"]["collaborative"]["split"]["held_out_cases"] == summary["split"]["valid_sequences"]
     # The encoder is the fine-tuned one (its report and weights), not the base model.
     assert json.loads((output / TRAINING_REPORT).read_text())["steps"] == 4
     base = create_encoder(EncoderConfig(model=str(tiny_model), cache_dir=cache))
@@ -244,3 +242,18 @@ def test_learning_both_needs_histories(shared_data, tiny_model: Path, cache: Pat
     argv = ["train", "--learn", "both", "--search-set", "fixture/amazon_google", "--output", str(tmp_path / "m")]
     assert main([*argv, "--base-model", str(tiny_model), "--no-progress"]) == 2
     assert "--learn both needs next-item histories" in capsys.readouterr().err
+
+
+def test_both_learners_hold_out_the_same_customers(shared_data) -> None:
+    """The tune runs on customers neither learner trained on: the collaborative learner must hold
+    out the encoder's users, seed for seed."""
+    from aisle.training.collaborative import CollaborativeOptions, learn_collaborative
+    from aisle.training.train_data import split_for_validation
+
+    data = from_sequence_set(load_sequence_set("fixture/scientific", "train"))
+    text_vectors = np.random.default_rng(0).standard_normal((len(data.item_ids), 16)).astype(np.float32)
+    for seed in (5, 13):
+        options = CollaborativeOptions(dim=8, max_epochs=1, seed=seed, threads=1)
+        learnt = learn_collaborative(data.item_ids, text_vectors, data.sequences, options)
+        held_out = split_for_validation(data, options.validation_fraction, seed).valid_sequences
+        assert held_out and learnt.held_out_cases == held_out
