@@ -53,7 +53,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     data.add_argument("--queries", type=Path, help="queries file: query_id, query")
     data.add_argument("--qrels", type=Path, help="labels file: query_id, product_id, gain")
     knobs = parser.add_argument_group("training")
-    knobs.add_argument("--time-budget", type=float, default=1500.0, help="seconds before saving (default 1500)")
+    knobs.add_argument(
+        "--time-budget", type=float, default=1500.0, help="seconds of learning, both learners together (default 1500)"
+    )
     knobs.add_argument("--max-steps", type=int, help="stop after this many steps")
     knobs.add_argument("--batch-size", type=int, default=128)
     knobs.add_argument("--learning-rate", type=float, default=1e-4)
