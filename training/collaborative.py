@@ -32,6 +32,10 @@ from aisle.training.train_data import NextItemCase, split_for_validation
 log = logging.getLogger(__name__)
 
 
+#: Fewest next-item cases collaborative vectors are learnt from.
+MIN_CASES = 2
+
+
 @dataclass(frozen=True)
 class CollaborativeOptions:
     """How to learn collaborative item vectors.
@@ -133,8 +137,8 @@ def learn_collaborative(
     import torch
 
     options.validate()
-    if len(cases) < 2:
-        raise ValueError("too few next-item cases to learn collaborative vectors from (fewer than two)")
+    if len(cases) < MIN_CASES:
+        raise ValueError(f"too few next-item cases to learn collaborative vectors from (fewer than {MIN_CASES})")
     if text_vectors.shape[0] != len(item_ids):
         raise ValueError(f"{text_vectors.shape[0]} text vectors for {len(item_ids)} items")
     if options.threads:

@@ -125,9 +125,15 @@ def _training_data(args: argparse.Namespace) -> Any:
 
 
 def _learners(choice: str, data: Any) -> tuple[bool, bool]:
-    """(fine-tune the encoder, learn collaborative vectors) for ``--learn choice`` on ``data``."""
+    """(fine-tune the encoder, learn collaborative vectors) for ``--learn choice`` on ``data``.
+
+    ``auto`` adds the vectors only when there are cases enough to learn them from, so that a shop
+    with a handful of histories still gets its fine-tuned encoder rather than an error after it.
+    """
+    from aisle.training.collaborative import MIN_CASES
+
     if choice == "auto":
-        return True, bool(data.sequences)
+        return True, len(data.sequences) >= MIN_CASES
     if choice == "both" and not data.sequences:
         raise ValueError("--learn both needs next-item histories (--sequences, or --catalog with --events)")
     return choice in ("encoder", "both"), choice in ("collaborative", "both")

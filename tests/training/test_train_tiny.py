@@ -257,3 +257,56 @@ def test_both_learners_hold_out_the_same_customers(shared_data) -> None:
         learnt = learn_collaborative(data.item_ids, text_vectors, data.sequences, options)
         held_out = split_for_validation(data, options.validation_fraction, seed).valid_sequences
         assert held_out and learnt.held_out_cases == held_out
+
+
+@pytest.mark.parametrize("users", [1, 12])
+def test_a_shop_with_few_histories_gets_both_learners_without_an_error(
+    tiny_model: Path, cache: Path, tmp_path: Path, capsys, users: int
+) -> None:
+    """``--catalog`` with ``--events`` and the default learner, down to the fewest cases the
+    encoder takes (one customer, two next-item cases): the collaborative step after the encoder's
+    training must not fail for want of held-out customers or cases."""
+    from aisle.embed.collaborative import COLLABORATIVE_DIR
+
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text(
+        "id,title\n" + "".join(f"p{i},{word} product number {i}\n" for i, word in enumerate(["glue", "tape"] * 10)),
+        encoding="utf-8",
+    )
+    events = tmp_path / "events.csv"
+    rows = [
+        f"u{u},p{(u + step) % 20},{1704067200 + 86400 * step},purchase\n" for u in range(users) for step in range(3)
+    ]
+    events.write_text("user_id,item_id,timestamp,type\n" + "".join(rows), encoding="utf-8")
+    output = tmp_path / "shop-model"
+    argv = ["train", "--catalog", str(catalog), "--events", str(events), "--base-model", str(tiny_model)]
+    argv += ["--output", str(output), "--max-steps", "2", "--batch-size", "4", "--trainable-layers", "1"]
+    argv += ["--threads", "1", "--no-progress", "--dim", "4", "--epochs", "1", "--tune-limit", "5"]
+    assert main(argv) == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] >= 1 and summary["collaborative"]["collaborative"]["epochs"] >= 1
+    assert (output / COLLABORATIVE_DIR).is_dir()
+
+
+def test_one_history_and_labelled_queries_teach_the_encoder_alone(
+    tiny_model: Path, cache: Path, tmp_path: Path, capsys
+) -> None:
+    """Too few cases for collaborative vectors (one), enough queries for the encoder: the default
+    learner fine-tunes the encoder instead of failing after it."""
+    from aisle.embed.collaborative import COLLABORATIVE_DIR
+
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text("id,title\n" + "".join(f"p{i},glue product number {i}\n" for i in range(8)), encoding="utf-8")
+    events = tmp_path / "events.csv"
+    events.write_text("user_id,item_id,timestamp,type\nu,p1,1704067200,purchase\nu,p2,1704153600,purchase\n")
+    queries, qrels = tmp_path / "queries.csv", tmp_path / "qrels.csv"
+    queries.write_text("query_id,query\n" + "".join(f"q{i},glue {i}\n" for i in range(8)), encoding="utf-8")
+    qrels.write_text("query_id,product_id,gain\n" + "".join(f"q{i},p{i},1\n" for i in range(8)), encoding="utf-8")
+    output = tmp_path / "shop-model"
+    argv = ["train", "--catalog", str(catalog), "--events", str(events), "--queries", str(queries)]
+    argv += ["--qrels", str(qrels), "--base-model", str(tiny_model), "--output", str(output), "--max-steps", "2"]
+    argv += ["--batch-size", "4", "--trainable-layers", "1", "--threads", "1", "--no-progress", "--tune-limit", "5"]
+    assert main(argv) == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 2 and "collaborative" not in summary
+    assert not (output / COLLABORATIVE_DIR).exists()
