@@ -117,6 +117,9 @@ def main() -> int:
     train = [
         *aisle,
         "train",
+        # The served profile alone measures the encoder: no collaborative vectors beside it.
+        "--learn",
+        "encoder",
         "--sequences",
         "scientific",
         "--output",
