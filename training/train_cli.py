@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -151,16 +152,17 @@ def _train(args: argparse.Namespace) -> int:
     data = _training_data(args)
     fine_tune, collaborative = _learners(args.learn, data)
     if not fine_tune:
-        report = _train_collaborative(args, data, settings, args.base_model or settings.model, args.time_budget)
-        report["seconds"]["total"] = round(time.perf_counter() - started, 2)
-        print(
-            f"trained {args.output} in {report['seconds']['total']:.0f} s: collaborative vectors after "
-            f"{report['collaborative']['epochs']} epochs, serving settings {report['serving']['settings']}.\n"
-            f"Serve it: AISLE_MODEL={args.output} (the index of the base model serves it; no setting to change)",
-            file=sys.stderr,
+        base_model = args.base_model or settings.model
+        report = _train_collaborative(args, data, settings, base_model, args.time_budget, overwrite=args.overwrite)
+        return _finish(
+            report,
+            started,
+            lambda total: (
+                f"trained {args.output} in {total:.0f} s: collaborative vectors after "
+                f"{report['collaborative']['epochs']} epochs, serving settings {report['serving']['settings']}.\n"
+                f"Serve it: AISLE_MODEL={args.output} (the index of the base model serves it; no setting to change)"
+            ),
         )
-        print(json.dumps(report, indent=2, sort_keys=True, default=str))
-        return 0
     encoder_budget = args.time_budget * (1 - COLLABORATIVE_BUDGET_SHARE) if collaborative else args.time_budget
     options = TrainOptions(
         base_model=args.base_model or settings.model,
@@ -215,22 +217,30 @@ def _train(args: argparse.Namespace) -> int:
         tick = time.perf_counter()
         summary["serving"] = tune_encoder_serving(data, result, limit=args.tune_limit)
         summary["seconds"]["tune"] = round(time.perf_counter() - tick, 2)
-    summary["seconds"]["total"] = round(time.perf_counter() - started, 2)
     best = (
         "no validation split"
         if result.best_score is None
         else (f"best validation score {result.best_score:.4f} at step {result.best_step}")
     )
     learnt = "; collaborative vectors over it" if collaborative else ""
-    print(
-        f"trained {args.output} in {summary['seconds']['total']:.0f} s: {result.steps} steps, stopped by "
-        f"{result.stopped_because}, {best}{learnt}; serving settings "
-        f"{summary['serving']['settings'] if summary.get('serving') else 'not tuned'}.\n"
-        f"Rebuild the index with it: aisle build --catalog FILE --model {args.output}"
-        f"  (or AISLE_MODEL={args.output})",
-        file=sys.stderr,
+    return _finish(
+        summary,
+        started,
+        lambda total: (
+            f"trained {args.output} in {total:.0f} s: {result.steps} steps, stopped by "
+            f"{result.stopped_because}, {best}{learnt}; serving settings "
+            f"{summary['serving']['settings'] if summary.get('serving') else 'not tuned'}.\n"
+            f"Rebuild the index with it: aisle build --catalog FILE --model {args.output}"
+            f"  (or AISLE_MODEL={args.output})"
+        ),
     )
-    print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+
+
+def _finish(report: dict[str, Any], started: float, message: Callable[[float], str]) -> int:
+    """Records the total time, says what was trained on stderr and prints ``report`` as JSON."""
+    total = report["seconds"]["total"] = round(time.perf_counter() - started, 2)
+    print(message(total), file=sys.stderr)
+    print(json.dumps(report, indent=2, sort_keys=True, default=str))
     return 0
 
 
@@ -241,7 +251,7 @@ def _train_collaborative(
     base_model: str,
     budget_s: float,
     *,
-    overwrite: bool | None = None,
+    overwrite: bool,
     learned_by: str = "aisle train --learn collaborative",
 ) -> dict[str, Any]:
     """Learns collaborative vectors over ``base_model`` into ``args.output``; returns the report.
@@ -274,6 +284,6 @@ def _train_collaborative(
         settings.encoder_config(),
         options,
         tuning,
-        overwrite=args.overwrite if overwrite is None else overwrite,
+        overwrite=overwrite,
         learned_by=learned_by,
     )
